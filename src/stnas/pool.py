@@ -1,0 +1,156 @@
+"""The parameter-sample pool: snapshots θ_k of the shared weights taken during SGLD.
+
+Layout of a pool directory::
+
+    sample_000.safetensors, sample_001.safetensors, ...   one state dict each
+    index.json   {"format": "stnas-sample-pool", "version": 1,
+                  "entries": [{"file", "step", "lr", "loss", "sha256"}, ...]}
+
+Every file is written atomically, the sample before the index entry that names it, so an
+interrupted ``add`` leaves at most an orphan sample file that the next ``add`` overwrites.
+Loading verifies each sample's SHA-256 and reads it with safetensors (no pickle). Anything
+missing or corrupt raises :class:`CheckpointError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Mapping
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from stnas.errors import CheckpointError
+from stnas.fileio import atomic_write, write_json
+
+FORMAT = "stnas-sample-pool"
+VERSION = 1
+INDEX = "index.json"
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+class SamplePool:
+    """An append-only, on-disk list of parameter samples with their step, lr and loss.
+
+    Args:
+        directory: the pool's folder; created by the first ``add``. An existing pool
+            (``index.json`` present) is reopened.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.dir = Path(directory)
+        self._entries: list[dict] = self._read_index() if (self.dir / INDEX).exists() else []
+
+    def _read_index(self) -> list[dict]:
+        path = self.dir / INDEX
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise CheckpointError(f"sample-pool index {path} is unreadable: {_first_line(e)}") from None
+        if not (isinstance(obj, dict) and obj.get("format") == FORMAT and isinstance(obj.get("entries"), list)):
+            raise CheckpointError(f"{path} is not a sample-pool index (no '{FORMAT}' header)")
+        if obj.get("version") != VERSION:
+            raise CheckpointError(f"sample-pool index {path} has version {obj.get('version')}, "
+                                  f"this stnas reads version {VERSION}")
+        keys = {"file", "step", "lr", "loss", "sha256"}
+        for i, e in enumerate(obj["entries"]):
+            if not (isinstance(e, dict) and keys <= set(e) and isinstance(e["step"], int)
+                    and isinstance(e["file"], str) and "/" not in e["file"] and "\\" not in e["file"]):
+                raise CheckpointError(f"sample-pool index {path}: entry {i} is malformed: {e!r:.120}")
+        return obj["entries"]
+
+    def _write_index(self, entries: list[dict]) -> None:
+        write_json(self.dir / INDEX, {"format": FORMAT, "version": VERSION, "entries": entries})
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def entries(self) -> list[dict]:
+        """Copies of the index entries: {file, step, lr, loss, sha256}, in order of addition."""
+        return [dict(e) for e in self._entries]
+
+    def add(self, state_dict: Mapping[str, torch.Tensor], step: int, lr: float, loss: float) -> int:
+        """Writes one sample and its index entry; returns the sample's position k."""
+        k = len(self._entries)
+        name = f"sample_{k:03d}.safetensors"
+        tensors = {}
+        for key, value in state_dict.items():
+            if not isinstance(value, torch.Tensor):
+                raise TypeError(f"SamplePool.add: {key!r} is a {type(value).__name__}, not a tensor")
+            tensors[key] = value.detach().to("cpu", copy=True).contiguous()
+        meta = {"step": str(int(step)), "lr": repr(float(lr)), "loss": repr(float(loss))}
+        path = atomic_write(self.dir / name, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        entry = {"file": name, "step": int(step), "lr": float(lr), "loss": float(loss),
+                 "sha256": _sha256(path)}
+        self._write_index(self._entries + [entry])
+        return k
+
+    def load(self, k: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The state dict of sample ``k`` (negative k counts from the end)."""
+        if not -len(self._entries) <= k < len(self._entries):
+            raise CheckpointError(f"sample pool {self.dir} has {len(self)} samples, no sample {k}")
+        entry = self._entries[k]
+        path = self.dir / entry["file"]
+        if not path.is_file():
+            raise CheckpointError(f"sample file {path} listed in {self.dir / INDEX} is missing")
+        if _sha256(path) != entry["sha256"]:
+            raise CheckpointError(f"sample file {path} is corrupted or truncated (SHA-256 mismatch "
+                                  f"with {INDEX})")
+        try:
+            return load_file(path, device=str(device))
+        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+            raise CheckpointError(f"sample file {path} cannot be read: {_first_line(e)}") from None
+
+    def average(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """Element-wise mean of all samples: floating tensors averaged (in float64, returned
+        in their dtype); other tensors (e.g. BN ``num_batches_tracked``) from the last sample."""
+        if not self._entries:
+            raise CheckpointError(f"sample pool {self.dir} is empty: nothing to average")
+        sums: dict[str, torch.Tensor] = {}
+        last: dict[str, torch.Tensor] = {}
+        for k in range(len(self._entries)):
+            sample = self.load(k, device)
+            if k and set(sample) != set(last):
+                raise CheckpointError(f"sample {k} of pool {self.dir} has different keys from sample 0")
+            for key, t in sample.items():
+                if k and (t.shape != last[key].shape or t.dtype != last[key].dtype):
+                    raise CheckpointError(f"sample {k} of pool {self.dir}: {key} has shape/dtype "
+                                          f"{tuple(t.shape)}/{t.dtype}, sample 0 has "
+                                          f"{tuple(last[key].shape)}/{last[key].dtype}")
+                if t.is_floating_point():
+                    acc = t.to(torch.float64, copy=True)
+                    sums[key] = acc if k == 0 else sums[key].add_(acc)
+            last = sample
+        n = len(self._entries)
+        return {key: (sums[key].div_(n).to(t.dtype) if key in sums else t) for key, t in last.items()}
+
+    def truncate_after(self, step: int) -> int:
+        """Drops the samples recorded after ``step`` (index first, then files), so that a run
+        resumed from the checkpoint of ``step`` re-adds them; returns how many were dropped."""
+        cut = next((i for i, e in enumerate(self._entries) if e["step"] > step), len(self._entries))
+        keep, dropped = self._entries[:cut], self._entries[cut:]
+        if any(e["step"] <= step for e in dropped):
+            raise CheckpointError(f"sample pool {self.dir}: steps in {INDEX} are not increasing")
+        if not dropped:
+            return 0
+        self._write_index(keep)
+        for e in dropped:
+            (self.dir / e["file"]).unlink(missing_ok=True)
+        return len(dropped)
