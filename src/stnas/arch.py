@@ -201,6 +201,13 @@ def from_json(obj: Any, space: SearchSpace) -> Arch:
     return Arch(space, stem, branches)
 
 
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def save_arch(arch: Arch, path: str | Path) -> Path:
     """Writes the architecture JSON atomically."""
     return write_json(path, arch.to_json())
@@ -217,15 +224,15 @@ def load_arch(source: str | Path, space: SearchSpace | str | None = None) -> Arc
     text = str(source).strip()
     if not text:
         raise ArchError("empty architecture: give a JSON file or a string SPACE:STEM/BRANCHES")
-    path = Path(text) if len(text) < 4096 and "\n" not in text else None
-    obj = None
-    if path is not None and (path.suffix == ".json" or path.is_file()) and not text.startswith("{"):
+    if not text.startswith(("{", "[")) and (text.endswith(".json") or _is_file(text)):
+        path = Path(text)
         if not path.is_file():
             raise ArchError(f"architecture file {text} does not exist")
         try:
             text = path.read_text()
         except (OSError, UnicodeDecodeError) as exc:
             raise ArchError(f"cannot read architecture file {path}: {exc}") from None
+    obj = None
     if text.lstrip().startswith(("{", "[")):
         try:
             obj = json.loads(text)

@@ -201,12 +201,13 @@ class SearchSpace:
         self.fixed_madds, self.fixed_params = madds, params
 
         def table(edges, oplist, off: bool):
-            # column 0 is "off" for branch tables; absent ops get a huge cost
+            # [edge, op (, off), (MAdds, params)]: the last column of a branch table is "off",
+            # so that op index -1 selects it; ops an edge does not allow get a huge cost
             t = np.zeros((len(edges), len(oplist) + off, 2), dtype=np.int64)
-            t[:, off:, :] = np.iinfo(np.int64).max // 1024
+            t[:, :len(oplist), :] = np.iinfo(np.int64).max // 1024
             for e, edge in enumerate(edges):
                 for k in edge.allowed:
-                    t[e, k + off] = op_cost(oplist[k], edge.c_in, edge.c_out, edge.stride, edge.size_in)
+                    t[e, k] = op_cost(oplist[k], edge.c_in, edge.c_out, edge.stride, edge.size_in)
             return t
 
         self.stem_table = table(self.stem_edges, self.ops, False)
@@ -219,29 +220,27 @@ class SearchSpace:
 
     def madds(self, arch: Arch) -> int:
         """Analytic MAdds (conv and linear multiply-accumulates) for one image."""
-        sm, bm = self._stem_m, self._br_m
-        return (self.fixed_madds + sum([sm[e][o] for e, o in enumerate(arch.stem)])
-                + sum([bm[e][o + 1] for e, o in enumerate(arch.branches)]))
+        return (self.fixed_madds + sum(map(list.__getitem__, self._stem_m, arch.stem))
+                + sum(map(list.__getitem__, self._br_m, arch.branches)))
 
     def params(self, arch: Arch) -> int:
         """Analytic parameter count (conv, BN affine, linear)."""
-        sp, bp = self._stem_p, self._br_p
-        return (self.fixed_params + sum([sp[e][o] for e, o in enumerate(arch.stem)])
-                + sum([bp[e][o + 1] for e, o in enumerate(arch.branches)]))
+        return (self.fixed_params + sum(map(list.__getitem__, self._stem_p, arch.stem))
+                + sum(map(list.__getitem__, self._br_p, arch.branches)))
 
     def cost_batch(self, stem: np.ndarray, branches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised (MAdds, params) for N architectures given as int arrays
         ``stem[N, n_edges]`` and ``branches[N, n_branches]`` (-1 = off)."""
         se = np.arange(self.num_edges)
         be = np.arange(len(self.branch_edges))
-        tot = self.stem_table[se, stem].sum(1) + self.branch_table[be, branches + 1].sum(1)
+        tot = self.stem_table[se, stem].sum(1) + self.branch_table[be, branches].sum(1)
         return tot[:, 0] + self.fixed_madds, tot[:, 1] + self.fixed_params
 
     def edge_cost(self, arch: Arch) -> list[tuple[Edge, str, int, int]]:
         """(edge, op name, MAdds, params) for every stem edge and every active branch edge."""
         rows = [(e, self.ops[o].name, self._stem_m[k][o], self._stem_p[k][o])
                 for k, (e, o) in enumerate(zip(self.stem_edges, arch.stem))]
-        rows += [(b, self.branch_ops[o].name, self._br_m[k][o + 1], self._br_p[k][o + 1])
+        rows += [(b, self.branch_ops[o].name, self._br_m[k][o], self._br_p[k][o])
                  for k, (b, o) in enumerate(zip(self.branch_edges, arch.branches)) if o >= 0]
         return rows
 
@@ -249,7 +248,7 @@ class SearchSpace:
         """The smallest and largest MAdds of any architecture."""
         smin = sum(min(self._stem_m[k][o] for o in e.allowed) for k, e in enumerate(self.stem_edges))
         smax = sum(max(self._stem_m[k][o] for o in e.allowed) for k, e in enumerate(self.stem_edges))
-        bmax = sum(max(self._br_m[k][o + 1] for o in b.allowed) for k, b in enumerate(self.branch_edges))
+        bmax = sum(max(self._br_m[k][o] for o in b.allowed) for k, b in enumerate(self.branch_edges))
         return self.fixed_madds + smin, self.fixed_madds + smax + bmax
 
     # ---------------------------------------------------------------- sampling

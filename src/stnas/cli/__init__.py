@@ -1,0 +1,57 @@
+"""The ``stnas`` command line. Each module of this package adds one subcommand group
+through ``register(subparsers)``; ``main`` turns bad input into one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from stnas.errors import StnasError
+
+# subcommand modules, in the order --help lists them (the pipeline's order)
+COMMANDS = ["space", "arch"]
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage dump) and exit code 2."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from stnas import __version__
+
+    parser = ArgumentParser(
+        prog="stnas",
+        description="One-shot topological NAS with a stabilized (SGLD-sampled) share-parameter proxy.",
+    )
+    parser.add_argument("--version", action="version", version=f"stnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+    sub.required = True
+    for name in COMMANDS:
+        importlib.import_module(f"stnas.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except StnasError as exc:
+        print(f"stnas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("stnas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # e.g. `stnas space sample ... | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
