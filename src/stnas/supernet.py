@@ -1,0 +1,232 @@
+"""The weight-sharing supernet (hypernetwork) of a search space.
+
+Every allowed op of every stem edge and every allowed branch op of every branch edge
+owns its own weights (the SPOS scheme: no kernel sharing across kernel sizes or
+expansions). The stem and head are fixed and shared by all architectures. Modules are
+built by the space's builders, so a supernet slot is the very module a standalone
+:class:`stnas.model.Network` holds, and the names map one to one::
+
+    standalone Network          supernet
+    stem.*                      stem.*
+    edges.{k}.*                 edges.{k}.{op}.*          (op: index in space.ops)
+    branches.{i_j}.*            branches.{i_j}.{op}.*     (op: index in space.branch_ops)
+    head.*                      head.*
+
+API in the shape of OFA: ``sample_active`` / ``set_active`` / ``active``, and
+``extract(arch)`` returns a standalone network carrying copies of the inherited weights.
+
+Training semantics: ``forward(x, arch)`` runs only the chosen ops and branch edges, so
+after ``backward`` only their parameters have gradients. With
+``optimizer.zero_grad(set_to_none=True)`` (the default) every unchosen parameter has
+``grad is None``, and SGD, SGLD (and their weight decay and momentum) skip it: the
+weights of unchosen ops are left untouched, as in SPOS. In a distributed run every
+process must pass the same architecture at each step: draw it with
+``sample_active(seed=..., step=...)``, a pure function of (seed, step), and wrap the
+supernet in DDP with ``find_unused_parameters=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from stnas.arch import Arch, load_arch
+from stnas.errors import ArchError, CheckpointError
+from stnas.model import Network, branch_key, build_model, init_weights
+from stnas.space import SearchSpace, load_space
+
+Incoming = Mapping[int, Sequence[tuple[int, nn.Module]]]
+
+
+def forward_nodes(x0: torch.Tensor, edges: Sequence[nn.Module], incoming: Incoming) -> torch.Tensor:
+    """Runs the node graph: ``x_j = edges[j-1](x_{j-1}) + sum_i branch_ij(x_i)``.
+
+    Args:
+        x0: the stem output.
+        edges: one module per stem edge.
+        incoming: for each target node j, the ``(i, module)`` pairs of its branch edges.
+
+    Returns:
+        ``x_n``, the last feature map. Only the maps a later branch still reads are kept.
+    """
+    # x_m is last read by node m + depth, so after node j the map j - depth can go
+    keep = max((j - i for j, srcs in incoming.items() for i, _ in srcs), default=1)
+    feats = {0: x0}
+    del x0  # let x_0 go once no branch needs it
+    for j, edge in enumerate(edges, start=1):
+        y = edge(feats[j - 1])
+        for i, branch in incoming.get(j, ()):
+            y = y + branch(feats[i])
+        feats[j] = y
+        feats.pop(j - keep, None)
+    return feats[len(edges)]
+
+
+class Supernet(nn.Module):
+    """All candidate ops of a search space with their own weights, run one path at a time.
+
+    Attributes:
+        space: the SearchSpace.
+        stem, head: the fixed modules.
+        edges: ``edges[k]`` is an ``nn.ModuleDict`` keyed by ``str(op index)`` over the
+            stem edge's allowed ops.
+        branches: ``branches[branch_key(i, j)]`` is an ``nn.ModuleDict`` keyed by
+            ``str(op index)`` over the branch edge's allowed ops.
+    """
+
+    def __init__(self, space: SearchSpace | str):
+        super().__init__()
+        space = load_space(space)
+        self.space = space
+        self.stem = space.build_stem()
+        self.edges = nn.ModuleList(
+            nn.ModuleDict({str(o): space.build_stem_op(k, o) for o in e.allowed})
+            for k, e in enumerate(space.stem_edges))
+        self.branches = nn.ModuleDict({
+            branch_key(b.src, b.dst): nn.ModuleDict({str(o): space.build_branch_op(k, o) for o in b.allowed})
+            for k, b in enumerate(space.branch_edges)})
+        self.head = space.build_head()
+        init_weights(self)
+        self._active: Arch | None = None
+
+    # ------------------------------------------------------------ architectures
+    def _check(self, arch: Arch | str | None) -> Arch:
+        """``arch`` validated for this space; None means the active architecture."""
+        if arch is None:
+            if self._active is None:
+                raise ArchError("no active architecture: pass one or call set_active / sample_active first")
+            return self._active
+        if isinstance(arch, Arch) and arch.space is self.space:
+            return arch
+        if isinstance(arch, str):
+            return load_arch(arch, self.space)
+        if not isinstance(arch, Arch):
+            raise ArchError(f"expected an Arch or an architecture string, got {type(arch).__name__}")
+        if arch.space.fingerprint != self.space.fingerprint:
+            raise ArchError(f"architecture of space {arch.space.name!r} ({arch.space.fingerprint}) does not "
+                            f"belong to this supernet's space {self.space.name!r} ({self.space.fingerprint})")
+        return arch
+
+    @property
+    def active(self) -> Arch | None:
+        """The architecture ``forward`` runs when none is passed."""
+        return self._active
+
+    def set_active(self, arch: Arch | str) -> None:
+        """Sets the active architecture (an Arch of this space or its string)."""
+        if arch is None:
+            raise ArchError("set_active needs an architecture, got None")
+        self._active = self._check(arch)
+
+    def sample_active(self, rng: np.random.Generator | None = None, *, seed: int | None = None,
+                      step: int | None = None, mode: str = "topology") -> Arch:
+        """Draws an architecture, makes it active and returns it.
+
+        Args:
+            rng: a numpy Generator (``space.sample``); or else
+            seed, step: draw ``space.sample_at(seed, step)``, the same in every process.
+            mode: ``"topology"`` or ``"architecture"`` (see ``SearchSpace.sample``).
+        """
+        if rng is not None:
+            arch = self.space.sample(rng, mode)
+        elif seed is not None and step is not None:
+            arch = self.space.sample_at(seed, step, mode)
+        else:
+            raise ValueError("sample_active needs an rng or both seed and step")
+        self._active = arch
+        return arch
+
+    # ------------------------------------------------------------ compute
+    def forward(self, x: torch.Tensor, arch: Arch | str | None = None) -> torch.Tensor:
+        """Logits of ``arch`` (default: the active one); nothing unchosen is computed."""
+        arch = self._check(arch)
+        edges = [self.edges[k][str(o)] for k, o in enumerate(arch.stem)]
+        incoming: dict[int, list[tuple[int, nn.Module]]] = {}
+        for b, o in zip(self.space.branch_edges, arch.branches):
+            if o >= 0:
+                incoming.setdefault(b.dst, []).append((b.src, self.branches[branch_key(b.src, b.dst)][str(o)]))
+        return self.head(forward_nodes(self.stem(x), edges, incoming))
+
+    # ------------------------------------------------------------ weights
+    def _slots(self, arch: Arch) -> Iterator[tuple[str, str]]:
+        """(standalone module name, supernet module name) for every module of ``arch``."""
+        yield "stem", "stem"
+        for k, o in enumerate(arch.stem):
+            yield f"edges.{k}", f"edges.{k}.{o}"
+        for b, o in zip(self.space.branch_edges, arch.branches):
+            if o >= 0:
+                key = branch_key(b.src, b.dst)
+                yield f"branches.{key}", f"branches.{key}.{o}"
+        yield "head", "head"
+
+    def arch_state_dict(self, arch: Arch | str) -> dict[str, torch.Tensor]:
+        """The state dict (parameters and BN buffers) of ``arch``'s modules, with supernet
+        names. Like ``state_dict()``, the tensors share storage with the supernet."""
+        arch = self._check(arch)
+        out: dict[str, torch.Tensor] = {}
+        for _, name in self._slots(arch):
+            for n, t in self.get_submodule(name).state_dict().items():
+                out[f"{name}.{n}"] = t
+        return out
+
+    def extract(self, arch: Arch | str | None = None) -> Network:
+        """A standalone ``build_model(arch)`` carrying copies of the inherited weights and
+        BN buffers (default arch: the active one). In eval mode its output equals
+        ``self(x, arch)``. It is placed on the supernet's device, in train mode."""
+        arch = self._check(arch)
+        ref = next(self.parameters())
+        net = build_model(arch).to(device=ref.device, dtype=ref.dtype)
+        with torch.no_grad():
+            for sub, name in self._slots(arch):
+                net.get_submodule(sub).load_state_dict(self.get_submodule(name).state_dict())
+        return net
+
+    def load_subnet_state(self, arch: Arch | str, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Writes a standalone network's state dict (``build_model(arch).state_dict()``
+        names) into the supernet slots of ``arch``; the inverse of :meth:`extract`.
+
+        Raises:
+            CheckpointError: when keys are missing or unexpected, or shapes differ.
+        """
+        arch = self._check(arch)
+        slots = list(self._slots(arch))
+        parts: dict[str, dict[str, torch.Tensor]] = {sub: {} for sub, _ in slots}
+        unexpected = []
+        for key, t in state_dict.items():
+            sub = next((s for s, _ in slots if key.startswith(s + ".")), None)
+            if sub is None:
+                unexpected.append(key)
+            else:
+                parts[sub][key[len(sub) + 1:]] = t
+        if unexpected:
+            raise CheckpointError(f"state dict does not fit architecture {arch}: unexpected key(s) "
+                                  f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
+        for sub, name in slots:
+            module = self.get_submodule(name)
+            have, want = set(parts[sub]), set(module.state_dict())
+            if have != want:
+                missing = sorted(f"{sub}.{n}" for n in want - have)
+                extra = sorted(f"{sub}.{n}" for n in have - want)
+                raise CheckpointError(f"state dict does not fit architecture {arch}: missing "
+                                      f"{missing[:5]}, unexpected {extra[:5]}")
+            try:
+                module.load_state_dict(parts[sub])
+            except RuntimeError as exc:
+                first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
+                raise CheckpointError(f"state dict does not fit architecture {arch}: {first}") from None
+
+    # ------------------------------------------------------------ summary
+    def num_params_total(self) -> int:
+        """Parameters of all ops, stem and head (BN buffers not counted)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def __repr__(self) -> str:
+        s = self.space
+        n_stem = sum(len(e.allowed) for e in s.stem_edges)
+        n_br = sum(len(b.allowed) for b in s.branch_edges)
+        return (f"Supernet(space={s.name!r}, stem_edges={s.num_edges} ({n_stem} ops), "
+                f"branch_edges={len(s.branch_edges)} ({n_br} ops), params={self.num_params_total():,}, "
+                f"active={str(self._active) if self._active else None})")
