@@ -3,6 +3,8 @@ the chosen edges, built from the same op library as the supernet."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import torch
 from torch import nn
 
@@ -12,6 +14,33 @@ from stnas.arch import Arch
 def branch_key(src: int, dst: int) -> str:
     """The module name of branch edge x_src -> x_dst (shared with the supernet)."""
     return f"{src}_{dst}"
+
+
+Incoming = Mapping[int, Sequence[tuple[int, nn.Module]]]
+
+
+def forward_nodes(x0: torch.Tensor, edges: Sequence[nn.Module], incoming: Incoming) -> torch.Tensor:
+    """Runs the node graph: ``x_j = edges[j-1](x_{j-1}) + sum_i branch_ij(x_i)``.
+
+    Args:
+        x0: the stem output.
+        edges: one module per stem edge.
+        incoming: for each target node j, the ``(i, module)`` pairs of its branch edges.
+
+    Returns:
+        ``x_n``, the last feature map. Only the maps a later branch still reads are kept.
+    """
+    # x_m is last read by node m + depth, so after node j the map j - depth can go
+    keep = max((j - i for j, srcs in incoming.items() for i, _ in srcs), default=1)
+    feats = {0: x0}
+    del x0  # let x_0 go once no branch needs it
+    for j, edge in enumerate(edges, start=1):
+        y = edge(feats[j - 1])
+        for i, branch in incoming.get(j, ()):
+            y = y + branch(feats[i])
+        feats[j] = y
+        feats.pop(j - keep, None)
+    return feats[len(edges)]
 
 
 class Network(nn.Module):
@@ -30,23 +59,14 @@ class Network(nn.Module):
         self.edges = nn.ModuleList(edges)
         self.branches = nn.ModuleDict(branches)
         self.head = head
-        incoming: dict[int, list[tuple[int, str]]] = {}
-        for key in branches:
+        incoming: dict[int, list[tuple[int, nn.Module]]] = {}
+        for key, module in self.branches.items():
             i, j = map(int, key.split("_"))
-            incoming.setdefault(j, []).append((i, key))
-        self._incoming = incoming
-        # how far back a feature map is still needed
-        self._keep = 1 + max((j - i for j, srcs in incoming.items() for i, _ in srcs), default=1)
+            incoming.setdefault(j, []).append((i, module))
+        self._incoming = {j: sorted(srcs, key=lambda t: t[0]) for j, srcs in incoming.items()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = {0: self.stem(x)}
-        for j, edge in enumerate(self.edges, start=1):
-            y = edge(feats[j - 1])
-            for i, key in self._incoming.get(j, ()):
-                y = y + self.branches[key](feats[i])
-            feats[j] = y
-            feats.pop(j - self._keep, None)
-        return self.head(feats[len(self.edges)])
+        return self.head(forward_nodes(self.stem(x), self.edges, self._incoming))
 
 
 def build_model(arch: Arch) -> Network:

@@ -21,8 +21,8 @@ after ``backward`` only their parameters have gradients. With
 ``grad is None``, and SGD, SGLD (and their weight decay and momentum) skip it: the
 weights of unchosen ops are left untouched, as in SPOS. In a distributed run every
 process must pass the same architecture at each step: draw it with
-``sample_active(seed=..., step=...)``, a pure function of (seed, step), and wrap the
-supernet in DDP with ``find_unused_parameters=True``.
+``sample_active(seed=..., step=...)``, a pure function of (seed, step), so that the
+same subset of parameters gets gradients on every rank (stnas.dist averages them).
 """
 
 from __future__ import annotations
@@ -35,35 +35,8 @@ from torch import nn
 
 from stnas.arch import Arch, load_arch
 from stnas.errors import ArchError, CheckpointError
-from stnas.model import Network, branch_key, build_model, init_weights
+from stnas.model import Network, branch_key, build_model, forward_nodes, init_weights
 from stnas.space import SearchSpace, load_space
-
-Incoming = Mapping[int, Sequence[tuple[int, nn.Module]]]
-
-
-def forward_nodes(x0: torch.Tensor, edges: Sequence[nn.Module], incoming: Incoming) -> torch.Tensor:
-    """Runs the node graph: ``x_j = edges[j-1](x_{j-1}) + sum_i branch_ij(x_i)``.
-
-    Args:
-        x0: the stem output.
-        edges: one module per stem edge.
-        incoming: for each target node j, the ``(i, module)`` pairs of its branch edges.
-
-    Returns:
-        ``x_n``, the last feature map. Only the maps a later branch still reads are kept.
-    """
-    # x_m is last read by node m + depth, so after node j the map j - depth can go
-    keep = max((j - i for j, srcs in incoming.items() for i, _ in srcs), default=1)
-    feats = {0: x0}
-    del x0  # let x_0 go once no branch needs it
-    for j, edge in enumerate(edges, start=1):
-        y = edge(feats[j - 1])
-        for i, branch in incoming.get(j, ()):
-            y = y + branch(feats[i])
-        feats[j] = y
-        feats.pop(j - keep, None)
-    return feats[len(edges)]
-
 
 class Supernet(nn.Module):
     """All candidate ops of a search space with their own weights, run one path at a time.

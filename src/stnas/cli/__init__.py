@@ -11,7 +11,7 @@ import sys
 from stnas.errors import StnasError
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
-COMMANDS = ["space", "arch"]
+COMMANDS = ["space", "arch", "supernet"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -38,7 +38,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    # key=value overrides may come anywhere after the subcommand (argparse takes positionals
+    # only in one run)
+    if extra and hasattr(args, "overrides") and all("=" in e and not e.startswith("-") for e in extra):
+        args.overrides = list(args.overrides or []) + extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         rc = args.func(args)
     except StnasError as exc:

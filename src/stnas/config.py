@@ -1,0 +1,218 @@
+"""Run configuration: one source of truth for every default.
+
+Resolution order (later wins): ``DEFAULTS`` below -> the preset's sections (everything in
+its YAML except ``space``) -> the user's ``--config FILE.yaml`` -> explicit CLI flags ->
+``key=value`` overrides (dotted keys, YAML values: ``supernet.lr=0.05``,
+``data.limit=null``). Unknown keys and values of the wrong type are errors that name the
+key. The resolved config is written to the run directory as ``config.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stnas.errors import ConfigError
+from stnas.fileio import write_text
+
+DEFAULTS: dict[str, Any] = {
+    "preset": "fashion-mnist",  # the search space: a preset name or a YAML file
+    "seed": 0,
+    "device": "auto",  # auto | cpu | cuda | cuda:N
+    "data": {
+        "dataset": "fashion-mnist",
+        "root": None,  # looked in first; then $STNAS_DATA, system copies
+        "image_size": None,  # default: the space's input size
+        "val_fraction": None,  # search-val share of train (default per dataset)
+        "limit": None,  # supernet training on a stratified subset of search-train
+        "val_limit": None,  # proxy scoring on a stratified subset of search-val
+        "workers": 0,
+    },
+    "supernet": {
+        "epochs": 10,
+        "batch_size": 128,
+        "optimizer": "sgd",  # sgd | sgld: the optimizer of the sampling phase (before it: SGD)
+        "lr": 0.1,
+        "min_lr": 0.005,  # the cosine schedule ends here; the sampling phase keeps pool.lr
+        "schedule": "cosine",  # cosine | step | constant
+        "step_epochs": 3,  # step schedule: lr x 0.1 every step_epochs epochs
+        "warmup_epochs": 0.5,
+        "momentum": 0.9,
+        "nesterov": True,
+        "weight_decay": 4.0e-5,  # not applied to BN parameters and biases
+        "label_smoothing": 0.1,
+        "grad_clip": 5.0,  # max global grad norm; null: off
+        "sampling": "topology",  # topology | architecture (see SearchSpace.sample)
+        "amp": "auto",  # auto (bf16 on CUDA) | bf16 | off
+        "channels_last": "auto",  # auto (on) | on | off
+        "checkpoint_every": 200,  # steps; also at every epoch end and at the end
+        "keep_epoch_weights": True,  # epochs/epoch_NNN.safetensors, for `stnas stability`
+        "log_every": 10,
+        "progress": True,
+    },
+    "sgld": {
+        "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
+        "noise_scale": None,  # replaces 2T/N when set
+        "momentum": 0.9,  # SGHMC form when > 0
+    },
+    "pool": {
+        "samples": 8,  # K parameter samples
+        "epochs": 2,  # the last E epochs of supernet training are the sampling phase
+        "extra_steps": 0,  # > 0: instead, a dedicated phase of T steps after training
+        "lr": None,  # phase learning rate; default supernet.min_lr
+    },
+}
+
+
+def _merge(base: dict, new: dict, where: str = "") -> dict:
+    """Recursive merge of ``new`` into a copy of ``base``, checking keys and types."""
+    out = copy.deepcopy(base)
+    for key, value in new.items():
+        path = f"{where}{key}"
+        if key not in base:
+            close = difflib.get_close_matches(str(key), [str(k) for k in base], n=1)
+            hint = f"; did you mean {where}{close[0]}?" if close else f"; known: {', '.join(map(str, base))}"
+            raise ConfigError(f"unknown config key {path!r}{hint}")
+        default = base[key]
+        if isinstance(default, dict):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key {path!r} must be a mapping, got {value!r}")
+            out[key] = _merge(default, value, path + ".")
+        else:
+            out[key] = _check_type(path, default, value)
+    return out
+
+
+def _check_type(path: str, default: Any, value: Any) -> Any:
+    if value is None or default is None:
+        return value
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {path!r} must be true or false, got {value!r}")
+    elif isinstance(default, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {path!r} must be a number, got {value!r}")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            if not value.is_integer():
+                raise ConfigError(f"config key {path!r} must be an integer, got {value!r}")
+            value = int(value)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise ConfigError(f"config key {path!r} must be a string, got {value!r}")
+    return value
+
+
+def parse_override(text: str) -> dict:
+    """``a.b=value`` -> ``{"a": {"b": value}}`` with a YAML-parsed value."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. supernet.lr=0.05)")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return _nest(key, value)
+
+
+def read_yaml(path: str | Path) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {p} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping at the top level")
+    return data
+
+
+def resolve(preset: str | None = None, config_file: str | Path | None = None, flags: dict | None = None,
+            overrides: list[str] | None = None) -> dict:
+    """The resolved config (see the module docstring).
+
+    Args:
+        preset: the preset (name or YAML) whose sections supply defaults; default
+            ``DEFAULTS["preset"]`` or the preset the config file names.
+        config_file: a user YAML with any subset of the sections.
+        flags: dotted keys from explicit CLI flags, e.g. ``{"supernet.epochs": 3}``;
+            None values are ignored (flag not given).
+        overrides: ``key=value`` strings.
+    """
+    from stnas.space import load_preset
+
+    user = read_yaml(config_file) if config_file else {}
+    layers = [user]
+    layers += [_nest(key, value) for key, value in (flags or {}).items() if value is not None]
+    layers += [parse_override(o) for o in overrides or []]
+    chosen = preset
+    for layer in layers:
+        chosen = layer.get("preset", chosen)
+    chosen = chosen or DEFAULTS["preset"]
+    try:
+        preset_cfg = {k: v for k, v in load_preset(chosen).items() if k != "space"}
+    except Exception as exc:  # SpaceError: not a preset nor a readable YAML
+        raise ConfigError(str(exc)) from None
+    cfg = _merge(DEFAULTS, preset_cfg)
+    for layer in layers:
+        cfg = _merge(cfg, layer)
+    cfg["preset"] = str(chosen)
+    validate(cfg)
+    return cfg
+
+
+def _nest(key: str, value: Any) -> dict:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+_CHOICES = {
+    ("supernet", "optimizer"): ("sgd", "sgld"),
+    ("supernet", "schedule"): ("cosine", "step", "constant"),
+    ("supernet", "sampling"): ("topology", "architecture"),
+    ("supernet", "amp"): ("auto", "bf16", "off"),
+    ("supernet", "channels_last"): ("auto", "on", "off"),
+}
+
+
+def validate(cfg: dict) -> None:
+    """Value checks that types alone do not catch."""
+    for (sec, key), choices in _CHOICES.items():
+        if cfg[sec][key] not in choices:
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}")
+    sn = cfg["supernet"]
+    for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+        if sn[key] < 1:
+            raise ConfigError(f"supernet.{key} must be >= 1, got {sn[key]}")
+    if sn["lr"] <= 0:
+        raise ConfigError(f"supernet.lr must be > 0, got {sn['lr']}")
+    pool = cfg["pool"]
+    if pool["samples"] < 1:
+        raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
+    if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
+        raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
+    if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+
+
+def save_config(cfg: dict, run_dir: str | Path) -> Path:
+    """Writes the resolved config to RUN_DIR/config.yaml (atomically)."""
+    return write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+
+
+def load_run_config(run_dir: str | Path) -> dict:
+    """The resolved config a run directory was made with."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not an stnas run directory (no config.yaml)")
+    return _merge(DEFAULTS, read_yaml(path))

@@ -1,0 +1,145 @@
+"""Supernet training: CLI run, exact SIGKILL-resume, corrupted checkpoints, torchrun."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from stnas.cli import main
+from stnas.config import DEFAULTS, resolve
+from stnas.errors import ConfigError
+from stnas.train import lr_at
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", STNAS_THREADS="1")
+TRAIN = [sys.executable, "-m", "stnas.cli", "supernet", "train", "--preset", "digits", "--data", "digits",
+         "supernet.progress=false"]
+
+
+def _same_files(a: Path, b: Path):
+    ta, tb = load_file(a), load_file(b)
+    assert ta.keys() == tb.keys()
+    for k in ta:
+        assert torch.equal(ta[k], tb[k]), k
+
+
+def test_cli_train_writes_run_dir(tmp_path):
+    out = tmp_path / "run"
+    p = subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=3", "pool.epochs=1", "pool.samples=2"],
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert (out / "config.yaml").is_file() and (out / "supernet.safetensors").is_file()
+    assert list((out / "checkpoints").glob("step_*.pt"))
+    assert json.loads((out / "pool" / "index.json").read_text())
+    assert len(list((out / "pool").glob("sample_*.safetensors"))) == 2
+    assert list((out / "tb").glob("events.out.tfevents.*"))
+    recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert recs and recs[-1]["step"] == json.loads((out / "supernet.json").read_text())["steps"]
+    # an existing run is never overwritten
+    p = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert p.returncode == 2 and "already holds" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
+    args = ["supernet.epochs=4", "supernet.checkpoint_every=7", "pool.epochs=2", "pool.samples=3",
+            "--optimizer", "sgld"]
+    ref, cut = tmp_path / "ref", tmp_path / "cut"
+    subprocess.run(TRAIN + ["--out", str(ref)] + args, check=True, capture_output=True, env=ENV, timeout=300)
+    proc = subprocess.Popen(TRAIN + ["--out", str(cut)] + args, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list((cut / "checkpoints").glob("step_*.pt")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (cut / "supernet.safetensors").exists(), "the run finished before it could be killed"
+    subprocess.run(TRAIN[:5] + ["--out", str(cut), "--resume"], check=True, capture_output=True, env=ENV,
+                   timeout=300)
+    _same_files(ref / "supernet.safetensors", cut / "supernet.safetensors")
+    for f in sorted((ref / "pool").glob("sample_*.safetensors")):
+        _same_files(f, cut / "pool" / f.name)
+    assert [r["step"] for r in map(json.loads, (cut / "metrics.jsonl").read_text().splitlines())] == \
+        [r["step"] for r in map(json.loads, (ref / "metrics.jsonl").read_text().splitlines())]
+
+
+def test_corrupted_checkpoint_clear_error_previous_kept(tmp_path):
+    out = tmp_path / "run"
+    subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=2", "supernet.checkpoint_every=5",
+                            "pool.epochs=1"], check=True, capture_output=True, env=ENV, timeout=300)
+    ckpts = sorted((out / "checkpoints").glob("step_*.pt"))
+    assert len(ckpts) == 2
+    data = ckpts[-1].read_bytes()
+    ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated
+    p = subprocess.run(TRAIN[:5] + ["--out", str(out), "--resume"], capture_output=True, text=True, env=ENV,
+                       timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert ckpts[-1].name in p.stderr and ckpts[0].name in p.stderr
+    assert ckpts[0].exists() and ckpts[-1].exists()
+    # the previous good one resumes
+    p = subprocess.run(TRAIN[:5] + ["--out", str(out), "--resume", str(ckpts[0])], capture_output=True,
+                       text=True, env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks(tmp_path):
+    worker = str(Path(__file__).with_name("dist_worker.py"))
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    # (a) real training (BN in train mode, SGLD phase): both ranks end identical
+    subprocess.run(torchrun + [worker, str(tmp_path / "a"), "--batch", "16"], check=True, env=ENV, timeout=600,
+                   capture_output=True)
+    _same_files(tmp_path / "a" / "rank0.safetensors", tmp_path / "a" / "rank1.safetensors")
+    # (b) BN frozen, plain SGD: two ranks x 16 == one process x 32
+    subprocess.run(torchrun + [worker, str(tmp_path / "b"), "--batch", "16", "--frozen-bn"], check=True,
+                   env=ENV, timeout=600, capture_output=True)
+    single_env = {k: v for k, v in ENV.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    subprocess.run([sys.executable, worker, str(tmp_path / "c"), "--batch", "32", "--frozen-bn"], check=True,
+                   env=single_env, timeout=600, capture_output=True)
+    two, one = load_file(tmp_path / "b" / "rank0.safetensors"), load_file(tmp_path / "c" / "rank0.safetensors")
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=0)
+    other = load_file(tmp_path / "b" / "rank1.safetensors")
+    assert all(torch.equal(other[k], two[k]) for k in two)
+
+
+def test_config_resolution_and_errors(tmp_path):
+    cfg = resolve("digits", overrides=["supernet.lr=0.05", "pool.samples=3"])
+    assert cfg["supernet"]["lr"] == 0.05 and cfg["pool"]["samples"] == 3
+    assert cfg["supernet"]["epochs"] != DEFAULTS["supernet"]["epochs"]  # the preset's recipe applies
+    user = tmp_path / "c.yaml"
+    user.write_text("supernet:\n  epochs: 2\n")
+    assert resolve("digits", user, {"supernet.epochs": 5})["supernet"]["epochs"] == 5
+    for bad, msg in [(["supernet.lrr=1"], "did you mean supernet.lr"), (["supernet.lr=fast"], "number"),
+                     (["supernet.optimizer=adam"], "sgd, sgld"), (["nokey"], "key=value"),
+                     (["pool.epochs=99"], "pool.epochs")]:
+        with pytest.raises(ConfigError, match=msg):
+            resolve("digits", overrides=bad)
+    user.write_text("supernet: [1, 2")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve("digits", user)
+
+
+def test_lr_schedule_shape():
+    r = dict(DEFAULTS["supernet"], lr=0.1, min_lr=0.001, warmup_epochs=1, schedule="cosine")
+    lrs = [lr_at(s, r, 10, 100) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.01) and lrs[9] == pytest.approx(0.1)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.001, abs=1e-4)
+
+
+def test_cli_bad_inputs(capsys, tmp_path):
+    for argv in (["supernet", "train", "--preset", "digits", "--out", str(tmp_path / "x"), "supernet.epochs=0"],
+                 ["supernet", "train", "--preset", "digits", "--data", "cifar10", "--out", str(tmp_path / "y")],
+                 ["supernet", "train", "--out", str(tmp_path / "none"), "--resume"],
+                 ["supernet", "train", "--preset", "nope"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1, err
