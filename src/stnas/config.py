@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,28 @@ import yaml
 
 from stnas.errors import ConfigError
 from stnas.fileio import write_text
+
+# A training recipe: the keys shared by supernet training and retraining.
+RECIPE: dict[str, Any] = {
+    "epochs": 10,
+    "batch_size": 128,
+    "lr": 0.1,
+    "min_lr": 0.005,  # the cosine schedule ends here (supernet: the sampling phase keeps pool.lr)
+    "schedule": "cosine",  # cosine | step | constant
+    "step_epochs": 3,  # step schedule: lr x 0.1 every step_epochs epochs
+    "warmup_epochs": 0.5,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 4.0e-5,  # not applied to BN parameters and biases
+    "label_smoothing": 0.1,
+    "grad_clip": 5.0,  # max global grad norm; null: off
+    "amp": "auto",  # auto (bf16 on CUDA) | bf16 | off
+    "channels_last": "auto",  # auto (on) | on | off
+    "checkpoint_every": 200,  # steps; also at every epoch end and at the end
+    "keep_epoch_weights": False,  # epochs/epoch_NNN.safetensors
+    "log_every": 10,
+    "progress": True,
+}
 
 DEFAULTS: dict[str, Any] = {
     "preset": "fashion-mnist",  # the search space: a preset name or a YAML file
@@ -32,28 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "val_limit": None,  # proxy scoring on a stratified subset of search-val
         "workers": 0,
     },
-    "supernet": {
-        "epochs": 10,
-        "batch_size": 128,
-        "optimizer": "sgd",  # sgd | sgld: the optimizer of the sampling phase (before it: SGD)
-        "lr": 0.1,
-        "min_lr": 0.005,  # the cosine schedule ends here; the sampling phase keeps pool.lr
-        "schedule": "cosine",  # cosine | step | constant
-        "step_epochs": 3,  # step schedule: lr x 0.1 every step_epochs epochs
-        "warmup_epochs": 0.5,
-        "momentum": 0.9,
-        "nesterov": True,
-        "weight_decay": 4.0e-5,  # not applied to BN parameters and biases
-        "label_smoothing": 0.1,
-        "grad_clip": 5.0,  # max global grad norm; null: off
-        "sampling": "topology",  # topology | architecture (see SearchSpace.sample)
-        "amp": "auto",  # auto (bf16 on CUDA) | bf16 | off
-        "channels_last": "auto",  # auto (on) | on | off
-        "checkpoint_every": 200,  # steps; also at every epoch end and at the end
-        "keep_epoch_weights": True,  # epochs/epoch_NNN.safetensors, for `stnas stability`
-        "log_every": 10,
-        "progress": True,
-    },
+    "supernet": dict(RECIPE, optimizer="sgd", sampling="topology", keep_epoch_weights=True),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
         "noise_scale": None,  # replaces 2T/N when set
@@ -65,6 +67,26 @@ DEFAULTS: dict[str, Any] = {
         "extra_steps": 0,  # > 0: instead, a dedicated phase of T steps after training
         "lr": None,  # phase learning rate; default supernet.min_lr
     },
+    "proxy": {
+        "mode": "stabilized",  # single | stabilized | averaged
+        "recal_batches": 4,  # BN recalibration: batches of search-train per evaluation
+        "batch_size": 256,
+        "samples": None,  # use the first K pool samples (null: all)
+    },
+    "search": {
+        "algorithm": "evolution",  # evolution | random
+        "budgets": ["4M"],  # MAdds budgets, one best architecture each
+        "min_madds": None,
+        "max_params": None,
+        "population": 50,
+        "parents": 10,  # top-k of each generation breed the next
+        "mutation_prob": 0.1,
+        "crossover": 0.5,  # share of children made by crossover (the rest by mutation)
+        "generations": 20,
+        "random_samples": 500,  # random search: how many architectures
+        "top": 3,  # architecture files saved per budget
+    },
+    "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
 }
 
 
@@ -182,6 +204,11 @@ _CHOICES = {
     ("supernet", "sampling"): ("topology", "architecture"),
     ("supernet", "amp"): ("auto", "bf16", "off"),
     ("supernet", "channels_last"): ("auto", "on", "off"),
+    ("retrain", "schedule"): ("cosine", "step", "constant"),
+    ("retrain", "amp"): ("auto", "bf16", "off"),
+    ("retrain", "channels_last"): ("auto", "on", "off"),
+    ("proxy", "mode"): ("single", "stabilized", "averaged"),
+    ("search", "algorithm"): ("evolution", "random"),
 }
 
 
@@ -191,11 +218,27 @@ def validate(cfg: dict) -> None:
         if cfg[sec][key] not in choices:
             raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}")
     sn = cfg["supernet"]
-    for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
-        if sn[key] < 1:
-            raise ConfigError(f"supernet.{key} must be >= 1, got {sn[key]}")
-    if sn["lr"] <= 0:
-        raise ConfigError(f"supernet.lr must be > 0, got {sn['lr']}")
+    for sec in ("supernet", "retrain"):
+        for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+            if cfg[sec][key] < 1:
+                raise ConfigError(f"{sec}.{key} must be >= 1, got {cfg[sec][key]}")
+        if cfg[sec]["lr"] <= 0:
+            raise ConfigError(f"{sec}.lr must be > 0, got {cfg[sec]['lr']}")
+    se = cfg["search"]
+    for key in ("population", "parents", "generations", "random_samples", "top"):
+        if se[key] < 1:
+            raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
+    if se["parents"] > se["population"]:
+        raise ConfigError(f"search.parents ({se['parents']}) cannot exceed search.population ({se['population']})")
+    if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
+        raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
+    budgets = se["budgets"] if isinstance(se["budgets"], list) else [se["budgets"]]
+    se["budgets"] = [parse_count(b, "search.budgets") for b in budgets]
+    for key in ("min_madds", "max_params"):
+        if se[key] is not None:
+            se[key] = parse_count(se[key], f"search.{key}")
+    if cfg["proxy"]["recal_batches"] < 0:
+        raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
@@ -203,6 +246,19 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
     if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+
+
+_SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "m": 10**6, "M": 10**6, "g": 10**9, "G": 10**9}
+
+
+def parse_count(value: Any, what: str = "count") -> int:
+    """300M, 3.5M, 800k, 1200000 (or an int) -> int."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(value))
+    if not m or float(m.group(1)) <= 0:
+        raise ConfigError(f"{what}: {value!r} is not a positive count (examples: 300M, 3.5M, 800k, 1200000)")
+    return int(round(float(m.group(1)) * _SUFFIX[m.group(2)]))
 
 
 def save_config(cfg: dict, run_dir: str | Path) -> Path:

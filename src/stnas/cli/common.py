@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import argparse
-import re
 
-_SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "m": 10**6, "M": 10**6, "g": 10**9, "G": 10**9}
-
+from stnas.config import parse_count
+from stnas.errors import ConfigError
 
 def count(text: str) -> int:
-    """Parses counts such as 300M, 3.5M, 800k, 1200000."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(text))
-    if not m:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a count (examples: 300M, 3.5M, 800k, 1200000)")
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2)]))
+    """argparse type for counts such as 300M, 3.5M, 800k, 1200000."""
+    try:
+        return parse_count(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
 def count_list(text: str) -> list[int]:
-    """Comma-separated counts: 3M,6M."""
+    """argparse type for comma-separated counts: 3M,6M."""
     return [count(t) for t in str(text).split(",") if t.strip()] or [count(text)]
 
 
