@@ -1,0 +1,109 @@
+"""``stnas search``: constrained evolutionary or random search on a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from stnas.cli.common import count, count_list, table
+
+# what a search may change in a trained run's config (the rest, the seed included, fixes the
+# trained supernet and the data split)
+_ADJUSTABLE = ("search", "proxy", "device", "data.root", "data.workers", "data.val_limit")
+
+
+def register(sub) -> None:
+    p = sub.add_parser("search", help="search architectures under MAdds/params budgets with the proxy",
+                       description="Evolutionary (SPOS-style: population, top-k parents, crossover, mutation) or "
+                                   "random search on a trained run, scoring candidates with the share-parameter "
+                                   "proxy. Candidates outside the constraints are never scored; several budgets "
+                                   "share one search. Scores are cached in the run, so an interrupted search "
+                                   "rerun with the same settings replays without rescoring.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `stnas supernet train`")
+    p.add_argument("--budget", type=count_list, metavar="B[,B...]",
+                   help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
+    p.add_argument("--algorithm", choices=["evolution", "random"], help="config: search.algorithm")
+    p.add_argument("--mode", choices=["single", "stabilized", "averaged"], help="proxy mode (config: proxy.mode)")
+    p.add_argument("--generations", type=int, help="config: search.generations")
+    p.add_argument("--population", type=int, help="config: search.population")
+    p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
+    p.add_argument("--out", help="output folder (default RUN_DIR/search)")
+    p.add_argument("--seed", type=int, help="seed of the search alone (default: the run's seed; "
+                   "the data split keeps the run's seed)")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with search and proxy settings")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
+    p.add_argument("--data-root", help="where to look for the dataset first (config: data.root)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides with dotted keys, e.g. search.parents=5 proxy.recal_batches=8")
+    p.set_defaults(func=cmd_search)
+
+
+def search_config(args) -> dict:
+    """The run's config with the search's flags, --config file and overrides applied."""
+    from stnas.config import _merge, _nest, load_run_config, parse_override, read_yaml, validate
+    from stnas.errors import ConfigError
+
+    cfg = load_run_config(args.run_dir)
+    flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
+             "search.generations": args.generations, "search.population": args.population,
+             "search.max_params": args.max_params, "device": args.device,
+             "data.root": args.data_root}
+    layers = [read_yaml(args.config)] if args.config else []
+    layers += [_nest(k, v) for k, v in flags.items() if v is not None]
+    layers += [parse_override(o) for o in args.overrides or []]
+    for layer in layers:
+        for key in _dotted(layer):
+            if not any(key == a or key.startswith(a + ".") for a in _ADJUSTABLE):
+                raise ConfigError(f"{key} cannot change after supernet training; a search may set "
+                                  f"{', '.join(_ADJUSTABLE)}")
+        cfg = _merge(cfg, layer)
+    validate(cfg)
+    return cfg
+
+
+def _dotted(d: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        keys += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+    return keys
+
+
+def cmd_search(args) -> int:
+    from stnas import dist
+    from stnas.cost import fmt_count
+    from stnas.search import budget_label, check_constraints, search
+    from stnas.space import load_space
+
+    cfg = search_config(args)
+    run = Path(args.run_dir)
+    se = cfg["search"]
+    space_file = run / "space.yaml"
+    space = load_space(space_file if space_file.is_file() else cfg["preset"])
+    check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
+    out = Path(args.out) if args.out else run / "search"
+    from stnas.proxy import Proxy
+
+    ctx = dist.setup(cfg["device"])
+    try:
+        proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
+        seed = cfg["seed"] if args.seed is None else args.seed
+        res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
+                     progress=ctx.is_main and cfg["supernet"].get("progress", True),
+                     info={"run_dir": str(run), "proxy_mode": proxy.mode})
+    finally:
+        dist.teardown()
+    if not ctx.is_main:
+        return 0
+    rows = []
+    for b, recs in res.best.items():
+        if recs:
+            r = recs[0]
+            rows.append([budget_label(b), str(r.arch), fmt_count(r.madds), fmt_count(r.params),
+                         f"{r.score:.4f} ± {r.std:.4f}"])
+        else:
+            rows.append([budget_label(b), "(none found)", "", "", ""])
+    print(f"{se['algorithm']} search, proxy mode {proxy.mode}: {len(res.history)} architectures scored "
+          f"in {res.generations} generations")
+    print(table(rows, ["budget", "best architecture", "MAdds", "params", "score ± std"]))
+    print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "
+          f"(architecture files in {out / 'best'})\nsummary {res.files['summary']}")
+    return 0

@@ -1,0 +1,276 @@
+"""Pipeline step 4: constrained evolutionary and random search with a proxy scorer.
+
+Constraints: MAdds <= budget (and >= ``min_madds``), params <= ``max_params``. A candidate
+outside them is never handed to the scorer.
+
+Several budgets share one search (one supernet, many deployment targets) and one history;
+every candidate is tagged with a *target budget* in turn (candidate i of a generation
+targets ``budgets[i % len(budgets)]``) and must fit it, so the population is split evenly
+across the budgets and none starves. Evolution (in the spirit of SPOS; the split across
+budgets is our design):
+
+* generation 0: P distinct architectures drawn uniformly within their target budget;
+* every generation is scored in one scorer call;
+* parents for a target budget: the top-k of the whole history among the architectures
+  within that budget (elitist, so a good early find is never lost);
+* P children: the first ``round(P * crossover)`` by uniform crossover of two random parents,
+  the rest by mutating a random parent (each edge redrawn with ``mutation_prob``); a child
+  outside its budget or already seen is redrawn (bounded tries), then replaced by a fresh
+  constrained sample.
+
+Random search draws ``random_samples`` distinct constrained architectures (spread over the
+budgets the same way) and scores them in chunks of P, one "generation" per chunk.
+
+Everything is a function of the seed and the scores, so a rerun after a kill replays the
+same candidates and a caching scorer (``stnas.proxy.Proxy``) makes the replay free.
+
+Output directory::
+
+    search.jsonl        one line per scored architecture (rewritten every generation)
+    pareto.json         the non-dominated set of (MAdds, score) over the history
+    best.json           per budget, the top N: {budget, rank, arch, madds, params, score, std, file}
+    best/budget_<B>/top<r>.json   their architecture files
+    search.json         summary
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+from tqdm import tqdm
+
+from stnas.arch import Arch, save_arch
+from stnas.config import parse_count
+from stnas.errors import ConfigError, SpaceError
+from stnas.fileio import write_json, write_text
+from stnas.space import SearchSpace
+
+CHILD_TRIES = 50  # redraws of a child that is out of budget or already seen
+FRESH_TRIES = 200  # fresh constrained samples that may all be already seen (tiny spaces)
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scored architecture of the history."""
+
+    arch: Arch
+    madds: int
+    params: int
+    score: float
+    std: float
+    generation: int
+    loss: float | None = None
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["arch"] = str(self.arch)
+        return d
+
+
+@dataclass
+class SearchResult:
+    """History (in scoring order), Pareto front (by MAdds) and the top records per budget."""
+
+    history: list[Record]
+    pareto: list[Record]
+    best: dict[int, list[Record]]
+    generations: int
+    out_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def budget_label(n: int) -> str:
+    """A short exact label of a count: 200000 -> 200k, 3500000 -> 3.5M, 1234567 -> 1234567."""
+    for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        whole, rest = divmod(n, div)
+        if whole and (rest * 100) % div == 0:
+            frac = f"{rest * 100 // div:02d}".rstrip("0")
+            return f"{whole}{'.' + frac if frac else ''}{unit}"
+    return str(n)
+
+
+def pareto_front(records: Sequence) -> list:
+    """The records not dominated in (MAdds lower is better, score higher is better), by MAdds.
+
+    ``a`` dominates ``b`` when ``a.madds <= b.madds`` and ``a.score >= b.score`` with one
+    inequality strict; records with identical (MAdds, score) are all kept.
+    """
+    front, best_before = [], -np.inf
+    order = sorted(records, key=lambda r: (r.madds, -r.score))
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and order[j].madds == order[i].madds:
+            j += 1
+        top = order[i].score  # the group's best (sorted by score descending within a group)
+        if top > best_before:
+            front += [r for r in order[i:j] if r.score == top]
+            best_before = top
+        i = j
+    return front
+
+
+def _rank_key(r: Record):
+    return (-r.score, r.madds, str(r.arch))
+
+
+def check_constraints(space: SearchSpace, budgets: Sequence[int], min_madds=None, max_params=None) -> None:
+    """Raises SpaceError (one line) when a budget or constraint cannot be met by any architecture."""
+    lo, hi = space.madds_range()
+    for b in budgets:
+        if b < lo:
+            raise SpaceError(f"budget {budget_label(b)} ({b:,} MAdds) is below the smallest architecture of "
+                             f"space {space.name!r} ({lo:,} MAdds); raise the budget")
+        if min_madds is not None and b < min_madds:
+            raise SpaceError(f"budget {budget_label(b)} is below search.min_madds ({min_madds:,}); "
+                             "lower min_madds or raise the budget")
+    if min_madds is not None and min_madds > hi:
+        raise SpaceError(f"search.min_madds {min_madds:,} exceeds the largest architecture of space "
+                         f"{space.name!r} ({hi:,} MAdds)")
+    if max_params is not None:
+        smallest = space.fixed_params + sum(int(min(space.stem_table[k, o, 1] for o in e.allowed))
+                                            for k, e in enumerate(space.stem_edges))
+        if max_params < smallest:
+            raise SpaceError(f"search.max_params {max_params:,} is below the smallest architecture of space "
+                             f"{space.name!r} ({smallest:,} params)")
+
+
+class _Sampler:
+    """Draws distinct, constrained candidates; ``seen`` holds every architecture drawn so far."""
+
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, min_madds, max_params):
+        self.space, self.rng, self.min_madds, self.max_params = space, rng, min_madds, max_params
+        self.seen: set[Arch] = set()
+
+    def fits(self, a: Arch, budget: int) -> bool:
+        return a not in self.seen and self.space.satisfies(a, budget, self.min_madds, self.max_params)
+
+    def take(self, a: Arch) -> Arch:
+        self.seen.add(a)
+        return a
+
+    def fresh(self, budget: int) -> Arch | None:
+        for _ in range(FRESH_TRIES):
+            a = self.space.sample_constrained(self.rng, budget, self.min_madds, self.max_params)
+            if a not in self.seen:
+                return self.take(a)
+        return None
+
+    def child(self, parents: list[Arch], budget: int, cross: bool, mutation_prob: float) -> Arch | None:
+        sp, rng = self.space, self.rng
+        if parents:
+            for _ in range(CHILD_TRIES):
+                if cross and len(parents) >= 2:
+                    i, j = rng.choice(len(parents), 2, replace=False)
+                    c = sp.crossover(parents[i], parents[j], rng)
+                else:
+                    c = sp.mutate(parents[rng.integers(len(parents))], rng, mutation_prob)
+                if self.fits(c, budget):
+                    return self.take(c)
+        return self.fresh(budget)
+
+
+def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search: dict,
+           out_dir: str | Path | None, *, seed: int = 0, progress: bool = True,
+           info: dict | None = None) -> SearchResult:
+    """Runs the search described by ``cfg_search`` (the config's ``search`` section).
+
+    Args:
+        space: the search space.
+        scorer: ``list[Arch] -> list[Score]`` in the same order (``Proxy.score``); a Score
+            has ``score`` and ``std`` (and optionally ``arch``, ``loss``).
+        cfg_search: algorithm, budgets, min_madds, max_params, population, parents,
+            mutation_prob, crossover, generations, random_samples, top.
+        out_dir: where the outputs go (module docstring); None: write nothing (non-main ranks).
+        seed: the search's random seed.
+        progress: show a tqdm bar that advances per generation.
+        info: extra fields for search.json (e.g. the proxy mode).
+    """
+    c = cfg_search
+    if c["algorithm"] not in ("evolution", "random"):
+        raise ConfigError(f"search.algorithm must be evolution or random, got {c['algorithm']!r}")
+    raw = c["budgets"] if isinstance(c["budgets"], (list, tuple)) else [c["budgets"]]
+    budgets = sorted({parse_count(b, "search.budgets") for b in raw})
+    if not budgets:
+        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M")
+    min_madds = parse_count(c["min_madds"], "search.min_madds") if c.get("min_madds") is not None else None
+    max_params = parse_count(c["max_params"], "search.max_params") if c.get("max_params") is not None else None
+    check_constraints(space, budgets, min_madds, max_params)
+    P, k = int(c["population"]), int(c["parents"])
+    evolution = c["algorithm"] == "evolution"
+    n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
+    sampler = _Sampler(space, np.random.default_rng(seed), min_madds, max_params)
+    out = Path(out_dir) if out_dir is not None else None
+    history: list[Record] = []
+    t0 = time.time()
+    bar = tqdm(total=n_gen, desc=f"{c['algorithm']} search", unit="gen", disable=not progress, dynamic_ncols=True)
+    for gen in range(n_gen):
+        if not evolution:
+            n = min(P, int(c["random_samples"]) - gen * P)
+            batch = [sampler.fresh(budgets[i % len(budgets)]) for i in range(n)]
+        elif gen == 0:
+            batch = [sampler.fresh(budgets[i % len(budgets)]) for i in range(P)]
+        else:
+            parents = {b: [r.arch for r in sorted((r for r in history if r.madds <= b), key=_rank_key)[:k]]
+                       for b in budgets}
+            n_cross = round(P * c["crossover"])
+            batch = [sampler.child(parents[budgets[i % len(budgets)]], budgets[i % len(budgets)], i < n_cross,
+                                   c["mutation_prob"]) for i in range(P)]
+        batch = [a for a in batch if a is not None]
+        if not batch:  # a tiny space is exhausted
+            break
+        scores = scorer(batch)
+        if len(scores) != len(batch):
+            raise RuntimeError(f"scorer returned {len(scores)} scores for {len(batch)} architectures")
+        for a, s in zip(batch, scores):
+            if getattr(s, "arch", None) is not None and str(s.arch) != str(a):
+                raise RuntimeError(f"scorer returned a score for {s.arch} in place of {a}")
+            history.append(Record(a, space.madds(a), space.params(a), float(s.score), float(s.std), gen,
+                                  None if getattr(s, "loss", None) is None else float(s.loss)))
+        result = _result(history, budgets, int(c["top"]), gen + 1, out)
+        if out is not None:
+            _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=False)
+        bar.set_postfix_str(" ".join(f"{budget_label(b)}:{v[0].score:.4g}" for b, v in result.best.items() if v))
+        bar.update(1)
+    bar.close()
+    result = _result(history, budgets, int(c["top"]), len({r.generation for r in history}), out)
+    if out is not None:
+        _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=True)
+    return result
+
+
+def _result(history: list[Record], budgets: list[int], top: int, generations: int, out: Path | None) -> SearchResult:
+    best = {b: sorted((r for r in history if r.madds <= b), key=_rank_key)[:top] for b in budgets}
+    return SearchResult(list(history), pareto_front(history), best, generations, out)
+
+
+def _write(result: SearchResult, c: dict, budgets, min_madds, max_params, seed, space: SearchSpace,
+           wall_s: float, info: dict | None, done: bool) -> None:
+    out = result.out_dir
+    files = {"history": out / "search.jsonl", "pareto": out / "pareto.json", "best": out / "best.json",
+             "summary": out / "search.json"}
+    write_text(files["history"], "".join(json.dumps(r.to_json()) + "\n" for r in result.history))
+    write_json(files["pareto"], [r.to_json() for r in result.pareto])
+    rows = []
+    for b, recs in result.best.items():
+        folder = out / "best" / f"budget_{budget_label(b)}"
+        for rank, r in enumerate(recs, 1):
+            path = save_arch(r.arch, folder / f"top{rank}.json")
+            rows.append({"budget": b, "rank": rank, **r.to_json(), "file": str(path.relative_to(out))})
+        for stale in folder.glob("top*.json") if folder.is_dir() else []:
+            if stale.stem[3:].isdigit() and int(stale.stem[3:]) > len(recs):
+                stale.unlink()
+    write_json(files["best"], rows)
+    result.files = {k: str(v) for k, v in files.items()}
+    write_json(files["summary"], {
+        "done": done, "algorithm": c["algorithm"], "seed": seed, "space": space.name,
+        "space_fingerprint": space.fingerprint, "budgets": budgets, "min_madds": min_madds,
+        "max_params": max_params, "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params")},
+        "generations": result.generations, "evaluations": len(result.history), "wall_s": round(wall_s, 3),
+        "best": {budget_label(b): (recs[0].to_json() if recs else None) for b, recs in result.best.items()},
+        "pareto_size": len(result.pareto), **(info or {})})

@@ -1,0 +1,353 @@
+"""Constrained evolutionary and random search, mostly with synthetic scorers of known optimum."""
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stnas.arch import load_arch
+from stnas.config import DEFAULTS, parse_count
+from stnas.errors import SpaceError
+from stnas.search import budget_label, pareto_front, search
+from stnas.space import SearchSpace, load_space
+
+SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures
+
+
+@dataclass
+class Score:
+    arch: str
+    score: float
+    std: float
+    loss: float = 0.0
+    per_sample: list = field(default_factory=list)
+
+
+class LinearScorer:
+    """score = a hidden linear function of the edge choices; checks constraints, logs calls."""
+
+    def __init__(self, space, seed=0, max_madds=None, min_madds=None, max_params=None, per_madd=0.0):
+        r = np.random.default_rng(1000 + seed)
+        self.space, self.per_madd = space, per_madd
+        self.ws = r.normal(size=(space.num_edges, len(space.ops)))
+        self.wb = r.normal(size=(len(space.branch_edges), len(space.branch_ops) + 1))  # last column: off
+        self.limits = (max_madds, min_madds, max_params)
+        self.calls: list[list[str]] = []
+
+    def value(self, a) -> float:
+        return float(sum(self.ws[k, o] for k, o in enumerate(a.stem)) + sum(self.wb[k, o] for k, o in enumerate(a.branches))
+                     + self.per_madd * self.space.madds(a))
+
+    def optimum(self):
+        """The per-edge argmax over allowed choices (the objective is separable)."""
+        stem = [max(e.allowed, key=lambda o: self.ws[k, o]) for k, e in enumerate(self.space.stem_edges)]
+        br = [max([-1, *b.allowed], key=lambda o: self.wb[k, o]) for k, b in enumerate(self.space.branch_edges)]
+        return stem, br
+
+    def __call__(self, archs):
+        for a in archs:
+            assert self.space.satisfies(a, *self.limits), f"scored an architecture outside the constraints: {a}"
+        self.calls.append([str(a) for a in archs])
+        return [Score(str(a), self.value(a), 0.01, 1.0 - self.value(a) / 100) for a in archs]
+
+    @property
+    def scored(self):
+        return [s for c in self.calls for s in c]
+
+
+def cfg(**kw):
+    c = dict(DEFAULTS["search"], budgets=[200_000], population=16, parents=4, generations=6, random_samples=96, top=3)
+    c.update(kw)
+    return c
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+
+
+def test_evolution_finds_the_known_optimum():
+    big = SPACE.madds_range()[1]
+    for seed in range(3):
+        scorer = LinearScorer(SPACE, seed)
+        res = search(SPACE, scorer, cfg(budgets=[big], generations=40), None, seed=seed, progress=False)
+        stem, br = scorer.optimum()
+        best = res.best[big][0]
+        assert (list(best.arch.stem), list(best.arch.branches)) == (stem, br)
+        assert len(res.history) == 16 * 40  # 640 of 34M architectures
+
+
+def test_evolution_beats_random_with_the_same_evaluations():
+    evo, rnd = [], []
+    for seed in range(8):
+        scorer = LinearScorer(SPACE, seed, max_madds=200_000)
+        e = search(SPACE, scorer, cfg(generations=10), None, seed=seed, progress=False)
+        r = search(SPACE, scorer, cfg(algorithm="random", random_samples=160), None, seed=seed, progress=False)
+        assert len(e.history) == len(r.history) == 160
+        evo.append(e.best[200_000][0].score)
+        rnd.append(r.best[200_000][0].score)
+    assert np.mean(evo) > np.mean(rnd) + 1.0
+    assert sum(a > b for a, b in zip(evo, rnd)) >= 7
+
+
+@pytest.mark.parametrize("algorithm", ["evolution", "random"])
+def test_only_constrained_archs_are_scored_and_none_twice(algorithm):
+    lo, hi = 150_000, 300_000
+    params = sorted(SPACE.params(SPACE.sample(np.random.default_rng(i))) for i in range(200))
+    max_params = params[100]  # the median: the limit binds
+    scorer = LinearScorer(SPACE, 1, max_madds=hi, min_madds=lo, max_params=max_params)
+    res = search(SPACE, scorer, cfg(algorithm=algorithm, budgets=["220k", "300k"], min_madds="150k",
+                                    max_params=max_params), None, seed=3, progress=False)
+    scored = scorer.scored
+    assert len(scored) == len(set(scored)) == len(res.history) == 96
+    assert all(lo <= r.madds <= hi and r.params <= max_params for r in res.history)
+
+
+def test_multi_budget_best_and_exploration(tmp_path):
+    budgets = [120_000, 200_000, 300_000]
+    scorer = LinearScorer(SPACE, 2, max_madds=300_000, per_madd=2e-5)  # bigger tends to score better
+    res = search(SPACE, scorer, cfg(budgets=["300k", "120k", "200k"], population=15, generations=5), tmp_path,
+                 seed=0, progress=False)
+    lines = read_jsonl(tmp_path / "search.jsonl")
+    assert sorted(res.best) == budgets
+    for b in budgets:
+        under = [x for x in lines if x["madds"] <= b]
+        assert res.best[b][0].madds <= b
+        assert res.best[b][0].score == max(x["score"] for x in under)
+        assert [r.score for r in res.best[b]] == sorted((x["score"] for x in under), reverse=True)[:3]
+    for g in range(5):  # every generation keeps exploring the smallest budget
+        assert sum(x["madds"] <= 120_000 for x in lines if x["generation"] == g) >= 5
+    # larger budgets find larger, better architectures
+    assert res.best[120_000][0].score < res.best[200_000][0].score < res.best[300_000][0].score
+    assert res.best[300_000][0].madds > 200_000
+
+
+def test_deterministic_given_seed():
+    runs = [search(SPACE, LinearScorer(SPACE), cfg(), None, seed=s, progress=False) for s in (5, 5, 6)]
+    hist = [[(str(r.arch), r.generation, r.score) for r in res.history] for res in runs]
+    assert hist[0] == hist[1]
+    assert hist[0] != hist[2]
+
+
+def test_outputs_round_trip(tmp_path):
+    scorer = LinearScorer(SPACE, 4)
+    res = search(SPACE, scorer, cfg(budgets=[150_000, 250_000], top=2), tmp_path, seed=1, progress=False)
+    lines = read_jsonl(tmp_path / "search.jsonl")
+    assert [x["arch"] for x in lines] == scorer.scored
+    for x in lines:
+        a = load_arch(x["arch"], SPACE)
+        assert (x["madds"], x["params"], x["score"]) == (SPACE.madds(a), SPACE.params(a), scorer.value(a))
+        assert x["std"] == 0.01 and 0 <= x["generation"] < 6
+    best = json.loads((tmp_path / "best.json").read_text())
+    assert [(e["budget"], e["rank"]) for e in best] == [(150_000, 1), (150_000, 2), (250_000, 1), (250_000, 2)]
+    for e in best:
+        rec = res.best[e["budget"]][e["rank"] - 1]
+        path = tmp_path / "best" / f"budget_{budget_label(e['budget'])}" / f"top{e['rank']}.json"
+        assert e["file"] == str(path.relative_to(tmp_path))
+        assert load_arch(path, SPACE) == rec.arch and e["arch"] == str(rec.arch)
+        assert (e["madds"], e["score"]) == (rec.madds, rec.score)
+    assert (tmp_path / "best" / "budget_150k" / "top1.json").is_file()
+    summary = json.loads((tmp_path / "search.json").read_text())
+    assert summary["done"] and summary["evaluations"] == 96 and summary["budgets"] == [150_000, 250_000]
+    assert summary["best"]["250k"]["arch"] == str(res.best[250_000][0].arch)
+    # Pareto front against a brute-force check on the written history
+    pts = [(x["madds"], x["score"]) for x in lines]
+    brute = {(m, s) for m, s in pts
+             if not any(m2 <= m and s2 >= s and (m2, s2) != (m, s) for m2, s2 in pts)}
+    front = json.loads((tmp_path / "pareto.json").read_text())
+    assert {(x["madds"], x["score"]) for x in front} == brute
+    assert [x["madds"] for x in front] == sorted(x["madds"] for x in front)
+
+
+Pt = type("Pt", (), {})
+
+
+def _pt(m, s):
+    p = Pt()
+    p.madds, p.score = m, s
+    return p
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 8), st.integers(0, 8)), max_size=30))
+def test_pareto_front_matches_definition(pairs):
+    pts = [_pt(m, s) for m, s in pairs]
+    front = pareto_front(pts)
+    expected = [p for p in pts if not any(q.madds <= p.madds and q.score >= p.score
+                                          and (q.madds < p.madds or q.score > p.score) for q in pts)]
+    assert sorted(map(id, front)) == sorted(map(id, expected))
+
+
+@given(st.one_of(st.integers(1, 10**12), st.integers(1, 10**4).map(lambda n: n * 10**5)))
+def test_budget_label_is_exact(n):
+    label = budget_label(n)
+    assert parse_count(label) == n and len(label) <= 13
+
+
+def test_budget_label_examples():
+    assert [budget_label(n) for n in (200_000, 3_500_000, 6_000_000, 1_234_567, 999)] == \
+        ["200k", "3.5M", "6M", "1234567", "999"]
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(budgets=[50_000]), ["50k", "81,376"]),
+    (dict(budgets=[200_000], min_madds=250_000), ["below search.min_madds", "250,000"]),
+    (dict(min_madds=10**7, budgets=[10**8]), ["exceeds the largest", "452,800"]),
+    (dict(max_params=100), ["max_params", "smallest"]),
+])
+def test_infeasible_constraints_one_line_error(kw, words):
+    scorer = LinearScorer(SPACE)
+    with pytest.raises(SpaceError) as e:
+        search(SPACE, scorer, cfg(**kw), None, progress=False)
+    msg = str(e.value)
+    assert "\n" not in msg and all(w in msg for w in words), msg
+    assert scorer.calls == []
+
+
+class CachingScorer:
+    """A score cache on disk in front of a scorer (what Proxy does per arch and weight source)."""
+
+    def __init__(self, inner, path):
+        self.inner, self.path = inner, Path(path)
+        self.cache = json.loads(self.path.read_text()) if self.path.exists() else {}
+
+    def __call__(self, archs):
+        missing = [a for a in archs if str(a) not in self.cache]
+        if missing:
+            for s in self.inner(missing):
+                self.cache[s.arch] = [s.score, s.std, s.loss]
+                self.path.write_text(json.dumps(self.cache))
+        return [Score(str(a), *self.cache[str(a)]) for a in archs]
+
+
+class Killed(Exception):
+    pass
+
+
+class DiesAfter:
+    def __init__(self, inner, n):
+        self.inner, self.n = inner, n
+
+    def __call__(self, archs):
+        if self.n == 0:
+            raise Killed
+        self.n -= 1
+        return self.inner(archs)
+
+
+def test_killed_search_resumes_without_rescoring(tmp_path):
+    c = cfg(budgets=[150_000, 250_000], generations=6)
+    ref = search(SPACE, LinearScorer(SPACE, 7), c, tmp_path / "ref", seed=2, progress=False)
+
+    inner = LinearScorer(SPACE, 7)
+    cache = tmp_path / "cache.json"
+    with pytest.raises(Killed):
+        search(SPACE, CachingScorer(DiesAfter(inner, 3), cache), c, tmp_path / "out", seed=2, progress=False)
+    partial = read_jsonl(tmp_path / "out" / "search.jsonl")
+    assert {x["generation"] for x in partial} == {0, 1, 2}
+    assert not json.loads((tmp_path / "out" / "search.json").read_text())["done"]
+
+    res = search(SPACE, CachingScorer(inner, cache), c, tmp_path / "out", seed=2, progress=False)
+    assert [(str(r.arch), r.generation, r.score) for r in res.history] == \
+        [(str(r.arch), r.generation, r.score) for r in ref.history]
+    assert len(inner.scored) == len(set(inner.scored)) == len(res.history) == 96
+    assert (tmp_path / "out" / "search.jsonl").read_text() == (tmp_path / "ref" / "search.jsonl").read_text()
+    assert (tmp_path / "out" / "best.json").read_text() == (tmp_path / "ref" / "best.json").read_text()
+
+
+def test_random_search_spreads_over_budgets():
+    scorer = LinearScorer(SPACE, max_madds=300_000)
+    res = search(SPACE, scorer, cfg(algorithm="random", budgets=[120_000, 300_000], population=10,
+                                    random_samples=37), None, seed=0, progress=False)
+    assert [len(c) for c in scorer.calls] == [10, 10, 10, 7]
+    assert res.generations == 4 and len(set(scorer.scored)) == 37
+    assert sum(r.madds <= 120_000 for r in res.history) >= 19  # every other draw targets 120k
+
+
+def test_tiny_space_is_exhausted_gracefully(tiny_config):
+    space = SearchSpace(tiny_config)
+    total = space.num_architectures()
+    scorer = LinearScorer(space)
+    big = space.madds_range()[1]
+    res = search(space, scorer, cfg(budgets=[big], population=30, parents=5, generations=10), None, progress=False)
+    assert len(scorer.scored) == len(set(scorer.scored)) == len(res.history) <= total
+    stem, br = scorer.optimum()
+    assert (list(res.best[big][0].arch.stem), list(res.best[big][0].arch.branches)) == (stem, br)
+
+
+# ------------------------------------------------------------------------- CLI
+def run_cli(capsys, *argv):
+    from stnas.cli import main
+
+    rc = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+@pytest.fixture
+def fake_run(tmp_path):
+    """A run directory with a config but no weights: enough for every check made before scoring."""
+    from stnas.config import resolve, save_config
+
+    save_config(resolve("digits"), tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--budget", "50k"], ["50k", "81,376"]),
+    (["supernet.lr=0.5"], ["supernet.lr", "cannot change"]),
+    (["seed=3"], ["seed", "cannot change"]),
+    (["search.parents=99"], ["search.parents", "population"]),
+    (["search.budget=3M"], ["search.budget", "did you mean search.budgets"]),
+])
+def test_cli_bad_input_is_one_line_exit_2(capsys, fake_run, argv, words):
+    rc, out, err = run_cli(capsys, "search", fake_run, *argv)
+    assert rc == 2 and out == "" and len(err.strip().splitlines()) == 1, err
+    assert all(w in err for w in words), err
+
+
+def test_cli_not_a_run_dir(capsys, tmp_path):
+    rc, _, err = run_cli(capsys, "search", tmp_path / "nope")
+    assert rc == 2 and "not an stnas run directory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    pytest.importorskip("stnas.proxy")
+    from stnas.cli import main
+
+    run = tmp_path_factory.mktemp("search") / "run"
+    rc = main(["supernet", "train", "--preset", "digits", "--data", "digits", "--out", str(run),
+               "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false"])
+    assert rc == 0
+    return run
+
+
+def test_cli_search_on_a_trained_run(capsys, digits_run):
+    argv = ["search", digits_run, "--budget", "200k,300k", "--generations", "2", "--population", "6",
+            "search.parents=2"]
+    rc, out, err = run_cli(capsys, *argv)
+    assert rc == 0, err
+    folder = digits_run / "search"
+    lines = read_jsonl(folder / "search.jsonl")
+    assert len(lines) == len({x["arch"] for x in lines}) == 12
+    assert all(x["madds"] <= 300_000 and 0 <= x["score"] <= 1 for x in lines)
+    for b, label in ((200_000, "200k"), (300_000, "300k")):
+        under = [x for x in lines if x["madds"] <= b]
+        top1 = load_arch(folder / "best" / f"budget_{label}" / "top1.json", SPACE)
+        assert SPACE.madds(top1) <= b
+        assert str(top1) in out and label in out
+        assert [x["score"] for x in lines if x["arch"] == str(top1)] == [max(x["score"] for x in under)]
+    summary = json.loads((folder / "search.json").read_text())
+    assert summary["done"] and summary["proxy_mode"] == "stabilized" and summary["evaluations"] == 12
+    cache = (digits_run / "proxy_cache.jsonl").read_text()
+    assert len(cache.splitlines()) >= 12
+    # a second run replays the same candidates from the cache: nothing is evaluated again
+    before = (folder / "search.jsonl").read_text()
+    rc, out2, err = run_cli(capsys, *argv)
+    assert rc == 0, err
+    assert (digits_run / "proxy_cache.jsonl").read_text() == cache
+    assert (folder / "search.jsonl").read_text() == before
