@@ -172,10 +172,7 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
     """
     from stnas.space import load_preset
 
-    user = read_yaml(config_file) if config_file else {}
-    layers = [user]
-    layers += [_nest(key, value) for key, value in (flags or {}).items() if value is not None]
-    layers += [parse_override(o) for o in overrides or []]
+    layers = user_layers(config_file, flags, overrides)
     chosen = preset
     for layer in layers:
         chosen = layer.get("preset", chosen)
@@ -184,12 +181,39 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
         preset_cfg = {k: v for k, v in load_preset(chosen).items() if k != "space"}
     except Exception as exc:  # SpaceError: not a preset nor a readable YAML
         raise ConfigError(str(exc)) from None
-    cfg = _merge(DEFAULTS, preset_cfg)
-    for layer in layers:
-        cfg = _merge(cfg, layer)
+    cfg = apply_layers(_merge(DEFAULTS, preset_cfg), layers)
     cfg["preset"] = str(chosen)
+    return cfg
+
+
+def user_layers(config_file: str | Path | None = None, flags: dict | None = None,
+                overrides: list[str] | None = None) -> list[dict]:
+    """What the user said, as nested dicts in increasing priority: the --config file,
+    explicit flags (dotted keys; None = not given), key=value overrides."""
+    layers = [read_yaml(config_file)] if config_file else []
+    layers += [_nest(key, value) for key, value in (flags or {}).items() if value is not None]
+    return layers + [parse_override(o) for o in overrides or []]
+
+
+def apply_layers(cfg: dict, layers: list[dict], allowed: tuple[str, ...] | None = None,
+                 context: str = "here") -> dict:
+    """Merges ``layers`` into ``cfg`` and validates. ``allowed``: dotted key prefixes that
+    may change (e.g. for a search on an existing run); anything else is an error."""
+    for layer in layers:
+        if allowed is not None:
+            for key in _dotted(layer):
+                if not any(key == a or key.startswith(a + ".") for a in allowed):
+                    raise ConfigError(f"{key} cannot change {context}; allowed: {', '.join(allowed)}")
+        cfg = _merge(cfg, layer)
     validate(cfg)
     return cfg
+
+
+def _dotted(d: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k, v in d.items():
+        keys += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
+    return keys
 
 
 def _nest(key: str, value: Any) -> dict:

@@ -39,32 +39,14 @@ def register(sub) -> None:
 
 def search_config(args) -> dict:
     """The run's config with the search's flags, --config file and overrides applied."""
-    from stnas.config import _merge, _nest, load_run_config, parse_override, read_yaml, validate
-    from stnas.errors import ConfigError
+    from stnas.config import apply_layers, load_run_config, user_layers
 
-    cfg = load_run_config(args.run_dir)
     flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
              "search.generations": args.generations, "search.population": args.population,
              "search.max_params": args.max_params, "device": args.device,
              "data.root": args.data_root}
-    layers = [read_yaml(args.config)] if args.config else []
-    layers += [_nest(k, v) for k, v in flags.items() if v is not None]
-    layers += [parse_override(o) for o in args.overrides or []]
-    for layer in layers:
-        for key in _dotted(layer):
-            if not any(key == a or key.startswith(a + ".") for a in _ADJUSTABLE):
-                raise ConfigError(f"{key} cannot change after supernet training; a search may set "
-                                  f"{', '.join(_ADJUSTABLE)}")
-        cfg = _merge(cfg, layer)
-    validate(cfg)
-    return cfg
-
-
-def _dotted(d: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for k, v in d.items():
-        keys += _dotted(v, f"{prefix}{k}.") if isinstance(v, dict) and v else [f"{prefix}{k}"]
-    return keys
+    return apply_layers(load_run_config(args.run_dir), user_layers(args.config, flags, args.overrides),
+                        allowed=_ADJUSTABLE, context="after supernet training")
 
 
 def cmd_search(args) -> int:
