@@ -1,0 +1,35 @@
+"""``stnas export``: an architecture of a supernet run as a standalone model (safetensors, ONNX)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="export an architecture with inherited weights (safetensors + ONNX)",
+                       description="Write the standalone model of an architecture, with the weights it inherits "
+                                   "from a supernet run (or from a pool sample or a retrained run), as "
+                                   "model.safetensors, arch.json, space.yaml and model.onnx (opset 17, dynamic "
+                                   "batch). BN statistics are the supernet's, not recalibrated.")
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a supernet run directory (stnas supernet train --out)")
+    p.add_argument("--arch", required=True, metavar="FILE|STRING",
+                   help="architecture JSON file or string SPACE:STEM/BRANCHES of the run's space")
+    p.add_argument("--weights", default="supernet", metavar="supernet|PATH",
+                   help="supernet (default: RUN_DIR/supernet.safetensors), a supernet-shaped safetensors file "
+                        "(e.g. RUN_DIR/pool/sample_000.safetensors), or a retrain run / model directory")
+    p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/export/<architecture>)")
+    p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
+    p.set_defaults(func=cmd_export)
+
+
+def cmd_export(args) -> int:
+    from stnas.export import arch_for_run, arch_slug, export_from_run
+
+    run_dir = Path(args.run_dir)
+    arch = arch_for_run(run_dir, args.arch)
+    out = Path(args.out) if args.out else run_dir / "export" / arch_slug(arch)
+    paths = export_from_run(run_dir, arch, out, args.weights, onnx=not args.no_onnx)
+    print(f"exported {arch} (MAdds {arch.madds:,}, params {arch.params:,}) -> {out}")
+    for kind, path in paths.items():
+        print(f"  {kind:8s}{path}")
+    return 0

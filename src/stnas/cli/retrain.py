@@ -1,0 +1,65 @@
+"""``stnas retrain``: train an architecture from scratch, test it, write its model card."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from stnas.cli.supernet import add_config_args, flags_of
+
+
+def register(sub) -> None:
+    p = sub.add_parser("retrain", help="train an architecture from scratch and report test accuracy",
+                       description="Train build_model(ARCH) from scratch with the preset's retrain recipe on the "
+                                   "whole train split (retrain.limit: a stratified subset), evaluate on the test "
+                                   "split, and write the model (safetensors + ONNX) and model_card.json. "
+                                   "Checkpoints, --resume and torchrun work as for the supernet.")
+    p.add_argument("--arch", metavar="FILE|STRING",
+                   help="architecture JSON file or string SPACE:STEM/BRANCHES (not needed with --resume)")
+    p.add_argument("--preset", help="the architecture's space: preset name or YAML file "
+                                    "(default: the space the architecture names)")
+    p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet (config: data.dataset)")
+    p.add_argument("--epochs", type=int, help="training epochs (config: retrain.epochs)")
+    p.add_argument("--batch-size", type=int, help="per-process batch size (config: retrain.batch_size)")
+    p.add_argument("--out", help="run directory (default runs/retrain-<space>-<time>)")
+    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                   help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
+    add_config_args(p)
+    p.set_defaults(func=cmd_retrain)
+
+
+def cmd_retrain(args) -> int:
+    from stnas import dist
+    from stnas.arch import load_arch
+    from stnas.config import load_run_config, resolve
+    from stnas.errors import ConfigError
+    from stnas.retrain import retrain, run_arch
+
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        if args.overrides or args.config:
+            raise ConfigError("a resumed run keeps its saved config; drop --config and overrides")
+        cfg = load_run_config(args.out)
+        arch = run_arch(args.out)
+        if args.arch and load_arch(args.arch, arch.space) != arch:
+            raise ConfigError(f"{args.out} retrains {arch}, not {args.arch}; drop --arch to resume it")
+    else:
+        if not args.arch:
+            raise ConfigError("give the architecture to train: --arch FILE|STRING")
+        arch = load_arch(args.arch, args.preset)
+        flags = {k: v for k, v in flags_of(args).items() if not k.startswith("supernet.")}
+        flags.update({"preset": args.preset or arch.space.name, "retrain.epochs": args.epochs,
+                      "retrain.batch_size": args.batch_size})
+        cfg = resolve(None, args.config, flags, args.overrides)
+    out = Path(args.out) if args.out else Path("runs") / f"retrain-{arch.space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ctx = dist.setup(cfg["device"])
+    try:
+        card = retrain(arch, cfg, out, resume=args.resume, ctx=ctx)
+    finally:
+        dist.teardown()
+    if ctx.is_main:
+        print(f"retrain: {arch} top-1 {card['top1']:.4f} top-5 {card['top5']:.4f} on {card['test_images']} "
+              f"{card['dataset']} test images; {card['steps']} steps in {card['wall_s']:.0f}s "
+              f"({card['images_per_s']:.0f} img/s) -> {out / 'model_card.json'}")
+    return 0

@@ -1,0 +1,250 @@
+"""Pipeline step 5: export an architecture as a standalone model.
+
+A model directory (written by :func:`export_model`, read by :func:`load_model`)::
+
+    model.safetensors   the state dict of ``build_model(arch)``; metadata strings:
+                        format, arch, space, space_fingerprint, stnas_version (+ caller's)
+    arch.json           the architecture (stnas.arch format)
+    space.yaml          the space definition, so the directory is self-contained
+    model.onnx          opset 17, input "input" (N, C, H, W) with a dynamic batch axis,
+                        output "logits" (N, classes); the network in eval mode
+
+Weights are only ever read with safetensors (no pickle). :func:`export_from_run` turns a
+supernet run into such a directory: the architecture's modules with the weights it
+inherits from the supernet (or from a pool sample, or from a retrained run).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import torch
+import yaml
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from stnas.arch import Arch, load_arch, save_arch
+from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError
+from stnas.fileio import atomic_write, write_text
+from stnas.model import Network, build_model
+from stnas.space import SearchSpace, load_space
+
+FORMAT = "stnas-model"
+WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
+OPSET = 17
+
+
+def _version() -> str:
+    from stnas import __version__
+    return __version__
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def arch_slug(arch: Arch) -> str:
+    """A file-name-safe form of the architecture string (``digits_021543_..1....0.``)."""
+    return str(arch).replace(":", "_").replace("/", "_")
+
+
+# ------------------------------------------------------------------ writing
+def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool = True,
+                 metadata: dict | None = None) -> dict[str, Path]:
+    """Writes ``model`` (a ``build_model(arch)`` network) as a model directory.
+
+    Every file is written atomically; the ONNX file is checked with ``onnx.checker``
+    before it replaces a previous one. ``model`` itself is not modified (a CPU copy in
+    eval mode is exported).
+
+    Args:
+        metadata: extra key/values stored in the safetensors header (as strings; values
+            that are not strings are JSON-encoded).
+
+    Returns:
+        ``{"weights", "arch", "space", "onnx"}`` -> paths (``onnx`` only when written).
+    """
+    out = Path(out_dir)
+    net = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).float().eval()
+    with torch.device("meta"):  # the expected names, without touching the RNG
+        expected = build_model(arch).state_dict()
+    if set(net.state_dict()) != set(expected):
+        raise ArchError(f"the model does not hold architecture {arch} (its modules differ)")
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    meta.update(format=FORMAT, arch=str(arch), space=arch.space.name,
+                space_fingerprint=arch.space.fingerprint, stnas_version=_version())
+    tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
+    paths = {"weights": atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata=meta)),
+             "arch": save_arch(arch, out / ARCH),
+             "space": write_text(out / SPACE, yaml.safe_dump({"space": arch.space.config}, sort_keys=False))}
+    if onnx:
+        paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp))
+    return paths
+
+
+def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
+    import onnx
+
+    x = torch.zeros(2, space.input_channels, space.input_size, space.input_size)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # dynamo=False: the torch.export-based exporter needs onnxscript, not a dependency
+        torch.onnx.export(net, (x,), path, dynamo=False, opset_version=OPSET, input_names=["input"],
+                          output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    onnx.checker.check_model(path, full_check=True)
+
+
+# ------------------------------------------------------------------ reading
+def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and header metadata of a safetensors file, with one-line errors."""
+    if not path.is_file():
+        raise CheckpointError(f"weights file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        return load_file(path), meta
+    except Exception as exc:  # safetensors raises its own error types and OSError
+        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)}); "
+                              f"re-export or re-train it") from None
+
+
+def _load_into(net: torch.nn.Module, tensors: dict, path: Path, what: str) -> None:
+    want, have = set(net.state_dict()), set(tensors)
+    if want != have:
+        missing, extra = sorted(want - have), sorted(have - want)
+        raise CheckpointError(f"{path} does not hold the weights of {what}: {len(missing)} missing "
+                              f"(e.g. {missing[:2]}), {len(extra)} unexpected (e.g. {extra[:2]})")
+    try:
+        net.load_state_dict(tensors)
+    except RuntimeError as exc:
+        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), _first_line(exc))
+        raise CheckpointError(f"{path} does not fit {what}: {first}") from None
+
+
+def dir_space(d: Path, space=None) -> SearchSpace | str | None:
+    """``space`` when given, else the space of ``d/space.yaml`` when present, else None."""
+    if space is not None:
+        return space
+    if (d / SPACE).is_file():
+        try:
+            return SearchSpace(yaml.safe_load((d / SPACE).read_text())["space"])
+        except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
+            raise SpaceError(f"{d / SPACE} is not a valid space file ({_first_line(exc)})") from None
+    return None
+
+
+def load_model(path_or_dir: str | Path, space: SearchSpace | str | None = None) -> Network:
+    """Rebuilds an exported model: ``build_model(arch.json)`` with the safetensors weights.
+
+    Args:
+        path_or_dir: a model directory, or its ``model.safetensors``.
+        space: the space of the architecture (default: the directory's ``space.yaml``,
+            else the preset the architecture names).
+
+    Returns:
+        The network on the CPU, in eval mode.
+
+    Raises:
+        CheckpointError: missing or corrupt weights, or weights of another architecture.
+        ArchError: a missing or invalid ``arch.json``.
+    """
+    p = Path(path_or_dir)
+    if not p.exists():
+        raise CheckpointError(f"model {p} does not exist (expected a directory written by stnas export)")
+    d, weights = (p, p / WEIGHTS) if p.is_dir() else (p.parent, p)
+    if not (d / ARCH).is_file():
+        raise ArchError(f"{d} holds no {ARCH}: not a model directory written by stnas export")
+    arch = load_arch(d / ARCH, dir_space(d, space))
+    tensors, meta = _read_weights(weights)
+    if meta.get("arch") not in (None, str(arch)):
+        raise CheckpointError(f"{weights} holds architecture {meta['arch']}, but {d / ARCH} says {arch}")
+    net = build_model(arch)
+    _load_into(net, tensors, weights, f"architecture {arch}")
+    return net.eval()
+
+
+# ------------------------------------------------------------------ from a run
+def run_space(run_dir: str | Path) -> SearchSpace:
+    """The search space of a supernet run directory (its ``space.yaml``, else its preset)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory {run_dir} does not exist")
+    space = dir_space(run_dir, None)
+    if space is not None:
+        return space
+    from stnas.config import load_run_config
+    return load_space(load_run_config(run_dir)["preset"])
+
+
+def arch_for_run(run_dir: str | Path, arch: Arch | str | Path) -> Arch:
+    """``arch`` (an Arch, JSON file or string) checked to be of the run's space."""
+    space = run_space(run_dir)
+    if not isinstance(arch, Arch):
+        try:
+            arch = load_arch(arch, space)
+        except ArchError as exc:
+            raise ArchError(f"{exc} (run {run_dir} searches space {space.name!r})") from None
+    if arch.space.fingerprint != space.fingerprint:
+        raise ArchError(f"architecture {arch} is not of run {run_dir}'s space {space.name!r} ({space.fingerprint})")
+    return arch
+
+
+def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path = "supernet") -> Network:
+    """The standalone network of ``arch`` carrying weights from a run (eval mode, CPU).
+
+    Args:
+        arch: an Arch, or a JSON file or string of an architecture of the run's space.
+        weights: ``"supernet"`` (``RUN_DIR/supernet.safetensors``); a supernet-shaped
+            safetensors file (a pool sample, ``epochs/epoch_NNN.safetensors``); a model
+            directory or retrain run directory (``model/``), or a standalone
+            ``model.safetensors``.
+
+    The inherited BN statistics are the supernet's, accumulated over all the paths it
+    trained: the exported network's eval output equals ``supernet(x, arch)`` in eval
+    mode exactly. No BN recalibration is done here (export needs none); the proxy
+    recalibrates per architecture when it scores, and a deployed model is retrained
+    (``stnas retrain``).
+    """
+    from stnas.supernet import Supernet
+
+    run_dir = Path(run_dir)
+    space = run_space(run_dir)
+    arch = arch_for_run(run_dir, arch)
+    if str(weights) == "supernet":
+        path = run_dir / "supernet.safetensors"
+        if not path.is_file():
+            raise CheckpointError(f"{path} does not exist: the supernet run has not finished "
+                                  f"(resume it, or pass --weights with a pool sample)")
+    else:
+        path = Path(weights)
+        if path.is_dir():
+            model_dir = path / "model" if (path / "model" / WEIGHTS).is_file() else path
+            if not (model_dir / ARCH).is_file():
+                raise CheckpointError(f"{path} is neither a model directory nor a retrain run (no {ARCH})")
+            got = load_arch(model_dir / ARCH, space)
+            if got != arch:
+                raise ArchError(f"{model_dir} holds architecture {got}, not {arch}")
+            return load_model(model_dir, space)
+    tensors, _ = _read_weights(path)
+    net = build_model(arch)
+    if set(tensors) == set(net.state_dict()):  # a standalone model's weights
+        _load_into(net, tensors, path, f"architecture {arch}")
+        return net.eval()
+    supernet = Supernet(space)
+    _load_into(supernet, tensors, path, f"the supernet of space {space.name!r}")
+    return supernet.extract(arch).eval()
+
+
+def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
+                    weights: str | Path = "supernet", *, onnx: bool = True) -> dict[str, Path]:
+    """Exports ``arch`` with the weights it inherits from a run (see :func:`inherited_model`)
+    into ``out_dir``; returns the paths :func:`export_model` wrote."""
+    arch = arch_for_run(run_dir, arch)
+    net = inherited_model(run_dir, arch, weights)
+    src = "supernet" if str(weights) == "supernet" else str(Path(weights).resolve())
+    return export_model(net, arch, out_dir, onnx=onnx,
+                        metadata={"source_run": str(Path(run_dir).resolve()), "weights": src})
