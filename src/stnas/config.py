@@ -261,6 +261,8 @@ def validate(cfg: dict) -> None:
     for key in ("min_madds", "max_params"):
         if se[key] is not None:
             se[key] = parse_count(se[key], f"search.{key}")
+    if cfg["retrain"]["limit"] is not None:
+        cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
     if cfg["proxy"]["recal_batches"] < 0:
         raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
