@@ -1,0 +1,258 @@
+"""The share-parameter proxy: modes, BN recalibration, the resumable cache, torchrun, and the
+rank/stability commands on a real (tiny) trained run."""
+
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from stnas import dist
+from stnas.cli import main
+from stnas.config import resolve
+from stnas.data import make_loader
+from stnas.proxy import CACHE, Proxy
+from stnas.space import load_space
+from stnas.supernet import Supernet
+from stnas.supernet_train import dataset_split, train_supernet
+
+OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
+             "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
+             "supernet.checkpoint_every=1000"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny digits run (2 epochs, a pool of 2 samples), never modified by the tests."""
+    run = tmp_path_factory.mktemp("proxy") / "run"
+    train_supernet(resolve("digits", overrides=OVERRIDES), run, ctx=dist.Context())
+    return run
+
+
+@pytest.fixture
+def run(trained, tmp_path):
+    """A private copy of the trained run (tests write caches and corrupt files)."""
+    return Path(shutil.copytree(trained, tmp_path / "run"))
+
+
+@pytest.fixture(scope="module")
+def archs():
+    space = load_space("digits")
+    rng = np.random.default_rng(7)
+    return list(dict.fromkeys(space.sample(rng) for _ in range(6)))
+
+
+def cache_records(run):
+    return [json.loads(line) for line in (run / CACHE).read_text().splitlines() if line.strip()]
+
+
+def reference_top1(run, state, arch, recal_batches=2):
+    """Top-1 written out by hand: the recipe of the proxy's docstring, independently of it."""
+    cfg = resolve("digits", overrides=OVERRIDES)
+    space = load_space("digits")
+    sn = Supernet(space)
+    sn.load_state_dict(state)
+    net = sn.extract(arch).to(memory_format=torch.channels_last)  # the layout the proxy uses
+    train = dataset_split(cfg, space, "search-train", None, augment=False)
+    val = dataset_split(cfg, space, "search-val", "val_limit")
+    with torch.no_grad():
+        if recal_batches:
+            for m in net.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.reset_running_stats()
+                    m.momentum = None
+            net.train()
+            for x, _ in itertools.islice(make_loader(train, 64, train=True, seed=cfg["seed"], drop_last=False),
+                                         recal_batches):
+                net(x)
+        net.eval()
+        xs, ys = zip(*[val[i] for i in range(len(val))])
+        pred = net(torch.stack(xs).contiguous(memory_format=torch.channels_last)).argmax(1)
+    return (pred == torch.tensor(ys)).sum().item() / len(ys)
+
+
+def test_stabilized_is_mean_over_samples(run, archs):
+    proxy = Proxy(run, mode="stabilized")
+    scores = proxy.score(archs)
+    assert [s.arch for s in scores] == [str(a) for a in archs]
+    per_sample_ref = [proxy.pool.load(k) for k in range(2)]
+    for s in scores:
+        assert len(s.per_sample) == 2 and all(0 <= v <= 1 for v in s.per_sample)
+        assert s.score == pytest.approx(statistics.mean(s.per_sample), abs=1e-12)
+        assert s.std == pytest.approx(statistics.stdev(s.per_sample), abs=1e-12)
+    # each per-sample value is the architecture's accuracy under that sample, by a hand-written recipe
+    for k in range(2):
+        assert scores[0].per_sample[k] == pytest.approx(reference_top1(run, per_sample_ref[k], archs[0]), abs=1e-9)
+    # the first K samples only
+    cfg = resolve("digits", overrides=OVERRIDES + ["proxy.samples=1"])
+    one = Proxy(run, cfg, mode="stabilized").score(archs)
+    assert [s.per_sample for s in one] == [s.per_sample[:1] for s in scores]
+    assert all(s.std == 0 for s in one)
+
+
+def test_single_and_averaged_use_their_own_weights(run, archs):
+    proxy = Proxy(run, mode="single")
+    single = proxy.score(archs)
+    averaged = proxy.score(archs, mode="averaged")
+    assert all(s.std == 0 and len(s.per_sample) == 1 for s in single + averaged)
+    assert [s.loss for s in single] != [s.loss for s in averaged]
+    final = load_file(run / "supernet.safetensors")
+    assert single[1].score == pytest.approx(reference_top1(run, final, archs[1]), abs=1e-9)
+    avg = proxy.pool.average()
+    assert averaged[1].score == pytest.approx(reference_top1(run, avg, archs[1]), abs=1e-9)
+    # evaluate_weights with the final weights agrees with single mode
+    again = proxy.evaluate_weights(final, archs)
+    assert [(s.score, s.loss) for s in again] == [(s.score, s.loss) for s in single]
+
+
+def test_bn_recalibration_replaces_inherited_statistics(trained, tmp_path, archs):
+    clean, bad = (Path(shutil.copytree(trained, tmp_path / n)) for n in ("clean", "bad"))
+    state = load_file(bad / "supernet.safetensors")
+    n_bn = 0
+    for k, t in state.items():
+        if k.endswith("running_mean"):
+            state[k] = t + 3.0
+            n_bn += 1
+        elif k.endswith("running_var"):
+            state[k] = t * 50.0
+    assert n_bn > 10
+    save_file(state, bad / "supernet.safetensors")
+    ref = Proxy(clean, mode="single").score(archs)
+    recal = Proxy(bad, mode="single").score(archs)
+    assert [(s.score, s.loss) for s in recal] == [(s.score, s.loss) for s in ref]  # corruption wiped out
+    no_recal = resolve("digits", overrides=OVERRIDES + ["proxy.recal_batches=0"])
+    inherited_bad = Proxy(bad, no_recal, mode="single").score(archs)
+    inherited_clean = Proxy(clean, no_recal, mode="single").score(archs)
+    assert [s.loss for s in inherited_bad] != [s.loss for s in ref]
+    assert [s.loss for s in inherited_clean] != [s.loss for s in ref]  # recalibration changes the result
+    assert [s.loss for s in inherited_bad] != [s.loss for s in inherited_clean]
+
+
+def test_cache_answers_a_second_proxy_without_evaluating(run, archs, monkeypatch):
+    first = Proxy(run, mode="stabilized")
+    scores = first.score(archs)
+    assert first.evaluations == 2 * len(archs)
+    recs = cache_records(run)
+    assert len(recs) == 2 * len(archs)
+    assert {r["source"] for r in recs} == {"pool:0", "pool:1"}
+
+    def boom(*a, **k):
+        raise AssertionError("evaluated although cached")
+
+    with monkeypatch.context() as m:
+        m.setattr(Proxy, "evaluate_arch", boom)
+        second = Proxy(run, mode="stabilized")
+        assert second.score(archs) == scores
+        assert second.score([str(a) for a in reversed(archs)]) == scores[::-1]
+    assert len(cache_records(run)) == len(recs)
+    # other settings: the stale entries are ignored, not reused
+    cfg = resolve("digits", overrides=OVERRIDES + ["proxy.recal_batches=3"])
+    third = Proxy(run, cfg, mode="stabilized")
+    third.score(archs[:2])
+    assert third.evaluations == 4
+    assert len({r["key"] for r in cache_records(run)}) == 4  # 2 samples x 2 settings
+
+
+def test_interrupted_scoring_resumes_without_duplicates(run, trained, tmp_path, archs, monkeypatch):
+    expected = Proxy(Path(shutil.copytree(trained, tmp_path / "ref")), mode="stabilized").score(archs)
+    original, calls = Proxy.evaluate_arch, []
+
+    def dies_after_five(self, net, arch):
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        calls.append(arch)
+        return original(self, net, arch)
+
+    with monkeypatch.context() as m:
+        m.setattr(Proxy, "evaluate_arch", dies_after_five)
+        with pytest.raises(KeyboardInterrupt):
+            Proxy(run, mode="stabilized").score(archs)
+    assert len(cache_records(run)) == 5
+    with open(run / CACHE, "a") as f:  # a record cut short by the kill
+        f.write('{"arch": "digits:01')
+    resumed = Proxy(run, mode="stabilized")
+    assert resumed.score(archs) == expected
+    assert resumed.evaluations == 2 * len(archs) - 5
+    keys = [(r["arch"], r["source"], r["key"]) for r in cache_records_tolerant(run)]
+    assert len(keys) == len(set(keys)) == 2 * len(archs)
+
+
+def cache_records_tolerant(run):
+    out = []
+    for line in (run / CACHE).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def test_missing_pieces_are_clear_errors(run, archs):
+    from stnas.errors import ArchError, CheckpointError
+
+    with pytest.raises(ArchError, match="belongs to space"):
+        Proxy(run, mode="single").score([load_space("fashion-mnist").sample(np.random.default_rng(0))])
+    (run / "supernet.safetensors").unlink()
+    with pytest.raises(CheckpointError, match="stnas supernet train"):
+        Proxy(run, mode="single")
+    shutil.rmtree(run / "pool")
+    with pytest.raises(CheckpointError, match="pool"):
+        Proxy(run, mode="stabilized")
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_give_the_same_scores(run, trained, tmp_path, archs):
+    worker = str(Path(__file__).with_name("proxy_dist_worker.py"))
+    out = tmp_path / "scores.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        worker, str(run), str(out)] + [str(a) for a in archs],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    got = json.loads(out.read_text())
+    one = Proxy(Path(shutil.copytree(trained, tmp_path / "one")), mode="stabilized")
+    ref = one.score(archs)
+    for g, r in zip(got["stabilized"], ref):
+        assert g["arch"] == r.arch
+        assert g["score"] == pytest.approx(r.score, abs=1e-6) and g["std"] == pytest.approx(r.std, abs=1e-6)
+        assert g["loss"] == pytest.approx(r.loss, abs=1e-6)
+    final = one.evaluate_weights(load_file(run / "supernet.safetensors"), archs)
+    assert [g["loss"] for g in got["weights"]] == pytest.approx([s.loss for s in final], abs=1e-6)
+    assert sorted(got["evaluations"]) == [len(archs), len(archs)]  # 2 sources x n archs, split in halves
+    keys = [(r["arch"], r["source"], r["key"]) for r in cache_records(run)]
+    assert len(keys) == len(set(keys)) == 2 * len(archs)  # rank 0 wrote every result once
+
+
+def test_rank_and_stability_commands(run, archs, capsys):
+    truth = run.parent / "truth.json"
+    truth.write_text(json.dumps({"format": "stnas-truth", "version": 1,
+                                 "results": [{"arch": str(a), "top1": 0.5 + 0.01 * i} for i, a in enumerate(archs)]}))
+    assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert all(m in out for m in ("single", "stabilized", "averaged")) and "Kendall" in out
+    res = json.loads((run / "rank.json").read_text())
+    assert set(res["modes"]) == {"single", "stabilized", "averaged"}
+    for mode, r in res["modes"].items():
+        assert [s["arch"] for s in r["scores"]] == [str(a) for a in archs]
+        assert -1 <= r["kendall_tau"]["value"] <= 1 and r["top_k"] == 3
+    # the stabilized scores of the report are the proxy's (served from the cache it filled)
+    st = Proxy(run, mode="stabilized").score(archs)
+    assert [s["score"] for s in res["modes"]["stabilized"]["scores"]] == [s.score for s in st]
+
+    assert main(["stability", str(run), "-n", "4", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert json.loads((run / "stability.json").read_text()) == res
+    assert [p["from"] for p in res["epochs"]["pairs"]] == [1] and [p["to"] for p in res["epochs"]["pairs"]] == [2]
+    assert len(res["pool_samples"]["pairs"]) == 1 and len(res["archs"]) == 4
+    for part in ("epochs", "pool_samples", "pool_running_mean"):
+        for p in res[part]["pairs"]:
+            assert p["tau"] is None or -1 <= p["tau"] <= 1
