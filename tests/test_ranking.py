@@ -205,4 +205,4 @@ def test_rank_cli_no_weights_and_not_a_run(bare_run, tmp_path, capsys):
     assert main(["rank", str(tmp_path / "nowhere"), "--truth", str(truth)]) == 2
     assert "not an stnas run directory" in capsys.readouterr().err
     assert main(["rank", str(bare_run), "--truth", str(truth), "supernet.lr=3"]) == 2
-    assert "only proxy" in capsys.readouterr().err
+    assert "supernet.lr cannot change" in capsys.readouterr().err

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from stnas.cli.common import table
 
+# what may change when an existing run is scored
+SCORING_KEYS = ("proxy", "data.val_limit", "data.root", "data.workers", "device")
+
 
 def register(sub) -> None:
     p = sub.add_parser("rank", help="proxy fidelity: Kendall tau / Spearman rho / top-k vs stand-alone accuracy",
@@ -45,23 +48,15 @@ def _common(p) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of a table")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="proxy settings for this scoring, e.g. proxy.recal_batches=8 data.val_limit=500")
+                   help="proxy settings for this scoring, e.g. proxy.recal_batches=8 data.val_limit=500 "
+                        "(only proxy.*, data.val_limit, data.root, data.workers, device)")
 
 
 def _config(args) -> dict:
-    from stnas.config import _merge, load_run_config, parse_override, validate
-    from stnas.errors import ConfigError
+    from stnas.config import apply_layers, load_run_config, user_layers
 
-    cfg = load_run_config(args.run_dir)
-    for o in args.overrides or []:
-        layer = parse_override(o)
-        if set(layer) - {"proxy", "data", "device"}:
-            raise ConfigError(f"override {o!r}: only proxy.*, data.* and device may change when scoring a run")
-        cfg = _merge(cfg, layer)
-    if args.device:
-        cfg["device"] = args.device
-    validate(cfg)
-    return cfg
+    return apply_layers(load_run_config(args.run_dir), user_layers(None, {"device": args.device}, args.overrides),
+                        allowed=SCORING_KEYS, context="when scoring a trained run")
 
 
 def _finite(obj):
