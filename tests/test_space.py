@@ -128,6 +128,19 @@ def test_constrained_sampling_respects_budget():
         s.sample_constrained(rng, max_madds=lo - 1)
 
 
+@pytest.mark.parametrize("name,budget", [("fashion-mnist", 2_800_000), ("paper", 330_000_000)])
+def test_tail_budgets_are_reached_by_repair(name, budget):
+    s = load_space(name)
+    rng = np.random.default_rng(0)
+    # far below every one of 2,000 random draws
+    assert min(s.sample(rng).madds for _ in range(2000)) > budget
+    archs = [s.sample_constrained(rng, max_madds=budget, tries=50) for _ in range(20)]
+    assert all(a.madds <= budget for a in archs)
+    assert len(set(archs)) > 10  # still random
+    for a in archs:
+        Arch(s, a.stem, a.branches)  # valid members
+
+
 @pytest.mark.parametrize("patch,msg", [
     ({"ops": []}, "space.ops"),
     ({"ops": ["conv9x9"]}, "unknown op"),

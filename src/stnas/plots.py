@@ -72,3 +72,43 @@ def draw_arch(arch: Arch, path: str | Path) -> Path:
     ax.set_title(f"{arch}\nMAdds {fmt_count(arch.madds)}  params {fmt_count(arch.params)}  "
                  f"branches {arch.num_branches}/{len(s.branch_edges)}", fontsize=8)
     return save_figure(fig, path, dpi=150)
+
+
+def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], path: str | Path) -> Path:
+    """MAdds vs proxy score of every scored architecture, the Pareto front, the budgets
+    and the chosen architectures."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    ax.scatter([h["madds"] / 1e6 for h in history], [h["score"] for h in history], s=10, alpha=0.45,
+               color="tab:gray", label=f"scored ({len(history)})")
+    if pareto:
+        front = sorted(pareto, key=lambda h: h["madds"])
+        ax.step([h["madds"] / 1e6 for h in front], [h["score"] for h in front], where="post", color="tab:blue",
+                lw=1.2, label="Pareto front")
+    for k, c in enumerate(chosen):
+        color = plt.get_cmap("tab10")((k + 1) % 10)
+        ax.axvline(c["budget"] / 1e6, color=color, lw=0.8, ls=":")
+        ax.errorbar([c["madds"] / 1e6], [c["score"]], yerr=[c.get("std", 0.0)], fmt="*", ms=12, color=color,
+                    label=f"chosen ≤ {fmt_count(c['budget'])}")
+    ax.set_xlabel("MAdds (M)")
+    ax.set_ylabel("proxy score (search-val top-1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    return save_figure(fig, path)
+
+
+def plot_curves(metrics: list[dict], path: str | Path, title: str = "training") -> Path:
+    """Loss, accuracy and learning rate against the step, the sampling phase shaded."""
+    steps = [m["step"] for m in metrics]
+    fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
+    for ax, key in zip(axes, ("loss", "acc", "lr")):
+        ax.plot(steps, [m[key] for m in metrics], lw=1.0)
+        ax.set_xlabel("step")
+        ax.set_title(key, fontsize=9)
+        ax.grid(alpha=0.3)
+        phase = [m["step"] for m in metrics if m.get("phase") == "sampling"]
+        if phase:
+            ax.axvspan(min(phase), max(phase), color="tab:orange", alpha=0.12, label="sampling phase")
+    if any(m.get("phase") == "sampling" for m in metrics):
+        axes[0].legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)

@@ -280,8 +280,16 @@ class SearchSpace:
 
     def sample_constrained(self, rng: np.random.Generator, max_madds: int | None = None,
                            min_madds: int | None = None, max_params: int | None = None,
-                           mode: str = "topology", tries: int = 100_000) -> Arch:
-        """Rejection sampling of an architecture that meets the constraints."""
+                           mode: str = "topology", tries: int = 2_000) -> Arch:
+        """A random architecture that meets the constraints.
+
+        Rejection sampling first (uniform over the feasible set, in ``mode``'s sense). A
+        budget in the far tail of the cost distribution (330M in the ``paper`` space, whose
+        random architectures have a median of about 630M) is seldom hit by chance: after
+        ``tries`` draws, a fresh draw is *repaired* by random cost-lowering moves (a branch
+        turned off, an op swapped for a cheaper one) until it fits. Repaired samples are
+        feasible but not uniform.
+        """
         lo, hi = self.madds_range()
         if max_madds is not None and max_madds < lo:
             raise SpaceError(f"no architecture of space {self.name!r} has MAdds <= {max_madds:,} "
@@ -293,7 +301,31 @@ class SearchSpace:
             a = self.sample(rng, mode)
             if self.satisfies(a, max_madds, min_madds, max_params):
                 return a
-        raise SpaceError(f"found no architecture meeting the constraints in {tries:,} random draws")
+        for _ in range(max(1, tries // 10)):
+            a = self._repair(self.sample(rng, mode), rng, max_madds, max_params)
+            if a is not None and self.satisfies(a, max_madds, min_madds, max_params):
+                return a
+        raise SpaceError(f"found no architecture of space {self.name!r} meeting the constraints "
+                         f"(MAdds {min_madds or 0:,}..{max_madds or hi:,}, params <= {max_params or 'any'})")
+
+    def _repair(self, arch: Arch, rng: np.random.Generator, max_madds, max_params) -> Arch | None:
+        """Random cost-lowering moves until MAdds and params fit (None if they cannot)."""
+        stem, br = list(arch.stem), list(arch.branches)
+        m, p = self.madds(arch), self.params(arch)
+        while (max_madds is not None and m > max_madds) or (max_params is not None and p > max_params):
+            col = 0 if max_madds is not None and m > max_madds else 1
+            moves = [(0, k, o) for k, e in enumerate(self.stem_edges) for o in e.allowed
+                     if self.stem_table[k, o, col] < self.stem_table[k, stem[k], col]]
+            moves += [(1, k, o) for k, b in enumerate(self.branch_edges) for o in (-1, *b.allowed)
+                      if self.branch_table[k, o, col] < self.branch_table[k, br[k], col]]
+            if not moves:
+                return None
+            kind, k, o = moves[rng.integers(len(moves))]
+            table, choice = (self.stem_table, stem) if kind == 0 else (self.branch_table, br)
+            m += int(table[k, o, 0] - table[k, choice[k], 0])
+            p += int(table[k, o, 1] - table[k, choice[k], 1])
+            choice[k] = o
+        return Arch._trusted(self, tuple(stem), tuple(br))
 
     def satisfies(self, arch: Arch, max_madds=None, min_madds=None, max_params=None) -> bool:
         m = self.madds(arch)

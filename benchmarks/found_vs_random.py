@@ -1,0 +1,72 @@
+"""Does the search pay off? The architecture `stnas run` found for each budget against the
+best of N uniformly random architectures within the same budget, all retrained with the
+run's own retrain recipe and evaluated on the test split.
+
+    stnas run --out runs/fm                       # the search (Fashion-MNIST by default)
+    python benchmarks/found_vs_random.py runs/fm --n 10
+
+Random baselines are retrained into RUN_DIR/random_baseline/ (reruns resume and reuse them).
+Prints a table and writes benchmarks/results/found_vs_random.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stnas import dist
+from stnas.config import load_run_config
+from stnas.retrain import retrain
+from stnas.search import budget_label
+from stnas.space import load_space
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir", help="a finished `stnas run` directory (has report.json)")
+    ap.add_argument("--n", type=int, default=10, help="random architectures per budget")
+    ap.add_argument("--seed", type=int, default=1234, help="seed of the random baselines")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "found_vs_random.json"))
+    args = ap.parse_args()
+    run = Path(args.run_dir)
+    report = json.loads((run / "report.json").read_text())
+    cfg = load_run_config(run)
+    cfg["retrain"]["progress"] = False
+    space = load_space(cfg["preset"])
+    ctx = dist.setup(cfg["device"])
+    rows = []
+    t0 = time.time()
+    for c in report["chosen"]:
+        budget = c["budget"]
+        rng = np.random.default_rng([args.seed, budget])
+        randoms = []
+        for i in range(args.n):
+            arch = space.sample_constrained(rng, max_madds=budget)
+            out = run / "random_baseline" / f"budget_{budget_label(budget)}" / f"arch_{i:02d}"
+            card = retrain(arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=ctx)
+            randoms.append({"arch": str(arch), "madds": arch.madds, "top1": card["top1"]})
+            print(f"  {budget_label(budget)} random {i + 1}/{args.n}: {arch}  {arch.madds / 1e6:.2f}M  "
+                  f"top-1 {card['top1']:.4f}", flush=True)
+        best = max(randoms, key=lambda r: r["top1"])
+        found = c["model_card"]["top1"]
+        rows.append({"budget": budget, "found_arch": c["arch"], "found_madds": c["madds"], "found_top1": found,
+                     "found_proxy": c["score"], "random_best_top1": best["top1"], "random_best_arch": best["arch"],
+                     "random_median_top1": statistics.median(r["top1"] for r in randoms),
+                     "found_beats_best_random": found > best["top1"], "randoms": randoms})
+    print(f"\n{'budget':>8}{'found top-1':>13}{'best of ' + str(args.n) + ' random':>20}{'median random':>15}  beats")
+    for r in rows:
+        print(f"{budget_label(r['budget']):>8}{r['found_top1']:>13.4f}{r['random_best_top1']:>20.4f}"
+              f"{r['random_median_top1']:>15.4f}  {'yes' if r['found_beats_best_random'] else 'no'}")
+    meta = {"run_dir": str(run), "preset": cfg["preset"], "recipe": cfg["retrain"], "n": args.n,
+            "seed": args.seed, "wall_s": time.time() - t0}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""``stnas run``: the whole pipeline, with a report."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from stnas.cli.common import count_list
+from stnas.cli.supernet import add_config_args, default_out, flags_of
+from stnas.config import load_run_config, resolve
+from stnas.errors import ConfigError
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "run", help="the whole pipeline: supernet -> SGLD samples -> search -> retrain -> report",
+        description="Train the supernet (SGD, then an SGD or SGLD sampling phase), score architectures with the "
+                    "stabilized proxy in an evolutionary search under each MAdds budget, retrain the best per "
+                    "budget from scratch, and write report.md / report.json / plots. With no arguments: the "
+                    "embedded default (Fashion-MNIST if found, else scikit-learn's digits).")
+    p.add_argument("--preset", help="search space and recipes: preset name or YAML file")
+    p.add_argument("--data", help="dataset (config: data.dataset)")
+    p.add_argument("--optimizer", choices=["sgd", "sgld"], help="sampling-phase optimizer (config: supernet.optimizer)")
+    p.add_argument("--epochs", type=int, help="supernet epochs (config: supernet.epochs)")
+    p.add_argument("--budget", type=count_list, help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
+    p.add_argument("--mode", choices=["single", "stabilized", "averaged"], help="proxy mode (config: proxy.mode)")
+    p.add_argument("--out", help="run directory (default runs/<preset>-<time>)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    add_config_args(p)
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args) -> int:
+    from stnas import dist
+    from stnas.run import embedded_default, run_pipeline
+
+    if args.resume:
+        if not args.out:
+            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+        if args.overrides or args.config:
+            raise ConfigError("a resumed run keeps its saved config; drop --config and overrides")
+        cfg = load_run_config(args.out)
+    else:
+        preset = args.preset
+        if preset is None and args.config is None and args.data is None:
+            preset, notice = embedded_default()
+            if notice:
+                print(notice, file=sys.stderr)
+        flags = flags_of(args)
+        flags.update({"search.budgets": args.budget, "proxy.mode": args.mode, "preset": preset})
+        cfg = resolve(preset, args.config, flags, args.overrides)
+    out = Path(args.out) if args.out else default_out(cfg["preset"])
+    ctx = dist.setup(cfg["device"])
+    try:
+        report = run_pipeline(cfg, out, resume=args.resume, ctx=ctx)
+    finally:
+        dist.teardown()
+    if ctx.is_main:
+        print(f"\nreport: {out / 'report.md'}")
+        for c in report.get("chosen", []):
+            card = c.get("model_card") or {}
+            print(f"  budget {c['budget'] / 1e6:g}M: {c['arch']}  MAdds {c['madds'] / 1e6:.2f}M  "
+                  f"proxy {c['score']:.4f} ± {c['std']:.4f}  test top-1 {card.get('top1', float('nan')):.4f}")
+    return 0

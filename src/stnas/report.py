@@ -1,0 +1,84 @@
+"""Pipeline step 7: the report of a run — report.json, report.md and PNG plots.
+
+Reads only what the earlier steps wrote into the run directory: the supernet summary and
+training curves, the search history and Pareto front, the chosen architectures and the
+model cards of their retrained models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from stnas.arch import load_arch
+from stnas.cost import fmt_count
+from stnas.fileio import write_json, write_text
+from stnas.plots import draw_arch, plot_curves, plot_pareto
+from stnas.search import budget_label
+
+
+def _read_json(path: Path, default=None):
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict | None = None) -> dict:
+    """Writes report.json, report.md and the plots.
+
+    Args:
+        chosen: one entry per budget: {budget, arch (string), madds, params, score, std,
+            model_card (dict or None), retrain_dir}.
+        wall: seconds per stage.
+    """
+    run_dir = Path(run_dir)
+    plots = run_dir / "plots"
+    history = _read_jsonl(run_dir / "search" / "search.jsonl")
+    pareto = _read_json(run_dir / "search" / "pareto.json", [])
+    files = {}
+    if history:
+        files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png"))
+    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    if metrics:
+        files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
+    for c in chosen:
+        label = budget_label(c["budget"])
+        files[f"arch_{label}"] = str(draw_arch(load_arch(c["arch"], cfg["preset"]), plots / f"arch_{label}.png"))
+    report = {
+        "preset": cfg["preset"], "dataset": cfg["data"]["dataset"], "proxy_mode": cfg["proxy"]["mode"],
+        "optimizer": cfg["supernet"]["optimizer"], "supernet": _read_json(run_dir / "supernet.json", {}),
+        "search": _read_json(run_dir / "search" / "search.json", {}), "chosen": chosen, "wall_s": wall or {},
+        "plots": files,
+    }
+    write_json(run_dir / "report.json", report)
+    write_text(run_dir / "report.md", _markdown(report, run_dir))
+    return report
+
+
+def _markdown(r: dict, run_dir: Path) -> str:
+    s = r["supernet"]
+    lines = [f"# stnas run: {r['preset']} on {r['dataset']}", "",
+             f"Supernet: {s.get('steps', '?')} steps, {s.get('optimizer', r['optimizer'])} sampling phase, "
+             f"{s.get('pool_samples', '?')} parameter samples, {s.get('wall_s', 0):.0f} s "
+             f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
+             f"Proxy: `{r['proxy_mode']}` (top-1 on search-val; ± is the std across parameter samples). "
+             f"Search: {r['search'].get('evaluations', '?')} architectures scored.", "",
+             "| budget (MAdds) | architecture | MAdds | params | proxy score ± std | retrained test top-1 | top-5 |",
+             "|---|---|---|---|---|---|---|"]
+    for c in r["chosen"]:
+        card = c.get("model_card") or {}
+        top1 = f"{card['top1']:.4f}" if "top1" in card else "not retrained"
+        top5 = f"{card['top5']:.4f}" if "top5" in card else ""
+        lines.append(f"| ≤ {fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} | {fmt_count(c['params'])} "
+                     f"| {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} |")
+    lines += [""]
+    if r["wall_s"]:
+        lines += ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["wall_s"].items()), ""]
+    for name, path in r["plots"].items():
+        lines += [f"![{name}]({os.path.relpath(path, run_dir)})", ""]
+    return "\n".join(lines)

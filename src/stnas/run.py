@@ -1,0 +1,94 @@
+"""The whole pipeline in one call: supernet (SGD, then SGD or SGLD sampling) -> parameter
+sample pool -> proxy-scored search under the budget(s) -> retraining of the best
+architecture per budget -> report.
+
+Every stage writes into one run directory and is skipped when its output is already
+there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
+from its last checkpoint, the search from its score cache, each retraining from its
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from stnas import dist
+from stnas.data import get_dataset
+from stnas.errors import ConfigError, DataError
+from stnas.proxy import Proxy
+from stnas.report import write_report
+from stnas.retrain import retrain
+from stnas.search import budget_label, search
+from stnas.space import load_space
+from stnas.supernet_train import train_supernet
+
+
+def embedded_default() -> tuple[str, str | None]:
+    """The preset for ``stnas run`` with no arguments: Fashion-MNIST when its files can be
+    found (no download), else scikit-learn's digits, with a notice saying why."""
+    try:
+        get_dataset("fashion-mnist", "test", download=False)
+        return "fashion-mnist", None
+    except DataError as exc:
+        return "digits", (f"stnas: Fashion-MNIST not found ({exc}); running on scikit-learn's digits instead. "
+                          "Get Fashion-MNIST with `apt-get install dataset-fashion-mnist`, or pass --data-root DIR.")
+
+
+def _stage(name: str, ctx: dist.Context) -> None:
+    if ctx.is_main:
+        print(f"\n== {name} ==", file=sys.stderr, flush=True)
+
+
+def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
+    """Runs (or, with ``resume``, continues) every stage; returns the report dict."""
+    run_dir = Path(run_dir)
+    ctx = ctx or dist.setup(cfg["device"])
+    if not resume and run_dir.exists() and any(run_dir.iterdir()):
+        raise ConfigError(f"{run_dir} is not empty; pass --resume to continue the run there or choose another --out")
+    space = load_space(cfg["preset"])
+    wall = {}
+
+    t = time.perf_counter()
+    if not (run_dir / "supernet.safetensors").is_file():
+        _stage(f"1/4 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
+               ctx)
+        has_ckpt = resume and any((run_dir / "checkpoints").glob("step_*.pt"))
+        train_supernet(cfg, run_dir, resume=bool(has_ckpt), ctx=ctx)
+    wall["supernet"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets "
+           f"{', '.join(budget_label(b) for b in cfg['search']['budgets'])}, proxy {cfg['proxy']['mode']}", ctx)
+    proxy = Proxy(run_dir, cfg, ctx=ctx)
+    result = search(space, proxy.score, cfg["search"], run_dir / "search" if ctx.is_main else None,
+                    seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
+                    info={"proxy_mode": proxy.mode})
+    wall["search"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    chosen, done = [], {}
+    for k, (budget, recs) in enumerate(sorted(result.best.items())):
+        if not recs:
+            continue
+        best = recs[0]
+        out = run_dir / "retrain" / f"budget_{budget_label(budget)}"
+        if str(best.arch) in done:  # the best of a smaller budget also wins this one
+            out, card = done[str(best.arch)]
+        else:
+            _stage(f"3/4 retrain {k + 1}/{len(result.best)}: {best.arch} ({best.madds / 1e6:.2f}M MAdds ≤ "
+                   f"{budget_label(budget)})", ctx)
+            card = retrain(best.arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=ctx)
+            done[str(best.arch)] = (out, card)
+        chosen.append({"budget": budget, "arch": str(best.arch), "madds": best.madds, "params": best.params,
+                       "score": best.score, "std": best.std, "model_card": card,
+                       "retrain_dir": str(out.relative_to(run_dir))})
+    wall["retrain"] = time.perf_counter() - t
+
+    report = {}
+    if ctx.is_main:
+        _stage("4/4 report", ctx)
+        report = write_report(run_dir, chosen, cfg, wall)
+    dist.barrier(ctx.world_size)
+    return report

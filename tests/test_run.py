@@ -1,0 +1,97 @@
+"""`stnas run`: the whole pipeline on digits, its report, resume and the embedded default."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from stnas.cli import main
+from stnas.errors import DataError
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
+         "search.generations=2", "retrain.epochs=2", "supernet.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "r"
+    p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--preset", "digits", "--budget", "200k,350k",
+                        "--out", str(out)] + SMALL, capture_output=True, text=True, env=ENV, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return out, p
+
+
+def test_report_has_every_budget(finished_run):
+    out, proc = finished_run
+    report = json.loads((out / "report.json").read_text())
+    assert [c["budget"] for c in report["chosen"]] == [200_000, 350_000]
+    md = (out / "report.md").read_text()
+    for c in report["chosen"]:
+        assert c["madds"] <= c["budget"]
+        card = json.loads((out / c["retrain_dir"] / "model_card.json").read_text())
+        assert card["arch"] == c["arch"] and 0.1 < card["top1"] <= 1.0
+        row = next(line for line in md.splitlines() if f"`{c['arch']}`" in line)
+        assert f"{c['score']:.4f} ± {c['std']:.4f}" in row and f"{card['top1']:.4f}" in row
+    for name in ("pareto.png", "supernet_curves.png", "arch_200k.png", "arch_350k.png"):
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert re.search(r"test top-1 0\.\d{4}", proc.stdout)
+
+
+def test_resume_of_a_finished_run_recomputes_nothing(finished_run):
+    out, _ = finished_run
+    cache = (out / "proxy_cache.jsonl").read_text()
+    cards = sorted(p.read_text() for p in out.glob("retrain/*/model_card.json"))
+    assert main(["run", "--out", str(out), "--resume"]) == 0
+    assert (out / "proxy_cache.jsonl").read_text() == cache
+    assert sorted(p.read_text() for p in out.glob("retrain/*/model_card.json")) == cards
+
+
+def test_existing_run_dir_is_not_overwritten(finished_run, capsys):
+    out, _ = finished_run
+    before = (out / "report.json").read_text()
+    assert main(["run", "--preset", "digits", "--out", str(out)] + SMALL) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "report.json").read_text() == before
+
+
+def test_killed_run_resumes(tmp_path):
+    out = tmp_path / "r"
+    cmd = [sys.executable, "-m", "stnas.cli", "run", "--preset", "digits", "--out", str(out)] + SMALL
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (out / "proxy_cache.jsonl").is_file():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "report.json").exists()
+    p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--out", str(out), "--resume"],
+                       capture_output=True, text=True, env=ENV, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    keys = [(r["arch"], r["source"], r["key"]) for r in map(json.loads, (out / "proxy_cache.jsonl").read_text().split("\n")[:-1])]
+    assert len(keys) == len(set(keys)), "a cached evaluation was computed again"
+    assert (out / "report.md").is_file()
+
+
+def test_embedded_default_falls_back_to_digits(monkeypatch, capsys):
+    import stnas.run as run
+
+    def missing(*a, **k):
+        raise DataError("fashion-mnist not found in /nowhere")
+
+    monkeypatch.setattr(run, "get_dataset", missing)
+    preset, notice = run.embedded_default()
+    assert preset == "digits" and "apt-get install dataset-fashion-mnist" in notice
+
+
+def test_embedded_default_prefers_fashion_mnist():
+    pytest.importorskip("stnas.data")
+    import stnas.run as run
+    if not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("STNAS_DATA"):
+        pytest.skip("Fashion-MNIST is not installed here")
+    assert run.embedded_default() == ("fashion-mnist", None)
