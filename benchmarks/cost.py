@@ -1,7 +1,7 @@
 """How fast the analytic cost model checks architectures (evolution calls it a lot).
 
-Prints, per preset, architectures per second for the scalar path (``space.madds`` +
-``space.params`` on one Arch) and the vectorised path (``space.cost_batch``), medians
+Prints, per preset, architectures per second for the scalar path (``space.cost``: MAdds
+and params of one Arch) and the vectorised path (``space.cost_batch``), medians
 over repeats, and writes benchmarks/results/cost.json.
 
     python benchmarks/cost.py [--presets paper,fashion-mnist] [--n 20000] [--repeats 5]
@@ -40,8 +40,7 @@ def main() -> None:
         for _ in range(args.repeats):
             t = time.perf_counter()
             for a in archs:
-                s.madds(a)
-                s.params(a)
+                s.cost(a)
             scalar.append(args.n / (time.perf_counter() - t))
             t = time.perf_counter()
             s.cost_batch(stem, br)

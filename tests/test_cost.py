@@ -29,6 +29,7 @@ def test_cost_batch_matches_scalar():
     m, p = s.cost_batch(np.array([a.stem for a in archs]), np.array([a.branches for a in archs]))
     assert m.tolist() == [s.madds(a) for a in archs]
     assert p.tolist() == [s.params(a) for a in archs]
+    assert [s.cost(a) for a in archs] == list(zip(m.tolist(), p.tolist()))
 
 
 def test_mobilenet_v2_reference():

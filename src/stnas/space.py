@@ -217,6 +217,14 @@ class SearchSpace:
         self._stem_p = self.stem_table[:, :, 1].tolist()
         self._br_m = self.branch_table[:, :, 0].tolist()
         self._br_p = self.branch_table[:, :, 1].tolist()
+        # (MAdds << 40) + params: one pass of additions gives both (params stay below 2^40)
+        self._stem_mp = [[(m << 40) + p for m, p in zip(ms, ps)] for ms, ps in zip(self._stem_m, self._stem_p)]
+        self._br_mp = [[(m << 40) + p for m, p in zip(ms, ps)] for ms, ps in zip(self._br_m, self._br_p)]
+
+    def cost(self, arch: Arch) -> tuple[int, int]:
+        """(MAdds, params) in one pass over the edges."""
+        t = sum(map(list.__getitem__, self._stem_mp, arch.stem)) + sum(map(list.__getitem__, self._br_mp, arch.branches))
+        return self.fixed_madds + (t >> 40), self.fixed_params + (t & ((1 << 40) - 1))
 
     def madds(self, arch: Arch) -> int:
         """Analytic MAdds (conv and linear multiply-accumulates) for one image."""
