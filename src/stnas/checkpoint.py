@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from stnas.errors import CheckpointError
-from stnas.fileio import atomic_write, write_text
+from stnas.errors import CheckpointError, first_line
+from stnas.fileio import atomic_write, sha256_file, write_text
 
 FORMAT = "stnas-checkpoint"
 VERSION = 1
@@ -39,20 +39,6 @@ def _sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line if len(line) <= 200 else line[:197] + "..."
-
-
 def save_checkpoint(path: str | Path, state: dict) -> Path:
     """Writes ``state`` to ``path`` atomically, then its SHA-256 sidecar; returns ``path``."""
     path = Path(path)
@@ -60,7 +46,7 @@ def save_checkpoint(path: str | Path, state: dict) -> Path:
 
     def _write(tmp: str) -> None:
         torch.save({"format": FORMAT, "version": VERSION, "state": state}, tmp)
-        digest.append(_sha256(tmp))
+        digest.append(sha256_file(tmp))
 
     atomic_write(path, _write)
     write_text(_sidecar(path), f"{digest[0]}  {path.name}\n")
@@ -81,8 +67,8 @@ def verify_checkpoint(path: str | Path) -> None:
     try:
         expected = side.read_text(encoding="utf-8").split()[0].lower()
     except (OSError, UnicodeDecodeError, IndexError) as e:
-        raise CheckpointError(f"checksum file {side} is unreadable: {_first_line(e)}") from None
-    actual = _sha256(path)
+        raise CheckpointError(f"checksum file {side} is unreadable: {first_line(e)}") from None
+    actual = sha256_file(path)
     if actual != expected:
         raise CheckpointError(f"checkpoint {path} is corrupted or truncated (SHA-256 "
                               f"{actual[:12]}... does not match {side.name}: {expected[:12]}...)")
@@ -95,7 +81,7 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict:
     try:
         obj = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # UnpicklingError, RuntimeError (bad zip), EOFError, ...
-        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {_first_line(e)}") from None
+        raise CheckpointError(f"checkpoint {path} cannot be loaded safely: {first_line(e)}") from None
     if not (isinstance(obj, dict) and obj.get("format") == FORMAT and isinstance(obj.get("state"), dict)):
         raise CheckpointError(f"{path} is not an stnas checkpoint (no '{FORMAT}' header)")
     if obj.get("version") != VERSION:
@@ -130,7 +116,7 @@ def restore_numpy_generator(gen: np.random.Generator, state: dict) -> None:
         gen.bit_generator.state = state
     except (KeyError, TypeError, ValueError, OverflowError) as e:
         raise CheckpointError(f"numpy generator state in the checkpoint is invalid: "
-                              f"{_first_line(e)}") from None
+                              f"{first_line(e)}") from None
 
 
 def capture_rng_state() -> dict:
@@ -159,7 +145,7 @@ def restore_rng_state(state: dict) -> None:
             for i, s in enumerate(cuda[: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(s.cpu(), i)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"RNG state in the checkpoint is invalid: {_first_line(e)}") from None
+        raise CheckpointError(f"RNG state in the checkpoint is invalid: {first_line(e)}") from None
 
 
 # ---------------------------------------------------------------- rotation

@@ -23,3 +23,10 @@ class DataError(StnasError):
 
 class CheckpointError(StnasError):
     """A checkpoint or weights file is missing, truncated or corrupted."""
+
+
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """The first line of an exception's message (for one-line errors), at most ``limit`` chars."""
+    lines = str(exc).strip().splitlines()
+    line = lines[0] if lines else type(exc).__name__
+    return line if len(line) <= limit else line[: limit - 3] + "..."

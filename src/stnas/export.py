@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from stnas.arch import Arch, load_arch, save_arch
-from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError
+from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line
 from stnas.fileio import atomic_write, write_text
 from stnas.model import Network, build_model
 from stnas.space import SearchSpace, load_space
@@ -40,11 +40,6 @@ OPSET = 17
 def _version() -> str:
     from stnas import __version__
     return __version__
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 def arch_slug(arch: Arch) -> str:
@@ -108,7 +103,7 @@ def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
             meta = f.metadata() or {}
         return load_file(path), meta
     except Exception as exc:  # safetensors raises its own error types and OSError
-        raise CheckpointError(f"{path} is not a readable safetensors file ({_first_line(exc)}); "
+        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(exc)}); "
                               f"re-export or re-train it") from None
 
 
@@ -121,7 +116,7 @@ def _load_into(net: torch.nn.Module, tensors: dict, path: Path, what: str) -> No
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), _first_line(exc))
+        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), first_line(exc))
         raise CheckpointError(f"{path} does not fit {what}: {first}") from None
 
 
@@ -133,7 +128,7 @@ def dir_space(d: Path, space=None) -> SearchSpace | str | None:
         try:
             return SearchSpace(yaml.safe_load((d / SPACE).read_text())["space"])
         except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
-            raise SpaceError(f"{d / SPACE} is not a valid space file ({_first_line(exc)})") from None
+            raise SpaceError(f"{d / SPACE} is not a valid space file ({first_line(exc)})") from None
     return None
 
 

@@ -23,25 +23,12 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from stnas.errors import CheckpointError
-from stnas.fileio import atomic_write, write_json
+from stnas.errors import CheckpointError, first_line
+from stnas.fileio import atomic_write, sha256_file, write_json
 
 FORMAT = "stnas-sample-pool"
 VERSION = 1
 INDEX = "index.json"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__)[:200]
 
 
 class SamplePool:
@@ -61,7 +48,7 @@ class SamplePool:
         try:
             obj = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"sample-pool index {path} is unreadable: {_first_line(e)}") from None
+            raise CheckpointError(f"sample-pool index {path} is unreadable: {first_line(e)}") from None
         if not (isinstance(obj, dict) and obj.get("format") == FORMAT and isinstance(obj.get("entries"), list)):
             raise CheckpointError(f"{path} is not a sample-pool index (no '{FORMAT}' header)")
         if obj.get("version") != VERSION:
@@ -98,7 +85,7 @@ class SamplePool:
         meta = {"step": str(int(step)), "lr": repr(float(lr)), "loss": repr(float(loss))}
         path = atomic_write(self.dir / name, lambda tmp: save_file(tensors, tmp, metadata=meta))
         entry = {"file": name, "step": int(step), "lr": float(lr), "loss": float(loss),
-                 "sha256": _sha256(path)}
+                 "sha256": sha256_file(path)}
         self._write_index(self._entries + [entry])
         return k
 
@@ -110,13 +97,13 @@ class SamplePool:
         path = self.dir / entry["file"]
         if not path.is_file():
             raise CheckpointError(f"sample file {path} listed in {self.dir / INDEX} is missing")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"sample file {path} is corrupted or truncated (SHA-256 mismatch "
                                   f"with {INDEX})")
         try:
             return load_file(path, device=str(device))
         except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"sample file {path} cannot be read: {_first_line(e)}") from None
+            raise CheckpointError(f"sample file {path} cannot be read: {first_line(e)}") from None
 
     def average(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Element-wise mean of all samples: floating tensors averaged (in float64, returned

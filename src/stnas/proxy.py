@@ -44,7 +44,7 @@ from stnas.arch import Arch, load_arch
 from stnas.config import load_run_config
 from stnas.data import make_loader
 from stnas.errors import ArchError, CheckpointError, ConfigError, StnasError
-from stnas.fileio import append_jsonl
+from stnas.fileio import append_jsonl, sha256_file
 from stnas.pool import SamplePool
 from stnas.space import SearchSpace, load_space
 from stnas.supernet import Supernet
@@ -65,14 +65,6 @@ class Score:
     std: float  # sample std across pool samples (stabilized); 0 otherwise
     loss: float
     per_sample: list[float] = field(default_factory=list)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _digest(obj) -> str:
@@ -238,7 +230,7 @@ class Proxy:
         """What identifies a source's weights: the file's SHA-256 or the pool entries'."""
         if name not in self._ids:
             if name == "final":
-                ident = _sha256(self.run_dir / "supernet.safetensors")
+                ident = sha256_file(self.run_dir / "supernet.safetensors")
             elif name == "avg":
                 ident = [e["sha256"] for e in self.pool.entries[:self._num_samples()]]
             else:
