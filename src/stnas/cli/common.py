@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import time
+from pathlib import Path
 
-from stnas.config import parse_count
+from stnas.config import load_run_config, parse_count
 from stnas.errors import ConfigError
 
 def count(text: str) -> int:
@@ -34,3 +36,53 @@ def table(rows: list[list], header: list[str] | None = None) -> str:
         if header and n == 0:
             out.append("  ".join("-" * w for w in widths))
     return "\n".join(out)
+
+
+# ------------------------------------------------------------------ run commands
+def add_run_args(p, *, checkpoint: bool = True) -> None:
+    """--out, --resume, --config, --seed, --device, --data-root and KEY=VALUE overrides,
+    shared by the commands that make a run directory."""
+    p.add_argument("--out", help="run directory (default runs/<name>-<time>)")
+    if checkpoint:
+        p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+                       help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
+    else:
+        p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with any config sections "
+                   "(preset, seed, device, data, supernet, sgld, pool, proxy, search, retrain)")
+    p.add_argument("--seed", type=int, help="random seed (config: seed)")
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
+    p.add_argument("--data-root", help="where to look for the dataset first (config: data.root)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="config overrides with dotted keys, e.g. supernet.lr=0.05 pool.samples=4")
+
+
+def common_flags(args) -> dict:
+    """The config keys set by add_run_args' flags and the usual --preset/--data."""
+    return {"preset": getattr(args, "preset", None), "data.dataset": getattr(args, "data", None),
+            "seed": args.seed, "device": args.device, "data.root": args.data_root}
+
+
+def resumed_config(args) -> dict:
+    """The saved config of the run in --out, for --resume (which takes no new settings)."""
+    if not args.out:
+        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
+    if args.overrides or args.config:
+        raise ConfigError("a resumed run keeps its saved config; drop --config and overrides")
+    return load_run_config(args.out)
+
+
+def out_dir(args, name: str) -> Path:
+    """--out, or runs/<name>-<time>."""
+    return Path(args.out) if args.out else Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def in_process_group(cfg: dict, fn):
+    """Runs ``fn(ctx)`` inside the process's distributed context; returns (ctx, result)."""
+    from stnas import dist
+
+    ctx = dist.setup(cfg["device"])
+    try:
+        return ctx, fn(ctx)
+    finally:
+        dist.teardown()

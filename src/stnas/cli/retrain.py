@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-from stnas.cli.supernet import add_config_args, flags_of
+from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, resumed_config
 
 
 def register(sub) -> None:
@@ -21,26 +18,18 @@ def register(sub) -> None:
     p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet (config: data.dataset)")
     p.add_argument("--epochs", type=int, help="training epochs (config: retrain.epochs)")
     p.add_argument("--batch-size", type=int, help="per-process batch size (config: retrain.batch_size)")
-    p.add_argument("--out", help="run directory (default runs/retrain-<space>-<time>)")
-    p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                   help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
-    add_config_args(p)
+    add_run_args(p)
     p.set_defaults(func=cmd_retrain)
 
 
 def cmd_retrain(args) -> int:
-    from stnas import dist
     from stnas.arch import load_arch
-    from stnas.config import load_run_config, resolve
+    from stnas.config import resolve
     from stnas.errors import ConfigError
     from stnas.retrain import retrain, run_arch
 
     if args.resume:
-        if not args.out:
-            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
-        if args.overrides or args.config:
-            raise ConfigError("a resumed run keeps its saved config; drop --config and overrides")
-        cfg = load_run_config(args.out)
+        cfg = resumed_config(args)
         arch = run_arch(args.out)
         if args.arch and load_arch(args.arch, arch.space) != arch:
             raise ConfigError(f"{args.out} retrains {arch}, not {args.arch}; drop --arch to resume it")
@@ -48,16 +37,11 @@ def cmd_retrain(args) -> int:
         if not args.arch:
             raise ConfigError("give the architecture to train: --arch FILE|STRING")
         arch = load_arch(args.arch, args.preset)
-        flags = {k: v for k, v in flags_of(args).items() if not k.startswith("supernet.")}
-        flags.update({"preset": args.preset or arch.space.name, "retrain.epochs": args.epochs,
-                      "retrain.batch_size": args.batch_size})
+        flags = dict(common_flags(args), **{"preset": args.preset or arch.space.name, "retrain.epochs": args.epochs,
+                                           "retrain.batch_size": args.batch_size})
         cfg = resolve(None, args.config, flags, args.overrides)
-    out = Path(args.out) if args.out else Path("runs") / f"retrain-{arch.space.name}-{time.strftime('%Y%m%d-%H%M%S')}"
-    ctx = dist.setup(cfg["device"])
-    try:
-        card = retrain(arch, cfg, out, resume=args.resume, ctx=ctx)
-    finally:
-        dist.teardown()
+    out = out_dir(args, f"retrain-{arch.space.name}")
+    ctx, card = in_process_group(cfg, lambda ctx: retrain(arch, cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         print(f"retrain: {arch} top-1 {card['top1']:.4f} top-5 {card['top5']:.4f} on {card['test_images']} "
               f"{card['dataset']} test images; {card['steps']} steps in {card['wall_s']:.0f}s "

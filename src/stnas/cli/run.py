@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from stnas.cli.common import count_list
-from stnas.cli.supernet import add_config_args, default_out, flags_of
-from stnas.config import load_run_config, resolve
-from stnas.errors import ConfigError
+from stnas.cli.common import add_run_args, common_flags, count_list, in_process_group, out_dir, resumed_config
+from stnas.config import resolve
 
 
 def register(sub) -> None:
@@ -24,37 +21,27 @@ def register(sub) -> None:
     p.add_argument("--epochs", type=int, help="supernet epochs (config: supernet.epochs)")
     p.add_argument("--budget", type=count_list, help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
     p.add_argument("--mode", choices=["single", "stabilized", "averaged"], help="proxy mode (config: proxy.mode)")
-    p.add_argument("--out", help="run directory (default runs/<preset>-<time>)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    add_config_args(p)
+    add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_run)
 
 
 def cmd_run(args) -> int:
-    from stnas import dist
     from stnas.run import embedded_default, run_pipeline
 
     if args.resume:
-        if not args.out:
-            raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
-        if args.overrides or args.config:
-            raise ConfigError("a resumed run keeps its saved config; drop --config and overrides")
-        cfg = load_run_config(args.out)
+        cfg = resumed_config(args)
     else:
         preset = args.preset
         if preset is None and args.config is None and args.data is None:
             preset, notice = embedded_default()
             if notice:
                 print(notice, file=sys.stderr)
-        flags = flags_of(args)
-        flags.update({"search.budgets": args.budget, "proxy.mode": args.mode, "preset": preset})
+        flags = dict(common_flags(args), **{"preset": preset, "supernet.optimizer": args.optimizer,
+                                           "supernet.epochs": args.epochs, "search.budgets": args.budget,
+                                           "proxy.mode": args.mode})
         cfg = resolve(preset, args.config, flags, args.overrides)
-    out = Path(args.out) if args.out else default_out(cfg["preset"])
-    ctx = dist.setup(cfg["device"])
-    try:
-        report = run_pipeline(cfg, out, resume=args.resume, ctx=ctx)
-    finally:
-        dist.teardown()
+    out = out_dir(args, cfg["preset"])
+    ctx, report = in_process_group(cfg, lambda ctx: run_pipeline(cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         print(f"\nreport: {out / 'report.md'}")
         for c in report.get("chosen", []):

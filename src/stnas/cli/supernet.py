@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
-from stnas.config import load_run_config, resolve
-
-
-def add_config_args(p) -> None:
-    """--config FILE and trailing key=value overrides (shared by the pipeline commands)."""
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with any config sections "
-                   "(preset, seed, device, data, supernet, sgld, pool, ...)")
-    p.add_argument("--seed", type=int, help="random seed (config: seed)")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
-    p.add_argument("--data-root", help="where to look for the dataset first (config: data.root)")
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="config overrides with dotted keys, e.g. supernet.lr=0.05 pool.samples=4")
+from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, resumed_config
+from stnas.config import resolve
 
 
 def register(sub) -> None:
@@ -33,43 +20,21 @@ def register(sub) -> None:
     t.add_argument("--optimizer", choices=["sgd", "sgld"], help="optimizer of the sampling phase (config: supernet.optimizer)")
     t.add_argument("--epochs", type=int, help="training epochs (config: supernet.epochs)")
     t.add_argument("--batch-size", type=int, help="per-process batch size (config: supernet.batch_size)")
-    t.add_argument("--out", help="run directory (default runs/<preset>-<time>)")
-    t.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
-                   help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
-    add_config_args(t)
+    add_run_args(t)
     t.set_defaults(func=cmd_train)
 
 
-def flags_of(args) -> dict:
-    return {"preset": args.preset, "data.dataset": getattr(args, "data", None), "seed": args.seed,
-            "device": args.device, "data.root": args.data_root,
-            "supernet.optimizer": getattr(args, "optimizer", None), "supernet.epochs": getattr(args, "epochs", None),
-            "supernet.batch_size": getattr(args, "batch_size", None)}
-
-
-def default_out(preset: str) -> Path:
-    return Path("runs") / f"{Path(preset).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
 def cmd_train(args) -> int:
-    from stnas import dist
-    from stnas.config import ConfigError
     from stnas.supernet_train import train_supernet
 
-    if args.resume and not args.out:
-        raise ConfigError("--resume needs --out RUN_DIR (the run to continue)")
     if args.resume:
-        cfg = load_run_config(args.out)
-        if args.overrides or args.config:
-            raise ConfigError("a resumed run keeps its saved config; drop --config and overrides")
+        cfg = resumed_config(args)
     else:
-        cfg = resolve(args.preset, args.config, flags_of(args), args.overrides)
-    out = Path(args.out) if args.out else default_out(cfg["preset"])
-    ctx = dist.setup(cfg["device"])
-    try:
-        s = train_supernet(cfg, out, resume=args.resume, ctx=ctx)
-    finally:
-        dist.teardown()
+        flags = dict(common_flags(args), **{"supernet.optimizer": args.optimizer, "supernet.epochs": args.epochs,
+                                           "supernet.batch_size": args.batch_size})
+        cfg = resolve(args.preset, args.config, flags, args.overrides)
+    out = out_dir(args, cfg["preset"])
+    ctx, s = in_process_group(cfg, lambda ctx: train_supernet(cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         print(f"supernet: {s['steps']} steps in {s['wall_s']:.0f}s ({s['images_per_s']:.0f} img/s), "
               f"final loss {s.get('loss', float('nan')):.3f}, pool of {s['pool_samples']} samples -> {out}")
