@@ -55,7 +55,9 @@ DEFAULTS: dict[str, Any] = {
         "val_limit": None,  # proxy scoring on a stratified subset of search-val
         "workers": 0,
     },
-    "supernet": dict(RECIPE, optimizer="sgd", sampling="topology", keep_epoch_weights=True),
+    # optimizer: of the closing sampling phase (sgld | sgd); the epochs before it use SGD.
+    # sampling: topology | architecture (see SearchSpace.sample)
+    "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
         "noise_scale": None,  # replaces 2T/N when set
