@@ -1,4 +1,7 @@
 import os
+import signal
+import subprocess
+import time
 
 import pytest
 import torch
@@ -23,3 +26,14 @@ def tiny_config():
         "branch": {"depths": [2], "ops": ["conv1x1", "skip"]},
         "head": {"channels": 16},
     }
+
+
+def kill_at_first_checkpoint(cmd: list[str], run_dir, env: dict, timeout: float = 240) -> None:
+    """Starts ``cmd`` and SIGKILLs it as soon as RUN_DIR/checkpoints holds a completed
+    checkpoint (the .pt file and then its .sha256 sidecar are written)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline and not list((run_dir / "checkpoints").glob("step_*.pt.sha256")):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()

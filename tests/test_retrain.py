@@ -3,10 +3,8 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import onnxruntime as ort
@@ -15,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
+from conftest import kill_at_first_checkpoint
 from stnas.arch import save_arch
 from stnas.cli import main
 from stnas.data import get_dataset
@@ -93,13 +92,7 @@ def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
             "retrain.checkpoint_every=3"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(RETRAIN + ["--out", str(ref)] + args, check=True, capture_output=True, env=ENV, timeout=300)
-    proc = subprocess.Popen(RETRAIN + ["--out", str(cut)] + args, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 240
-    while time.time() < deadline and not list((cut / "checkpoints").glob("step_*.pt")):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(RETRAIN + ["--out", str(cut)] + args, cut, ENV)
     assert not (cut / "model_card.json").exists(), "the run finished before it could be killed"
     subprocess.run(RETRAIN[:4] + ["--out", str(cut), "--resume"], check=True, capture_output=True, env=ENV,
                    timeout=300)

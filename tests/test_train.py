@@ -2,17 +2,15 @@
 
 import json
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import kill_at_first_checkpoint
 from stnas.cli import main
 from stnas.config import DEFAULTS, resolve
 from stnas.errors import ConfigError
@@ -52,13 +50,7 @@ def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
             "--optimizer", "sgld"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
     subprocess.run(TRAIN + ["--out", str(ref)] + args, check=True, capture_output=True, env=ENV, timeout=300)
-    proc = subprocess.Popen(TRAIN + ["--out", str(cut)] + args, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV)
-    deadline = time.time() + 240
-    while time.time() < deadline and not list((cut / "checkpoints").glob("step_*.pt")):
-        time.sleep(0.05)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    kill_at_first_checkpoint(TRAIN + ["--out", str(cut)] + args, cut, ENV)
     assert not (cut / "supernet.safetensors").exists(), "the run finished before it could be killed"
     subprocess.run(TRAIN[:5] + ["--out", str(cut), "--resume"], check=True, capture_output=True, env=ENV,
                    timeout=300)

@@ -168,10 +168,12 @@ class CheckpointManager:
         return self.dir / f"step_{int(step):08d}.pt"
 
     def checkpoints(self) -> list[tuple[int, Path]]:
-        """(step, path) of every checkpoint file present, oldest first."""
+        """(step, path) of every completed checkpoint, oldest first. A file without its
+        checksum sidecar is a save that was interrupted between the two writes: skipped."""
         if not self.dir.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.dir.iterdir() if (m := _STEP_FILE.match(p.name))]
+        found = [(int(m.group(1)), p) for p in self.dir.iterdir()
+                 if (m := _STEP_FILE.match(p.name)) and _sidecar(p).is_file()]
         return sorted(found)
 
     def latest(self) -> Path | None:
