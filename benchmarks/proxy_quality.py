@@ -13,8 +13,8 @@
 2. Supernets, all with the same steps, data, init and path sampling (config seed 0): plain
    SGD (``supernet.optimizer=sgd``, the closing phase at constant LR without noise) and
    SGLD in the closing phase at each of ``--temperatures`` (T=1 is the main SGLD run).
-   Recipe: the preset's (fashion-mnist: 10 epochs over a 10k subset of search-train, the
-   last pool.epochs=2 of them the sampling phase at constant LR supernet.min_lr, which
+   Recipe: the preset's (fashion-mnist: 16 epochs over a 10k subset of search-train, the
+   last pool.epochs=3 of them the sampling phase at constant LR supernet.min_lr, which
    fills a pool of ``--pool-samples``), changeable with ``--supernet-override``.
 3. Proxies: every supernet is scored in the modes single / stabilized / averaged with
    ``stnas.proxy.Proxy`` on search-val; the K sweep (``--k-values``, ``proxy.samples``)
@@ -34,8 +34,8 @@ scores in proxy_quality_epochs.json), so a rerun only recomputes the statistics.
 Outputs in ``--results-dir``: proxy_quality.json, proxy_quality.md (the table),
 proxy_quality_scatter.png, proxy_quality_stability.png.
 
-    python benchmarks/proxy_quality.py                  # full run, fashion-mnist (about 65 min
-                                                        # estimated on the 2-core CPU)
+    python benchmarks/proxy_quality.py                  # full run, fashion-mnist (88 min measured
+                                                        # on the 2-core CPU; docs/benchmarks.md)
     python benchmarks/proxy_quality.py --estimate       # only print the time estimate
     python benchmarks/proxy_quality.py --smoke --work-dir /tmp/pq --results-dir /tmp/pq/res
 """
@@ -85,7 +85,8 @@ def parse_args(argv=None):
     a("--supernet-override", action="append", default=[], metavar="KEY=VALUE",
       help="supernet config override for every supernet, repeatable (default: the preset's settings)")
     a("--pool-samples", type=int, default=8, help="pool.samples K of every supernet (default 8)")
-    a("--temperatures", default="1,10,100", help="SGLD temperatures, one supernet each (default 1,10,100)")
+    a("--temperatures", default="1,10,100,1000",
+      help="SGLD temperatures, one supernet each (default 1,10,100,1000)")
     a("--k-values", default="2,4,8", help="proxy.samples sweep on the SGD and the first-temperature SGLD supernets "
                                "(default 2,4,8; the pool size is always a row)")
     a("--stability-points", type=int, default=5, help="consecutive points the stability uses (default 5)")
@@ -319,20 +320,25 @@ def label(name: str) -> str:
     return "SGD" if name == "sgd" else f"SGLD T={name.split('_T')[1]}"
 
 
-def table(cells: list[dict], ceiling: dict, sn: dict, cmd: str, top_k: int, truth_path: str) -> str:
+def table(cells: list[dict], ceiling: dict, baselines: dict, sn: dict, cmd: str, top_k: int,
+          truth_path: str) -> str:
     rows = ["| supernet | proxy | K | Kendall τ [95% CI] | Spearman ρ [95% CI] | "
             f"top-{top_k} overlap [95% CI] | stability τ [95% CI] |", "|---" * 7 + "|"]
     for c in cells:
         m = c["metrics"]
         rows.append(f"| {label(c['supernet'])} | {c['mode']} | {c['k'] or '–'} | {fmt(m['kendall_tau'])} | "
                     f"{fmt(m['spearman_rho'])} | {fmt(m['top_k_overlap'], '')} | {fmt(c['stability'])} |")
+    for name, m in baselines.items():
+        rows.append(f"| zero-cost baseline | {name} | – | {fmt(m['kendall_tau'])} | {fmt(m['spearman_rho'])} | "
+                    f"{fmt(m['top_k_overlap'], '')} | – |")
     m = ceiling
     rows.append(f"| ceiling (n={m['n']}) | stand-alone seed 2 vs seed 1 | – | {fmt(m['kendall_tau'])} | "
                 f"{fmt(m['spearman_rho'])} | {fmt(m['top_k_overlap'], '')} | – |")
     noise = ", ".join(f"{label(n)}: {v['noise_std']:.2e}" for n, v in sn.items() if n != "sgd")
     return "\n".join(rows) + (
         f"\n\nFidelity against the seed-1 stand-alone test top-1 of {cells[0]['metrics']['n']} architectures; "
-        f"intervals: 95% percentile bootstrap over architectures. Stability: mean Kendall τ between "
+        f"intervals: 95% percentile bootstrap over architectures. Zero-cost baselines rank by the "
+        f"architecture's MAdds or parameter count alone (no supernet). Stability: mean Kendall τ between "
         f"consecutive rankings at the last points (single: epoch weight files; stabilized: running mean of "
         f"the first k samples; averaged: weights of the first k samples averaged). SGLD noise std per step "
         f"(sqrt((1-β)·2ηT/N)): {noise}.\n\nCommand:\n\n    {cmd}\n\nGround truth: {truth_path} "
@@ -384,6 +390,14 @@ def plots(cells: list[dict], truth, gt2: dict, out: Path) -> None:
         a.legend(fontsize=6)
     fig.tight_layout()
     save_figure(fig, out / "proxy_quality_stability.png")
+
+
+def shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it (for the committed table)."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 def finite(obj):
@@ -451,14 +465,18 @@ def main(argv=None) -> None:
     pairs = [(results[i]["top1"], results[i]["top1_seed2"]) for i in seed2]
     s1, s2 = [p[0] for p in pairs], [p[1] for p in pairs]
     ceiling = rank_metrics(s2, s1, args.top_k, args.n_boot, seed=0)
+    baselines = {"MAdds": rank_metrics([r["madds"] for r in results], truth, args.top_k, args.n_boot, seed=0),
+                 "params": rank_metrics([r["params"] for r in results], truth, args.top_k, args.n_boot, seed=0)}
     timing["total_s"] = time.perf_counter() - t0
 
-    md = table(scored, ceiling, sn, cmd, args.top_k, str(args.truth_out))
+    truth_name = shown(args.truth_out)
+    md = table(scored, ceiling, baselines, sn, cmd, args.top_k, truth_name)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     write_text(args.results_dir / "proxy_quality.md", md)
     write_json(args.results_dir / "proxy_quality.json", finite({
         "format": "stnas-proxy-quality", "version": 1, "command": cmd, "preset": args.preset,
-        "truth": str(args.truth_out), "archs": results, "seed2_indices": seed2, "ceiling": ceiling,
+        "truth": truth_name, "archs": results, "seed2_indices": seed2, "ceiling": ceiling,
+        "zero_cost_baselines": baselines,
         "supernets": sn, "cells": scored, "estimate_at_start": est, "timing": timing, "work": work,
         "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}}))
     plots(scored, truth, {"seed1": s1, "seed2": s2, "tau": ceiling["kendall_tau"]["value"]}, args.results_dir)
