@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import numpy as np
 
 from stnas import dist
 from stnas.config import load_run_config
+from stnas.fileio import write_json
 from stnas.retrain import retrain
 from stnas.search import budget_label
 from stnas.space import load_space
@@ -48,6 +50,12 @@ def main() -> None:
         for i in range(args.n):
             arch = space.sample_constrained(rng, max_madds=budget)
             out = run / "random_baseline" / f"budget_{budget_label(budget)}" / f"arch_{i:02d}"
+            if (out / "config.yaml").is_file():  # reused (or copied from another run): same recipe?
+                saved = load_run_config(out)
+                diff = [k for k in ("retrain", "data", "seed") if saved.get(k) != cfg.get(k)]
+                if diff:
+                    sys.exit(f"error: {out} was retrained with other settings ({', '.join(diff)} differ); "
+                             f"delete it to retrain with this run's recipe")
             card = retrain(arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=ctx)
             randoms.append({"arch": str(arch), "madds": arch.madds, "top1": card["top1"]})
             print(f"  {budget_label(budget)} random {i + 1}/{args.n}: {arch}  {arch.madds / 1e6:.2f}M  "
@@ -65,7 +73,7 @@ def main() -> None:
     meta = {"run_dir": str(run), "preset": cfg["preset"], "recipe": cfg["retrain"], "n": args.n,
             "seed": args.seed, "wall_s": time.time() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    write_json(Path(args.out), {"meta": meta, "results": rows})
 
 
 if __name__ == "__main__":

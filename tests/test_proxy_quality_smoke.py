@@ -92,8 +92,9 @@ def test_truth_file_loads_and_matches_the_retrain_runs(smoke):
 
 def test_table_has_every_cell_with_valid_statistics(smoke):
     rows = _table_rows((smoke["res"] / "proxy_quality.md").read_text())
-    got = [(r[0], r[1], r[2]) for r in rows[:-1]]
+    got = [(r[0], r[1], r[2]) for r in rows[:-3]]
     assert sorted(got) == sorted((LABEL[n], m, k) for n, m, k in CELLS)
+    assert [(r[0], r[1]) for r in rows[-3:-1]] == [("zero-cost baseline", "MAdds"), ("zero-cost baseline", "params")]
     assert rows[-1][0].startswith("ceiling")
     num = r"([+-]?\d\.\d\d|n/a)"
     for r in rows:
@@ -112,6 +113,10 @@ def test_statistics_agree_with_scipy_and_the_proxy_cache(smoke):
     want = stats.kendalltau(s2, s1).statistic
     got = result["ceiling"]["kendall_tau"]["value"]
     assert (got is None and math.isnan(want)) or got == pytest.approx(want)
+    for name, key in (("MAdds", "madds"), ("params", "params")):
+        want = stats.kendalltau([r[key] for r in result["archs"]], truth).statistic
+        got = result["zero_cost_baselines"][name]["kendall_tau"]["value"]
+        assert (got is None and math.isnan(want)) or got == pytest.approx(want)
     for cell in result["cells"]:
         cache = {}
         for line in (smoke["work"] / f"supernet_{cell['supernet']}" / "proxy_cache.jsonl").read_text().splitlines():
