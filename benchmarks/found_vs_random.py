@@ -24,6 +24,7 @@ import numpy as np
 
 from stnas import dist
 from stnas.config import load_run_config
+from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.retrain import retrain
 from stnas.search import budget_label
@@ -31,13 +32,7 @@ from stnas.space import load_space
 
 
 def train(arch, cfg: dict, out: Path, ctx) -> float:
-    """Retrains ``arch`` into ``out`` (or reuses a finished run there with the same recipe); test top-1."""
-    if (out / "config.yaml").is_file():  # reused (or copied from another run): same recipe?
-        saved = load_run_config(out)
-        diff = [k for k in ("retrain", "data", "seed") if saved.get(k) != cfg.get(k)]
-        if diff:
-            sys.exit(f"error: {out} was retrained with other settings ({', '.join(diff)} differ); "
-                     f"delete it to retrain with this run's recipe")
+    """Retrains ``arch`` into ``out``, or reuses a run there (which must have the same recipe); test top-1."""
     return retrain(arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=ctx)["top1"]
 
 
@@ -110,4 +105,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StnasError as e:  # bad input or a cached run made with other settings
+        sys.exit(f"error: {e}")

@@ -54,12 +54,14 @@ from pathlib import Path
 import numpy as np
 
 from stnas.checkpoint import CheckpointManager
-from stnas.config import apply_layers, load_run_config, resolve, user_layers
+from stnas.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
+from stnas.errors import StnasError
 from stnas.fileio import write_json, write_text
 from stnas.proxy import Proxy
 from stnas.ranking import kendall, rank_metrics
 from stnas.retrain import CARD, retrain
 from stnas.space import load_space
+from stnas.supernet_train import RESUME_SECTIONS as SUPERNET_SECTIONS
 from stnas.supernet_train import dataset_split, train_supernet
 
 HERE = Path(__file__).resolve().parent
@@ -203,17 +205,9 @@ def gt_dir(args, seed: int, i: int) -> Path:
     return args.work_dir / "gt" / f"seed{seed}" / f"arch_{i:02d}"
 
 
-def check_same(saved: dict, cfg: dict, keys: list[str], where: Path) -> None:
-    diff = [k for k in keys if saved.get(k) != cfg.get(k)]
-    if diff:
-        sys.exit(f"error: {where} was made with other settings ({', '.join(diff)} differ); "
-                 f"use another --work-dir or delete it")
-
-
 def run_retrain(arch, cfg: dict, out: Path, work: dict) -> dict:
     if (out / CARD).is_file():
-        check_same(load_run_config(out), cfg, ["retrain", "data", "seed"], out)
-        return json.loads((out / CARD).read_text()) | {"cached": True}
+        return retrain(arch, cfg, out, resume=True) | {"cached": True}  # checks it was made with cfg
     resume = bool(CheckpointManager(out).checkpoints()) and (out / "arch.json").is_file()
     work["retrained"] += 1
     return retrain(arch, cfg, out, resume=resume)
@@ -221,7 +215,7 @@ def run_retrain(arch, cfg: dict, out: Path, work: dict) -> dict:
 
 def run_supernet(cfg: dict, run: Path, work: dict) -> tuple[dict, bool]:
     if (run / "supernet.safetensors").is_file():
-        check_same(load_run_config(run), cfg, ["supernet", "sgld", "pool", "data", "seed"], run)
+        check_same_settings(run, cfg, SUPERNET_SECTIONS)
         return json.loads((run / "supernet.json").read_text()), True
     ckpt = run / "checkpoints"
     if ckpt.is_dir() and not any(ckpt.iterdir()):
@@ -486,4 +480,7 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except StnasError as e:  # bad input or a cached run made with other settings
+        sys.exit(f"error: {e}")

@@ -133,3 +133,24 @@ def test_cli_bad_inputs(tmp_path, capsys):
         assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, (argv, err)
         assert match in err, (argv, err)
     assert not (tmp_path / "o" / "model_card.json").exists()
+
+
+def test_library_resume_must_match_the_saved_settings(run):
+    """retrain(resume=True) reuses a run only with the settings it was made with; a mismatch
+    is refused before anything in the run directory is touched."""
+    from stnas.config import load_run_config
+    from stnas.errors import ConfigError
+    from stnas.retrain import retrain
+
+    cfg = load_run_config(run)
+    files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    # progress bars and the data's location do not change results: the finished card comes back
+    card = retrain(ARCH, cfg | {"retrain": cfg["retrain"] | {"progress": True},
+                                "data": cfg["data"] | {"root": "/elsewhere"}}, run, resume=True)
+    assert card == json.loads((run / "model_card.json").read_text())
+    for change, section in [({"seed": cfg["seed"] + 1}, "seed"),
+                            ({"retrain": cfg["retrain"] | {"lr": cfg["retrain"]["lr"] * 2}}, "retrain"),
+                            ({"data": cfg["data"] | {"limit": 100}}, "data")]:
+        with pytest.raises(ConfigError, match=rf"\({section} differ"):
+            retrain(ARCH, cfg | change, run, resume=True)
+    assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files

@@ -135,3 +135,22 @@ def test_cli_bad_inputs(capsys, tmp_path):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1, err
+
+
+def test_library_resume_must_match_the_saved_settings(tmp_path):
+    """train_supernet(resume=True) with other settings than the run's is refused before the
+    run directory is touched (its config.yaml is not overwritten)."""
+    from stnas.config import load_run_config
+    from stnas.supernet_train import train_supernet
+
+    out = tmp_path / "run"
+    subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=1", "pool.epochs=1", "pool.samples=1"],
+                   check=True, capture_output=True, env=ENV, timeout=300)
+    cfg = load_run_config(out)
+    files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for change, section in [({"sgld": cfg["sgld"] | {"temperature": 10.0}}, "sgld"),
+                            ({"supernet": cfg["supernet"] | {"lr": 0.5}}, "supernet"),
+                            ({"pool": cfg["pool"] | {"samples": 3}}, "pool")]:
+        with pytest.raises(ConfigError, match=rf"\({section} differ"):
+            train_supernet(cfg | change, out, resume=True)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files

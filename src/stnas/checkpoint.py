@@ -18,7 +18,6 @@ which turns numpy and Python ``random`` states into plain ints and lists.
 
 from __future__ import annotations
 
-import hashlib
 import random
 import re
 from pathlib import Path

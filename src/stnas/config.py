@@ -300,3 +300,22 @@ def load_run_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not an stnas run directory (no config.yaml)")
     return _merge(DEFAULTS, read_yaml(path))
+
+
+# keys that change how a run reports or where it reads data, not what it computes
+_COSMETIC = {"supernet": {"progress", "log_every"}, "retrain": {"progress", "log_every"}, "data": {"root", "workers"}}
+
+
+def check_same_settings(run_dir: str | Path, cfg: dict, sections: tuple[str, ...]) -> None:
+    """Raises ConfigError unless the run in ``run_dir`` was made with ``cfg``'s ``sections``
+    (what a resumed or reused run must share with the caller's config)."""
+    saved = load_run_config(run_dir)
+
+    def core(c: dict, s: str):
+        v = c.get(s)
+        return {k: x for k, x in v.items() if k not in _COSMETIC.get(s, ())} if isinstance(v, dict) else v
+
+    diff = [s for s in sections if core(saved, s) != core(cfg, s)]
+    if diff:
+        raise ConfigError(f"{run_dir} was made with other settings ({', '.join(diff)} differ): resume it with "
+                          f"its saved config (--resume without overrides) or choose another --out")

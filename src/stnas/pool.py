@@ -14,7 +14,6 @@ missing or corrupt raises :class:`CheckpointError`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Mapping

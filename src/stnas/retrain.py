@@ -31,7 +31,7 @@ import yaml
 from stnas import dist
 from stnas.arch import Arch, load_arch, save_arch
 from stnas.checkpoint import CheckpointManager
-from stnas.config import parse_count, save_config
+from stnas.config import check_same_settings, parse_count, save_config
 from stnas.data import get_dataset
 from stnas.errors import ArchError, ConfigError
 from stnas.export import dir_space, export_model
@@ -50,6 +50,10 @@ def hardware(device: torch.device) -> str:
         return torch.cuda.get_device_name(device)
     cpu = platform.processor() or platform.machine() or "cpu"
     return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
+
+
+# what a resumed (or reused) retrain run must share with the caller's config
+RESUME_SECTIONS = ("retrain", "data", "seed")
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, ctx: dist.Context) -> None:
@@ -111,6 +115,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         saved = run_arch(run_dir)
         if saved != arch:
             raise ConfigError(f"{run_dir} retrains {saved}, not {arch}; drop --arch to resume it")
+        check_same_settings(run_dir, cfg, RESUME_SECTIONS)
         if resume is True and (run_dir / CARD).is_file():
             return json.loads((run_dir / CARD).read_text())  # already finished
     train_set, test_set = _splits(cfg, space)

@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from stnas import dist
-from stnas.config import save_config
+from stnas.config import check_same_settings, save_config
 from stnas.data import INFO, get_dataset
 from stnas.errors import ConfigError
 from stnas.fileio import write_json, write_text
@@ -58,6 +58,10 @@ def sampling_phase(cfg: dict) -> SamplingPhase:
                          sgld=dict(cfg["sgld"]))
 
 
+# what a resumed (or reused) supernet run must share with the caller's config
+RESUME_SECTIONS = ("preset", "supernet", "sgld", "pool", "data", "seed")
+
+
 def prepare_run_dir(run_dir: Path, resume: bool, ctx: dist.Context) -> None:
     """Refuses to overwrite an existing run unless resuming."""
     if resume:
@@ -75,6 +79,8 @@ def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
     run_dir = Path(run_dir)
     ctx = ctx or dist.setup(cfg["device"])
     prepare_run_dir(run_dir, bool(resume), ctx)
+    if resume:
+        check_same_settings(run_dir, cfg, RESUME_SECTIONS)
     space = load_space(cfg["preset"])
     train_set = dataset_split(cfg, space, "search-train", "limit")
     if ctx.is_main:
