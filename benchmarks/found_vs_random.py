@@ -1,29 +1,39 @@
 """Does the search pay off? The architecture `stnas run` found for each budget against the
 best of N uniformly random architectures within the same budget, all retrained with the
-run's own retrain recipe and evaluated on the test split.
+same recipe and evaluated on the test split.
 
     stnas run --out runs/fm                       # the search (Fashion-MNIST by default)
     python benchmarks/found_vs_random.py runs/fm --n 10
 
-Random baselines are retrained into RUN_DIR/random_baseline/ (reruns resume and reuse them).
+By default the recipe is the run's own retrain recipe: random baselines are retrained into
+RUN_DIR/random_baseline/ (reruns resume and reuse them) and the found architectures' numbers
+are the run's model cards. ``--set retrain.KEY=VALUE`` compares under another recipe (e.g.
+a longer one): then the found architectures are retrained too, and everything goes to
+RUN_DIR/random_baseline_<recipe hash>/ and RUN_DIR/found_seeds_<recipe hash>/.
 One retraining is noisy; ``--extra-seeds 1,2`` retrains every architecture (found and random)
-with more training seeds and also compares the means over all seeds.
+with more training seeds and also compares the means over all seeds. ``--jobs 2`` runs two
+retrainings at a time (on CPU, each with its share of the cores: small networks use cores
+better that way).
 Prints a table and writes benchmarks/results/found_vs_random.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import multiprocessing
+import os
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from stnas import dist
-from stnas.config import load_run_config
+from stnas.config import apply_layers, load_run_config, parse_override
 from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.retrain import retrain
@@ -31,9 +41,35 @@ from stnas.search import budget_label
 from stnas.space import load_space
 
 
-def train(arch, cfg: dict, out: Path, ctx) -> float:
-    """Retrains ``arch`` into ``out``, or reuses a run there (which must have the same recipe); test top-1."""
-    return retrain(arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=ctx)["top1"]
+def train(arch: str, cfg: dict, out: str, threads: int = 0) -> float:
+    """Retrains ``arch`` into ``out``, or reuses a run there (which must have the same recipe,
+    data and seed); test top-1. ``threads``: torch's CPU threads in this process (0: leave)."""
+    if threads:
+        import torch
+        torch.set_num_threads(threads)
+    out = Path(out)
+    return retrain(arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=dist.setup(cfg["device"]))["top1"]
+
+
+def run_all(tasks: dict, jobs: int) -> dict:
+    """{key: (arch, cfg, out)} -> {key: top-1}, ``jobs`` retrainings at a time."""
+    done = {}
+
+    def report(key, top1):
+        done[key] = top1
+        print(f"  [{len(done)}/{len(tasks)}] {key[0]} {key[1]} seed {key[2]}: {tasks[key][0]}  top-1 {top1:.4f}",
+              flush=True)
+
+    if jobs <= 1:
+        for key, (arch, cfg, out) in tasks.items():
+            report(key, train(arch, cfg, out))
+        return done
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {pool.submit(train, arch, cfg, out, threads): key for key, (arch, cfg, out) in tasks.items()}
+        for fut in futures:  # in submission order; the pool keeps every worker busy meanwhile
+            report(futures[fut], fut.result())
+    return done
 
 
 def main() -> None:
@@ -44,62 +80,94 @@ def main() -> None:
     ap.add_argument("--extra-seeds", default="", metavar="S1,S2",
                     help="also retrain every architecture with these training seeds and compare means "
                          "over all seeds (the run's own seed is always the first)")
+    ap.add_argument("--set", action="append", default=[], metavar="retrain.KEY=VALUE", dest="overrides",
+                    help="compare under this retrain recipe instead of the run's (repeatable)")
+    ap.add_argument("--jobs", type=int, default=1, help="retrainings at a time (default 1)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "found_vs_random.json"))
     args = ap.parse_args()
+    if args.jobs < 1 or args.n < 1:
+        ap.error("--jobs and --n must be >= 1")
     run = Path(args.run_dir)
+    if not (run / "report.json").is_file():
+        raise StnasError(f"{run} holds no finished `stnas run` (no report.json)")
     report = json.loads((run / "report.json").read_text())
     cfg = load_run_config(run)
-    cfg["retrain"]["progress"] = False
-    extra = [int(x) for x in args.extra_seeds.split(",") if x.strip()]
+    try:
+        extra = [int(x) for x in args.extra_seeds.split(",") if x.strip()]
+    except ValueError:
+        ap.error(f"--extra-seeds must be comma-separated integers, got {args.extra_seeds!r}")
     if cfg["seed"] in extra:
         ap.error(f"--extra-seeds must not repeat the run's own seed {cfg['seed']}")
-    cfgs = {s: cfg | {"seed": s} for s in extra}
+    run_recipe = dict(cfg["retrain"])
+    cfg = apply_layers(cfg, [parse_override(o) for o in args.overrides], allowed=("retrain",),
+                       context="in found_vs_random (only the retrain recipe)")
+    cfg["retrain"]["progress"] = False
+    own_recipe = {k: v for k, v in cfg["retrain"].items() if k != "progress"} == \
+                 {k: v for k, v in run_recipe.items() if k != "progress"}
+    suffix = "" if own_recipe else "_" + hashlib.sha256(
+        json.dumps(cfg["retrain"], sort_keys=True).encode()).hexdigest()[:8]
+    seeds = [cfg["seed"], *extra]
+    cfgs = {s: cfg | {"seed": s} for s in seeds}
     space = load_space(cfg["preset"])
-    ctx = dist.setup(cfg["device"])
-    rows = []
     t0 = time.time()
+
+    # every (budget, architecture, seed) to retrain, then all of them at once (in parallel with --jobs)
+    tasks, randoms, found = {}, {}, {}
     for c in report["chosen"]:
-        budget = c["budget"]
-        label = budget_label(budget)
-        rng = np.random.default_rng([args.seed, budget])
-        randoms = []
-        for i in range(args.n):
-            arch = space.sample_constrained(rng, max_madds=budget)
-            base = run / "random_baseline" / f"budget_{label}" / f"arch_{i:02d}"
-            top1 = train(arch, cfg, base, ctx)
-            seeds = {cfg["seed"]: top1} | {s: train(arch, cfgs[s], base.with_name(f"{base.name}_seed{s}"), ctx)
-                                           for s in extra}
-            randoms.append({"arch": str(arch), "madds": arch.madds, "top1": top1, "top1_by_seed": seeds,
-                            "top1_mean": statistics.mean(seeds.values())})
-            print(f"  {label} random {i + 1}/{args.n}: {arch}  {arch.madds / 1e6:.2f}M  top-1 "
-                  + " ".join(f"{v:.4f}" for v in seeds.values()), flush=True)
-        found = c["model_card"]["top1"]
-        found_seeds = {cfg["seed"]: found} | {
-            s: train(c["arch"], cfgs[s], run / "found_seeds" / f"budget_{label}" / f"seed{s}", ctx) for s in extra}
-        best = max(randoms, key=lambda r: r["top1"])
-        row = {"budget": budget, "found_arch": c["arch"], "found_madds": c["madds"], "found_top1": found,
+        label = budget_label(c["budget"])
+        rng = np.random.default_rng([args.seed, c["budget"]])
+        randoms[label] = [space.sample_constrained(rng, max_madds=c["budget"]) for _ in range(args.n)]
+        for i, arch in enumerate(randoms[label]):
+            base = run / f"random_baseline{suffix}" / f"budget_{label}" / f"arch_{i:02d}"
+            for s in seeds:
+                tasks[(label, f"random {i + 1:2d}", s)] = (
+                    str(arch), cfgs[s], str(base if s == cfg["seed"] else base.with_name(f"{base.name}_seed{s}")))
+        for s in seeds:
+            if own_recipe and s == cfg["seed"]:
+                found[(label, s)] = c["model_card"]["top1"]  # the run's own retraining
+            else:
+                tasks[(label, "found", s)] = (c["arch"], cfgs[s],
+                                              str(run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}"))
+    done = run_all(tasks, args.jobs)
+
+    rows = []
+    for c in report["chosen"]:
+        label = budget_label(c["budget"])
+        found_seeds = {s: found[(label, s)] if (label, s) in found else done[(label, "found", s)] for s in seeds}
+        rand = []
+        for i, arch in enumerate(randoms[label]):
+            by_seed = {s: done[(label, f"random {i + 1:2d}", s)] for s in seeds}
+            rand.append({"arch": str(arch), "madds": arch.madds, "top1": by_seed[cfg["seed"]],
+                         "top1_by_seed": by_seed, "top1_mean": statistics.mean(by_seed.values())})
+        best = max(rand, key=lambda r: r["top1"])
+        top1 = found_seeds[cfg["seed"]]
+        row = {"budget": c["budget"], "found_arch": c["arch"], "found_madds": c["madds"], "found_top1": top1,
                "found_proxy": c["score"], "random_best_top1": best["top1"], "random_best_arch": best["arch"],
-               "random_median_top1": statistics.median(r["top1"] for r in randoms),
-               "found_beats_best_random": found > best["top1"]}
+               "random_median_top1": statistics.median(r["top1"] for r in rand),
+               "found_rank": 1 + sum(r["top1"] >= top1 for r in rand),
+               "found_beats_best_random": top1 > best["top1"]}
         if extra:
-            best_mean = max(randoms, key=lambda r: r["top1_mean"])
-            row |= {"seeds": [cfg["seed"], *extra], "found_top1_by_seed": found_seeds,
+            best_mean = max(rand, key=lambda r: r["top1_mean"])
+            row |= {"seeds": seeds, "found_top1_by_seed": found_seeds,
                     "found_top1_mean": statistics.mean(found_seeds.values()),
                     "random_best_mean_top1": best_mean["top1_mean"], "random_best_mean_arch": best_mean["arch"],
-                    "random_median_mean_top1": statistics.median(r["top1_mean"] for r in randoms)}
+                    "random_median_mean_top1": statistics.median(r["top1_mean"] for r in rand)}
             row["found_beats_best_random_mean"] = row["found_top1_mean"] > row["random_best_mean_top1"]
-        rows.append(row | {"randoms": randoms})
-    print(f"\n{'budget':>8}{'found top-1':>13}{'best of ' + str(args.n) + ' random':>20}{'median random':>15}  beats")
+        rows.append(row | {"randoms": rand})
+    print(f"\n{'budget':>8}{'found top-1':>13}{'best of ' + str(args.n) + ' random':>20}{'median random':>15}"
+          f"{'found rank':>12}  beats")
     for r in rows:
         print(f"{budget_label(r['budget']):>8}{r['found_top1']:>13.4f}{r['random_best_top1']:>20.4f}"
-              f"{r['random_median_top1']:>15.4f}  {'yes' if r['found_beats_best_random'] else 'no'}")
+              f"{r['random_median_top1']:>15.4f}{str(r['found_rank']) + '/' + str(args.n + 1):>12}  "
+              f"{'yes' if r['found_beats_best_random'] else 'no'}")
     if extra:
         print(f"\nmeans over seeds {[cfg['seed'], *extra]}:")
         for r in rows:
             print(f"{budget_label(r['budget']):>8}{r['found_top1_mean']:>13.4f}{r['random_best_mean_top1']:>20.4f}"
                   f"{r['random_median_mean_top1']:>15.4f}  {'yes' if r['found_beats_best_random_mean'] else 'no'}")
-    meta = {"run_dir": str(run), "preset": cfg["preset"], "recipe": cfg["retrain"], "n": args.n,
-            "seed": args.seed, "training_seeds": [cfg["seed"], *extra], "wall_s": time.time() - t0}
+    meta = {"run_dir": str(run), "preset": cfg["preset"], "recipe": cfg["retrain"],
+            "recipe_overrides": args.overrides, "n": args.n, "seed": args.seed, "training_seeds": seeds,
+            "jobs": args.jobs, "wall_s": time.time() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out), {"meta": meta, "results": rows})
 
@@ -108,4 +176,5 @@ if __name__ == "__main__":
     try:
         main()
     except StnasError as e:  # bad input or a cached run made with other settings
-        sys.exit(f"error: {e}")
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
