@@ -144,13 +144,15 @@ def test_library_resume_must_match_the_saved_settings(run):
 
     cfg = load_run_config(run)
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
-    # progress bars and the data's location do not change results: the finished card comes back
+    # progress bars, the data's location and the supernet's data settings do not change a
+    # retraining: the finished card comes back
     card = retrain(ARCH, cfg | {"retrain": cfg["retrain"] | {"progress": True},
-                                "data": cfg["data"] | {"root": "/elsewhere"}}, run, resume=True)
+                                "data": cfg["data"] | {"root": "/elsewhere", "limit": 100, "val_limit": 50}},
+                   run, resume=True)
     assert card == json.loads((run / "model_card.json").read_text())
     for change, section in [({"seed": cfg["seed"] + 1}, "seed"),
                             ({"retrain": cfg["retrain"] | {"lr": cfg["retrain"]["lr"] * 2}}, "retrain"),
-                            ({"data": cfg["data"] | {"limit": 100}}, "data")]:
+                            ({"data": cfg["data"] | {"image_size": 12}}, "data.image_size")]:
         with pytest.raises(ConfigError, match=rf"\({section} differ"):
             retrain(ARCH, cfg | change, run, resume=True)
     assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == files

@@ -7,11 +7,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from stnas.cli import main
 from stnas.errors import DataError
+
+FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "benchmarks" / "found_vs_random.py"
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
@@ -58,6 +61,59 @@ def test_existing_run_dir_is_not_overwritten(finished_run, capsys):
     assert main(["run", "--preset", "digits", "--out", str(out)] + SMALL) == 2
     assert "--resume" in capsys.readouterr().err
     assert (out / "report.json").read_text() == before
+
+
+def _cards(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime_ns) for p in root.rglob("model_card.json")}
+
+
+def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
+    """benchmarks/found_vs_random.py with --set: found and random retrained with that recipe in
+    parallel, numbers taken from their model cards; a rerun reuses every retraining."""
+    out, _ = finished_run
+    run_cards = _cards(out / "retrain")
+    res = tmp_path / "fvr.json"
+    cmd = [sys.executable, str(FOUND_VS_RANDOM), str(out), "--n", "2", "--set", "retrain.epochs=1",
+           "--jobs", "2", "--out", str(res)]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=900)
+    assert p.returncode == 0, p.stderr[-3000:]
+    [base] = out.glob("random_baseline_*")
+    [found_dir] = out.glob("found_seeds_*")
+    assert base.name[len("random_baseline_"):] == found_dir.name[len("found_seeds_"):]
+    data = json.loads(res.read_text())
+    assert data["meta"]["recipe"]["epochs"] == 1 and data["meta"]["jobs"] == 2
+    report = json.loads((out / "report.json").read_text())
+    labels = {200_000: "200k", 350_000: "350k"}
+    for row, chosen in zip(data["results"], report["chosen"], strict=True):
+        label = labels[chosen["budget"]]
+        [card] = [json.loads(f.read_text()) for f in (found_dir / f"budget_{label}").glob("seed*/model_card.json")]
+        assert card["arch"] == chosen["arch"] and card["epochs"] == 1 and row["found_top1"] == card["top1"]
+        randoms = []
+        for i, r in enumerate(row["randoms"]):
+            rc = json.loads((base / f"budget_{label}" / f"arch_{i:02d}" / "model_card.json").read_text())
+            assert rc["arch"] == r["arch"] and rc["epochs"] == 1 and rc["madds"] <= chosen["budget"]
+            randoms.append(rc["top1"])
+        assert row["random_best_top1"] == max(randoms)
+        assert row["found_rank"] == 1 + sum(t >= card["top1"] for t in randoms)
+        assert row["found_beats_best_random"] == (card["top1"] > max(randoms))
+    assert _cards(out / "retrain") == run_cards, "the run's own retrainings were touched"
+    before = _cards(base) | _cards(found_dir)
+    p = subprocess.run(cmd[:-4] + ["--out", str(tmp_path / "again.json")], capture_output=True, text=True,
+                       env=ENV, timeout=300)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert _cards(base) | _cards(found_dir) == before, "a rerun retrained instead of reusing"
+    assert json.loads((tmp_path / "again.json").read_text())["results"] == data["results"]
+
+
+@pytest.mark.parametrize("args, needle", [(["--set", "supernet.lr=1"], "supernet.lr"),
+                                          (["--set", "retrain.epochs=zero"], "retrain.epochs"),
+                                          (["--jobs", "0"], "--jobs")])
+def test_found_vs_random_bad_input_exits_2(finished_run, tmp_path, args, needle):
+    out, _ = finished_run
+    p = subprocess.run([sys.executable, str(FOUND_VS_RANDOM), str(out), "--out", str(tmp_path / "x.json")] + args,
+                       capture_output=True, text=True, env=ENV, timeout=300)
+    assert p.returncode == 2 and needle in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "x.json").exists()
 
 
 def test_killed_run_resumes(tmp_path):

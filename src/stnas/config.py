@@ -308,11 +308,15 @@ _COSMETIC = {"supernet": {"progress", "log_every"}, "retrain": {"progress", "log
 
 def check_same_settings(run_dir: str | Path, cfg: dict, sections: tuple[str, ...]) -> None:
     """Raises ConfigError unless the run in ``run_dir`` was made with ``cfg``'s ``sections``
-    (what a resumed or reused run must share with the caller's config)."""
+    (what a resumed or reused run must share with the caller's config). A section is a
+    top-level key (``"retrain"``) or one key of a section (``"data.dataset"``)."""
     saved = load_run_config(run_dir)
 
     def core(c: dict, s: str):
-        v = c.get(s)
+        sec, _, key = s.partition(".")
+        v = c.get(sec)
+        if key:
+            return v.get(key) if isinstance(v, dict) else None
         return {k: x for k, x in v.items() if k not in _COSMETIC.get(s, ())} if isinstance(v, dict) else v
 
     diff = [s for s in sections if core(saved, s) != core(cfg, s)]

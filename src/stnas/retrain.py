@@ -52,8 +52,9 @@ def hardware(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
 
 
-# what a resumed (or reused) retrain run must share with the caller's config
-RESUME_SECTIONS = ("retrain", "data", "seed")
+# what a resumed (or reused) retrain run must share with the caller's config: the recipe, the
+# seed and the data it reads (not the supernet's search-train/search-val settings)
+RESUME_SECTIONS = ("retrain", "data.dataset", "data.image_size", "seed")
 
 
 def prepare_run_dir(run_dir: Path, resume: bool, ctx: dist.Context) -> None:
