@@ -11,7 +11,9 @@ are the run's model cards. ``--set retrain.KEY=VALUE`` compares under another re
 a longer one): then the found architectures are retrained too, and everything goes to
 RUN_DIR/random_baseline_<recipe hash>/ and RUN_DIR/found_seeds_<recipe hash>/.
 One retraining is noisy; ``--extra-seeds 1,2`` retrains every architecture (found and random)
-with more training seeds and also compares the means over all seeds. ``--jobs 2`` runs two
+with more training seeds and also compares the means over all seeds; with ``--extra-for top``
+only the found and the best random architecture per budget get the extra seeds (to size the
+noise where the verdict is made). ``--jobs 2`` runs two
 retrainings at a time (on CPU, each with its share of the cores: small networks use cores
 better that way).
 Prints a table and writes benchmarks/results/found_vs_random.json.
@@ -67,8 +69,12 @@ def run_all(tasks: dict, jobs: int) -> dict:
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = {pool.submit(train, arch, cfg, out, threads): key for key, (arch, cfg, out) in tasks.items()}
-        for fut in futures:  # in submission order; the pool keeps every worker busy meanwhile
-            report(futures[fut], fut.result())
+        try:
+            for fut in futures:  # in submission order; the pool keeps every worker busy meanwhile
+                report(futures[fut], fut.result())
+        except BaseException:  # a failed retraining (or Ctrl-C): drop the queued ones, do not wait for them
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
     return done
 
 
@@ -80,6 +86,9 @@ def main() -> None:
     ap.add_argument("--extra-seeds", default="", metavar="S1,S2",
                     help="also retrain every architecture with these training seeds and compare means "
                          "over all seeds (the run's own seed is always the first)")
+    ap.add_argument("--extra-for", choices=("all", "top"), default="all",
+                    help="retrain the extra seeds for every architecture (all) or only for the found and "
+                         "the best random one per budget (top: sizes the noise where the verdict is made)")
     ap.add_argument("--set", action="append", default=[], metavar="retrain.KEY=VALUE", dest="overrides",
                     help="compare under this retrain recipe instead of the run's (repeatable)")
     ap.add_argument("--jobs", type=int, default=1, help="retrainings at a time (default 1)")
@@ -111,8 +120,9 @@ def main() -> None:
     space = load_space(cfg["preset"])
     t0 = time.time()
 
-    # every (budget, architecture, seed) to retrain, then all of them at once (in parallel with --jobs)
-    tasks, randoms, found = {}, {}, {}
+    # first every architecture with the run's seed, then the extra seeds (all, or --extra-for top:
+    # only the found and the best random one per budget); each phase in parallel with --jobs
+    randoms, found, paths = {}, {}, {}
     for c in report["chosen"]:
         label = budget_label(c["budget"])
         rng = np.random.default_rng([args.seed, c["budget"]])
@@ -120,23 +130,30 @@ def main() -> None:
         for i, arch in enumerate(randoms[label]):
             base = run / f"random_baseline{suffix}" / f"budget_{label}" / f"arch_{i:02d}"
             for s in seeds:
-                tasks[(label, f"random {i + 1:2d}", s)] = (
+                paths[(label, f"random {i + 1:2d}", s)] = (
                     str(arch), cfgs[s], str(base if s == cfg["seed"] else base.with_name(f"{base.name}_seed{s}")))
         for s in seeds:
             if own_recipe and s == cfg["seed"]:
-                found[(label, s)] = c["model_card"]["top1"]  # the run's own retraining
+                found[(label, "found", s)] = c["model_card"]["top1"]  # the run's own retraining
             else:
-                tasks[(label, "found", s)] = (c["arch"], cfgs[s],
+                paths[(label, "found", s)] = (c["arch"], cfgs[s],
                                               str(run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}"))
-    done = run_all(tasks, args.jobs)
+    done = found | run_all({k: v for k, v in paths.items() if k[2] == cfg["seed"]}, args.jobs)
+    wanted = set(paths)
+    if args.extra_for == "top":
+        best_i = {label: max(range(args.n), key=lambda i: done[(label, f"random {i + 1:2d}", cfg["seed"])])
+                  for label in randoms}
+        wanted = {k for k in paths if k[1] == "found" or k[1] == f"random {best_i[k[0]] + 1:2d}"}
+    done |= run_all({k: v for k, v in paths.items() if k[2] != cfg["seed"] and k in wanted}, args.jobs)
 
     rows = []
     for c in report["chosen"]:
         label = budget_label(c["budget"])
-        found_seeds = {s: found[(label, s)] if (label, s) in found else done[(label, "found", s)] for s in seeds}
+        found_seeds = {s: done[(label, "found", s)] for s in seeds}
         rand = []
         for i, arch in enumerate(randoms[label]):
-            by_seed = {s: done[(label, f"random {i + 1:2d}", s)] for s in seeds}
+            by_seed = {s: done[(label, f"random {i + 1:2d}", s)] for s in seeds
+                       if (label, f"random {i + 1:2d}", s) in done}
             rand.append({"arch": str(arch), "madds": arch.madds, "top1": by_seed[cfg["seed"]],
                          "top1_by_seed": by_seed, "top1_mean": statistics.mean(by_seed.values())})
         best = max(rand, key=lambda r: r["top1"])
@@ -147,10 +164,12 @@ def main() -> None:
                "found_rank": 1 + sum(r["top1"] >= top1 for r in rand),
                "found_beats_best_random": top1 > best["top1"]}
         if extra:
-            best_mean = max(rand, key=lambda r: r["top1_mean"])
             row |= {"seeds": seeds, "found_top1_by_seed": found_seeds,
                     "found_top1_mean": statistics.mean(found_seeds.values()),
-                    "random_best_mean_top1": best_mean["top1_mean"], "random_best_mean_arch": best_mean["arch"],
+                    "random_best_top1_by_seed": best["top1_by_seed"]}
+        if extra and args.extra_for == "all":
+            best_mean = max(rand, key=lambda r: r["top1_mean"])
+            row |= {"random_best_mean_top1": best_mean["top1_mean"], "random_best_mean_arch": best_mean["arch"],
                     "random_median_mean_top1": statistics.median(r["top1_mean"] for r in rand)}
             row["found_beats_best_random_mean"] = row["found_top1_mean"] > row["random_best_mean_top1"]
         rows.append(row | {"randoms": rand})
@@ -160,14 +179,20 @@ def main() -> None:
         print(f"{budget_label(r['budget']):>8}{r['found_top1']:>13.4f}{r['random_best_top1']:>20.4f}"
               f"{r['random_median_top1']:>15.4f}{str(r['found_rank']) + '/' + str(args.n + 1):>12}  "
               f"{'yes' if r['found_beats_best_random'] else 'no'}")
-    if extra:
+    if extra and args.extra_for == "top":
+        print(f"\nseeds {seeds}, found and the best random (by seed {cfg['seed']}):")
+        for r in rows:
+            found_s = " ".join(f"{v:.4f}" for v in r["found_top1_by_seed"].values())
+            best_s = " ".join(f"{v:.4f}" for v in r["random_best_top1_by_seed"].values())
+            print(f"{budget_label(r['budget']):>8}  found {found_s}   best random {best_s}")
+    elif extra:
         print(f"\nmeans over seeds {[cfg['seed'], *extra]}:")
         for r in rows:
             print(f"{budget_label(r['budget']):>8}{r['found_top1_mean']:>13.4f}{r['random_best_mean_top1']:>20.4f}"
                   f"{r['random_median_mean_top1']:>15.4f}  {'yes' if r['found_beats_best_random_mean'] else 'no'}")
     meta = {"run_dir": str(run), "preset": cfg["preset"], "recipe": cfg["retrain"],
-            "recipe_overrides": args.overrides, "n": args.n, "seed": args.seed, "training_seeds": seeds,
-            "jobs": args.jobs, "wall_s": time.time() - t0}
+            "recipe_overrides": args.overrides, "n": args.n, "extra_for": args.extra_for, "seed": args.seed,
+            "training_seeds": seeds, "jobs": args.jobs, "wall_s": time.time() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out), {"meta": meta, "results": rows})
 

@@ -97,12 +97,22 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
         assert row["found_rank"] == 1 + sum(t >= card["top1"] for t in randoms)
         assert row["found_beats_best_random"] == (card["top1"] > max(randoms))
     assert _cards(out / "retrain") == run_cards, "the run's own retrainings were touched"
+    # a rerun reuses every retraining; --extra-for top adds seed 1 only for found and the best random
     before = _cards(base) | _cards(found_dir)
-    p = subprocess.run(cmd[:-4] + ["--out", str(tmp_path / "again.json")], capture_output=True, text=True,
-                       env=ENV, timeout=300)
+    p = subprocess.run(cmd[:-4] + ["--extra-seeds", "1", "--extra-for", "top", "--out", str(tmp_path / "again.json")],
+                       capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
-    assert _cards(base) | _cards(found_dir) == before, "a rerun retrained instead of reusing"
-    assert json.loads((tmp_path / "again.json").read_text())["results"] == data["results"]
+    after = _cards(base) | _cards(found_dir)
+    assert {k: v for k, v in after.items() if k in before} == before, "a rerun retrained instead of reusing"
+    again = json.loads((tmp_path / "again.json").read_text())["results"]
+    new = set(after) - set(before)
+    for row, first in zip(again, data["results"], strict=True):
+        assert {k: row[k] for k in first if k != "randoms"} == {k: v for k, v in first.items() if k != "randoms"}
+        label = labels[row["budget"]]
+        best_i = max(range(2), key=lambda i: first["randoms"][i]["top1"])
+        assert {n for n in new if n.startswith(f"budget_{label}/")} == {
+            f"budget_{label}/arch_{best_i:02d}_seed1/model_card.json", f"budget_{label}/seed1/model_card.json"}
+        assert list(row["found_top1_by_seed"]) == ["0", "1"] and list(row["random_best_top1_by_seed"]) == ["0", "1"]
 
 
 @pytest.mark.parametrize("args, needle", [(["--set", "supernet.lr=1"], "supernet.lr"),
