@@ -13,9 +13,8 @@ RUN_DIR/random_baseline_<recipe hash>/ and RUN_DIR/found_seeds_<recipe hash>/.
 One retraining is noisy; ``--extra-seeds 1,2`` retrains every architecture (found and random)
 with more training seeds and also compares the means over all seeds; with ``--extra-for top``
 only the found and the best random architecture per budget get the extra seeds (to size the
-noise where the verdict is made). ``--jobs 2`` runs two
-retrainings at a time (on CPU, each with its share of the cores: small networks use cores
-better that way).
+noise where the verdict is made). ``--jobs 2`` runs two retrainings at a time (on CPU, each
+with its share of the cores: small networks use cores better that way).
 Prints a table and writes benchmarks/results/found_vs_random.json.
 """
 
