@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from stnas import dist
-from stnas.config import apply_layers, load_run_config, parse_override
+from stnas.config import apply_layers, effective_settings, load_run_config, parse_override
 from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.retrain import retrain
@@ -106,12 +106,11 @@ def main() -> None:
         ap.error(f"--extra-seeds must be comma-separated integers, got {args.extra_seeds!r}")
     if cfg["seed"] in extra:
         ap.error(f"--extra-seeds must not repeat the run's own seed {cfg['seed']}")
-    run_recipe = dict(cfg["retrain"])
+    run_recipe = effective_settings(cfg, "retrain")
     cfg = apply_layers(cfg, [parse_override(o) for o in args.overrides], allowed=("retrain",),
                        context="in found_vs_random (only the retrain recipe)")
     cfg["retrain"]["progress"] = False
-    own_recipe = {k: v for k, v in cfg["retrain"].items() if k != "progress"} == \
-                 {k: v for k, v in run_recipe.items() if k != "progress"}
+    own_recipe = effective_settings(cfg, "retrain") == run_recipe
     suffix = "" if own_recipe else "_" + hashlib.sha256(
         json.dumps(cfg["retrain"], sort_keys=True).encode()).hexdigest()[:8]
     seeds = [cfg["seed"], *extra]

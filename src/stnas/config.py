@@ -306,20 +306,22 @@ def load_run_config(run_dir: str | Path) -> dict:
 _COSMETIC = {"supernet": {"progress", "log_every"}, "retrain": {"progress", "log_every"}, "data": {"root", "workers"}}
 
 
+def effective_settings(cfg: dict, section: str):
+    """What ``cfg`` computes with in ``section``: a top-level key (``"retrain"``, its cosmetic
+    keys dropped) or one key of a section (``"data.dataset"``)."""
+    sec, _, key = section.partition(".")
+    v = cfg.get(sec)
+    if key:
+        return v.get(key) if isinstance(v, dict) else None
+    return {k: x for k, x in v.items() if k not in _COSMETIC.get(sec, ())} if isinstance(v, dict) else v
+
+
 def check_same_settings(run_dir: str | Path, cfg: dict, sections: tuple[str, ...]) -> None:
     """Raises ConfigError unless the run in ``run_dir`` was made with ``cfg``'s ``sections``
-    (what a resumed or reused run must share with the caller's config). A section is a
-    top-level key (``"retrain"``) or one key of a section (``"data.dataset"``)."""
+    (what a resumed or reused run must share with the caller's config; see
+    :func:`effective_settings`)."""
     saved = load_run_config(run_dir)
-
-    def core(c: dict, s: str):
-        sec, _, key = s.partition(".")
-        v = c.get(sec)
-        if key:
-            return v.get(key) if isinstance(v, dict) else None
-        return {k: x for k, x in v.items() if k not in _COSMETIC.get(s, ())} if isinstance(v, dict) else v
-
-    diff = [s for s in sections if core(saved, s) != core(cfg, s)]
+    diff = [s for s in sections if effective_settings(saved, s) != effective_settings(cfg, s)]
     if diff:
         raise ConfigError(f"{run_dir} was made with other settings ({', '.join(diff)} differ): resume it with "
                           f"its saved config (--resume without overrides) or choose another --out")
