@@ -10,11 +10,13 @@ RUN_DIR/random_baseline/ (reruns resume and reuse them) and the found architectu
 are the run's model cards. ``--set retrain.KEY=VALUE`` compares under another recipe (e.g.
 a longer one): then the found architectures are retrained too, and everything goes to
 RUN_DIR/random_baseline_<recipe hash>/ and RUN_DIR/found_seeds_<recipe hash>/.
-One retraining is noisy; ``--extra-seeds 1,2`` retrains every architecture (found and random)
-with more training seeds and also compares the means over all seeds; with ``--extra-for top``
-only the found and the best random architecture per budget get the extra seeds (to size the
-noise where the verdict is made). ``--jobs 2`` runs two retrainings at a time (on CPU, each
-with its share of the cores: small networks use cores better that way).
+One retraining is noisy; ``--extra-seeds 1,2`` retrains every architecture (found and
+random) with more training seeds, compares the means over all seeds and tests, per budget,
+whether the networks differ beyond seed noise at all (one-way ANOVA; if they do not, no
+method can reliably beat the best of N under that recipe). With ``--extra-for top`` only
+the found and the best random architecture per budget get the extra seeds (to size the
+noise where the verdict is made). ``--jobs 2`` runs two retrainings at a time (on CPU,
+each with its share of the cores: small networks use cores better that way).
 Prints a table and writes benchmarks/results/found_vs_random.json.
 """
 
@@ -32,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from scipy import stats
 
 from stnas import dist
 from stnas.config import apply_layers, effective_settings, load_run_config, parse_override
@@ -50,6 +53,22 @@ def train(arch: str, cfg: dict, out: str, threads: int = 0) -> float:
         torch.set_num_threads(threads)
     out = Path(out)
     return retrain(arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=dist.setup(cfg["device"]))["top1"]
+
+
+def architecture_effect(groups: list[list[float]]) -> dict:
+    """One-way ANOVA over architectures, each group one architecture's top-1 under several
+    training seeds: is there an architecture effect beyond seed noise? F and p from
+    ``scipy.stats.f_oneway``; the random-effects variance components from the mean squares
+    (noise_sd = sqrt(MSW), arch_sd = sqrt(max(0, (MSB - MSW) / n)), n seeds per group)."""
+    n = len(groups[0])
+    if len(groups) < 2 or n < 2 or any(len(g) != n for g in groups):
+        raise ValueError("need >= 2 architectures with the same number (>= 2) of seeds each")
+    a = np.asarray(groups, dtype=float)
+    f, p = stats.f_oneway(*a)
+    msb = n * ((a.mean(1) - a.mean()) ** 2).sum() / (len(a) - 1)
+    msw = ((a - a.mean(1, keepdims=True)) ** 2).sum() / (len(a) * (n - 1))
+    return {"F": float(f), "p": float(p), "noise_sd": float(np.sqrt(msw)),
+            "arch_sd": float(np.sqrt(max(0.0, (msb - msw) / n))), "archs": len(a), "seeds": n}
 
 
 def run_all(tasks: dict, jobs: int) -> dict:
@@ -170,6 +189,8 @@ def main() -> None:
             row |= {"random_best_mean_top1": best_mean["top1_mean"], "random_best_mean_arch": best_mean["arch"],
                     "random_median_mean_top1": statistics.median(r["top1_mean"] for r in rand)}
             row["found_beats_best_random_mean"] = row["found_top1_mean"] > row["random_best_mean_top1"]
+            row["architecture_effect"] = architecture_effect(
+                [list(found_seeds.values())] + [[r["top1_by_seed"][s] for s in seeds] for r in rand])
         rows.append(row | {"randoms": rand})
     print(f"\n{'budget':>8}{'found top-1':>13}{'best of ' + str(args.n) + ' random':>20}{'median random':>15}"
           f"{'found rank':>12}  beats")
@@ -188,6 +209,11 @@ def main() -> None:
         for r in rows:
             print(f"{budget_label(r['budget']):>8}{r['found_top1_mean']:>13.4f}{r['random_best_mean_top1']:>20.4f}"
                   f"{r['random_median_mean_top1']:>15.4f}  {'yes' if r['found_beats_best_random_mean'] else 'no'}")
+        print("\narchitecture effect within each budget (one-way ANOVA over the networks, seeds as replicates):")
+        for r in rows:
+            e = r["architecture_effect"]
+            print(f"{budget_label(r['budget']):>8}  F {e['F']:.2f}  p {e['p']:.3f}  seed noise sd {e['noise_sd']:.4f}"
+                  f"  architecture sd {e['arch_sd']:.4f}")
     meta = {"run_dir": str(run), "preset": cfg["preset"], "recipe": cfg["retrain"],
             "recipe_overrides": args.overrides, "n": args.n, "extra_for": args.extra_for, "seed": args.seed,
             "training_seeds": seeds, "jobs": args.jobs, "wall_s": time.time() - t0}

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from scipy import stats
 
 from stnas.cli import main
 from stnas.errors import DataError
@@ -113,6 +114,24 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
         assert {n for n in new if n.startswith(f"budget_{label}/")} == {
             f"budget_{label}/arch_{best_i:02d}_seed1/model_card.json", f"budget_{label}/seed1/model_card.json"}
         assert list(row["found_top1_by_seed"]) == ["0", "1"] and list(row["random_best_top1_by_seed"]) == ["0", "1"]
+    # --extra-for all: seed 1 for every network (reusing the two above) and the ANOVA over them
+    p = subprocess.run(cmd[:-4] + ["--extra-seeds", "1", "--out", str(tmp_path / "all.json")],
+                       capture_output=True, text=True, env=ENV, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert {k: v for k, v in (_cards(base) | _cards(found_dir)).items() if k in after} == after
+    assert "architecture effect within each budget" in p.stdout
+    for row in json.loads((tmp_path / "all.json").read_text())["results"]:
+        label = labels[row["budget"]]
+        groups = [[json.loads((found_dir / f"budget_{label}" / f"seed{s}" / "model_card.json").read_text())["top1"]
+                   for s in (0, 1)]]
+        groups += [[json.loads((base / f"budget_{label}" / f"arch_{i:02d}{sfx}" / "model_card.json").read_text())["top1"]
+                    for sfx in ("", "_seed1")] for i in range(2)]
+        effect = row["architecture_effect"]
+        assert (effect["archs"], effect["seeds"]) == (3, 2)
+        if len({v for g in groups for v in g}) > 1:
+            f, pval = stats.f_oneway(*groups)
+            assert effect["F"] == pytest.approx(f) and effect["p"] == pytest.approx(pval)
+        assert row["found_top1_mean"] == pytest.approx(sum(groups[0]) / 2)
 
 
 @pytest.mark.parametrize("args, needle", [(["--set", "supernet.lr=1"], "supernet.lr"),
@@ -161,3 +180,26 @@ def test_embedded_default_prefers_fashion_mnist():
     if not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("STNAS_DATA"):
         pytest.skip("Fashion-MNIST is not installed here")
     assert run.embedded_default() == ("fashion-mnist", None)
+
+
+def _found_vs_random_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("found_vs_random", FOUND_VS_RANDOM)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_architecture_effect_by_hand():
+    """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
+    MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
+    effect = _found_vs_random_module().architecture_effect([[1, 3], [5, 7]])
+    assert effect["F"] == pytest.approx(8.0)
+    assert effect["noise_sd"] == pytest.approx(2 ** 0.5) and effect["arch_sd"] == pytest.approx(7 ** 0.5)
+    # F(1, 2) = 8: p = 1 - I_{8/10}(1/2, 1) = 1 - sqrt(0.8)
+    assert effect["p"] == pytest.approx(1 - 0.8 ** 0.5)
+    # no spread between the networks' means: no architecture effect
+    flat = _found_vs_random_module().architecture_effect([[1, 3], [3, 1], [2, 2]])
+    assert flat["F"] == pytest.approx(0.0) and flat["arch_sd"] == 0.0 and flat["p"] == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        _found_vs_random_module().architecture_effect([[1, 2], [3]])
