@@ -71,6 +71,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "proxy": {
         "mode": "stabilized",  # single | stabilized | averaged
+        "metric": "top1",  # the score: top1 (accuracy on search-val) | loss (minus its cross-entropy)
         "recal_batches": 4,  # BN recalibration: batches of search-train per evaluation
         "batch_size": 256,
         "samples": None,  # use the first K pool samples (null: all)
@@ -234,6 +235,7 @@ _CHOICES = {
     ("retrain", "amp"): ("auto", "bf16", "off"),
     ("retrain", "channels_last"): ("auto", "on", "off"),
     ("proxy", "mode"): ("single", "stabilized", "averaged"),
+    ("proxy", "metric"): ("top1", "loss"),
     ("search", "algorithm"): ("evolution", "random"),
 }
 

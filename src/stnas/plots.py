@@ -74,9 +74,10 @@ def draw_arch(arch: Arch, path: str | Path) -> Path:
     return save_figure(fig, path, dpi=150)
 
 
-def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], path: str | Path) -> Path:
-    """MAdds vs proxy score of every scored architecture, the Pareto front, the budgets
-    and the chosen architectures."""
+def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], path: str | Path,
+                metric: str = "search-val top-1") -> Path:
+    """MAdds vs proxy score (``metric`` names it) of every scored architecture, the Pareto
+    front, the budgets and the chosen architectures."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.scatter([h["madds"] / 1e6 for h in history], [h["score"] for h in history], s=10, alpha=0.45,
                color="tab:gray", label=f"scored ({len(history)})")
@@ -90,7 +91,7 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
         ax.errorbar([c["madds"] / 1e6], [c["score"]], yerr=[c.get("std", 0.0)], fmt="*", ms=12, color=color,
                     label=f"chosen ≤ {fmt_count(c['budget'])}")
     ax.set_xlabel("MAdds (M)")
-    ax.set_ylabel("proxy score (search-val top-1)")
+    ax.set_ylabel(f"proxy score ({metric})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)

@@ -1,12 +1,15 @@
 """Pipeline step 3: the share-parameter proxy that scores architectures for the search.
 
 An architecture's score is its top-1 accuracy on search-val with weights inherited from
-the supernet, after its BN statistics were recalibrated. Three modes (design.md section 4):
+the supernet, after its BN statistics were recalibrated (``proxy.metric: top1``, the
+paper's metric), or minus its mean cross-entropy there (``proxy.metric: loss``: continuous,
+so less quantized by a small search-val set). Higher is better either way; every
+evaluation records both. Three modes (design.md section 4):
 
 * ``single``: the final shared weights ``supernet.safetensors`` (the SPOS baseline);
 * ``stabilized``: the mean over the first K samples θ_k of the SGLD pool, each evaluated
-  with BN recalibrated for the architecture under θ_k; the sample std (ddof=1) is the
-  per-architecture uncertainty;
+  with BN recalibrated for the architecture under θ_k; the sample std (ddof=1) of the
+  metric is the per-architecture uncertainty;
 * ``averaged``: the pool samples averaged element-wise, one recalibrated evaluation.
 
 BN recalibration: every BN's running statistics are reset and re-estimated as a cumulative
@@ -52,6 +55,7 @@ from stnas.supernet_train import dataset_split
 from stnas.train import use_amp, use_channels_last
 
 MODES = ("single", "stabilized", "averaged")
+METRICS = ("top1", "loss")
 CACHE = "proxy_cache.jsonl"
 PRELOAD_BYTES = 2 << 30  # search-val sets larger than this (ImageNet) are streamed
 
@@ -61,10 +65,11 @@ class Score:
     """The proxy's verdict on one architecture."""
 
     arch: str
-    score: float  # mean top-1 on search-val, in [0, 1]
-    std: float  # sample std across pool samples (stabilized); 0 otherwise
-    loss: float
-    per_sample: list[float] = field(default_factory=list)
+    score: float  # the metric's mean over the weight sources: top-1 in [0, 1], or minus the loss
+    std: float  # the metric's sample std across pool samples (stabilized); 0 otherwise
+    loss: float  # mean cross-entropy on search-val
+    per_sample: list[float] = field(default_factory=list)  # the metric under each weight source
+    top1: float | None = None  # mean top-1 on search-val
 
 
 def _digest(obj) -> str:
@@ -120,6 +125,9 @@ class Proxy:
         self.mode = mode or self.cfg["proxy"]["mode"]
         if self.mode not in MODES:
             raise ConfigError(f"proxy mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        self.metric = self.cfg["proxy"].get("metric", "top1")
+        if self.metric not in METRICS:
+            raise ConfigError(f"proxy.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
         self.ctx = ctx or dist.Context(device=dist.resolve_device(self.cfg["device"]))
         self.progress = progress
         self.space = run_space(self.run_dir, self.cfg)
@@ -351,21 +359,18 @@ class Proxy:
         archs = self.check_archs(archs)
         sources = self._sources(mode)
         res = self._run(archs, sources, desc=f"proxy {mode}")
-        out = []
-        for a in archs:
-            vals = [res[(str(a), s)] for s, _ in sources]
-            top = [v[0] for v in vals]
-            std = float(np.std(top, ddof=1)) if len(top) > 1 else 0.0
-            out.append(Score(str(a), float(np.mean(top)), std, float(np.mean([v[1] for v in vals])), top))
-        return out
+        return [self._verdict(str(a), [res[(str(a), s)] for s, _ in sources]) for a in archs]
+
+    def _verdict(self, arch: str, vals: list[tuple[float, float]]) -> Score:
+        """The Score of ``arch`` from its (top-1, loss) under each weight source."""
+        per = [top1 if self.metric == "top1" else -loss for top1, loss in vals]
+        std = float(np.std(per, ddof=1)) if len(per) > 1 else 0.0
+        return Score(arch, float(np.mean(per)), std, float(np.mean([v[1] for v in vals])), per,
+                     float(np.mean([v[0] for v in vals])))
 
     def evaluate_weights(self, state_dict: Mapping[str, torch.Tensor], archs) -> list[Score]:
         """Scores ``archs`` under arbitrary supernet weights (e.g. an epoch checkpoint) with
         the same recalibration and evaluation; not cached. Collective under torchrun."""
         archs = self.check_archs(archs)
         res = self._run(archs, [("weights", lambda: state_dict)], cache=False, desc="proxy weights")
-        out = []
-        for a in archs:
-            top1, loss = res[(str(a), "weights")]
-            out.append(Score(str(a), top1, 0.0, loss, [top1]))
-        return out
+        return [self._verdict(str(a), [res[(str(a), "weights")]]) for a in archs]

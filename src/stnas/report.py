@@ -28,6 +28,9 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+METRIC_TEXT = {"top1": "top-1 on search-val", "loss": "minus the cross-entropy on search-val"}
+
+
 def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict | None = None) -> dict:
     """Writes report.json, report.md and the plots.
 
@@ -42,7 +45,8 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     pareto = _read_json(run_dir / "search" / "pareto.json", [])
     files = {}
     if history:
-        files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png"))
+        files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png",
+                                          METRIC_TEXT[cfg["proxy"]["metric"]]))
     metrics = _read_jsonl(run_dir / "metrics.jsonl")
     if metrics:
         files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
@@ -51,6 +55,7 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
         files[f"arch_{label}"] = str(draw_arch(load_arch(c["arch"], cfg["preset"]), plots / f"arch_{label}.png"))
     report = {
         "preset": cfg["preset"], "dataset": cfg["data"]["dataset"], "proxy_mode": cfg["proxy"]["mode"],
+        "proxy_metric": cfg["proxy"]["metric"],
         "optimizer": cfg["supernet"]["optimizer"], "supernet": _read_json(run_dir / "supernet.json", {}),
         "search": _read_json(run_dir / "search" / "search.json", {}), "chosen": chosen, "wall_s": wall or {},
         "plots": files,
@@ -66,7 +71,8 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"Supernet: {s.get('steps', '?')} steps, {s.get('optimizer', r['optimizer'])} sampling phase, "
              f"{s.get('pool_samples', '?')} parameter samples, {s.get('wall_s', 0):.0f} s "
              f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
-             f"Proxy: `{r['proxy_mode']}` (top-1 on search-val; ± is the std across parameter samples). "
+             f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r.get('proxy_metric', 'top1')]}; ± is the std across "
+             f"parameter samples). "
              f"Search: {r['search'].get('evaluations', '?')} architectures scored.", "",
              "| budget (MAdds) | architecture | MAdds | params | proxy score ± std | retrained test top-1 | top-5 |",
              "|---|---|---|---|---|---|---|"]

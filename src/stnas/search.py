@@ -65,6 +65,7 @@ class Record:
     std: float
     generation: int
     loss: float | None = None
+    top1: float | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -230,8 +231,9 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
         for a, s in zip(batch, scores):
             if getattr(s, "arch", None) is not None and str(s.arch) != str(a):
                 raise RuntimeError(f"scorer returned a score for {s.arch} in place of {a}")
+            loss, top1 = getattr(s, "loss", None), getattr(s, "top1", None)
             history.append(Record(a, space.madds(a), space.params(a), float(s.score), float(s.std), gen,
-                                  None if getattr(s, "loss", None) is None else float(s.loss)))
+                                  None if loss is None else float(loss), None if top1 is None else float(top1)))
         result = _result(history, budgets, int(c["top"]), gen + 1, out)
         if out is not None:
             _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=False)
