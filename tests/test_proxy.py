@@ -20,7 +20,9 @@ from stnas import dist
 from stnas.cli import main
 from stnas.config import resolve
 from stnas.data import make_loader
+from stnas.errors import ConfigError
 from stnas.proxy import CACHE, Proxy
+from stnas.report import write_report
 from stnas.space import load_space
 from stnas.supernet import Supernet
 from stnas.supernet_train import dataset_split, train_supernet
@@ -55,8 +57,9 @@ def cache_records(run):
     return [json.loads(line) for line in (run / CACHE).read_text().splitlines() if line.strip()]
 
 
-def reference_top1(run, state, arch, recal_batches=2):
-    """Top-1 written out by hand: the recipe of the proxy's docstring, independently of it."""
+def reference_top1(run, state, arch, recal_batches=2, with_loss=False):
+    """Top-1 (and, ``with_loss``, the mean cross-entropy) written out by hand: the recipe of
+    the proxy's docstring, independently of it."""
     cfg = resolve("digits", overrides=OVERRIDES)
     space = load_space("digits")
     sn = Supernet(space)
@@ -76,8 +79,9 @@ def reference_top1(run, state, arch, recal_batches=2):
                 net(x)
         net.eval()
         xs, ys = zip(*[val[i] for i in range(len(val))])
-        pred = net(torch.stack(xs).contiguous(memory_format=torch.channels_last)).argmax(1)
-    return (pred == torch.tensor(ys)).sum().item() / len(ys)
+        logits = net(torch.stack(xs).contiguous(memory_format=torch.channels_last))
+    top1 = (logits.argmax(1) == torch.tensor(ys)).sum().item() / len(ys)
+    return (top1, nn.functional.cross_entropy(logits, torch.tensor(ys)).item()) if with_loss else top1
 
 
 def test_stabilized_is_mean_over_samples(run, archs):
@@ -135,6 +139,39 @@ def test_bn_recalibration_replaces_inherited_statistics(trained, tmp_path, archs
     assert [s.loss for s in inherited_bad] != [s.loss for s in ref]
     assert [s.loss for s in inherited_clean] != [s.loss for s in ref]  # recalibration changes the result
     assert [s.loss for s in inherited_bad] != [s.loss for s in inherited_clean]
+
+
+def test_loss_metric_scores_minus_the_loss_from_the_same_evaluations(run, archs, monkeypatch):
+    by_top1 = Proxy(run, mode="stabilized").score(archs)
+    cfg = resolve("digits", overrides=OVERRIDES + ["proxy.metric=loss"])
+
+    def boom(*a, **k):
+        raise AssertionError("evaluated although cached")
+
+    with monkeypatch.context() as m:  # both metrics come from the same cached evaluations
+        m.setattr(Proxy, "evaluate_arch", boom)
+        by_loss = Proxy(run, cfg, mode="stabilized").score(archs)
+    cached = {(r["arch"], r["source"]): r for r in cache_records(run)}
+    for t, s in zip(by_top1, by_loss, strict=True):
+        assert s.arch == t.arch and s.top1 == pytest.approx(t.score, abs=1e-12) and s.loss == t.loss
+        assert s.per_sample == [-cached[(s.arch, f"pool:{k}")]["loss"] for k in range(2)]
+        assert s.score == pytest.approx(-s.loss, abs=1e-9)
+        assert s.std == pytest.approx(statistics.stdev(s.per_sample), abs=1e-12)
+    # the loss itself, by the hand-written recipe (mean cross-entropy over search-val)
+    top1, loss = reference_top1(run, Proxy(run).pool.load(0), archs[0], with_loss=True)
+    assert by_loss[0].per_sample[0] == pytest.approx(-loss, abs=1e-5)
+    assert by_top1[0].per_sample[0] == pytest.approx(top1, abs=1e-9)
+    with pytest.raises(ConfigError, match="proxy.metric"):
+        resolve("digits", overrides=["proxy.metric=accuracy"])
+
+
+def test_report_names_the_metric(tmp_path):
+    for metric, text in (("top1", "top-1 on search-val"), ("loss", "minus the cross-entropy on search-val")):
+        cfg = resolve("digits", overrides=[f"proxy.metric={metric}"])
+        out = tmp_path / metric
+        out.mkdir()
+        report = write_report(out, [], cfg)
+        assert report["proxy_metric"] == metric and f"({text};" in (out / "report.md").read_text()
 
 
 def test_cache_answers_a_second_proxy_without_evaluating(run, archs, monkeypatch):

@@ -60,7 +60,8 @@ def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist
 
     t = time.perf_counter()
     _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets "
-           f"{', '.join(budget_label(b) for b in cfg['search']['budgets'])}, proxy {cfg['proxy']['mode']}", ctx)
+           f"{', '.join(budget_label(b) for b in cfg['search']['budgets'])}, proxy {cfg['proxy']['mode']} "
+           f"({cfg['proxy']['metric']})", ctx)
     proxy = Proxy(run_dir, cfg, ctx=ctx)
     result = search(space, proxy.score, cfg["search"], run_dir / "search" if ctx.is_main else None,
                     seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
