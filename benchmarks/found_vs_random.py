@@ -40,6 +40,7 @@ from stnas import dist
 from stnas.config import apply_layers, effective_settings, load_run_config, parse_override
 from stnas.errors import StnasError
 from stnas.fileio import write_json
+from stnas.ranking import TRUTH_FORMAT, TRUTH_VERSION
 from stnas.retrain import retrain
 from stnas.search import budget_label
 from stnas.space import load_space
@@ -111,6 +112,9 @@ def main() -> None:
                     help="compare under this retrain recipe instead of the run's (repeatable)")
     ap.add_argument("--jobs", type=int, default=1, help="retrainings at a time (default 1)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "found_vs_random.json"))
+    ap.add_argument("--truth-out", metavar="FILE.json",
+                    help="also write every network's test top-1 (one entry per training seed) as a ground-truth "
+                         "file for `stnas rank --truth`")
     args = ap.parse_args()
     if args.jobs < 1 or args.n < 1:
         ap.error("--jobs and --n must be >= 1")
@@ -219,6 +223,27 @@ def main() -> None:
             "training_seeds": seeds, "jobs": args.jobs, "wall_s": time.time() - t0}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out), {"meta": meta, "results": rows})
+    if args.truth_out:
+        Path(args.truth_out).parent.mkdir(parents=True, exist_ok=True)
+        write_json(Path(args.truth_out), truth_file(rows, seeds, "python benchmarks/found_vs_random.py "
+                                                    + " ".join(sys.argv[1:]), cfg))
+
+
+def truth_file(rows: list[dict], seeds: list[int], command: str, cfg: dict) -> dict:
+    """A ``stnas-truth`` file of every network of the comparison, one entry per training seed
+    (``stnas rank`` averages repeated architectures)."""
+    results = []
+    for r in rows:
+        label = budget_label(r["budget"])
+        found = r.get("found_top1_by_seed") or {seeds[0]: r["found_top1"]}
+        results += [{"arch": r["found_arch"], "top1": v, "seed": int(s), "role": f"found {label}"}
+                    for s, v in found.items()]
+        for i, x in enumerate(r["randoms"]):
+            results += [{"arch": x["arch"], "top1": v, "seed": int(s), "role": f"random {i + 1} within {label}"}
+                        for s, v in x["top1_by_seed"].items()]
+    return {"format": TRUTH_FORMAT, "version": TRUTH_VERSION, "preset": cfg["preset"],
+            "source": f"{command}: test top-1 after retraining with recipe {json.dumps(cfg['retrain'], sort_keys=True)}",
+            "results": results}
 
 
 if __name__ == "__main__":

@@ -12,8 +12,11 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from stnas.arch import load_arch
 from stnas.cli import main
 from stnas.errors import DataError
+from stnas.ranking import load_truth
+from stnas.space import load_space
 
 FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "benchmarks" / "found_vs_random.py"
 
@@ -115,7 +118,8 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
             f"budget_{label}/arch_{best_i:02d}_seed1/model_card.json", f"budget_{label}/seed1/model_card.json"}
         assert list(row["found_top1_by_seed"]) == ["0", "1"] and list(row["random_best_top1_by_seed"]) == ["0", "1"]
     # --extra-for all: seed 1 for every network (reusing the two above) and the ANOVA over them
-    p = subprocess.run(cmd[:-4] + ["--extra-seeds", "1", "--out", str(tmp_path / "all.json")],
+    p = subprocess.run(cmd[:-4] + ["--extra-seeds", "1", "--out", str(tmp_path / "all.json"),
+                                   "--truth-out", str(tmp_path / "truth" / "t.json")],
                        capture_output=True, text=True, env=ENV, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     assert {k: v for k, v in (_cards(base) | _cards(found_dir)).items() if k in after} == after
@@ -132,6 +136,10 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
             f, pval = stats.f_oneway(*groups)
             assert effect["F"] == pytest.approx(f) and effect["p"] == pytest.approx(pval)
         assert row["found_top1_mean"] == pytest.approx(sum(groups[0]) / 2)
+        # the ground-truth file: every network, one entry per seed; stnas rank reads it as the means
+        truth = load_truth(tmp_path / "truth" / "t.json", load_space("digits"))
+        for arch, g in zip([row["found_arch"]] + [r["arch"] for r in row["randoms"]], groups, strict=True):
+            assert truth[load_arch(arch, "digits")] == pytest.approx(sum(g) / 2)
 
 
 @pytest.mark.parametrize("args, needle", [(["--set", "supernet.lr=1"], "supernet.lr"),
