@@ -83,8 +83,8 @@ def cmd_search(args) -> int:
                          f"{r.score:.4f} ± {r.std:.4f}"])
         else:
             rows.append([budget_label(b), "(none found)", "", "", ""])
-    print(f"{se['algorithm']} search, proxy mode {proxy.mode}: {len(res.history)} architectures scored "
-          f"in {res.generations} generations")
+    print(f"{se['algorithm']} search, proxy mode {proxy.mode}, metric {proxy.metric}: {len(res.history)} "
+          f"architectures scored in {res.generations} generations")
     print(table(rows, ["budget", "best architecture", "MAdds", "params", "score ± std"]))
     print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "
           f"(architecture files in {out / 'best'})\nsummary {res.files['summary']}")
