@@ -351,3 +351,33 @@ def test_cli_search_on_a_trained_run(capsys, digits_run):
     assert rc == 0, err
     assert (digits_run / "proxy_cache.jsonl").read_text() == cache
     assert (folder / "search.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("algorithm", ["evolution", "random"])
+def test_budget_floor_gives_each_budget_its_own_window(algorithm):
+    """A scorer that prefers small networks (per_madd < 0, as a weak proxy can): without a
+    floor the large budget is won by a network far below it; with budget_floor=0.8 every
+    candidate, parent and best of budget B lies in [0.8 B, B]."""
+    budgets = [150_000, 300_000]
+    small = LinearScorer(SPACE, 2, per_madd=-1e-4)
+    plain = search(SPACE, small, cfg(algorithm=algorithm, budgets=budgets), None, seed=5, progress=False)
+    assert plain.best[300_000][0].madds < 0.8 * 300_000
+    windowed = LinearScorer(SPACE, 2, per_madd=-1e-4)
+    res = search(SPACE, windowed, cfg(algorithm=algorithm, budgets=budgets, budget_floor=0.8), None, seed=5,
+                 progress=False)
+    for b in budgets:
+        assert res.best[b] and all(0.8 * b <= r.madds <= b for r in res.best[b])
+    # every scored candidate was drawn for one budget's window, and both windows were explored
+    assert all(any(0.8 * b <= r.madds <= b for b in budgets) for r in res.history)
+    assert all(sum(0.8 * b <= r.madds <= b for r in res.history) >= len(res.history) // 3 for b in budgets)
+
+
+@pytest.mark.parametrize("floor", [-0.1, 1.0, 1.5])
+def test_budget_floor_out_of_range_is_a_config_error(floor):
+    from stnas.config import resolve
+    from stnas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="search.budget_floor"):
+        resolve("digits", overrides=[f"search.budget_floor={floor}"])
+    with pytest.raises(ConfigError, match="search.budget_floor"):
+        search(SPACE, LinearScorer(SPACE), cfg(budget_floor=floor), None, progress=False)

@@ -80,6 +80,7 @@ DEFAULTS: dict[str, Any] = {
         "algorithm": "evolution",  # evolution | random
         "budgets": ["4M"],  # MAdds budgets, one best architecture each
         "min_madds": None,
+        "budget_floor": 0.0,  # > 0: each budget B searches and chooses within [floor * B, B]
         "max_params": None,
         "population": 50,
         "parents": 10,  # top-k of each generation breed the next
@@ -258,6 +259,8 @@ def validate(cfg: dict) -> None:
             raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
     if se["parents"] > se["population"]:
         raise ConfigError(f"search.parents ({se['parents']}) cannot exceed search.population ({se['population']})")
+    if not 0 <= se["budget_floor"] < 1:
+        raise ConfigError(f"search.budget_floor must be in [0, 1), got {se['budget_floor']}")
     if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
         raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
     budgets = se["budgets"] if isinstance(se["budgets"], list) else [se["budgets"]]

@@ -1,7 +1,10 @@
 """Pipeline step 4: constrained evolutionary and random search with a proxy scorer.
 
-Constraints: MAdds <= budget (and >= ``min_madds``), params <= ``max_params``. A candidate
-outside them is never handed to the scorer.
+Constraints: MAdds <= budget (and >= ``min_madds``, and >= ``budget_floor`` x budget),
+params <= ``max_params``. A candidate outside them is never handed to the scorer.
+``budget_floor`` (our addition, default 0: off) gives every budget a window of its own:
+its candidates, its parents and its best all lie in [floor x budget, budget], so a larger
+budget is not won by a small network that a weak proxy happens to prefer (docs/benchmarks.md).
 
 Several budgets share one search (one supernet, many deployment targets) and one history;
 every candidate is tagged with a *target budget* in turn (candidate i of a generation
@@ -36,6 +39,7 @@ Output directory::
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -144,12 +148,12 @@ def check_constraints(space: SearchSpace, budgets: Sequence[int], min_madds=None
 class _Sampler:
     """Draws distinct, constrained candidates; ``seen`` holds every architecture drawn so far."""
 
-    def __init__(self, space: SearchSpace, rng: np.random.Generator, min_madds, max_params):
-        self.space, self.rng, self.min_madds, self.max_params = space, rng, min_madds, max_params
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, floor: dict[int, int | None], max_params):
+        self.space, self.rng, self.floor, self.max_params = space, rng, floor, max_params
         self.seen: set[Arch] = set()
 
     def fits(self, a: Arch, budget: int) -> bool:
-        return a not in self.seen and self.space.satisfies(a, budget, self.min_madds, self.max_params)
+        return a not in self.seen and self.space.satisfies(a, budget, self.floor[budget], self.max_params)
 
     def take(self, a: Arch) -> Arch:
         self.seen.add(a)
@@ -157,7 +161,7 @@ class _Sampler:
 
     def fresh(self, budget: int) -> Arch | None:
         for _ in range(FRESH_TRIES):
-            a = self.space.sample_constrained(self.rng, budget, self.min_madds, self.max_params)
+            a = self.space.sample_constrained(self.rng, budget, self.floor[budget], self.max_params)
             if a not in self.seen:
                 return self.take(a)
         return None
@@ -202,10 +206,14 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
     min_madds = parse_count(c["min_madds"], "search.min_madds") if c.get("min_madds") is not None else None
     max_params = parse_count(c["max_params"], "search.max_params") if c.get("max_params") is not None else None
     check_constraints(space, budgets, min_madds, max_params)
+    fraction = float(c.get("budget_floor") or 0.0)
+    if not 0.0 <= fraction < 1.0:
+        raise ConfigError(f"search.budget_floor must be in [0, 1), got {fraction}")
+    floor = {b: max(min_madds or 0, math.ceil(fraction * b)) or None for b in budgets}
     P, k = int(c["population"]), int(c["parents"])
     evolution = c["algorithm"] == "evolution"
     n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
-    sampler = _Sampler(space, np.random.default_rng(seed), min_madds, max_params)
+    sampler = _Sampler(space, np.random.default_rng(seed), floor, max_params)
     out = Path(out_dir) if out_dir is not None else None
     history: list[Record] = []
     t0 = time.time()
@@ -217,8 +225,7 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
         elif gen == 0:
             batch = [sampler.fresh(budgets[i % len(budgets)]) for i in range(P)]
         else:
-            parents = {b: [r.arch for r in sorted((r for r in history if r.madds <= b), key=_rank_key)[:k]]
-                       for b in budgets}
+            parents = {b: [r.arch for r in _within(history, b, floor[b])[:k]] for b in budgets}
             n_cross = round(P * c["crossover"])
             batch = [sampler.child(parents[budgets[i % len(budgets)]], budgets[i % len(budgets)], i < n_cross,
                                    c["mutation_prob"]) for i in range(P)]
@@ -234,20 +241,26 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
             loss, top1 = getattr(s, "loss", None), getattr(s, "top1", None)
             history.append(Record(a, space.madds(a), space.params(a), float(s.score), float(s.std), gen,
                                   None if loss is None else float(loss), None if top1 is None else float(top1)))
-        result = _result(history, budgets, int(c["top"]), gen + 1, out)
+        result = _result(history, budgets, floor, int(c["top"]), gen + 1, out)
         if out is not None:
             _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=False)
         bar.set_postfix_str(" ".join(f"{budget_label(b)}:{v[0].score:.4g}" for b, v in result.best.items() if v))
         bar.update(1)
     bar.close()
-    result = _result(history, budgets, int(c["top"]), len({r.generation for r in history}), out)
+    result = _result(history, budgets, floor, int(c["top"]), len({r.generation for r in history}), out)
     if out is not None:
         _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=True)
     return result
 
 
-def _result(history: list[Record], budgets: list[int], top: int, generations: int, out: Path | None) -> SearchResult:
-    best = {b: sorted((r for r in history if r.madds <= b), key=_rank_key)[:top] for b in budgets}
+def _within(history: list[Record], budget: int, floor: int | None) -> list[Record]:
+    """The records in budget's window [floor, budget], best first."""
+    return sorted((r for r in history if (floor or 0) <= r.madds <= budget), key=_rank_key)
+
+
+def _result(history: list[Record], budgets: list[int], floor: dict, top: int, generations: int,
+            out: Path | None) -> SearchResult:
+    best = {b: _within(history, b, floor[b])[:top] for b in budgets}
     return SearchResult(list(history), pareto_front(history), best, generations, out)
 
 
