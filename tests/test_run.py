@@ -201,13 +201,14 @@ def _found_vs_random_module():
 def test_architecture_effect_by_hand():
     """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
     MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
-    effect = _found_vs_random_module().architecture_effect([[1, 3], [5, 7]])
+    architecture_effect = _found_vs_random_module().architecture_effect
+    effect = architecture_effect([[1, 3], [5, 7]])
     assert effect["F"] == pytest.approx(8.0)
     assert effect["noise_sd"] == pytest.approx(2 ** 0.5) and effect["arch_sd"] == pytest.approx(7 ** 0.5)
     # F(1, 2) = 8: p = 1 - I_{8/10}(1/2, 1) = 1 - sqrt(0.8)
     assert effect["p"] == pytest.approx(1 - 0.8 ** 0.5)
     # no spread between the networks' means: no architecture effect
-    flat = _found_vs_random_module().architecture_effect([[1, 3], [3, 1], [2, 2]])
+    flat = architecture_effect([[1, 3], [3, 1], [2, 2]])
     assert flat["F"] == pytest.approx(0.0) and flat["arch_sd"] == 0.0 and flat["p"] == pytest.approx(1.0)
     with pytest.raises(ValueError):
-        _found_vs_random_module().architecture_effect([[1, 2], [3]])
+        architecture_effect([[1, 2], [3]])

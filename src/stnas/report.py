@@ -71,7 +71,7 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"Supernet: {s.get('steps', '?')} steps, {s.get('optimizer', r['optimizer'])} sampling phase, "
              f"{s.get('pool_samples', '?')} parameter samples, {s.get('wall_s', 0):.0f} s "
              f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
-             f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r.get('proxy_metric', 'top1')]}; ± is the std across "
+             f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
              f"parameter samples). "
              f"Search: {r['search'].get('evaluations', '?')} architectures scored.", "",
              "| budget (MAdds) | architecture | MAdds | params | proxy score ± std | retrained test top-1 | top-5 |",
