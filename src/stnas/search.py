@@ -188,9 +188,9 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
     Args:
         space: the search space.
         scorer: ``list[Arch] -> list[Score]`` in the same order (``Proxy.score``); a Score
-            has ``score`` and ``std`` (and optionally ``arch``, ``loss``).
-        cfg_search: algorithm, budgets, min_madds, max_params, population, parents,
-            mutation_prob, crossover, generations, random_samples, top.
+            has ``score`` and ``std`` (and optionally ``arch``, ``loss``, ``top1``).
+        cfg_search: algorithm, budgets, min_madds, budget_floor (optional), max_params,
+            population, parents, mutation_prob, crossover, generations, random_samples, top.
         out_dir: where the outputs go (module docstring); None: write nothing (non-main ranks).
         seed: the search's random seed.
         progress: show a tqdm bar that advances per generation.
