@@ -1,6 +1,7 @@
 """Constrained evolutionary and random search, mostly with synthetic scorers of known optimum."""
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -381,3 +382,94 @@ def test_budget_floor_out_of_range_is_a_config_error(floor):
         resolve("digits", overrides=[f"search.budget_floor={floor}"])
     with pytest.raises(ConfigError, match="search.budget_floor"):
         search(SPACE, LinearScorer(SPACE), cfg(budget_floor=floor), None, progress=False)
+
+
+def _rec(per, madds=100_000, name="r"):
+    from stnas.search import Record
+
+    per = None if per is None else tuple(float(v) for v in per)
+    return Record(name, madds, 1, float(np.mean(per)) if per else 0.0, 0.0, 0, per_sample=per)
+
+
+def test_tied_with_best_is_a_paired_one_sided_t_test():
+    """Per-sample differences d = -m + a*(+1, -1, ...) over K=8 samples have mean -m and
+    sd a*sqrt(8/7), so t = -m*sqrt(7)/a. The one-sided 5% critical value of Student's t with
+    7 degrees of freedom is -1.895 (tables): t = -1.5 ties, t = -2.5 does not."""
+    from stnas.search import tied_with_best
+
+    base = np.array([0.50, 0.52, 0.48, 0.51, 0.49, 0.50, 0.53, 0.47])
+    alt = np.array([1, -1] * 4) * 0.01
+    m_tied, m_worse = 1.5 * 0.01 / np.sqrt(7), 2.5 * 0.01 / np.sqrt(7)
+    best = _rec(base, name="best")
+    recs = [best,
+            _rec(base + alt, name="same mean"),
+            _rec(base - m_tied + alt, name="t=-1.5"),
+            _rec(base - m_worse + alt, name="t=-2.5"),
+            _rec(base - 0.001, name="constant d < 0"),
+            _rec(base, name="identical"),
+            _rec(None, name="no samples"),
+            _rec(base[:4], name="other sources")]
+    assert [r.arch for r in tied_with_best(recs, 0.05)] == ["best", "same mean", "t=-1.5", "identical"]
+    # a looser level admits the t=-1.5 record no more (one-sided p of t=-1.5 at 7 df is about 0.089)
+    assert [r.arch for r in tied_with_best(recs, 0.10)] == ["best", "same mean", "identical"]
+    assert tied_with_best([_rec(None, name="x")], 0.05)[0].arch == "x" and tied_with_best([], 0.05) == []
+
+
+class TiedScorer(LinearScorer):
+    """Every architecture has the same mean score; its per-sample scores differ from any
+    other's by a multiple of (+1, -1, ...), so every pair is tied."""
+
+    def __call__(self, archs):
+        out = []
+        for a in archs:
+            e = (zlib.crc32(str(a).encode()) % 1000) / 1e5
+            per = [0.5 + e * s for s in (1, -1) * 4]
+            out.append(Score(str(a), 0.5, 0.0, 0.5, per))
+        return out
+
+
+@pytest.mark.parametrize("algorithm", ["evolution", "random"])
+def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
+    budgets = [150_000, 300_000]
+    best = search(SPACE, TiedScorer(SPACE), cfg(algorithm=algorithm, budgets=budgets), None, seed=2, progress=False)
+    res = search(SPACE, TiedScorer(SPACE), cfg(algorithm=algorithm, budgets=budgets, select="largest_tied"),
+                 tmp_path, seed=2, progress=False)
+    assert [r.arch for r in res.history] == [r.arch for r in best.history]  # parents do not change
+    for b in budgets:
+        within = [r.madds for r in res.history if r.madds <= b]
+        assert res.best[b][0].madds == max(within)  # all tied: the largest
+        assert best.best[b][0].madds == min(within)  # equal means: the rank key's smallest
+        assert len(res.best[b]) == 3 and len({str(r.arch) for r in res.best[b]}) == 3
+    rows = read_jsonl(tmp_path / "search.jsonl")
+    assert all(len(r["per_sample"]) == 8 for r in rows)
+    summary = json.loads((tmp_path / "search.json").read_text())
+    assert summary["config"]["select"] == "largest_tied"
+    assert summary["best"]["300k"]["madds"] == res.best[300_000][0].madds
+
+
+@pytest.mark.parametrize("kw, words", [({"select": "largest"}, "search.select"), ({"tie_alpha": 0.0}, "search.tie_alpha"),
+                                       ({"tie_alpha": 1.0}, "search.tie_alpha")])
+def test_select_bad_values_are_config_errors(kw, words):
+    from stnas.config import resolve
+    from stnas.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=words):
+        search(SPACE, LinearScorer(SPACE), cfg(**kw), None, progress=False)
+    with pytest.raises(ConfigError, match=words):
+        resolve("digits", overrides=[f"search.{k}={v}" for k, v in kw.items()])
+    with pytest.raises(ConfigError, match="needs proxy.mode stabilized"):
+        resolve("digits", overrides=["search.select=largest_tied", "proxy.mode=single"])
+
+
+def test_report_says_how_the_choice_was_made(tmp_path):
+    from stnas.config import resolve
+    from stnas.report import write_report
+
+    cfg = resolve("digits")
+    for select, said in (("best", False), ("largest_tied", True)):
+        run = tmp_path / select
+        (run / "search").mkdir(parents=True)
+        (run / "search" / "search.json").write_text(json.dumps({"config": {"select": select, "tie_alpha": 0.1}}))
+        write_report(run, [], cfg)
+        text = (run / "report.md").read_text()
+        assert ("cannot tell from the best score (alpha 0.1)" in text) is said

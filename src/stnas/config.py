@@ -82,6 +82,11 @@ DEFAULTS: dict[str, Any] = {
         "min_madds": None,
         "budget_floor": 0.0,  # > 0: each budget B searches and chooses within [floor * B, B]
         "max_params": None,
+        # best: the top mean score. largest_tied: the most MAdds among the networks that a paired
+        # one-sided t-test across the pool samples cannot tell from the best at tie_alpha
+        # (needs proxy.mode stabilized)
+        "select": "best",
+        "tie_alpha": 0.05,
         "population": 50,
         "parents": 10,  # top-k of each generation breed the next
         "mutation_prob": 0.1,
@@ -238,6 +243,7 @@ _CHOICES = {
     ("proxy", "mode"): ("single", "stabilized", "averaged"),
     ("proxy", "metric"): ("top1", "loss"),
     ("search", "algorithm"): ("evolution", "random"),
+    ("search", "select"): ("best", "largest_tied"),
 }
 
 
@@ -261,6 +267,11 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"search.parents ({se['parents']}) cannot exceed search.population ({se['population']})")
     if not 0 <= se["budget_floor"] < 1:
         raise ConfigError(f"search.budget_floor must be in [0, 1), got {se['budget_floor']}")
+    if not 0 < se["tie_alpha"] < 1:
+        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {se['tie_alpha']}")
+    if se["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
+        raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
+                          f"samples), got proxy.mode {cfg['proxy']['mode']}")
     if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
         raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
     budgets = se["budgets"] if isinstance(se["budgets"], list) else [se["budgets"]]

@@ -65,6 +65,14 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     return report
 
 
+def _choice(summary: dict) -> str:
+    c = summary.get("config", {})
+    if c.get("select", "best") == "best":
+        return ""
+    return (f"; each budget's choice is the network with the most MAdds among those a paired t-test across "
+            f"the parameter samples cannot tell from the best score (alpha {c.get('tie_alpha', 0.05):g})")
+
+
 def _markdown(r: dict, run_dir: Path) -> str:
     s = r["supernet"]
     lines = [f"# stnas run: {r['preset']} on {r['dataset']}", "",
@@ -73,7 +81,7 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
              f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
              f"parameter samples). "
-             f"Search: {r['search'].get('evaluations', '?')} architectures scored.", "",
+             f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}.", "",
              "| budget (MAdds) | architecture | MAdds | params | proxy score ± std | retrained test top-1 | top-5 |",
              "|---|---|---|---|---|---|---|"]
     for c in r["chosen"]:

@@ -5,6 +5,11 @@ params <= ``max_params``. A candidate outside them is never handed to the scorer
 ``budget_floor`` (our addition, default 0: off) gives every budget a window of its own:
 its candidates, its parents and its best all lie in [floor x budget, budget], so a larger
 budget is not won by a small network that a weak proxy happens to prefer (docs/benchmarks.md).
+``select`` (our addition) says which record of a budget is chosen: ``best``, the top mean
+score (the default), or ``largest_tied``, the one with the most MAdds among those that a
+paired one-sided t-test over the stabilized proxy's pool samples cannot tell from the best
+at ``tie_alpha``. Every record is scored under the same samples, so the pairing removes
+what the samples share; parents are always the top scores.
 
 Several budgets share one search (one supernet, many deployment targets) and one history;
 every candidate is tagged with a *target budget* in turn (candidate i of a generation
@@ -31,7 +36,8 @@ Output directory::
 
     search.jsonl        one line per scored architecture (rewritten every generation)
     pareto.json         the non-dominated set of (MAdds, score) over the history
-    best.json           per budget, the top N: {budget, rank, arch, madds, params, score, std, file}
+    best.json           per budget, the top N (the chosen one first): {budget, rank, arch, madds,
+                        params, score, std, ..., file}
     best/budget_<B>/top<r>.json   their architecture files
     search.json         summary
 """
@@ -46,6 +52,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from scipy import stats
 from tqdm import tqdm
 
 from stnas.arch import Arch, save_arch
@@ -70,10 +77,12 @@ class Record:
     generation: int
     loss: float | None = None
     top1: float | None = None
+    per_sample: tuple[float, ...] | None = None  # the metric under each pool sample (stabilized)
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["arch"] = str(self.arch)
+        d["per_sample"] = None if self.per_sample is None else list(self.per_sample)
         return d
 
 
@@ -188,9 +197,12 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
     Args:
         space: the search space.
         scorer: ``list[Arch] -> list[Score]`` in the same order (``Proxy.score``); a Score
-            has ``score`` and ``std`` (and optionally ``arch``, ``loss``, ``top1``).
-        cfg_search: algorithm, budgets, min_madds, budget_floor (optional), max_params,
-            population, parents, mutation_prob, crossover, generations, random_samples, top.
+            has ``score`` and ``std`` (and optionally ``arch``, ``loss``, ``top1`` and
+            ``per_sample``, which ``select: largest_tied`` pairs; without it, or with fewer
+            than two samples, a record ties with none).
+        cfg_search: algorithm, budgets, min_madds, budget_floor, select, tie_alpha (these
+            three optional), max_params, population, parents, mutation_prob, crossover,
+            generations, random_samples, top.
         out_dir: where the outputs go (module docstring); None: write nothing (non-main ranks).
         seed: the search's random seed.
         progress: show a tqdm bar that advances per generation.
@@ -210,6 +222,12 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
     if not 0.0 <= fraction < 1.0:
         raise ConfigError(f"search.budget_floor must be in [0, 1), got {fraction}")
     floor = {b: max(min_madds or 0, math.ceil(fraction * b)) or None for b in budgets}
+    select, alpha = c.get("select", "best"), float(c.get("tie_alpha", 0.05))
+    if select not in ("best", "largest_tied"):
+        raise ConfigError(f"search.select must be best or largest_tied, got {select!r}")
+    if not 0.0 < alpha < 1.0:
+        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {alpha}")
+    choose = {"floor": floor, "select": select, "alpha": alpha, "top": int(c["top"])}
     P, k = int(c["population"]), int(c["parents"])
     evolution = c["algorithm"] == "evolution"
     n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
@@ -238,16 +256,17 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
         for a, s in zip(batch, scores):
             if getattr(s, "arch", None) is not None and str(s.arch) != str(a):
                 raise RuntimeError(f"scorer returned a score for {s.arch} in place of {a}")
-            loss, top1 = getattr(s, "loss", None), getattr(s, "top1", None)
+            loss, top1, per = getattr(s, "loss", None), getattr(s, "top1", None), getattr(s, "per_sample", None)
             history.append(Record(a, space.madds(a), space.params(a), float(s.score), float(s.std), gen,
-                                  None if loss is None else float(loss), None if top1 is None else float(top1)))
-        result = _result(history, budgets, floor, int(c["top"]), gen + 1, out)
+                                  None if loss is None else float(loss), None if top1 is None else float(top1),
+                                  tuple(float(v) for v in per) if per is not None and len(per) > 1 else None))
+        result = _result(history, budgets, gen + 1, out, **choose)
         if out is not None:
             _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=False)
         bar.set_postfix_str(" ".join(f"{budget_label(b)}:{v[0].score:.4g}" for b, v in result.best.items() if v))
         bar.update(1)
     bar.close()
-    result = _result(history, budgets, floor, int(c["top"]), len({r.generation for r in history}), out)
+    result = _result(history, budgets, len({r.generation for r in history}), out, **choose)
     if out is not None:
         _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=True)
     return result
@@ -258,9 +277,42 @@ def _within(history: list[Record], budget: int, floor: int | None) -> list[Recor
     return sorted((r for r in history if (floor or 0) <= r.madds <= budget), key=_rank_key)
 
 
-def _result(history: list[Record], budgets: list[int], floor: dict, top: int, generations: int,
-            out: Path | None) -> SearchResult:
-    best = {b: _within(history, b, floor[b])[:top] for b in budgets}
+def tied_with_best(records: Sequence[Record], alpha: float) -> list[Record]:
+    """The records, best first, that a paired one-sided t-test across their per-sample scores
+    cannot tell from ``records[0]`` (the best by mean score) at level ``alpha``: H0 "as good
+    as the best" is kept when p >= alpha. A record without per-sample scores, or with other
+    sources, ties with none."""
+    if not records:
+        return []
+    ref = records[0].per_sample
+    tied = [records[0]]
+    if ref is None:
+        return tied
+    b = np.asarray(ref)
+    for r in records[1:]:
+        if r.per_sample is None or len(r.per_sample) != len(b):
+            continue
+        d = np.asarray(r.per_sample) - b
+        if np.ptp(d) == 0:  # no spread: the t statistic is undefined; tied only when identical
+            keep = d[0] >= 0
+        else:
+            keep = stats.ttest_1samp(d, 0.0, alternative="less").pvalue >= alpha
+        if keep:
+            tied.append(r)
+    return tied
+
+
+def _choose(records: list[Record], select: str, alpha: float) -> list[Record]:
+    """``records`` (best first) reordered so that the one ``select`` chooses comes first."""
+    if select == "best" or not records:
+        return records
+    pick = max(tied_with_best(records, alpha), key=lambda r: (r.madds, r.score))
+    return [pick, *(r for r in records if r is not pick)]
+
+
+def _result(history: list[Record], budgets: list[int], generations: int, out: Path | None, *,
+            floor: dict, select: str, alpha: float, top: int) -> SearchResult:
+    best = {b: _choose(_within(history, b, floor[b]), select, alpha)[:top] for b in budgets}
     return SearchResult(list(history), pareto_front(history), best, generations, out)
 
 

@@ -85,7 +85,8 @@ def cmd_search(args) -> int:
             rows.append([budget_label(b), "(none found)", "", "", ""])
     print(f"{se['algorithm']} search, proxy mode {proxy.mode}, metric {proxy.metric}: {len(res.history)} "
           f"architectures scored in {res.generations} generations")
-    print(table(rows, ["budget", "best architecture", "MAdds", "params", "score ± std"]))
+    picked = "best" if se["select"] == "best" else f"largest tied (alpha {se['tie_alpha']:g})"
+    print(table(rows, ["budget", f"{picked} architecture", "MAdds", "params", "score ± std"]))
     print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "
           f"(architecture files in {out / 'best'})\nsummary {res.files['summary']}")
     return 0
