@@ -73,21 +73,26 @@ def architecture_effect(groups: list[list[float]]) -> dict:
 
 
 def run_all(tasks: dict, jobs: int) -> dict:
-    """{key: (arch, cfg, out)} -> {key: top-1}, ``jobs`` retrainings at a time."""
+    """{key: (arch, cfg, out)} -> {key: top-1}, ``jobs`` retrainings at a time. Keys that share
+    an output directory (one network chosen for two budgets) share one retraining."""
     done = {}
+    by_out: dict[str, list] = {}
+    for key, (_, _, out) in tasks.items():
+        by_out.setdefault(out, []).append(key)
 
-    def report(key, top1):
-        done[key] = top1
-        print(f"  [{len(done)}/{len(tasks)}] {key[0]} {key[1]} seed {key[2]}: {tasks[key][0]}  top-1 {top1:.4f}",
-              flush=True)
+    def report(keys, top1):
+        for key in keys:
+            done[key] = top1
+            print(f"  [{len(done)}/{len(tasks)}] {key[0]} {key[1]} seed {key[2]}: {tasks[key][0]}  top-1 {top1:.4f}",
+                  flush=True)
 
     if jobs <= 1:
-        for key, (arch, cfg, out) in tasks.items():
-            report(key, train(arch, cfg, out))
+        for keys in by_out.values():
+            report(keys, train(*tasks[keys[0]]))
         return done
     threads = max(1, (os.cpu_count() or 1) // jobs)
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(train, arch, cfg, out, threads): key for key, (arch, cfg, out) in tasks.items()}
+        futures = {pool.submit(train, *tasks[keys[0]], threads): keys for keys in by_out.values()}
         try:
             for fut in futures:  # in submission order; the pool keeps every worker busy meanwhile
                 report(futures[fut], fut.result())
@@ -143,7 +148,7 @@ def main() -> None:
 
     # first every architecture with the run's seed, then the extra seeds (all, or --extra-for top:
     # only the found and the best random one per budget); each phase in parallel with --jobs
-    randoms, found, paths = {}, {}, {}
+    randoms, found, paths, found_dirs = {}, {}, {}, {}
     for c in report["chosen"]:
         label = budget_label(c["budget"])
         rng = np.random.default_rng([args.seed, c["budget"]])
@@ -157,8 +162,9 @@ def main() -> None:
             if own_recipe and s == cfg["seed"]:
                 found[(label, "found", s)] = c["model_card"]["top1"]  # the run's own retraining
             else:
-                paths[(label, "found", s)] = (c["arch"], cfgs[s],
-                                              str(run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}"))
+                # the network a smaller budget chose as well is retrained once, in that budget's folder
+                out = found_dirs.setdefault((c["arch"], s), run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}")
+                paths[(label, "found", s)] = (c["arch"], cfgs[s], str(out))
     done = found | run_all({k: v for k, v in paths.items() if k[2] == cfg["seed"]}, args.jobs)
     wanted = set(paths)
     if args.extra_for == "top":

@@ -198,6 +198,18 @@ def _found_vs_random_module():
     return mod
 
 
+def test_run_all_retrains_a_shared_folder_once(monkeypatch):
+    """One network chosen for two budgets: both keys point at one folder, retrained once."""
+    mod = _found_vs_random_module()
+    calls = []
+    monkeypatch.setattr(mod, "train", lambda arch, cfg, out, threads=0: calls.append(out) or len(calls) / 10)
+    tasks = {("6M", "found", 0): ("a", {}, "/x/6M"), ("8M", "found", 0): ("a", {}, "/x/6M"),
+             ("8M", "random  1", 0): ("b", {}, "/x/r1")}
+    done = mod.run_all(tasks, jobs=1)
+    assert calls == ["/x/6M", "/x/r1"]
+    assert done == {("6M", "found", 0): 0.1, ("8M", "found", 0): 0.1, ("8M", "random  1", 0): 0.2}
+
+
 def test_architecture_effect_by_hand():
     """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
     MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
