@@ -1,12 +1,12 @@
 """benchmarks/fidelity_by_budget.py: Kendall tau within each budget, from hand-made inputs."""
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_by_budget.py"
 # digits architectures and their MAdds (stnas arch show): 214,816 < 231,552 < 295,008 < 303,712
@@ -14,10 +14,7 @@ A, B, C, D = "digits:102220/..000..1.", "digits:221100/0......1.", "digits:01221
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("fidelity_by_budget", SCRIPT)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_benchmark("fidelity_by_budget")
 
 
 def _inputs(tmp_path):

@@ -18,6 +18,8 @@ from stnas.errors import DataError
 from stnas.ranking import load_truth
 from stnas.space import load_space
 
+from conftest import load_benchmark
+
 FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "benchmarks" / "found_vs_random.py"
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
@@ -190,17 +192,9 @@ def test_embedded_default_prefers_fashion_mnist():
     assert run.embedded_default() == ("fashion-mnist", None)
 
 
-def _found_vs_random_module():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("found_vs_random", FOUND_VS_RANDOM)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def test_run_all_retrains_a_shared_folder_once(monkeypatch):
     """One network chosen for two budgets: both keys point at one folder, retrained once."""
-    mod = _found_vs_random_module()
+    mod = load_benchmark("found_vs_random")
     calls = []
     monkeypatch.setattr(mod, "train", lambda arch, cfg, out, threads=0: calls.append(out) or len(calls) / 10)
     tasks = {("6M", "found", 0): ("a", {}, "/x/6M"), ("8M", "found", 0): ("a", {}, "/x/6M"),
@@ -213,7 +207,7 @@ def test_run_all_retrains_a_shared_folder_once(monkeypatch):
 def test_architecture_effect_by_hand():
     """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
     MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
-    architecture_effect = _found_vs_random_module().architecture_effect
+    architecture_effect = load_benchmark("found_vs_random").architecture_effect
     effect = architecture_effect([[1, 3], [5, 7]])
     assert effect["F"] == pytest.approx(8.0)
     assert effect["noise_sd"] == pytest.approx(2 ** 0.5) and effect["arch_sd"] == pytest.approx(7 ** 0.5)
