@@ -66,11 +66,11 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
 
 
 def _choice(summary: dict) -> str:
-    c = summary.get("config", {})
+    c = summary.get("config", {})  # a search from before `select` existed chose the best
     if c.get("select", "best") == "best":
         return ""
     return (f"; each budget's choice is the network with the most MAdds among those a paired t-test across "
-            f"the parameter samples cannot tell from the best score (alpha {c.get('tie_alpha', 0.05):g})")
+            f"the parameter samples cannot tell from the best score (alpha {c['tie_alpha']:g})")
 
 
 def _markdown(r: dict, run_dir: Path) -> str:

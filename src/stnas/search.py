@@ -228,6 +228,7 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
     if not 0.0 < alpha < 1.0:
         raise ConfigError(f"search.tie_alpha must be in (0, 1), got {alpha}")
     choose = {"floor": floor, "select": select, "alpha": alpha, "top": int(c["top"])}
+    c = {**c, "select": select, "tie_alpha": alpha}  # search.json records the rule in effect
     P, k = int(c["population"]), int(c["parents"])
     evolution = c["algorithm"] == "evolution"
     n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
