@@ -1,0 +1,110 @@
+"""A fine-tune proxy, for comparison with the one-shot proxy: each network of a truth file
+inherits its weights from a run's supernet, trains for a few SGD steps on search-train (its
+BN statistics follow), and is scored on search-val.
+
+One-shot scoring (``stnas rank``) evaluates the shared weights as they are, after a BN
+recalibration. Fine-tuning each network first is the obvious way to bring the score closer
+to stand-alone training, at a cost of one short training per network. This script prints
+the scores in the shape of ``stnas rank --json``, so ``fidelity_by_budget.py`` reads it:
+
+    python benchmarks/finetune_proxy.py runs/fm6 --truth T.json --steps 80 --lr 0.02 > ft.json
+    python benchmarks/fidelity_by_budget.py ft.json --truth T.json
+
+Modes: ``finetune_loss`` (minus the search-val cross-entropy) and ``finetune_top1``.
+``--init scratch`` trains from a random initialization instead, as a control. Search-val
+only: the test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from stnas.config import load_run_config
+from stnas.data import make_loader
+from stnas.errors import StnasError
+from stnas.export import inherited_model
+from stnas.model import build_model
+from stnas.proxy import run_space
+from stnas.ranking import load_truth
+from stnas.supernet_train import dataset_split
+
+
+def finetune_score(net: torch.nn.Module, train, val, steps: int, lr: float, batch_size: int, seed: int,
+                   label_smoothing: float = 0.1) -> dict:
+    """Trains ``net`` for ``steps`` SGD steps (Nesterov, cosine from ``lr`` to 0) on ``train``
+    and returns its search-val {loss, top1} in eval mode."""
+    torch.manual_seed(seed)
+    net = net.to(memory_format=torch.channels_last).train()
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    step, epoch = 0, 0
+    while step < steps:
+        for x, y in make_loader(train, batch_size, train=True, seed=seed, epoch=epoch):
+            if step == steps:
+                break
+            for group in opt.param_groups:
+                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+            loss = F.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y, label_smoothing=label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+        epoch += 1
+    net.eval()
+    total, correct, n = 0.0, 0, 0
+    with torch.no_grad():
+        for x, y in make_loader(val, 500, train=False):
+            out = net(x.contiguous(memory_format=torch.channels_last))
+            total += F.cross_entropy(out, y, reduction="sum").item()
+            correct += int((out.argmax(1) == y).sum())
+            n += len(y)
+    return {"loss": total / n, "top1": correct / n}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("run", help="a trained supernet run directory")
+    ap.add_argument("--truth", required=True, help="a stnas-truth file: its networks are scored")
+    ap.add_argument("--steps", type=int, default=80, help="SGD steps per network (default 80)")
+    ap.add_argument("--lr", type=float, default=0.02, help="peak learning rate (default 0.02)")
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--init", choices=("inherit", "scratch"), default="inherit")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        if args.steps < 1 or args.lr <= 0:
+            raise StnasError("--steps must be >= 1 and --lr > 0")
+        cfg = load_run_config(args.run)
+        space = run_space(args.run, cfg)
+        truth = load_truth(args.truth, space)
+        train = dataset_split(cfg, space, "search-train", "limit", augment=False)
+        val = dataset_split(cfg, space, "search-val", "val_limit")
+    except StnasError as exc:
+        print(f"finetune_proxy: {exc}", file=sys.stderr)
+        sys.exit(2)
+    scores = {"finetune_loss": [], "finetune_top1": []}
+    for i, (arch, acc) in enumerate(truth.items()):
+        t0, name = time.perf_counter(), str(arch)
+        net = inherited_model(args.run, arch) if args.init == "inherit" else build_model(arch)
+        got = finetune_score(net, train, val, args.steps, args.lr, args.batch_size, cfg["seed"])
+        scores["finetune_loss"].append({"arch": name, "score": -got["loss"], **got, "truth": acc})
+        scores["finetune_top1"].append({"arch": name, "score": got["top1"], **got, "truth": acc})
+        print(f"[{i + 1}/{len(truth)}] {name}: val loss {got['loss']:.4f}, top-1 {got['top1']:.4f} "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    doc = {"run_dir": args.run, "truth": args.truth, "n": len(truth),
+           "finetune": {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "init": args.init,
+                        "train_images": len(train), "val_images": len(val)},
+           "modes": {m: {"n": len(s), "scores": s} for m, s in scores.items()}}
+    print(json.dumps(doc, indent=1))
+
+
+if __name__ == "__main__":
+    main()
