@@ -93,6 +93,27 @@ def test_uniform_over_topologies_then_ops(tiny_config):
     assert len(ops_given_on) == 2 and stats.chisquare(list(ops_given_on.values())).pvalue > 1e-4
 
 
+def test_density_sampling_makes_the_branch_count_uniform():
+    """topology: each of the E branch edges is a fair coin, so the count is Binomial(E, 1/2);
+    density: p ~ U(0, 1), then Binomial(E, p), whose marginal is uniform over 0..E."""
+    s = load_space("fashion-mnist")
+    e = len(s.branch_edges)
+    rng = np.random.default_rng(0)
+    n = 4000
+    for mode in ("topology", "density"):
+        counts = np.bincount([sum(b >= 0 for b in s.sample(rng, mode).branches) for _ in range(n)], minlength=e + 1)
+        if mode == "density":
+            assert stats.chisquare(counts).pvalue > 1e-4
+        else:
+            expected = stats.binom(e, 0.5).pmf(np.arange(e + 1)) * n
+            keep = expected >= 5
+            assert stats.chisquare(counts[keep], expected[keep] * counts[keep].sum() / expected[keep].sum()).pvalue > 1e-4
+            assert counts[0] + counts[e] < n * 0.01  # the extremes all but never come up
+    # ops stay uniform given the edge is on
+    ops = np.bincount([b for _ in range(n) for b in s.sample(rng, "density").branches if b >= 0])
+    assert stats.chisquare(ops[ops > 0]).pvalue > 1e-4
+
+
 def test_sampler_is_pure_function_of_seed_and_step():
     s = load_space("paper")
     np.random.seed(123)

@@ -56,7 +56,7 @@ DEFAULTS: dict[str, Any] = {
         "workers": 0,
     },
     # optimizer: of the closing sampling phase (sgld | sgd); the epochs before it use SGD.
-    # sampling: topology | architecture (see SearchSpace.sample)
+    # sampling: topology | architecture | density (see SearchSpace.sample)
     "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
@@ -234,7 +234,7 @@ def _nest(key: str, value: Any) -> dict:
 _CHOICES = {
     ("supernet", "optimizer"): ("sgd", "sgld"),
     ("supernet", "schedule"): ("cosine", "step", "constant"),
-    ("supernet", "sampling"): ("topology", "architecture"),
+    ("supernet", "sampling"): ("topology", "architecture", "density"),
     ("supernet", "amp"): ("auto", "bf16", "off"),
     ("supernet", "channels_last"): ("auto", "on", "off"),
     ("retrain", "schedule"): ("cosine", "step", "constant"),

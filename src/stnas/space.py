@@ -34,7 +34,7 @@ from stnas.arch import Arch
 from stnas.errors import SpaceError
 from stnas.ops import ACTIVATIONS, OpSpec, build_op, conv_bn, op_allowed, op_cost, out_size, parse_op
 
-SAMPLING_MODES = ("topology", "architecture")
+SAMPLING_MODES = ("topology", "architecture", "density")
 
 
 @dataclass(frozen=True)
@@ -266,15 +266,19 @@ class SearchSpace:
         ``mode="topology"``: each branch edge is on with probability 1/2 (every
         topology equally likely), then every op uniformly. ``mode="architecture"``:
         every architecture of the space equally likely (a branch edge with m ops is
-        off with probability 1/(m+1)).
+        off with probability 1/(m+1)). ``mode="density"`` (our addition): a density p is
+        drawn uniformly from [0, 1] per architecture and each branch edge is on with
+        probability p, so the number of branches is uniform over 0..E instead of
+        binomial around E/2: sparse and dense topologies are trained equally often.
         """
         if mode not in SAMPLING_MODES:
             raise SpaceError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
         stem = tuple(e.allowed[rng.integers(len(e.allowed))] for e in self.stem_edges)
         branches = []
+        density = rng.random() if mode == "density" else 0.5
         for b in self.branch_edges:
-            if mode == "topology":
-                on = rng.random() < 0.5
+            if mode != "architecture":
+                on = rng.random() < density
                 branches.append(b.allowed[rng.integers(len(b.allowed))] if on else -1)
             else:
                 k = rng.integers(len(b.allowed) + 1)
