@@ -87,6 +87,8 @@ def main() -> None:
         truth = load_truth(args.truth, space)
         train = dataset_split(cfg, space, "search-train", "limit", augment=False)
         val = dataset_split(cfg, space, "search-val", "val_limit")
+        if args.init == "inherit":
+            inherited_model(args.run, next(iter(truth)))  # a run without finished supernet weights fails here
     except StnasError as exc:
         print(f"finetune_proxy: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -2,6 +2,7 @@
 fidelity_by_budget.py reads, and bad inputs exit 2 with one line."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,12 +63,17 @@ def test_scores_every_truth_network_in_rank_json_shape(trained, tmp_path):
     assert "finetune_loss" in q.stdout and "400k" in q.stdout
 
 
-@pytest.mark.parametrize("bad", ["steps", "truth", "run"])
+@pytest.mark.parametrize("bad", ["steps", "truth", "run", "unfinished"])
 def test_bad_inputs_exit_2_with_one_line(trained, tmp_path, bad):
     truth = tmp_path / "t.json"
     _truth(truth)
+    unfinished = tmp_path / "unfinished"
+    if bad == "unfinished":  # a run whose supernet weights were never written
+        shutil.copytree(trained, unfinished)
+        (unfinished / "supernet.safetensors").unlink()
     args = {"steps": (trained, "--truth", truth, "--steps", 0),
             "truth": (trained, "--truth", tmp_path / "missing.json"),
-            "run": (tmp_path / "no-run", "--truth", truth)}[bad]
+            "run": (tmp_path / "no-run", "--truth", truth),
+            "unfinished": (unfinished, "--truth", truth)}[bad]
     p = _run(*args)
     assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr, p.stderr
