@@ -22,7 +22,6 @@ import json
 import math
 import sys
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -51,7 +50,8 @@ def finetune_score(net: torch.nn.Module, train, val, steps: int, lr: float, batc
                 break
             for group in opt.param_groups:
                 group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
-            loss = F.cross_entropy(net(x.contiguous(memory_format=torch.channels_last)), y, label_smoothing=label_smoothing)
+            x = x.contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -87,20 +87,18 @@ def main() -> None:
         truth = load_truth(args.truth, space)
         train = dataset_split(cfg, space, "search-train", "limit", augment=False)
         val = dataset_split(cfg, space, "search-val", "val_limit")
-        if args.init == "inherit":
-            inherited_model(args.run, next(iter(truth)))  # a run without finished supernet weights fails here
-    except StnasError as exc:
+        scores = {"finetune_loss": [], "finetune_top1": []}
+        for i, (arch, acc) in enumerate(truth.items()):
+            t0, name = time.perf_counter(), str(arch)
+            net = inherited_model(args.run, arch) if args.init == "inherit" else build_model(arch)
+            got = finetune_score(net, train, val, args.steps, args.lr, args.batch_size, cfg["seed"])
+            scores["finetune_loss"].append({"arch": name, "score": -got["loss"], **got, "truth": acc})
+            scores["finetune_top1"].append({"arch": name, "score": got["top1"], **got, "truth": acc})
+            print(f"[{i + 1}/{len(truth)}] {name}: val loss {got['loss']:.4f}, top-1 {got['top1']:.4f} "
+                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    except StnasError as exc:  # bad inputs, or a run without finished supernet weights
         print(f"finetune_proxy: {exc}", file=sys.stderr)
         sys.exit(2)
-    scores = {"finetune_loss": [], "finetune_top1": []}
-    for i, (arch, acc) in enumerate(truth.items()):
-        t0, name = time.perf_counter(), str(arch)
-        net = inherited_model(args.run, arch) if args.init == "inherit" else build_model(arch)
-        got = finetune_score(net, train, val, args.steps, args.lr, args.batch_size, cfg["seed"])
-        scores["finetune_loss"].append({"arch": name, "score": -got["loss"], **got, "truth": acc})
-        scores["finetune_top1"].append({"arch": name, "score": got["top1"], **got, "truth": acc})
-        print(f"[{i + 1}/{len(truth)}] {name}: val loss {got['loss']:.4f}, top-1 {got['top1']:.4f} "
-              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
     doc = {"run_dir": args.run, "truth": args.truth, "n": len(truth),
            "finetune": {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "init": args.init,
                         "train_images": len(train), "val_images": len(val)},

@@ -107,7 +107,8 @@ def test_density_sampling_makes_the_branch_count_uniform():
         else:
             expected = stats.binom(e, 0.5).pmf(np.arange(e + 1)) * n
             keep = expected >= 5
-            assert stats.chisquare(counts[keep], expected[keep] * counts[keep].sum() / expected[keep].sum()).pvalue > 1e-4
+            f_exp = expected[keep] * counts[keep].sum() / expected[keep].sum()
+            assert stats.chisquare(counts[keep], f_exp).pvalue > 1e-4
             assert counts[0] + counts[e] < n * 0.01  # the extremes all but never come up
     # ops stay uniform given the edge is on
     ops = np.bincount([b for _ in range(n) for b in s.sample(rng, "density").branches if b >= 0])
