@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
+from stnas import dist
 from stnas.config import load_run_config
 from stnas.data import make_loader
 from stnas.errors import StnasError
@@ -34,22 +34,24 @@ from stnas.model import build_model
 from stnas.proxy import run_space
 from stnas.ranking import load_truth
 from stnas.supernet_train import dataset_split
+from stnas.train import evaluate, lr_at
 
 
 def finetune_score(net: torch.nn.Module, train, val, steps: int, lr: float, batch_size: int, seed: int,
                    label_smoothing: float = 0.1) -> dict:
-    """Trains ``net`` for ``steps`` SGD steps (Nesterov, cosine from ``lr`` to 0) on ``train``
-    and returns its search-val {loss, top1} in eval mode."""
+    """Trains ``net`` for ``steps`` SGD steps (Nesterov, cosine from ``lr`` to 0, no warmup)
+    on ``train`` and returns its search-val {top1, top5, loss, n} in eval mode."""
     torch.manual_seed(seed)
     net = net.to(memory_format=torch.channels_last).train()
     opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    schedule = {"lr": lr, "min_lr": 0.0, "warmup_epochs": 0, "schedule": "cosine"}
     step, epoch = 0, 0
     while step < steps:
         for x, y in make_loader(train, batch_size, train=True, seed=seed, epoch=epoch):
             if step == steps:
                 break
             for group in opt.param_groups:
-                group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+                group["lr"] = lr_at(step, schedule, steps_per_epoch=1, main_steps=steps)
             x = x.contiguous(memory_format=torch.channels_last)
             loss = F.cross_entropy(net(x), y, label_smoothing=label_smoothing)
             opt.zero_grad(set_to_none=True)
@@ -57,15 +59,7 @@ def finetune_score(net: torch.nn.Module, train, val, steps: int, lr: float, batc
             opt.step()
             step += 1
         epoch += 1
-    net.eval()
-    total, correct, n = 0.0, 0, 0
-    with torch.no_grad():
-        for x, y in make_loader(val, 500, train=False):
-            out = net(x.contiguous(memory_format=torch.channels_last))
-            total += F.cross_entropy(out, y, reduction="sum").item()
-            correct += int((out.argmax(1) == y).sum())
-            n += len(y)
-    return {"loss": total / n, "top1": correct / n}
+    return evaluate(net.eval(), val, 500, dist.Context())
 
 
 def main() -> None:
