@@ -53,14 +53,21 @@ def test_malformed_arch_one_line_exit_2(kind, capsys, tmp_path):
     ["space", "sample", "digits", "--max-madds", "lots"],
     ["space", "sample", "fashion-mnist", "--max-madds", "1k"],
     ["nonsense"],
+    # an unknown dataset, in every command that trains (it used to end in a KeyError)
+    ["supernet", "train", "--preset", "digits", "--data", "mnist", "--out", "{tmp}/s"],
+    ["run", "--preset", "digits", "--data", "/no/such/dir", "--out", "{tmp}/r"],
+    ["retrain", "--arch", "digits:012012/.1.0.....", "--data", "mnist", "--out", "{tmp}/t"],
 ])
-def test_bad_cli_input_exit_2(argv, capsys):
+def test_bad_cli_input_exit_2(argv, capsys, tmp_path):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
     try:
         rc = main(argv)
     except SystemExit as exc:  # argparse's own errors
         rc = exc.code
     err = capsys.readouterr().err
     assert rc == 2 and len(err.strip().splitlines()) == 1
+    if "--data" in argv:
+        assert "data.dataset must be one of" in err and not list(tmp_path.iterdir())  # nothing written
 
 
 def test_real_process_no_traceback(tmp_path):

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from stnas.data import DATASETS
 from stnas.errors import ConfigError
 from stnas.fileio import write_text
 
@@ -232,6 +233,7 @@ def _nest(key: str, value: Any) -> dict:
 
 
 _CHOICES = {
+    ("data", "dataset"): DATASETS,
     ("supernet", "optimizer"): ("sgd", "sgld"),
     ("supernet", "schedule"): ("cosine", "step", "constant"),
     ("supernet", "sampling"): ("topology", "architecture", "density"),
@@ -251,7 +253,8 @@ def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
     for (sec, key), choices in _CHOICES.items():
         if cfg[sec][key] not in choices:
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}")
+            hint = "; a folder that holds it goes in data.root (--data-root)" if key == "dataset" else ""
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}{hint}")
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
