@@ -180,6 +180,7 @@ def test_missing_data_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("STNAS_DATA", str(tmp_path / "env"))
     monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion-mnist": str(tmp_path / "sys")})
     monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    (tmp_path / "root").mkdir()  # a root that exists but does not hold the data: looked in, then the rest
     with pytest.raises(DataError) as e:
         get_dataset("fashion-mnist", "train", root=tmp_path / "root", download=False)
     msg = str(e.value)
@@ -194,6 +195,10 @@ def test_missing_data_names_every_place(tmp_path, monkeypatch):
         get_dataset("imagenet", "train", root=tmp_path)
     with pytest.raises(DataError, match="unknown dataset"):
         get_dataset("mnist", "train")
+    # a root that does not exist is a typo, not a place to skip: named, before anything else
+    for name in ("fashion-mnist", "digits"):
+        with pytest.raises(DataError, match=f"data root {tmp_path / 'nowhere'} is not a directory"):
+            get_dataset(name, "train", root=tmp_path / "nowhere")
 
 
 def test_failed_download_is_a_data_error(tmp_path, monkeypatch):

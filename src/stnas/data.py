@@ -290,6 +290,9 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
             idx = idx[stratified_subset(y[idx], limit, split_seed)]
         return idx
 
+    if root is not None and not Path(root).is_dir():
+        raise DataError(f"data root {root} is not a directory (--data-root / data.root: the folder that holds "
+                        f"the {name} files)")
     where = None if name == "digits" else str(_locate(name, root, download))
     if name == "imagenet":  # torchvision PIL transforms, as in its reference training recipe
         import torchvision.transforms as T
