@@ -119,6 +119,40 @@ def test_config_resolution_and_errors(tmp_path):
         resolve("digits", user)
 
 
+@pytest.mark.parametrize("override, msg", [
+    # each used to pass resolution and fail hours later, or train with a nonsense value
+    ("retrain.momentum=2", r"retrain.momentum must be in \[0, 1\)"),
+    ("supernet.weight_decay=-1", "supernet.weight_decay must be >= 0"),
+    ("retrain.label_smoothing=2", r"retrain.label_smoothing must be in \[0, 1\)"),
+    ("retrain.warmup_epochs=-1", "retrain.warmup_epochs must be >= 0"),
+    ("retrain.grad_clip=-1", "retrain.grad_clip must be > 0 or null"),
+    ("supernet.min_lr=-0.1", "supernet.min_lr must be >= 0"),
+    ("retrain.step_epochs=0", "retrain.step_epochs must be >= 1"),
+    ("supernet.lr=.nan", "finite number"), ("retrain.lr=.inf", "finite number"),
+    ("seed=-1", "seed must be >= 0"),
+    ("data.workers=-1", "data.workers must be >= 0"),
+    ("data.image_size=0", "data.image_size must be a positive integer"),
+    ("data.image_size=big", "data.image_size must be a positive integer"),
+    ("data.val_limit=0", "data.val_limit"), ("data.limit=lots", "data.limit"),
+    ("data.dataset=mnist", "data.dataset must be one of digits, fashion-mnist"),
+    ("proxy.batch_size=0", "proxy.batch_size must be >= 1"),
+    ("proxy.samples=0", "proxy.samples must be a positive integer"),
+    ("sgld.temperature=-1", "SGLD: temperature must be >= 0"),
+    ("sgld.momentum=1.5", r"SGLD: momentum must be in \[0, 1\)"),
+    ("pool.lr=-1", "SGLD: lr must be >= 0"),
+])
+def test_config_values_are_checked_before_any_work(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        resolve("digits", overrides=[override])
+
+
+def test_config_counts_and_nulls_pass():
+    cfg = resolve("digits", overrides=["data.limit=1k", "data.val_limit=200", "retrain.grad_clip=null",
+                                       "proxy.samples=2", "data.image_size=16", "sgld.temperature=0"])
+    assert cfg["data"]["limit"] == 1000 and cfg["data"]["val_limit"] == 200
+    assert cfg["retrain"]["grad_clip"] is None and cfg["data"]["image_size"] == 16
+
+
 def test_lr_schedule_shape():
     r = dict(DEFAULTS["supernet"], lr=0.1, min_lr=0.001, warmup_epochs=1, schedule="cosine")
     lrs = [lr_at(s, r, 10, 100) for s in range(100)]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import yaml
 from stnas.data import DATASETS
 from stnas.errors import ConfigError
 from stnas.fileio import write_text
+from stnas.sgld import check_settings as check_sgld
 
 # A training recipe: the keys shared by supernet training and retraining.
 RECIPE: dict[str, Any] = {
@@ -126,8 +128,8 @@ def _check_type(path: str, default: Any, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"config key {path!r} must be true or false, got {value!r}")
     elif isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {path!r} must be a number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ConfigError(f"config key {path!r} must be a finite number, got {value!r}")
         if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
             if not value.is_integer():
                 raise ConfigError(f"config key {path!r} must be an integer, got {value!r}")
@@ -260,8 +262,34 @@ def validate(cfg: dict) -> None:
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
             if cfg[sec][key] < 1:
                 raise ConfigError(f"{sec}.{key} must be >= 1, got {cfg[sec][key]}")
-        if cfg[sec]["lr"] <= 0:
-            raise ConfigError(f"{sec}.lr must be > 0, got {cfg[sec]['lr']}")
+        r = cfg[sec]
+        if r["lr"] <= 0:
+            raise ConfigError(f"{sec}.lr must be > 0, got {r['lr']}")
+        for key, ok, want in (("min_lr", r["min_lr"] >= 0, ">= 0"), ("step_epochs", r["step_epochs"] >= 1, ">= 1"),
+                              ("warmup_epochs", r["warmup_epochs"] >= 0, ">= 0"),
+                              ("momentum", 0 <= r["momentum"] < 1, "in [0, 1)"),
+                              ("weight_decay", r["weight_decay"] >= 0, ">= 0"),
+                              ("label_smoothing", 0 <= r["label_smoothing"] < 1, "in [0, 1)"),
+                              ("grad_clip", r["grad_clip"] is None or r["grad_clip"] > 0, "> 0 or null (off)")):
+            if not ok:
+                raise ConfigError(f"{sec}.{key} must be {want}, got {r[key]}")
+    if cfg["seed"] < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    d = cfg["data"]
+    for key in ("limit", "val_limit"):
+        if d[key] is not None:
+            d[key] = parse_count(d[key], f"data.{key}")
+    if d["image_size"] is not None and (type(d["image_size"]) is not int or d["image_size"] < 1):
+        raise ConfigError(f"data.image_size must be a positive integer or null (the space's), got {d['image_size']!r}")
+    if d["root"] is not None and not isinstance(d["root"], str):
+        raise ConfigError(f"data.root must be a directory path or null, got {d['root']!r}")
+    if d["workers"] < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {d['workers']}")
+    px = cfg["proxy"]
+    if px["batch_size"] < 1:
+        raise ConfigError(f"proxy.batch_size must be >= 1, got {px['batch_size']}")
+    if px["samples"] is not None and (type(px["samples"]) is not int or px["samples"] < 1):
+        raise ConfigError(f"proxy.samples must be a positive integer or null (all), got {px['samples']!r}")
     se = cfg["search"]
     for key in ("population", "parents", "generations", "random_samples", "top"):
         if se[key] < 1:
@@ -287,6 +315,9 @@ def validate(cfg: dict) -> None:
     if cfg["proxy"]["recal_batches"] < 0:
         raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
+    check_sgld(lr=sn["min_lr"] if pool["lr"] is None else pool["lr"], momentum=cfg["sgld"]["momentum"],
+               weight_decay=sn["weight_decay"], temperature=cfg["sgld"]["temperature"],
+               noise_scale=cfg["sgld"]["noise_scale"])
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
     if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
