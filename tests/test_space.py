@@ -67,6 +67,18 @@ def test_all_presets_load():
         assert s.name == name and s.num_architectures() >= 1
 
 
+def test_preset_and_bare_space_files(tmp_path):
+    import yaml
+    from stnas.space import load_preset
+    full = load_preset("digits")
+    (tmp_path / "bare.yaml").write_text(yaml.safe_dump(full["space"]))
+    assert load_space(str(tmp_path / "bare.yaml")).fingerprint == load_space("digits").fingerprint
+    # a preset whose space: section was lost is not read as a space of unknown keys
+    (tmp_path / "lost.yaml").write_text(yaml.safe_dump({k: v for k, v in full.items() if k != "space"}))
+    with pytest.raises(SpaceError, match=r"no 'space:' section"):
+        load_space(str(tmp_path / "lost.yaml"))
+
+
 def test_uniform_over_architectures(tiny_config):
     s = SearchSpace(tiny_config)
     rng = np.random.default_rng(0)
