@@ -45,12 +45,12 @@ def tau_to_rho(tau: float) -> float:
 
 
 def win_probability(arch_sd: float, noise_sd: float, rho: float, *, candidates: int = 120, n_random: int = 10,
-                    seeds: int = 2, trials: int = 20000, seed: int = 0) -> float:
+                    seeds: int = 2, trials: int = 20000, rng_seed: int = 0) -> float:
     """P(the proxy's best of ``candidates`` beats the best of ``n_random``, each measured as the
     mean of ``seeds`` noisy retrainings), over ``trials`` Monte Carlo draws."""
     if not -1.0 <= rho <= 1.0 or arch_sd < 0 or noise_sd < 0 or min(candidates, n_random, seeds, trials) < 1:
         raise ValueError("need -1 <= rho <= 1, sds >= 0 and counts >= 1")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(rng_seed)
     z = rng.standard_normal((trials, candidates))  # standardized true quality of the candidates
     proxy = rho * z + math.sqrt(max(0.0, 1.0 - rho * rho)) * rng.standard_normal((trials, candidates))
     picked = z[np.arange(trials), proxy.argmax(1)]
@@ -142,11 +142,10 @@ def main() -> None:
               f"{p['random pick']:>13.2f}{p['proxy']:>9.2f} ({r['tau_proxy']:+.2f}){p['MAdds']:>9.2f} "
               f"({r['tau_madds']:+.2f}){p['perfect']:>9.2f}")
     print(f"(tau in brackets; Monte Carlo standard error <= {0.5 / math.sqrt(args.trials):.3f})")
-    pairs = [(a, b) for i, a in enumerate(budgets) for b in budgets[i + 1:]]
-    both = [{"budgets": [a, b], "seeds": s,
-             "p_win": {k: next(r for r in rows if r["budget"] == a and r["seeds"] == s)["p_win"][k]
-                       * next(r for r in rows if r["budget"] == b and r["seeds"] == s)["p_win"][k]
-                       for k in rows[0]["p_win"]}} for a, b in pairs for s in seeds]
+    # two budgets use separate random networks, so their comparisons are independent
+    p_at = {(r["budget"], r["seeds"]): r["p_win"] for r in rows}
+    both = [{"budgets": [a, b], "seeds": s, "p_win": {k: v * p_at[b, s][k] for k, v in p_at[a, s].items()}}
+            for i, a in enumerate(budgets) for b in budgets[i + 1:] for s in seeds]
     for x in both:
         p = x["p_win"]
         print(f"both {' and '.join(x['budgets'])}, {x['seeds']} seeds: " + ", ".join(f"{k} {v:.2f}" for k, v in p.items()))

@@ -35,7 +35,7 @@ def test_a_proxy_without_fidelity_is_one_more_random_draw(arch_sd, noise_sd, c, 
     # rho = 0: the picked network is exchangeable with the N random ones, so it is the best of
     # the N + 1 with probability 1 / (N + 1), whatever the variances and the candidate count
     p = _module().win_probability(arch_sd, noise_sd, 0.0, candidates=c, n_random=n, seeds=s, trials=TRIALS,
-                                  seed=seed)
+                                  rng_seed=seed)
     _close(p, 1 / (n + 1))
 
 
@@ -44,7 +44,7 @@ def test_a_proxy_without_fidelity_is_one_more_random_draw(arch_sd, noise_sd, c, 
 def test_a_perfect_proxy_without_noise_wins_when_the_best_is_a_candidate(arch_sd, c, n, seed):
     # rho = 1, no seed noise: the search keeps the best candidate, which beats the best random
     # network exactly when the best of all C + N draws is a candidate: probability C / (C + N)
-    p = _module().win_probability(arch_sd, 0.0, 1.0, candidates=c, n_random=n, seeds=2, trials=TRIALS, seed=seed)
+    p = _module().win_probability(arch_sd, 0.0, 1.0, candidates=c, n_random=n, seeds=2, trials=TRIALS, rng_seed=seed)
     _close(p, c / (c + n))
 
 

@@ -251,12 +251,15 @@ _CHOICES = {
 }
 
 
+_HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--data-root)"}
+
+
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
     for (sec, key), choices in _CHOICES.items():
         if cfg[sec][key] not in choices:
-            hint = "; a folder that holds it goes in data.root (--data-root)" if key == "dataset" else ""
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}{hint}")
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}"
+                              f"{_HINTS.get((sec, key), '')}")
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
@@ -316,8 +319,7 @@ def validate(cfg: dict) -> None:
         raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
     check_sgld(lr=sn["min_lr"] if pool["lr"] is None else pool["lr"], momentum=cfg["sgld"]["momentum"],
-               weight_decay=sn["weight_decay"], temperature=cfg["sgld"]["temperature"],
-               noise_scale=cfg["sgld"]["noise_scale"])
+               temperature=cfg["sgld"]["temperature"], noise_scale=cfg["sgld"]["noise_scale"])
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
     if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:

@@ -421,7 +421,8 @@ def load_preset(name_or_path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise SpaceError(f"{name}: expected a mapping at the top level")
     if "space" not in data:  # a bare space file
-        run_sections = sorted({"data", "supernet", "sgld", "pool", "proxy", "search", "retrain"} & set(data))
+        from stnas.config import DEFAULTS  # the run sections (config imports nothing of this module)
+        run_sections = sorted(set(DEFAULTS) & set(data))
         if run_sections:
             raise SpaceError(f"{name} has run settings ({', '.join(run_sections)}) but no 'space:' section; "
                              f"a preset file needs one (see the presets in stnas/presets/)")
