@@ -248,6 +248,21 @@ def test_cli_export(run_dir, tmp_path, capsys):
     _one_line_exit_2(["export", str(run_dir), "--arch", str(tmp_path / "broken.json")], capsys, "malformed")
     _one_line_exit_2(["export", str(run_dir), "--arch", str(arch), "--weights", str(tmp_path / "w.safetensors")],
                      capsys, "does not exist")
+
+
+def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
+    space = load_space("digits")
+    arch, other = space.sample(np.random.default_rng(3)), space.sample(np.random.default_rng(4))
+    out = tmp_path / "m"
+    export_from_run(run_dir, arch, out, onnx=False)
+    export_from_run(run_dir, arch, out)  # the same model again (a rerun): allowed, adds the ONNX file
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert "model.onnx" in before
+    sample = run_dir / "pool" / "sample_001.safetensors"
+    for argv, match in (([str(other)], "already holds the exported model of " + str(arch)),
+                        ([str(arch), "--weights", str(sample)], "with other weights (supernet)")):
+        _one_line_exit_2(["export", str(run_dir), "--arch", *argv, "--out", str(out)], capsys, match)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost or rewritten
     (tmp_path / "notarun").mkdir()
     _one_line_exit_2(["export", str(tmp_path / "notarun"), "--arch", str(arch)], capsys, "no config.yaml")
     corrupt = tmp_path / "corrupt.safetensors"

@@ -53,7 +53,8 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     """Writes ``model`` (a ``build_model(arch)`` network) as a model directory.
 
     Every file is written atomically; the ONNX file is checked with ``onnx.checker``
-    before it replaces a previous one. ``model`` itself is not modified (a CPU copy in
+    before it replaces a previous one. A directory that already holds another model (another
+    architecture or other weights) is refused with a ConfigError, before anything is written. ``model`` itself is not modified (a CPU copy in
     eval mode is exported).
 
     Args:
@@ -73,12 +74,31 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     meta.update(format=FORMAT, arch=str(arch), space=arch.space.name,
                 space_fingerprint=arch.space.fingerprint, stnas_version=_version())
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
+    _check_replaces_same_model(out, arch, tensors)
     paths = {"weights": atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata=meta)),
              "arch": save_arch(arch, out / ARCH),
              "space": write_text(out / SPACE, yaml.safe_dump({"space": arch.space.config}, sort_keys=False))}
     if onnx:
         paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp))
     return paths
+
+
+def _check_replaces_same_model(out: Path, arch: Arch, tensors: dict[str, torch.Tensor]) -> None:
+    """Writing into a directory that already holds a model is allowed only when it is the same
+    model (the same architecture and weights, e.g. a rerun): another export is never lost."""
+    old = out / WEIGHTS
+    if not old.is_file():
+        return
+    try:
+        have, meta = _read_weights(old)
+    except CheckpointError:
+        raise ConfigError(f"{out} holds an unreadable {WEIGHTS}; export elsewhere (--out) or remove it") from None
+    if meta.get("arch") != str(arch):
+        raise ConfigError(f"{out} already holds the exported model of {meta.get('arch', 'another architecture')}; "
+                          f"export elsewhere (--out) or remove it")
+    if have.keys() != tensors.keys() or not all(torch.equal(have[k], tensors[k]) for k in tensors):
+        raise ConfigError(f"{out} already holds {arch} with other weights ({meta.get('weights', 'unknown source')}); "
+                          f"export elsewhere (--out) or remove it")
 
 
 def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
