@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from stnas.arch import load_arch
 from stnas.config import DEFAULTS, parse_count
-from stnas.errors import SpaceError
+from stnas.errors import ConfigError, SpaceError
 from stnas.search import budget_label, pareto_front, search
 from stnas.space import SearchSpace, load_space
 
@@ -259,6 +259,26 @@ def test_killed_search_resumes_without_rescoring(tmp_path):
     assert (tmp_path / "out" / "best.json").read_text() == (tmp_path / "ref" / "best.json").read_text()
 
 
+def test_another_search_never_replaces_a_saved_one(tmp_path):
+    c = cfg(budgets=[150_000], generations=2)
+    search(SPACE, LinearScorer(SPACE, 7), c, tmp_path, seed=2, progress=False, info={"proxy_mode": "stabilized"})
+    saved = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    # the same settings again: a rerun, allowed (and it writes the same results)
+    search(SPACE, LinearScorer(SPACE, 7), c, tmp_path, seed=2, progress=False, info={"proxy_mode": "stabilized"})
+    assert (tmp_path / "best.json").read_bytes() == saved[tmp_path / "best.json"]
+    saved = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    for change, words in [({"c": cfg(budgets=[250_000], generations=2)}, "budgets differ"),
+                          ({"c": cfg(budgets=[150_000], generations=3)}, "config.generations differ"),
+                          ({"seed": 3}, "seed differ"),
+                          ({"info": {"proxy_mode": "single"}}, "proxy_mode differ")]:
+        kw = {"c": c, "seed": 2, "info": {"proxy_mode": "stabilized"}} | change
+        with pytest.raises(ConfigError, match=words):
+            search(SPACE, LinearScorer(SPACE, 7), kw["c"], tmp_path, seed=kw["seed"], progress=False, info=kw["info"])
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == saved  # nothing touched
+    search(SPACE, LinearScorer(SPACE, 7), cfg(budgets=[250_000], generations=2), tmp_path / "other", seed=2,
+           progress=False)  # another folder is fine
+
+
 def test_random_search_spreads_over_budgets():
     scorer = LinearScorer(SPACE, max_madds=300_000)
     res = search(SPACE, scorer, cfg(algorithm="random", budgets=[120_000, 300_000], population=10,
@@ -376,7 +396,6 @@ def test_budget_floor_gives_each_budget_its_own_window(algorithm):
 @pytest.mark.parametrize("floor", [-0.1, 1.0, 1.5])
 def test_budget_floor_out_of_range_is_a_config_error(floor):
     from stnas.config import resolve
-    from stnas.errors import ConfigError
 
     with pytest.raises(ConfigError, match="search.budget_floor"):
         resolve("digits", overrides=[f"search.budget_floor={floor}"])
@@ -451,7 +470,6 @@ def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
                                        ({"tie_alpha": 1.0}, "search.tie_alpha")])
 def test_select_bad_values_are_config_errors(kw, words):
     from stnas.config import resolve
-    from stnas.errors import ConfigError
 
     with pytest.raises(ConfigError, match=words):
         search(SPACE, LinearScorer(SPACE), cfg(**kw), None, progress=False)

@@ -39,7 +39,8 @@ Output directory::
     best.json           per budget, the top N (the chosen one first): {budget, rank, arch, madds,
                         params, score, std, ..., file}
     best/budget_<B>/top<r>.json   their architecture files
-    search.json         summary
+    search.json         summary, with the settings (a folder that holds a search with other
+                        settings is refused, so no result is ever replaced; the same settings replay)
 """
 
 from __future__ import annotations
@@ -234,6 +235,11 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
     n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
     sampler = _Sampler(space, np.random.default_rng(seed), floor, max_params)
     out = Path(out_dir) if out_dir is not None else None
+    settings = {"algorithm": c["algorithm"], "seed": seed, "space": space.name, "space_fingerprint": space.fingerprint,
+                "budgets": budgets, "min_madds": min_madds, "max_params": max_params,
+                "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params")}, **(info or {})}
+    if out is not None:
+        _check_same_search(out, settings)
     history: list[Record] = []
     t0 = time.time()
     bar = tqdm(total=n_gen, desc=f"{c['algorithm']} search", unit="gen", disable=not progress, dynamic_ncols=True)
@@ -263,13 +269,13 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
                                   tuple(float(v) for v in per) if per is not None and len(per) > 1 else None))
         result = _result(history, budgets, gen + 1, out, **choose)
         if out is not None:
-            _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=False)
+            _write(result, settings, time.time() - t0, done=False)
         bar.set_postfix_str(" ".join(f"{budget_label(b)}:{v[0].score:.4g}" for b, v in result.best.items() if v))
         bar.update(1)
     bar.close()
     result = _result(history, budgets, len({r.generation for r in history}), out, **choose)
     if out is not None:
-        _write(result, c, budgets, min_madds, max_params, seed, space, time.time() - t0, info, done=True)
+        _write(result, settings, time.time() - t0, done=True)
     return result
 
 
@@ -317,8 +323,34 @@ def _result(history: list[Record], budgets: list[int], generations: int, out: Pa
     return SearchResult(list(history), pareto_front(history), best, generations, out)
 
 
-def _write(result: SearchResult, c: dict, budgets, min_madds, max_params, seed, space: SearchSpace,
-           wall_s: float, info: dict | None, done: bool) -> None:
+# search.json fields that describe a search's progress or place, not its settings
+_NOT_SETTINGS = ("done", "generations", "evaluations", "wall_s", "best", "pareto_size", "run_dir")
+
+
+def _check_same_search(out: Path, settings: dict) -> None:
+    """A search writes into a folder that holds none, or one with the same settings (a rerun,
+    which replays from the score cache): another search's results are never replaced."""
+    f = out / "search.json"
+    if not f.is_file():
+        return
+    try:
+        old = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{f} is unreadable ({exc}); search into another --out or remove it") from None
+    differ = []
+    for k, v in json.loads(json.dumps(settings)).items():  # as it would be written
+        if k in _NOT_SETTINGS or k not in old or old[k] == v:  # (a key an older version did not write: skipped)
+            continue
+        if isinstance(v, dict) and isinstance(old[k], dict):
+            differ += [f"{k}.{j}" for j in sorted(set(v) | set(old[k])) if v.get(j) != old[k].get(j)]
+        else:
+            differ.append(k)
+    if differ:
+        raise ConfigError(f"{out} holds a search with other settings ({', '.join(differ)} differ); "
+                          f"search into another --out, or remove it to replace it")
+
+
+def _write(result: SearchResult, settings: dict, wall_s: float, done: bool) -> None:
     out = result.out_dir
     files = {"history": out / "search.jsonl", "pareto": out / "pareto.json", "best": out / "best.json",
              "summary": out / "search.json"}
@@ -336,9 +368,7 @@ def _write(result: SearchResult, c: dict, budgets, min_madds, max_params, seed, 
     write_json(files["best"], rows)
     result.files = {k: str(v) for k, v in files.items()}
     write_json(files["summary"], {
-        "done": done, "algorithm": c["algorithm"], "seed": seed, "space": space.name,
-        "space_fingerprint": space.fingerprint, "budgets": budgets, "min_madds": min_madds,
-        "max_params": max_params, "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params")},
+        "done": done, **settings,
         "generations": result.generations, "evaluations": len(result.history), "wall_s": round(wall_s, 3),
         "best": {budget_label(b): (recs[0].to_json() if recs else None) for b, recs in result.best.items()},
-        "pareto_size": len(result.pareto), **(info or {})})
+        "pareto_size": len(result.pareto)})

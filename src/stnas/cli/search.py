@@ -70,7 +70,8 @@ def cmd_search(args) -> int:
         seed = cfg["seed"] if args.seed is None else args.seed
         res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
                      progress=ctx.is_main and cfg["supernet"].get("progress", True),
-                     info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric})
+                     info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
+                           "proxy_settings": proxy.settings})
     finally:
         dist.teardown()
     if not ctx.is_main:
