@@ -284,6 +284,19 @@ def test_rank_and_stability_commands(run, archs, capsys):
     # the stabilized scores of the report are the proxy's (served from the cache it filled)
     st = Proxy(run, mode="stabilized").score(archs)
     assert [s["score"] for s in res["modes"]["stabilized"]["scores"]] == [s.score for s in st]
+    # a ranking of other inputs never replaces it: refused before scoring, in one line; the same
+    # inputs rerun, and --out puts another ranking elsewhere
+    saved = (run / "rank.json").read_bytes()
+    for other in (["--top-k", "2"], ["--mode", "single"], ["proxy.recal_batches=1"]):
+        assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3", *other]) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "holds a rank result of other inputs" in err
+    assert (run / "rank.json").read_bytes() == saved
+    assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3"]) == 0
+    assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "2", "--mode", "single",
+                 "--out", str(run.parent / "rank_single.json")]) == 0
+    capsys.readouterr()
+    assert json.loads((run.parent / "rank_single.json").read_text())["inputs"]["mode"] == "single"
 
     assert main(["stability", str(run), "-n", "4", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)

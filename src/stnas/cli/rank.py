@@ -17,7 +17,8 @@ def register(sub) -> None:
     p = sub.add_parser("rank", help="proxy fidelity: Kendall tau / Spearman rho / top-k vs stand-alone accuracy",
                        description="Score architectures with the proxy of a trained run and compare the ranking "
                                    "with stand-alone (trained from scratch) accuracies: Kendall tau, Spearman rho "
-                                   "and top-k overlap with 95% bootstrap intervals. Writes RUN_DIR/rank.json.")
+                                   "and top-k overlap with 95% bootstrap intervals. Writes RUN_DIR/rank.json "
+                                   "(or --out).")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run trained by stnas supernet train")
     p.add_argument("--truth", required=True, metavar="FILE",
                    help='stand-alone accuracies: {"format": "stnas-truth", "version": 1, '
@@ -34,7 +35,7 @@ def register(sub) -> None:
     s = sub.add_parser("stability", help="proxy stability: Kendall tau between consecutive checkpoints",
                        description="Rank a fixed architecture set at every epoch checkpoint (epochs/) and "
                                    "every pool sample of a run, and report Kendall tau between consecutive "
-                                   "rankings. Writes RUN_DIR/stability.json.")
+                                   "rankings. Writes RUN_DIR/stability.json (or --out).")
     s.add_argument("run_dir", metavar="RUN_DIR", help="a run trained by stnas supernet train")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--archs", metavar="FILE", help="the architecture set (JSON list, JSONL or one per line)")
@@ -47,6 +48,8 @@ def _common(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap / the random architectures (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of a table")
+    p.add_argument("--out", metavar="FILE.json", help="where the result goes (default RUN_DIR/<command>.json); "
+                                                     "a file holding a result of other inputs is never replaced")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="proxy settings for this scoring, e.g. proxy.recal_batches=8 data.val_limit=500 "
                         "(only proxy.*, data.val_limit, data.root, data.workers, device)")
@@ -75,20 +78,44 @@ def _ci(m: dict) -> str:
     return f"{fmt(m['value'])} [{fmt(m['lo'])}, {fmt(m['hi'])}]"
 
 
-def _run(args, work) -> int:
-    """Sets up the process group, runs ``work(cfg, ctx)`` and writes/prints its result."""
+# the arguments that decide a result (with the scoring settings): a file of other inputs is kept
+INPUTS = {"rank": ("truth", "archs", "mode", "top_k", "n_boot", "seed"), "stability": ("archs", "n", "seed")}
+
+
+def _inputs(args, cfg: dict, kind: str) -> dict:
+    inputs = {k: getattr(args, k) for k in INPUTS[kind]}
+    for k in ("truth", "archs"):
+        if inputs.get(k):
+            inputs[k] = str(Path(inputs[k]).resolve())
+    return json.loads(json.dumps(inputs | {"proxy": cfg["proxy"], "val_limit": cfg["data"]["val_limit"]}))
+
+
+def _run(args, work, kind: str) -> int:
+    """Sets up the process group, runs ``work(cfg, ctx)`` and writes/prints its result, after
+    checking (before any scoring) that it replaces no result of other inputs."""
     from stnas import dist
+    from stnas.errors import ConfigError
     from stnas.fileio import write_json
 
     cfg = _config(args)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"{kind}.json"
+    inputs = _inputs(args, cfg, kind)
+    if out.is_file():
+        try:
+            old = json.loads(out.read_text()).get("inputs")
+        except (OSError, ValueError, AttributeError):
+            old = None
+        if old != inputs:
+            raise ConfigError(f"{out} holds a {kind} result of other inputs; write this one elsewhere "
+                              f"(--out FILE.json), or remove that file to replace it")
     ctx = dist.setup(cfg["device"])
     try:
-        result, text, name = work(cfg, ctx)
+        result, text = work(cfg, ctx)
     finally:
         dist.teardown()
     if ctx.is_main:
-        result = _finite(result)
-        write_json(Path(args.run_dir) / name, result)
+        result = _finite(result | {"inputs": inputs})
+        write_json(out, result)
         print(json.dumps(result, indent=2) if args.json else text)
     return 0
 
@@ -126,9 +153,9 @@ def cmd_rank(args) -> int:
                          _ci(m["top_k_overlap"]), f"{mean_std:.4f}"])
         text = table(rows, ["mode", "n", "Kendall tau [95% CI]", "Spearman rho [95% CI]",
                             f"top-{min(args.top_k, len(archs))} overlap [95% CI]", "mean std"])
-        return result, text, "rank.json"
+        return result, text
 
-    return _run(args, work)
+    return _run(args, work, "rank")
 
 
 def cmd_stability(args) -> int:
@@ -162,6 +189,6 @@ def cmd_stability(args) -> int:
                 lines.append(table([[p["from"], p["to"], f"{p['tau']:+.3f}"] for p in r["pairs"]],
                                    ["from", "to", "Kendall tau"]))
                 lines.append("")
-        return res, f"{len(archs)} architectures\n\n" + "\n".join(lines).rstrip(), "stability.json"
+        return res, f"{len(archs)} architectures\n\n" + "\n".join(lines).rstrip()
 
-    return _run(args, work)
+    return _run(args, work, "stability")
