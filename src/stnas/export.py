@@ -54,8 +54,8 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
 
     Every file is written atomically; the ONNX file is checked with ``onnx.checker``
     before it replaces a previous one. A directory that already holds another model (another
-    architecture or other weights) is refused with a ConfigError, before anything is written. ``model`` itself is not modified (a CPU copy in
-    eval mode is exported).
+    architecture or other weights) is refused with a ConfigError before anything is written.
+    ``model`` itself is not modified (a CPU copy in eval mode is exported).
 
     Args:
         metadata: extra key/values stored in the safetensors header (as strings; values
