@@ -147,8 +147,8 @@ def main() -> None:
     both = [{"budgets": [a, b], "seeds": s, "p_win": {k: v * p_at[b, s][k] for k, v in p_at[a, s].items()}}
             for i, a in enumerate(budgets) for b in budgets[i + 1:] for s in seeds]
     for x in both:
-        p = x["p_win"]
-        print(f"both {' and '.join(x['budgets'])}, {x['seeds']} seeds: " + ", ".join(f"{k} {v:.2f}" for k, v in p.items()))
+        cells = ", ".join(f"{k} {v:.2f}" for k, v in x["p_win"].items())
+        print(f"both {' and '.join(x['budgets'])}, {x['seeds']} seeds: {cells}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     write_json(Path(args.out), {"inputs": {"results": args.results, "fidelity": args.fidelity, "mode": args.mode,
                                            **kw}, "budgets": rows, "two_budgets": both})
