@@ -22,6 +22,7 @@ from stnas.data import DATASETS
 from stnas.errors import ConfigError
 from stnas.fileio import write_text
 from stnas.sgld import check_settings as check_sgld
+from stnas.space import SAMPLING_MODES
 
 # A training recipe: the keys shared by supernet training and retraining.
 RECIPE: dict[str, Any] = {
@@ -238,7 +239,7 @@ _CHOICES = {
     ("data", "dataset"): DATASETS,
     ("supernet", "optimizer"): ("sgd", "sgld"),
     ("supernet", "schedule"): ("cosine", "step", "constant"),
-    ("supernet", "sampling"): ("topology", "architecture", "density"),
+    ("supernet", "sampling"): SAMPLING_MODES,
     ("supernet", "amp"): ("auto", "bf16", "off"),
     ("supernet", "channels_last"): ("auto", "on", "off"),
     ("retrain", "schedule"): ("cosine", "step", "constant"),
@@ -249,6 +250,11 @@ _CHOICES = {
     ("search", "algorithm"): ("evolution", "random"),
     ("search", "select"): ("best", "largest_tied"),
 }
+
+
+def pool_lr(cfg: dict) -> float:
+    """The sampling phase's learning rate: pool.lr, by default supernet.min_lr."""
+    return cfg["supernet"]["min_lr"] if cfg["pool"]["lr"] is None else cfg["pool"]["lr"]
 
 
 _HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--data-root)"}
@@ -318,8 +324,8 @@ def validate(cfg: dict) -> None:
     if cfg["proxy"]["recal_batches"] < 0:
         raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
-    check_sgld(lr=sn["min_lr"] if pool["lr"] is None else pool["lr"], momentum=cfg["sgld"]["momentum"],
-               temperature=cfg["sgld"]["temperature"], noise_scale=cfg["sgld"]["noise_scale"])
+    check_sgld(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
+               noise_scale=cfg["sgld"]["noise_scale"])
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
     if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:

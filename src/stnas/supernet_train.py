@@ -25,7 +25,7 @@ import torch
 import yaml
 
 from stnas import dist
-from stnas.config import check_same_settings, save_config
+from stnas.config import check_same_settings, pool_lr, save_config
 from stnas.data import INFO, get_dataset
 from stnas.errors import ConfigError
 from stnas.fileio import write_json, write_text
@@ -54,7 +54,7 @@ def sampling_phase(cfg: dict) -> SamplingPhase:
     """The sampling phase a config describes (its length in steps is set by the Trainer)."""
     p = cfg["pool"]
     return SamplingPhase(optimizer=cfg["supernet"]["optimizer"], samples=p["samples"], steps=0,
-                         extra=p["extra_steps"] > 0, lr=p["lr"] if p["lr"] is not None else cfg["supernet"]["min_lr"],
+                         extra=p["extra_steps"] > 0, lr=pool_lr(cfg),
                          sgld=dict(cfg["sgld"]))
 
 
