@@ -1,0 +1,237 @@
+"""A ground-truth table of our own search space: random networks within each budget, each
+retrained from scratch with ``stnas retrain`` under several training seeds.
+
+    python experiments/ground_truth.py build --work runs/gt_pilot --out experiments/results/gt_pilot.json \\
+        --budgets 4M,6M --n 10 --seeds 0,1 --band 0.8 --set retrain.limit=null --jobs 2
+    python experiments/ground_truth.py summary experiments/results/gt_pilot.json
+
+``build`` samples ``--n`` architectures per budget, uniformly (topology mode) among those with
+MAdds in (band x budget, budget], from ``--arch-seed``; the list is fixed in WORK/plan.json on
+the first call, and a later call with other settings is refused. Every (architecture, seed)
+retraining lives in its own folder under WORK: a finished one (model_card.json) is reused, an
+interrupted one is resumed from its checkpoint, and one killed before its first checkpoint is
+started again. Tasks run network by network (both seeds, budgets alternating), so a table cut
+short still holds complete pairs. After each retraining the table is rewritten atomically to
+``--out``: commit it as it grows.
+
+``summary`` gives, per budget, the seed-to-seed Kendall tau (seed A vs seed B over the
+networks, with a paired bootstrap 95% interval) for test top-1 and test loss, and the
+random-effects variance components (architecture sd, seed-noise sd) of a two-way layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import multiprocessing
+import shutil
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from stnas.arch import load_arch
+from stnas.config import parse_count, resolve
+from stnas.errors import StnasError
+from stnas.fileio import write_json
+from stnas.space import load_space
+
+FORMAT, VERSION = "stnas-groundtruth", 1
+
+
+def _train(arch: str, cfg: dict, out: str, threads: int) -> dict:
+    """Retrains ``arch`` into ``out`` with ``threads`` CPU threads; the model card's numbers."""
+    import torch
+
+    from stnas import dist
+    from stnas.retrain import retrain
+
+    if threads:
+        torch.set_num_threads(threads)
+    out_dir = Path(out)
+    card_file = out_dir / "model_card.json"
+    if card_file.is_file():
+        card = json.loads(card_file.read_text())
+    else:
+        resumable = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("step_*.pt"))
+        if out_dir.exists() and not resumable:  # killed before its first checkpoint: start again
+            shutil.rmtree(out_dir)
+        card = retrain(arch, cfg, out_dir, resume=resumable, ctx=dist.setup(cfg["device"]))
+    return {"top1": card["top1"], "test_loss": card["test_loss"], "wall_s": card["wall_s"],
+            "images_per_s": card["images_per_s"], "train_images": card["train_images"], "threads": threads}
+
+
+def _plan(args, space, recipe_cfg: dict) -> dict:
+    budgets = [parse_count(b, "budget") for b in args.budgets.split(",")]
+    archs = {}
+    for b in budgets:  # one stream per budget, in draw order: a larger --n extends the list
+        rng = np.random.default_rng([args.arch_seed, b])
+        drawn: list[str] = []
+        while len(drawn) < args.n:
+            a = str(space.sample_constrained(rng, max_madds=b, min_madds=int(args.band * b) + 1))
+            if a not in drawn:
+                drawn.append(a)
+        archs[str(b)] = drawn
+    return {"format": FORMAT + "-plan", "preset": args.preset, "space_fingerprint": space.fingerprint,
+            "budgets": budgets, "band": args.band, "n": args.n, "arch_seed": args.arch_seed,
+            "seeds": [int(s) for s in args.seeds.split(",")], "overrides": args.overrides,
+            "recipe": recipe_cfg["retrain"], "archs": archs}
+
+
+def _task_dir(work: Path, arch: str, seed: int) -> Path:
+    return work / hashlib.sha256(arch.encode()).hexdigest()[:12] / f"seed{seed}"
+
+
+def _table(plan: dict, done: dict, space) -> dict:
+    rows = []
+    for b in plan["budgets"]:
+        for arch in plan["archs"][str(b)]:
+            per_seed = {str(s): done[(arch, s)] for s in plan["seeds"] if (arch, s) in done}
+            if not per_seed:
+                continue
+            a = load_arch(arch, space)
+            rows.append({"arch": arch, "budget": b, "madds": a.madds, "params": a.params, "seeds": per_seed})
+    return {"format": FORMAT, "version": VERSION, "preset": plan["preset"],
+            "space_fingerprint": plan["space_fingerprint"], "budgets": plan["budgets"], "band": plan["band"],
+            "recipe": plan["recipe"], "overrides": plan["overrides"], "seeds": plan["seeds"],
+            "planned_networks": {str(b): len(plan["archs"][str(b)]) for b in plan["budgets"]}, "rows": rows}
+
+
+def build(args) -> None:
+    space = load_space(args.preset)
+    cfg = resolve(args.preset, overrides=args.overrides)
+    plan = _plan(args, space, cfg)
+    work = Path(args.work)
+    plan_file = work / "plan.json"
+    if plan_file.is_file():
+        saved = json.loads(plan_file.read_text())
+        new = json.loads(json.dumps(plan))
+        diff = sorted(k for k in new if k not in ("n", "archs") and saved.get(k) != new[k])
+        if diff:
+            raise StnasError(f"{plan_file} holds another plan ({', '.join(diff)} differ); choose another --work")
+    work.mkdir(parents=True, exist_ok=True)
+    write_json(plan_file, plan)  # the same plan, or one with more networks (a prefix of the same draws)
+    order = [(arch, s) for i in range(args.n) for b in plan["budgets"] for arch in [plan["archs"][str(b)][i]]
+             for s in plan["seeds"]]
+    tasks = {}
+    for arch, s in order:
+        c = resolve(args.preset, overrides=args.overrides + [f"seed={s}"])
+        tasks[(arch, s)] = (arch, c, str(_task_dir(work, arch, s)), args.threads)
+    done: dict = {}
+    t0 = time.time()
+
+    def record(key, result):
+        done[key] = result
+        write_json(Path(args.out), _table(plan, done, space))
+        print(f"[{len(done)}/{len(tasks)}] {key[0]} seed {key[1]}: top-1 {result['top1']:.4f} "
+              f"loss {result['test_loss']:.4f} ({result['wall_s']:.0f} s; {time.time() - t0:.0f} s in all)",
+              flush=True)
+
+    if args.jobs <= 1:
+        for key in order:
+            record(key, _train(*tasks[key]))
+        return
+    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(_train, *tasks[key]) for key in order}
+        try:
+            for key, fut in futures.items():
+                record(key, fut.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+
+
+def seed_tau(rows: list[dict], metric: str, seeds: tuple[str, str], resamples: int = 2000) -> dict:
+    """Kendall tau between two training seeds over the networks that have both, with a
+    paired percentile bootstrap 95% interval (``scipy.stats.bootstrap``)."""
+    pairs = [(r["seeds"][seeds[0]][metric], r["seeds"][seeds[1]][metric]) for r in rows
+             if seeds[0] in r["seeds"] and seeds[1] in r["seeds"]]
+    if len(pairs) < 4:
+        return {"n": len(pairs), "tau": None, "ci": None}
+    a, b = map(np.asarray, zip(*pairs))
+    tau = stats.kendalltau(a, b).statistic
+    res = stats.bootstrap((a, b), lambda x, y: stats.kendalltau(x, y).statistic, paired=True, vectorized=False,
+                          n_resamples=resamples, method="percentile", random_state=np.random.default_rng(0))
+    return {"n": len(pairs), "tau": float(tau), "ci": [float(res.confidence_interval.low),
+                                                         float(res.confidence_interval.high)]}
+
+
+def variance_components(rows: list[dict], metric: str, seeds: list[str]) -> dict:
+    """Two-way (network x seed) random-effects components without interaction: a seed's
+    effect shared by all networks is removed; noise_sd is the residual sd."""
+    full = [[r["seeds"][s][metric] for s in seeds] for r in rows if all(s in r["seeds"] for s in seeds)]
+    if len(full) < 3 or len(seeds) < 2:
+        return {"networks": len(full)}
+    x = np.asarray(full, dtype=float)
+    n, k = x.shape
+    resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + x.mean()
+    ms_res = (resid ** 2).sum() / ((n - 1) * (k - 1))
+    ms_arch = k * ((x.mean(1) - x.mean()) ** 2).sum() / (n - 1)
+    arch_var = max(0.0, (ms_arch - ms_res) / k)
+    return {"networks": n, "arch_sd": float(np.sqrt(arch_var)), "noise_sd": float(np.sqrt(ms_res)),
+            "ratio": float(np.sqrt(arch_var / ms_res)) if ms_res > 0 else None}
+
+
+def summary(args) -> None:
+    table = json.loads(Path(args.table).read_text())
+    if table.get("format") != FORMAT:
+        raise StnasError(f"{args.table} is not a {FORMAT} table")
+    seeds = [str(s) for s in table["seeds"]]
+    out = {"table": args.table, "budgets": {}}
+    print(f"{'budget':>7} {'nets':>4} {'metric':>9} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
+          f"{'ratio':>6}")
+    for b in table["budgets"]:
+        rows = [r for r in table["rows"] if r["budget"] == b]
+        out["budgets"][str(b)] = {}
+        for metric in ("top1", "test_loss"):
+            t = seed_tau(rows, metric, (seeds[0], seeds[1]), args.resamples)
+            v = variance_components(rows, metric, seeds)
+            out["budgets"][str(b)][metric] = {"seed_tau": t, "components": v}
+            ci = f"[{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}]" if t["ci"] else "-"
+            tau = f"{t['tau']:+.2f}" if t["tau"] is not None else "-"
+            ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
+            print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>9} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
+                  f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6}")
+    if args.json:
+        write_json(Path(args.json), out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="retrain the planned networks (resumable)")
+    b.add_argument("--preset", default="fashion-mnist")
+    b.add_argument("--work", required=True, help="folder of the retrainings (resumed when rerun)")
+    b.add_argument("--out", required=True, help="the table (JSON), rewritten after each retraining")
+    b.add_argument("--budgets", default="4M,6M")
+    b.add_argument("--band", type=float, default=0.8, help="networks have MAdds in (band*budget, budget]")
+    b.add_argument("--n", type=int, default=10, help="networks per budget")
+    b.add_argument("--seeds", default="0,1", help="training seeds")
+    b.add_argument("--arch-seed", type=int, default=2026, help="seed of the architecture sample")
+    b.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="recipe override, e.g. retrain.limit=null (repeatable)")
+    b.add_argument("--jobs", type=int, default=2, help="retrainings at a time")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads per retraining")
+    s = sub.add_parser("summary", help="seed-to-seed tau and variance components per budget")
+    s.add_argument("table")
+    s.add_argument("--resamples", type=int, default=2000)
+    s.add_argument("--json", help="also write the summary here")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            if not 0 <= args.band < 1 or args.n < 2 or args.jobs < 1 or args.threads < 0:
+                raise StnasError("need 0 <= --band < 1, --n >= 2, --jobs >= 1, --threads >= 0")
+            build(args)
+        else:
+            summary(args)
+    except (StnasError, OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
