@@ -1,0 +1,153 @@
+"""Proxy fidelity against a ground-truth table (``ground_truth.py``), within each budget.
+
+    python experiments/fidelity.py experiments/results/gt_pilot.json --runs runs/fm_sgld:sgld-T1 runs/fm_sgd:sgd \\
+        --k 1,2,4,8 --out experiments/results/fidelity_pilot.json
+
+For every supernet run (``DIR[:LABEL]``) the table's networks are scored once per weight
+source (every pool sample, the final weights, the averaged pool), which the run's proxy
+cache keeps, so K-sample cells and both metrics come from the same evaluations:
+
+* ``single``: the final shared weights; ``stabilized@K``: the mean over the first K pool
+  samples; ``averaged@K``: one evaluation under the element-wise mean of the first K;
+* each scored by search-val top-1 and by minus search-val loss.
+
+Baselines: MAdds, params and the sum of the stem edges' kernel sizes. The truth of a network
+is its mean over seeds of test top-1 (``--truth top1``) or of minus test loss (``loss``).
+
+Per budget and cell: Kendall tau with a percentile bootstrap 95% interval over the networks,
+the *paired* interval of (cell tau - MAdds tau) from the same resamples, and the selection
+quality: the true within-budget percentile (1 = best) of the cell's top pick and the mean
+percentile of its top 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from stnas.arch import load_arch
+from stnas.config import load_run_config
+from stnas.errors import StnasError
+from stnas.fileio import write_json
+from stnas.proxy import Proxy
+
+BASELINES = ("madds", "params", "kernel_sum")
+
+
+def _tau(a, b) -> float:
+    t = stats.kendalltau(a, b).statistic
+    return 0.0 if np.isnan(t) else float(t)
+
+
+def percentile_of_pick(scores: np.ndarray, truth: np.ndarray, top: int) -> float:
+    """Mean true percentile (share of networks with truth <= the pick's; 1 = the best) of
+    the ``top`` networks with the highest scores (ties broken by order)."""
+    picks = np.argsort(-scores, kind="stable")[:top]
+    return float(np.mean([(truth <= truth[i]).mean() for i in picks]))
+
+
+def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, seed: int = 0) -> dict:
+    """{cell: {tau, ci, diff_vs_madds, diff_ci, top1_pct, top3_pct}} for one budget; every
+    cell and MAdds share each bootstrap resample of the networks (so the difference is paired)."""
+    rng = np.random.default_rng(seed)
+    n = len(truth)
+    idx = rng.integers(0, n, size=(resamples, n))
+    boot = {c: np.array([_tau(v[i], truth[i]) for i in idx]) for c, v in cells.items()}
+    out = {}
+    for c, v in cells.items():
+        diff = boot[c] - boot["madds"]
+        out[c] = {"tau": _tau(v, truth), "ci": [float(np.percentile(boot[c], 2.5)), float(np.percentile(boot[c], 97.5))],
+                  "diff_vs_madds": _tau(v, truth) - _tau(cells["madds"], truth),
+                  "diff_ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
+                  "top1_pct": percentile_of_pick(v, truth, 1), "top3_pct": percentile_of_pick(v, truth, 3)}
+    return out
+
+
+def score_run(run_dir: str, archs: list[str], ks: list[int]) -> dict[str, dict[str, float]]:
+    """{cell name: {arch: score}} for one supernet run."""
+    cfg = load_run_config(run_dir)
+    cells: dict[str, dict[str, float]] = {}
+    for metric in ("top1", "loss"):
+        c = json.loads(json.dumps(cfg))
+        c["proxy"]["metric"], c["proxy"]["samples"] = metric, None
+        proxy = Proxy(run_dir, c, progress=True)
+        stab = proxy.score(archs, "stabilized")
+        pool_k = len(stab[0].per_sample)
+        for k in (k for k in ks if k <= pool_k):
+            cells[f"stabilized@{k}/{metric}"] = {s.arch: float(np.mean(s.per_sample[:k])) for s in stab}
+        cells[f"single/{metric}"] = {s.arch: s.score for s in proxy.score(archs, "single")}
+        for k in (k for k in ks if 2 <= k <= pool_k):
+            c["proxy"]["samples"] = k
+            avg = Proxy(run_dir, c).score(archs, "averaged")
+            cells[f"averaged@{k}/{metric}"] = {s.arch: s.score for s in avg}
+    return cells
+
+
+def baselines(table: dict, space) -> dict[str, dict[str, float]]:
+    out = {b: {} for b in BASELINES}
+    for r in table["rows"]:
+        a = load_arch(r["arch"], space)
+        out["madds"][r["arch"]] = float(r["madds"])
+        out["params"][r["arch"]] = float(r["params"])
+        out["kernel_sum"][r["arch"]] = float(sum(space.ops[o].kernel for o in a.stem))
+    return out
+
+
+def truth_of(row: dict, metric: str) -> float | None:
+    vals = [s["top1"] if metric == "top1" else -s["test_loss"] for s in row["seeds"].values()]
+    return float(np.mean(vals)) if vals else None
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("table", help="a stnas-groundtruth table")
+    ap.add_argument("--runs", nargs="*", default=[], metavar="DIR[:LABEL]", help="supernet run directories")
+    ap.add_argument("--k", default="1,2,4,8", help="pool sample counts K")
+    ap.add_argument("--truth", choices=("top1", "loss"), default="top1")
+    ap.add_argument("--min-seeds", type=int, default=2, help="networks with fewer finished seeds are left out")
+    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--out", help="write the result JSON here")
+    args = ap.parse_args(argv)
+    try:
+        from stnas.space import load_space
+
+        table = json.loads(Path(args.table).read_text())
+        if table.get("format") != "stnas-groundtruth":
+            raise StnasError(f"{args.table} is not a stnas-groundtruth table")
+        space = load_space(table["preset"])
+        rows = [r for r in table["rows"] if len(r["seeds"]) >= args.min_seeds]
+        archs = sorted({r["arch"] for r in rows})
+        ks = [int(k) for k in args.k.split(",")]
+        cells = baselines(table, space)
+        for spec in args.runs:
+            run_dir, _, label = spec.partition(":")
+            label = label or Path(run_dir).name
+            cells |= {f"{label} {c}": v for c, v in score_run(run_dir, archs, ks).items()}
+        result = {"table": args.table, "truth": args.truth, "runs": args.runs, "budgets": {}}
+        for b in table["budgets"]:
+            group = [r for r in rows if r["budget"] == b]
+            if len(group) < 4:
+                continue
+            truth = np.array([truth_of(r, args.truth) for r in group])
+            vals = {c: np.array([v[r["arch"]] for r in group]) for c, v in cells.items()}
+            res = compare(vals, truth, args.resamples)
+            result["budgets"][str(b)] = {"n": len(group), "cells": res}
+            print(f"\nbudget {b / 1e6:g}M, {len(group)} networks, truth: test {args.truth}")
+            print(f"{'cell':<34} {'tau':>6} {'95% CI':>15} {'- MAdds':>7} {'paired 95% CI':>15} {'pick':>5} {'top3':>5}")
+            for c, v in sorted(res.items(), key=lambda kv: -kv[1]["tau"]):
+                print(f"{c:<34} {v['tau']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] {v['diff_vs_madds']:+7.2f} "
+                      f"[{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] {v['top1_pct']:5.2f} {v['top3_pct']:5.2f}")
+        if args.out:
+            write_json(Path(args.out), result)
+    except (StnasError, OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

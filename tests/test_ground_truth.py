@@ -1,0 +1,122 @@
+"""experiments/ground_truth.py and experiments/fidelity.py: the statistics by hand, and the
+builder's plan, resume and refusal on the digits preset."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+ROOT = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gt = _load("ground_truth")
+fid = _load("fidelity")
+
+
+def _rows(values):
+    """values[network][seed] -> table rows with top1 and test_loss."""
+    return [{"arch": f"a{i}", "budget": 1, "seeds": {str(s): {"top1": v, "test_loss": -v} for s, v in enumerate(vs)}}
+            for i, vs in enumerate(values)]
+
+
+def test_variance_components_by_hand():
+    # 3 networks x 2 seeds; seed 1 is +0.01 on every network (a shared effect, not noise)
+    x = [[0.90, 0.91], [0.92, 0.93], [0.94, 0.95]]
+    v = gt.variance_components(_rows(x), "top1", ["0", "1"])
+    assert v["noise_sd"] == pytest.approx(0.0, abs=1e-9)
+    # arch means 0.905, 0.925, 0.945: MS_arch = 2 * var(means, ddof=1) = 2 * 0.0004; arch_var = 0.0004
+    assert v["arch_sd"] == pytest.approx(0.02, rel=1e-6)
+    # residual noise: network 0's seeds disagree by 0.02 in opposite directions to network 1's
+    y = [[0.90, 0.92], [0.92, 0.90], [0.91, 0.91]]
+    w = gt.variance_components(_rows(y), "top1", ["0", "1"])
+    resid = np.array(y) - np.array(y).mean(1, keepdims=True) - np.array(y).mean(0, keepdims=True) + np.mean(y)
+    assert w["noise_sd"] == pytest.approx(np.sqrt((resid ** 2).sum() / 2), rel=1e-9)
+    assert w["arch_sd"] == 0.0  # the networks' means are equal
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.floats(0.5, 1.0, allow_nan=False), min_size=5, max_size=12, unique=True))
+def test_seed_tau_is_kendalls_tau(vals):
+    rng = np.random.default_rng(len(vals))
+    b = list(rng.permutation(vals))
+    rows = _rows(list(zip(vals, b)))
+    t = gt.seed_tau(rows, "top1", ("0", "1"), resamples=200)
+    assert t["n"] == len(vals)
+    assert t["tau"] == pytest.approx(stats.kendalltau(vals, b).statistic)
+    assert -1.0 <= t["ci"][0] <= t["ci"][1] <= 1.0
+
+
+def test_seed_tau_needs_pairs():
+    rows = _rows([[0.9], [0.8], [0.7], [0.6], [0.5]])
+    assert gt.seed_tau(rows, "top1", ("0", "1"))["tau"] is None
+
+
+def test_percentile_of_pick_by_hand():
+    truth = np.array([0.1, 0.4, 0.3, 0.2])
+    assert fid.percentile_of_pick(np.array([0, 9, 1, 2.0]), truth, 1) == 1.0  # picks the best
+    assert fid.percentile_of_pick(np.array([9, 0, 1, 2.0]), truth, 1) == 0.25  # picks the worst
+    # top 3 by score: indices 0, 3, 2 -> percentiles 0.25, 0.5, 0.75
+    assert fid.percentile_of_pick(np.array([9, 0, 1, 2.0]), truth, 3) == pytest.approx(0.5)
+
+
+def test_compare_pairs_cells_with_madds():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(size=12)
+    madds = truth + rng.normal(scale=2.0, size=12)
+    res = fid.compare({"madds": madds, "oracle": truth, "same": madds.copy()}, truth, resamples=300)
+    assert res["oracle"]["tau"] == pytest.approx(1.0) and res["oracle"]["top1_pct"] == 1.0
+    assert res["oracle"]["ci"] == pytest.approx([1.0, 1.0])
+    assert res["same"]["diff_ci"] == pytest.approx([0.0, 0.0], abs=1e-12)  # paired: the same resamples, the same tau
+    assert res["madds"]["tau"] == pytest.approx(stats.kendalltau(madds, truth).statistic)
+    assert res["oracle"]["diff_vs_madds"] == pytest.approx(1.0 - res["madds"]["tau"])
+
+
+def _build(tmp_path, *extra):
+    return ["build", "--preset", "digits", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "t.json"),
+            "--budgets", "200k", "--band", "0.5", "--seeds", "0,1", "--jobs", "1", "--threads", "1",
+            "--set", "retrain.epochs=1", "--set", "retrain.limit=300", *extra]
+
+
+def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
+    gt.main(_build(tmp_path, "--n", "2"))
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert table["format"] == "stnas-groundtruth" and len(table["rows"]) == 2
+    for r in table["rows"]:
+        assert 100_000 < r["madds"] <= 200_000
+        assert set(r["seeds"]) == {"0", "1"}
+        assert all(0.0 <= s["top1"] <= 1.0 and s["test_loss"] > 0 for s in r["seeds"].values())
+    cards = sorted((tmp_path / "work").rglob("model_card.json"))
+    assert len(cards) == 4
+    stamps = [c.stat().st_mtime_ns for c in cards]
+    # a larger --n keeps the first draws and their retrainings, and adds one network
+    gt.main(_build(tmp_path, "--n", "3"))
+    table3 = json.loads((tmp_path / "t.json").read_text())
+    assert [r["arch"] for r in table3["rows"][:2]] == [r["arch"] for r in table["rows"]]
+    assert table3["rows"][:2] == table["rows"]
+    assert [c.stat().st_mtime_ns for c in cards] == stamps  # reused, not retrained
+    assert len(list((tmp_path / "work").rglob("model_card.json"))) == 6
+    # a retraining killed before its first checkpoint (a folder without one) is started again
+    victim = cards[0].parent
+    for f in victim.iterdir():
+        if f.is_file():
+            f.unlink()
+    gt.main(_build(tmp_path, "--n", "3"))
+    assert (victim / "model_card.json").is_file()
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        gt.main(_build(tmp_path, "--n", "3", "--band", "0.6"))
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "band differ" in err
