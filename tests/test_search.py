@@ -491,3 +491,73 @@ def test_report_says_how_the_choice_was_made(tmp_path):
         write_report(run, [], cfg)
         text = (run / "report.md").read_text()
         assert ("cannot tell from the best score (alpha 0.1)" in text) is said
+
+
+class NoisyScreen(LinearScorer):
+    """The screening scorer: the same hidden function plus seeded noise (one pool sample)."""
+
+    def __init__(self, space, noise=0.5, **kw):
+        super().__init__(space, **kw)
+        self.noise = noise
+
+    def noisy(self, arch: str) -> float:
+        return self.value(load_arch(arch)) + self.noise * np.sin(zlib.crc32(arch.encode()) % 1000)
+
+    def __call__(self, archs):
+        full = super().__call__(archs)
+        return [Score(s.arch, self.noisy(s.arch), 0.0, s.loss) for s in full]
+
+
+def test_screen_scores_only_the_best_share_of_each_budget_fully(tmp_path):
+    import math
+
+    budgets = [150_000, 250_000]
+    full, screen = LinearScorer(SPACE), NoisyScreen(SPACE)
+    res = search(SPACE, full, cfg(budgets=budgets, screen=0.25), tmp_path, seed=3, progress=False, screen=screen)
+    assert len(full.calls) == len(screen.calls) == res.generations
+    for gen, (screened_batch, full_batch) in enumerate(zip(screen.calls, full.calls)):
+        # the screen sees every candidate; the full scorer the best ceil(25%) of each budget's
+        assert set(full_batch) <= set(screened_batch)
+        per_budget = [screened_batch[i::2] for i in range(2)]  # candidate i targets budgets[i % 2]
+        assert len(full_batch) == sum(math.ceil(0.25 * len(b)) for b in per_budget)
+        for b in per_budget:
+            top = sorted(b, key=lambda a: (-screen.noisy(a), a))[:math.ceil(0.25 * len(b))]
+            assert set(top) <= set(full_batch)
+    fully = set(full.scored)
+    history = read_jsonl(tmp_path / "search.jsonl")
+    assert {h["arch"] for h in history if not h["screened"]} == fully
+    assert [h["arch"] for h in history] == screen.scored  # every candidate is in the history, once
+    for h in history:
+        assert h["score"] == pytest.approx(full.value(load_arch(h["arch"])) if not h["screened"]
+                                           else screen.noisy(h["arch"]))
+    # never chosen, never on the front
+    for recs in res.best.values():
+        assert recs and all(r.arch is not None and str(r.arch) in fully for r in recs)
+    assert all(str(r.arch) in fully for r in res.pareto)
+    # the evaluations: every candidate once on the screen, the promoted ones again
+    assert len(full.scored) < 0.4 * len(history)
+
+
+def test_screen_of_one_is_the_plain_search(tmp_path):
+    plain = search(SPACE, LinearScorer(SPACE), cfg(), None, seed=5, progress=False)
+    halved = search(SPACE, LinearScorer(SPACE), cfg(screen=1.0), None, seed=5, progress=False,
+                    screen=NoisyScreen(SPACE))
+    assert [str(r.arch) for r in halved.history] == [str(r.arch) for r in plain.history]
+    assert [r.score for r in halved.history] == [r.score for r in plain.history]
+
+
+def test_screen_needs_a_screening_scorer():
+    with pytest.raises(ConfigError, match="screen"):
+        search(SPACE, LinearScorer(SPACE), cfg(screen=0.5), None, progress=False)
+
+
+@pytest.mark.parametrize("value, msg", [("0", "share in"), ("1.5", "share in"), ("-0.2", "share in"),
+                                        ("abc", "screen")])
+def test_screen_config_is_checked(value, msg):
+    from stnas.config import resolve
+
+    with pytest.raises(ConfigError, match=msg):
+        resolve("digits", overrides=[f"search.screen={value}"])
+    with pytest.raises(ConfigError, match="stabilized"):
+        resolve("digits", overrides=["search.screen=0.2", "proxy.mode=single"])
+    assert resolve("digits", overrides=["search.screen=0.2"])["search"]["screen"] == 0.2

@@ -91,6 +91,10 @@ DEFAULTS: dict[str, Any] = {
         # (needs proxy.mode stabilized)
         "select": "best",
         "tie_alpha": 0.05,
+        # a share in (0, 1]: successive halving. Each generation is scored on the first pool
+        # sample, and only this share of each budget's candidates (the best) on all K samples;
+        # the others keep their one-sample score and are never parents nor chosen. null: off
+        "screen": None,
         "population": 50,
         "parents": 10,  # top-k of each generation breed the next
         "mutation_prob": 0.1,
@@ -312,6 +316,12 @@ def validate(cfg: dict) -> None:
     if se["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
         raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
                           f"samples), got proxy.mode {cfg['proxy']['mode']}")
+    if se["screen"] is not None:
+        if type(se["screen"]) not in (int, float) or not 0 < se["screen"] <= 1:
+            raise ConfigError(f"search.screen must be a share in (0, 1] or null (off), got {se['screen']!r}")
+        if cfg["proxy"]["mode"] != "stabilized":
+            raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
+                              f"got proxy.mode {cfg['proxy']['mode']}")
     if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
         raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
     budgets = se["budgets"] if isinstance(se["budgets"], list) else [se["budgets"]]

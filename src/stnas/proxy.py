@@ -209,12 +209,13 @@ class Proxy:
         return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # ------------------------------------------------------------------ weight sources
-    def _sources(self, mode: str) -> list[tuple[str, Callable[[], Mapping[str, torch.Tensor]]]]:
-        """(name, loader) of the weight sources a mode averages over."""
+    def _sources(self, mode: str, samples: int | None = None) -> list[tuple[str, Callable[[], Mapping[str, torch.Tensor]]]]:
+        """(name, loader) of the weight sources a mode averages over (``samples``: the first
+        that many pool samples in place of the configured number)."""
         final = self.run_dir / "supernet.safetensors"
         if mode == "single":
             return [("final", lambda: _read_weights(final, "supernet weights"))]
-        k = self._num_samples()
+        k = samples or self._num_samples()
         if mode == "stabilized":
             return [(f"pool:{i}", lambda i=i: self.pool.load(i)) for i in range(k)]
         return [("avg", self._average)]
@@ -349,15 +350,19 @@ class Proxy:
         return out
 
     # ------------------------------------------------------------------ public
-    def score(self, archs, mode: str | None = None) -> list[Score]:
+    def score(self, archs, mode: str | None = None, samples: int | None = None) -> list[Score]:
         """Scores ``archs`` (Arch objects or strings), in order, under ``mode`` (default the
-        proxy's). Collective under torchrun: every rank calls it with the same list."""
+        proxy's); ``samples``: stabilized over the first that many pool samples only (e.g. 1
+        to screen candidates cheaply). Collective under torchrun: every rank calls it with
+        the same list."""
         mode = mode or self.mode
         if mode not in MODES:
             raise ConfigError(f"proxy mode must be one of {', '.join(MODES)}, got {mode!r}")
         self._check_files(mode)
+        if samples is not None and not 1 <= samples <= len(self.pool):
+            raise ConfigError(f"cannot score on {samples} samples: the pool of {self.run_dir} holds {len(self.pool)}")
         archs = self.check_archs(archs)
-        sources = self._sources(mode)
+        sources = self._sources(mode, samples)
         res = self._run(archs, sources, desc=f"proxy {mode}")
         return [self._verdict(str(a), [res[(str(a), s)] for s, _ in sources]) for a in archs]
 

@@ -65,7 +65,8 @@ def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist
     proxy = Proxy(run_dir, cfg, ctx=ctx)
     result = search(space, proxy.score, cfg["search"], run_dir / "search" if ctx.is_main else None,
                     seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
-                    info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings})
+                    info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings},
+                    screen=lambda archs: proxy.score(archs, samples=1))
     wall["search"] = time.perf_counter() - t
 
     t = time.perf_counter()

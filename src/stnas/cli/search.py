@@ -71,7 +71,8 @@ def cmd_search(args) -> int:
         res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
                      progress=ctx.is_main and cfg["supernet"].get("progress", True),
                      info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
-                           "proxy_settings": proxy.settings})
+                           "proxy_settings": proxy.settings},
+                     screen=lambda archs: proxy.score(archs, samples=1))
     finally:
         dist.teardown()
     if not ctx.is_main:
