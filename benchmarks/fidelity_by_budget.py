@@ -61,8 +61,7 @@ def fidelity(rank: dict, truth: dict) -> dict:
 def madds_scores(truth: dict) -> dict:
     """A rank-JSON-like {"MAdds": {"scores": ...}} that scores every network by its MAdds: the
     baseline a proxy must beat within a budget too."""
-    from stnas.arch import load_arch
-    from stnas.space import load_space
+    from stnas.space import load_arch, load_space
 
     space = load_space(truth["preset"])
     archs = {r["arch"] for r in truth["results"]}

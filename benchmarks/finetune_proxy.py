@@ -27,13 +27,12 @@ import torch.nn.functional as F
 
 from stnas import dist
 from stnas.config import load_run_config
-from stnas.data import make_loader
+from stnas.data import dataset_split, make_loader
 from stnas.errors import StnasError
 from stnas.export import inherited_model
 from stnas.model import build_model
 from stnas.proxy import run_space
 from stnas.ranking import load_truth
-from stnas.supernet_train import dataset_split
 from stnas.train import evaluate, lr_at
 
 

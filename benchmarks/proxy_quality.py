@@ -55,6 +55,7 @@ import numpy as np
 
 from stnas.checkpoint import CheckpointManager
 from stnas.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
+from stnas.data import dataset_split
 from stnas.errors import StnasError
 from stnas.fileio import write_json, write_text
 from stnas.proxy import Proxy
@@ -62,7 +63,7 @@ from stnas.ranking import kendall, rank_metrics
 from stnas.retrain import CARD, retrain
 from stnas.space import load_space
 from stnas.supernet_train import RESUME_SECTIONS as SUPERNET_SECTIONS
-from stnas.supernet_train import dataset_split, train_supernet
+from stnas.supernet_train import train_supernet
 
 HERE = Path(__file__).resolve().parent
 GT_DEFAULT = ["retrain.epochs=2", "retrain.limit=10000", "retrain.progress=false"]

@@ -13,13 +13,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from stnas import __version__
-from stnas.arch import Arch, load_arch, save_arch
+from stnas.arch import Arch, save_arch
 from stnas.cli import main
 from stnas.config import resolve
 from stnas.errors import ArchError, CheckpointError, ConfigError
 from stnas.export import export_from_run, export_model, inherited_model, load_model
 from stnas.model import build_model
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 from stnas.supernet import Supernet
 from stnas.supernet_train import train_supernet
 

@@ -19,13 +19,13 @@ from torch import nn
 from stnas import dist
 from stnas.cli import main
 from stnas.config import resolve
-from stnas.data import make_loader
+from stnas.data import dataset_split, make_loader
 from stnas.errors import ConfigError
 from stnas.proxy import CACHE, Proxy
 from stnas.report import write_report
 from stnas.space import load_space
 from stnas.supernet import Supernet
-from stnas.supernet_train import dataset_split, train_supernet
+from stnas.supernet_train import train_supernet
 
 OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
              "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
@@ -278,7 +278,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
     assert all(m in out for m in ("single", "stabilized", "averaged")) and "Kendall" in out
     res = json.loads((run / "rank.json").read_text())
     assert set(res["modes"]) == {"single", "stabilized", "averaged"}
-    for mode, r in res["modes"].items():
+    for r in res["modes"].values():
         assert [s["arch"] for s in r["scores"]] == [str(a) for a in archs]
         assert -1 <= r["kendall_tau"]["value"] <= 1 and r["top_k"] == 3
     # the stabilized scores of the report are the proxy's (served from the cache it filled)

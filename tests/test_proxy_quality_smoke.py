@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stnas.arch import load_arch
 from stnas.ranking import load_truth
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_quality.py"

@@ -10,11 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.arch import load_arch
 from stnas.config import DEFAULTS, parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.search import budget_label, pareto_front, search
-from stnas.space import SearchSpace, load_space
+from stnas.space import SearchSpace, load_arch, load_space
 
 SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures
 
@@ -40,8 +39,8 @@ class LinearScorer:
         self.calls: list[list[str]] = []
 
     def value(self, a) -> float:
-        return float(sum(self.ws[k, o] for k, o in enumerate(a.stem)) + sum(self.wb[k, o] for k, o in enumerate(a.branches))
-                     + self.per_madd * self.space.madds(a))
+        return float(sum(self.ws[k, o] for k, o in enumerate(a.stem))
+                     + sum(self.wb[k, o] for k, o in enumerate(a.branches)) + self.per_madd * self.space.madds(a))
 
     def optimum(self):
         """The per-edge argmax over allowed choices (the objective is separable)."""
@@ -466,7 +465,8 @@ def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
     assert summary["best"]["300k"]["madds"] == res.best[300_000][0].madds
 
 
-@pytest.mark.parametrize("kw, words", [({"select": "largest"}, "search.select"), ({"tie_alpha": 0.0}, "search.tie_alpha"),
+@pytest.mark.parametrize("kw, words", [({"select": "largest"}, "search.select"),
+                                       ({"tie_alpha": 0.0}, "search.tie_alpha"),
                                        ({"tie_alpha": 1.0}, "search.tie_alpha")])
 def test_select_bad_values_are_config_errors(kw, words):
     from stnas.config import resolve

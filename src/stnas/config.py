@@ -18,11 +18,10 @@ from typing import Any
 
 import yaml
 
-from stnas.data import DATASETS
-from stnas.errors import ConfigError
+from stnas import choices
+from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_text
-from stnas.sgld import check_settings as check_sgld
-from stnas.space import SAMPLING_MODES
+from stnas.presets import read_preset
 
 # A training recipe: the keys shared by supernet training and retraining.
 RECIPE: dict[str, Any] = {
@@ -183,8 +182,6 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
             None values are ignored (flag not given).
         overrides: ``key=value`` strings.
     """
-    from stnas.space import load_preset
-
     layers = user_layers(config_file, flags, overrides)
     chosen = preset
     for layer in layers:
@@ -197,6 +194,23 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
     cfg = apply_layers(_merge(DEFAULTS, preset_cfg), layers)
     cfg["preset"] = str(chosen)
     return cfg
+
+
+def load_preset(name_or_path: str | Path) -> dict:
+    """The full preset dict (space, data and recipes) of a preset name or YAML file; a bare
+    space file (no ``space:`` section and no run sections) becomes ``{"space": ...}``.
+
+    Raises:
+        SpaceError: unreadable, not a mapping, or run sections without a space section.
+    """
+    data = read_preset(name_or_path)
+    if "space" not in data:
+        run_sections = sorted(set(DEFAULTS) & set(data))
+        if run_sections:
+            raise SpaceError(f"{name_or_path} has run settings ({', '.join(run_sections)}) but no 'space:' section; "
+                             f"a preset file needs one (see the presets in stnas/presets/)")
+        data = {"space": data}
+    return data
 
 
 def user_layers(config_file: str | Path | None = None, flags: dict | None = None,
@@ -236,19 +250,19 @@ def _nest(key: str, value: Any) -> dict:
 
 
 _CHOICES = {
-    ("data", "dataset"): DATASETS,
-    ("supernet", "optimizer"): ("sgd", "sgld"),
-    ("supernet", "schedule"): ("cosine", "step", "constant"),
-    ("supernet", "sampling"): SAMPLING_MODES,
-    ("supernet", "amp"): ("auto", "bf16", "off"),
-    ("supernet", "channels_last"): ("auto", "on", "off"),
-    ("retrain", "schedule"): ("cosine", "step", "constant"),
-    ("retrain", "amp"): ("auto", "bf16", "off"),
-    ("retrain", "channels_last"): ("auto", "on", "off"),
-    ("proxy", "mode"): ("single", "stabilized", "averaged"),
-    ("proxy", "metric"): ("top1", "loss"),
-    ("search", "algorithm"): ("evolution", "random"),
-    ("search", "select"): ("best", "largest_tied"),
+    ("data", "dataset"): choices.DATASETS,
+    ("supernet", "optimizer"): choices.OPTIMIZERS,
+    ("supernet", "schedule"): choices.SCHEDULES,
+    ("supernet", "sampling"): choices.SAMPLING_MODES,
+    ("supernet", "amp"): choices.AMP_MODES,
+    ("supernet", "channels_last"): choices.CHANNELS_LAST,
+    ("retrain", "schedule"): choices.SCHEDULES,
+    ("retrain", "amp"): choices.AMP_MODES,
+    ("retrain", "channels_last"): choices.CHANNELS_LAST,
+    ("proxy", "mode"): choices.PROXY_MODES,
+    ("proxy", "metric"): choices.PROXY_METRICS,
+    ("search", "algorithm"): choices.SEARCH_ALGORITHMS,
+    ("search", "select"): choices.SEARCH_SELECT,
 }
 
 
@@ -262,9 +276,9 @@ _HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--da
 
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
-    for (sec, key), choices in _CHOICES.items():
-        if cfg[sec][key] not in choices:
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}"
+    for (sec, key), allowed in _CHOICES.items():
+        if cfg[sec][key] not in allowed:
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}"
                               f"{_HINTS.get((sec, key), '')}")
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
@@ -324,7 +338,7 @@ def validate(cfg: dict) -> None:
     if cfg["proxy"]["recal_batches"] < 0:
         raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
-    check_sgld(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
+    check_sgld_settings(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
                noise_scale=cfg["sgld"]["noise_scale"])
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
@@ -332,6 +346,22 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
     if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+
+
+def check_sgld_settings(lr: float = 0.0, momentum: float = 0.0, weight_decay: float = 0.0, temperature: float = 1.0,
+                        noise_scale: float | None = None) -> None:
+    """The SGLD sampler's value checks (``stnas.sgld.SGLD`` runs them too), torch-free so that
+    a run's config is checked with them before any training."""
+    if not lr >= 0.0:
+        raise ConfigError(f"SGLD: lr must be >= 0, got {lr}")
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"SGLD: momentum must be in [0, 1), got {momentum}")
+    if not weight_decay >= 0.0:
+        raise ConfigError(f"SGLD: weight_decay must be >= 0, got {weight_decay}")
+    if not temperature >= 0.0:
+        raise ConfigError(f"SGLD: temperature must be >= 0, got {temperature}")
+    if noise_scale is not None and not noise_scale >= 0.0:
+        raise ConfigError(f"SGLD: noise_scale must be >= 0, got {noise_scale}")
 
 
 _SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "m": 10**6, "M": 10**6, "g": 10**9, "G": 10**9}

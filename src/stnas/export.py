@@ -26,11 +26,11 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from stnas.arch import Arch, load_arch, save_arch
+from stnas.arch import Arch, save_arch
 from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line
 from stnas.fileio import atomic_write, write_text
 from stnas.model import Network, build_model
-from stnas.space import SearchSpace, load_space
+from stnas.space import SearchSpace, load_arch, load_space
 
 FORMAT = "stnas-model"
 WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
@@ -198,14 +198,12 @@ def run_space(run_dir: str | Path) -> SearchSpace:
 def arch_for_run(run_dir: str | Path, arch: Arch | str | Path) -> Arch:
     """``arch`` (an Arch, JSON file or string) checked to be of the run's space."""
     space = run_space(run_dir)
-    if not isinstance(arch, Arch):
-        try:
-            arch = load_arch(arch, space)
-        except ArchError as exc:
-            raise ArchError(f"{exc} (run {run_dir} searches space {space.name!r})") from None
-    if arch.space.fingerprint != space.fingerprint:
-        raise ArchError(f"architecture {arch} is not of run {run_dir}'s space {space.name!r} ({space.fingerprint})")
-    return arch
+    if isinstance(arch, Arch):
+        return space.arch(arch, f" of run {run_dir}")
+    try:
+        return space.arch(arch)
+    except ArchError as exc:
+        raise ArchError(f"{exc} (run {run_dir} searches space {space.name!r})") from None
 
 
 def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path = "supernet") -> Network:

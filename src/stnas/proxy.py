@@ -43,19 +43,17 @@ from torch import nn
 from tqdm import tqdm
 
 from stnas import dist
-from stnas.arch import Arch, load_arch
+from stnas.arch import Arch
+from stnas.choices import PROXY_METRICS, PROXY_MODES
 from stnas.config import load_run_config
-from stnas.data import make_loader
-from stnas.errors import ArchError, CheckpointError, ConfigError, StnasError
+from stnas.data import dataset_split, make_loader
+from stnas.errors import CheckpointError, ConfigError, StnasError
 from stnas.fileio import append_jsonl, sha256_file
 from stnas.pool import SamplePool
 from stnas.space import SearchSpace, load_space
 from stnas.supernet import Supernet
-from stnas.supernet_train import dataset_split
 from stnas.train import use_amp, use_channels_last
 
-MODES = ("single", "stabilized", "averaged")
-METRICS = ("top1", "loss")
 CACHE = "proxy_cache.jsonl"
 PRELOAD_BYTES = 2 << 30  # search-val sets larger than this (ImageNet) are streamed
 
@@ -123,11 +121,11 @@ class Proxy:
         self.run_dir = Path(run_dir)
         self.cfg = cfg if cfg is not None else load_run_config(self.run_dir)
         self.mode = mode or self.cfg["proxy"]["mode"]
-        if self.mode not in MODES:
-            raise ConfigError(f"proxy mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode not in PROXY_MODES:
+            raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {self.mode!r}")
         self.metric = self.cfg["proxy"].get("metric", "top1")
-        if self.metric not in METRICS:
-            raise ConfigError(f"proxy.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.metric not in PROXY_METRICS:
+            raise ConfigError(f"proxy.metric must be one of {', '.join(PROXY_METRICS)}, got {self.metric!r}")
         self.ctx = ctx or dist.Context(device=dist.resolve_device(self.cfg["device"]))
         self.progress = progress
         self.space = run_space(self.run_dir, self.cfg)
@@ -336,25 +334,15 @@ class Proxy:
 
     def check_archs(self, archs) -> list[Arch]:
         """``archs`` (Arch objects or strings) as Arch objects of this run's space."""
-        out = []
-        for a in archs:
-            if isinstance(a, str):
-                a = load_arch(a, self.space)
-            elif not isinstance(a, Arch):
-                raise ArchError(f"expected an Arch or an architecture string, got {type(a).__name__}")
-            elif a.space.fingerprint != self.space.fingerprint:
-                raise ArchError(f"architecture {a} belongs to space {a.space.name!r}, not to the space "
-                                f"{self.space.name!r} of run {self.run_dir}")
-            out.append(a)
-        return out
+        return [self.space.arch(a, f" of run {self.run_dir}") for a in archs]
 
     # ------------------------------------------------------------------ public
     def score(self, archs, mode: str | None = None) -> list[Score]:
         """Scores ``archs`` (Arch objects or strings), in order, under ``mode`` (default the
         proxy's). Collective under torchrun: every rank calls it with the same list."""
         mode = mode or self.mode
-        if mode not in MODES:
-            raise ConfigError(f"proxy mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode not in PROXY_MODES:
+            raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {mode!r}")
         self._check_files(mode)
         archs = self.check_archs(archs)
         sources = self._sources(mode)
