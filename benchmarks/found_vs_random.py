@@ -163,7 +163,8 @@ def main() -> None:
                 found[(label, "found", s)] = c["model_card"]["top1"]  # the run's own retraining
             else:
                 # the network a smaller budget chose as well is retrained once, in that budget's folder
-                out = found_dirs.setdefault((c["arch"], s), run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}")
+                out = found_dirs.setdefault((c["arch"], s),
+                                            run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}")
                 paths[(label, "found", s)] = (c["arch"], cfgs[s], str(out))
     done = found | run_all({k: v for k, v in paths.items() if k[2] == cfg["seed"]}, args.jobs)
     wanted = set(paths)
@@ -248,7 +249,8 @@ def truth_file(rows: list[dict], seeds: list[int], command: str, cfg: dict) -> d
             results += [{"arch": x["arch"], "top1": v, "seed": int(s), "role": f"random {i + 1} within {label}"}
                         for s, v in x["top1_by_seed"].items()]
     return {"format": TRUTH_FORMAT, "version": TRUTH_VERSION, "preset": cfg["preset"],
-            "source": f"{command}: test top-1 after retraining with recipe {json.dumps(cfg['retrain'], sort_keys=True)}",
+            "source": f"{command}: test top-1 after retraining with recipe "
+                      f"{json.dumps(cfg['retrain'], sort_keys=True)}",
             "results": results}
 
 

@@ -8,9 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_benchmark
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from conftest import load_benchmark
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pass_probability.py"
 TRIALS = 4000

@@ -13,12 +13,13 @@ import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
-from conftest import kill_at_first_checkpoint
 from stnas.arch import save_arch
 from stnas.cli import main
 from stnas.data import get_dataset
 from stnas.export import load_model
 from stnas.space import load_space
+
+from conftest import kill_at_first_checkpoint
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", STNAS_THREADS="1")
 RETRAIN = [sys.executable, "-m", "stnas.cli", "retrain", "retrain.progress=false"]

@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from stnas.arch import load_arch
 from stnas.cli import main
 from stnas.errors import DataError
 from stnas.ranking import load_truth
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 
 from conftest import load_benchmark
 
@@ -130,8 +129,8 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
         label = labels[row["budget"]]
         groups = [[json.loads((found_dir / f"budget_{label}" / f"seed{s}" / "model_card.json").read_text())["top1"]
                    for s in (0, 1)]]
-        groups += [[json.loads((base / f"budget_{label}" / f"arch_{i:02d}{sfx}" / "model_card.json").read_text())["top1"]
-                    for sfx in ("", "_seed1")] for i in range(2)]
+        groups += [[json.loads((base / f"budget_{label}" / f"arch_{i:02d}{sfx}" / "model_card.json").read_text())
+                    ["top1"] for sfx in ("", "_seed1")] for i in range(2)]
         effect = row["architecture_effect"]
         assert (effect["archs"], effect["seeds"]) == (3, 2)
         if len({v for g in groups for v in g}) > 1:
@@ -168,7 +167,8 @@ def test_killed_run_resumes(tmp_path):
     p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--out", str(out), "--resume"],
                        capture_output=True, text=True, env=ENV, timeout=900)
     assert p.returncode == 0, p.stderr[-3000:]
-    keys = [(r["arch"], r["source"], r["key"]) for r in map(json.loads, (out / "proxy_cache.jsonl").read_text().split("\n")[:-1])]
+    lines = (out / "proxy_cache.jsonl").read_text().split("\n")[:-1]
+    keys = [(r["arch"], r["source"], r["key"]) for r in map(json.loads, lines)]
     assert len(keys) == len(set(keys)), "a cached evaluation was computed again"
     assert (out / "report.md").is_file()
 

@@ -10,11 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import kill_at_first_checkpoint
 from stnas.cli import main
 from stnas.config import DEFAULTS, resolve
 from stnas.errors import ConfigError
 from stnas.train import lr_at
+
+from conftest import kill_at_first_checkpoint
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1", STNAS_THREADS="1")
 TRAIN = [sys.executable, "-m", "stnas.cli", "supernet", "train", "--preset", "digits", "--data", "digits",

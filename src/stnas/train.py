@@ -257,7 +257,8 @@ class Trainer:
                 if step % r["checkpoint_every"] == 0 or step % self.spe == 0 or step == self.total_steps:
                     self._save(step)
                 if step % self.spe == 0 and main and r.get("keep_epoch_weights"):
-                    save_weights(self.model.state_dict(), self.run_dir / "epochs" / f"epoch_{step // self.spe:03d}.safetensors")
+                    save_weights(self.model.state_dict(),
+                                 self.run_dir / "epochs" / f"epoch_{step // self.spe:03d}.safetensors")
                 bar.update(1)
                 if step >= self.total_steps:
                     break
