@@ -22,8 +22,12 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
 
+# the product benchmarks (a few minutes on a CPU; results in benchmarks/results/);
+# method studies are in experiments/ and are run one by one
 bench: $(STAMP)
 	$(PY) benchmarks/cost.py
+	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/supernet_overhead.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

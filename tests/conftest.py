@@ -39,12 +39,12 @@ def kill_at_first_checkpoint(cmd: list[str], run_dir, env: dict, timeout: float 
     proc.wait()
 
 
-def load_benchmark(name: str):
-    """benchmarks/<name>.py imported as a module (the benchmarks are scripts, not a package)."""
+def load_experiment(name: str):
+    """experiments/<name>.py imported as a module (the experiments are scripts, not a package)."""
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -1,4 +1,4 @@
-"""benchmarks/finetune_proxy.py on a tiny trained digits run: its output is what
+"""experiments/finetune_proxy.py on a tiny trained digits run: its output is what
 fidelity_by_budget.py reads, and bad inputs exit 2 with one line."""
 
 import json
@@ -13,7 +13,7 @@ import pytest
 from stnas.space import load_space
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "finetune_proxy.py"
+SCRIPT = ROOT / "experiments" / "finetune_proxy.py"
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def test_scores_every_truth_network_in_rank_json_shape(trained, tmp_path):
             assert s["score"] == (-s["loss"] if mode == "finetune_loss" else s["top1"])
     # fidelity_by_budget.py reads it as it reads `stnas rank --json`
     (tmp_path / "ft.json").write_text(p.stdout)
-    q = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity_by_budget.py"), str(tmp_path / "ft.json"),
+    q = subprocess.run([sys.executable, str(ROOT / "experiments" / "fidelity_by_budget.py"), str(tmp_path / "ft.json"),
                         "--truth", str(truth)], capture_output=True, text=True, timeout=120)
     assert q.returncode == 0, q.stderr
     assert "finetune_loss" in q.stdout and "400k" in q.stdout

@@ -17,9 +17,9 @@ from stnas.errors import DataError
 from stnas.ranking import load_truth
 from stnas.space import load_arch, load_space
 
-from conftest import load_benchmark
+from conftest import load_experiment
 
-FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "benchmarks" / "found_vs_random.py"
+FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "experiments" / "found_vs_random.py"
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
@@ -73,7 +73,7 @@ def _cards(root: Path) -> dict:
 
 
 def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
-    """benchmarks/found_vs_random.py with --set: found and random retrained with that recipe in
+    """experiments/found_vs_random.py with --set: found and random retrained with that recipe in
     parallel, numbers taken from their model cards; a rerun reuses every retraining."""
     out, _ = finished_run
     run_cards = _cards(out / "retrain")
@@ -194,7 +194,7 @@ def test_embedded_default_prefers_fashion_mnist():
 
 def test_run_all_retrains_a_shared_folder_once(monkeypatch):
     """One network chosen for two budgets: both keys point at one folder, retrained once."""
-    mod = load_benchmark("found_vs_random")
+    mod = load_experiment("found_vs_random")
     calls = []
     monkeypatch.setattr(mod, "train", lambda arch, cfg, out, threads=0: calls.append(out) or len(calls) / 10)
     tasks = {("6M", "found", 0): ("a", {}, "/x/6M"), ("8M", "found", 0): ("a", {}, "/x/6M"),
@@ -207,7 +207,7 @@ def test_run_all_retrains_a_shared_folder_once(monkeypatch):
 def test_architecture_effect_by_hand():
     """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
     MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
-    architecture_effect = load_benchmark("found_vs_random").architecture_effect
+    architecture_effect = load_experiment("found_vs_random").architecture_effect
     effect = architecture_effect([[1, 3], [5, 7]])
     assert effect["F"] == pytest.approx(8.0)
     assert effect["noise_sd"] == pytest.approx(2 ** 0.5) and effect["arch_sd"] == pytest.approx(7 ** 0.5)

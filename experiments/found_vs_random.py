@@ -3,7 +3,7 @@ best of N uniformly random architectures within the same budget, all retrained w
 same recipe and evaluated on the test split.
 
     stnas run --out runs/fm                       # the search (Fashion-MNIST by default)
-    python benchmarks/found_vs_random.py runs/fm --n 10
+    python experiments/found_vs_random.py runs/fm --n 10
 
 By default the recipe is the run's own retrain recipe: random baselines are retrained into
 RUN_DIR/random_baseline/ (reruns resume and reuse them) and the found architectures' numbers
@@ -17,7 +17,7 @@ method can reliably beat the best of N under that recipe). With ``--extra-for to
 the found and the best random architecture per budget get the extra seeds (to size the
 noise where the verdict is made). ``--jobs 2`` runs two retrainings at a time (on CPU,
 each with its share of the cores: small networks use cores better that way).
-Prints a table and writes benchmarks/results/found_vs_random.json.
+Prints a table and writes experiments/results/found_vs_random.json.
 """
 
 from __future__ import annotations
@@ -232,7 +232,7 @@ def main() -> None:
     write_json(Path(args.out), {"meta": meta, "results": rows})
     if args.truth_out:
         Path(args.truth_out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(args.truth_out), truth_file(rows, seeds, "python benchmarks/found_vs_random.py "
+        write_json(Path(args.truth_out), truth_file(rows, seeds, "python experiments/found_vs_random.py "
                                                     + " ".join(sys.argv[1:]), cfg))
 
 

@@ -9,7 +9,7 @@ cost. A network is in budget B when one of its truth entries has the role "found
 over its entries. The last row scores every network by its MAdds, for reference.
 
     stnas rank runs/fm6 --truth T.json --mode all --json proxy.metric=loss > rank.json
-    python benchmarks/fidelity_by_budget.py rank.json --truth T.json [--out fidelity.json]
+    python experiments/fidelity_by_budget.py rank.json --truth T.json [--out fidelity.json]
 """
 
 from __future__ import annotations
