@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from stnas import build_model, load_space
-from stnas.cost import fmt_count
 from stnas.fileio import write_json
+from stnas.format import fmt_count
 from stnas.supernet import Supernet
 
 HERE = Path(__file__).resolve().parent

@@ -40,9 +40,9 @@ from stnas import dist
 from stnas.config import apply_layers, effective_settings, load_run_config, parse_override
 from stnas.errors import StnasError
 from stnas.fileio import write_json
+from stnas.format import budget_label
 from stnas.ranking import TRUTH_FORMAT, TRUTH_VERSION
 from stnas.retrain import retrain
-from stnas.search import budget_label
 from stnas.space import load_space
 
 

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from stnas.fileio import write_json
-from stnas.search import budget_label
+from stnas.format import budget_label
 
 
 def tau_to_rho(tau: float) -> float:

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from stnas.config import DEFAULTS, parse_count
 from stnas.errors import ConfigError, SpaceError
-from stnas.search import budget_label, pareto_front, search
+from stnas.format import budget_label
+from stnas.search import pareto_front, search
 from stnas.space import SearchSpace, load_arch, load_space
 
 SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures

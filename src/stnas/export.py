@@ -27,7 +27,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from stnas.arch import Arch, save_arch
-from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line
+from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line, state_dict_detail
 from stnas.fileio import atomic_write, write_text
 from stnas.model import Network, build_model
 from stnas.space import SearchSpace, load_arch, load_space
@@ -136,8 +136,7 @@ def _load_into(net: torch.nn.Module, tensors: dict, path: Path, what: str) -> No
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), first_line(exc))
-        raise CheckpointError(f"{path} does not fit {what}: {first}") from None
+        raise CheckpointError(f"{path} does not fit {what}: {state_dict_detail(exc)}") from None
 
 
 def dir_space(d: Path, space=None) -> SearchSpace | str | None:

@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from stnas.arch import Arch  # noqa: E402
-from stnas.cost import fmt_count  # noqa: E402
 from stnas.errors import ConfigError  # noqa: E402
 from stnas.fileio import atomic_write  # noqa: E402
+from stnas.format import fmt_count  # noqa: E402
 
 _FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpg", ".jpeg": "jpg"}
 

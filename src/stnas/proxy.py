@@ -47,7 +47,7 @@ from stnas.arch import Arch
 from stnas.choices import PROXY_METRICS, PROXY_MODES
 from stnas.config import load_run_config
 from stnas.data import dataset_split, make_loader
-from stnas.errors import CheckpointError, ConfigError, StnasError
+from stnas.errors import CheckpointError, ConfigError, StnasError, state_dict_detail
 from stnas.fileio import append_jsonl, sha256_file
 from stnas.pool import SamplePool
 from stnas.space import SearchSpace, load_space
@@ -252,8 +252,8 @@ class Proxy:
         try:
             self._net.load_state_dict(state)
         except RuntimeError as e:
-            detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))[:160]
-            raise CheckpointError(f"weights in {self.run_dir} do not fit space {self.space.name!r}: {detail}") from None
+            raise CheckpointError(f"weights in {self.run_dir} do not fit space {self.space.name!r}: "
+                                  f"{state_dict_detail(e)[:160]}") from None
         return self._net
 
     def evaluate_arch(self, supernet: Supernet, arch: Arch) -> tuple[float, float]:

@@ -11,10 +11,9 @@ import json
 import os
 from pathlib import Path
 
-from stnas.cost import fmt_count
 from stnas.fileio import write_json, write_text
+from stnas.format import budget_label, fmt_count
 from stnas.plots import draw_arch, plot_curves, plot_pareto
-from stnas.search import budget_label
 from stnas.space import load_arch
 
 

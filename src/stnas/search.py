@@ -60,6 +60,7 @@ from stnas.arch import Arch, save_arch
 from stnas.config import parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
+from stnas.format import budget_label
 from stnas.space import SearchSpace
 
 CHILD_TRIES = 50  # redraws of a child that is out of budget or already seen
@@ -97,16 +98,6 @@ class SearchResult:
     generations: int
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
-
-
-def budget_label(n: int) -> str:
-    """A short exact label of a count: 200000 -> 200k, 3500000 -> 3.5M, 1234567 -> 1234567."""
-    for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        whole, rest = divmod(n, div)
-        if whole and (rest * 100) % div == 0:
-            frac = f"{rest * 100 // div:02d}".rstrip("0")
-            return f"{whole}{'.' + frac if frac else ''}{unit}"
-    return str(n)
 
 
 def pareto_front(records: Sequence) -> list:

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from stnas.arch import Arch
-from stnas.errors import ArchError, CheckpointError
+from stnas.errors import ArchError, CheckpointError, state_dict_detail
 from stnas.model import Network, branch_key, build_model, forward_nodes, init_weights
 from stnas.space import SearchSpace, load_space
 
@@ -180,8 +180,8 @@ class Supernet(nn.Module):
             try:
                 module.load_state_dict(parts[sub])
             except RuntimeError as exc:
-                first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
-                raise CheckpointError(f"state dict does not fit architecture {arch}: {first}") from None
+                raise CheckpointError(f"state dict does not fit architecture {arch}: "
+                                      f"{state_dict_detail(exc)}") from None
 
     # ------------------------------------------------------------ summary
     def num_params_total(self) -> int:

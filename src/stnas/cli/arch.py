@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stnas.cli.common import table
-from stnas.cost import fmt_count
+from stnas.format import fmt_count
 from stnas.space import load_arch
 
 

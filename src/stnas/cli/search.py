@@ -52,8 +52,8 @@ def search_config(args) -> dict:
 
 def cmd_search(args) -> int:
     from stnas import dist
-    from stnas.cost import fmt_count
-    from stnas.search import budget_label, check_constraints, search
+    from stnas.format import budget_label, fmt_count
+    from stnas.search import check_constraints, search
     from stnas.space import load_space
 
     cfg = search_config(args)
