@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.config import DEFAULTS, parse_count
+from stnas.config import DEFAULTS, check_search, parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.format import budget_label
 from stnas.search import pareto_front, search
@@ -61,9 +61,10 @@ class LinearScorer:
 
 
 def cfg(**kw):
+    """A search section, checked as ``resolve`` checks it."""
     c = dict(DEFAULTS["search"], budgets=[200_000], population=16, parents=4, generations=6, random_samples=96, top=3)
     c.update(kw)
-    return c
+    return check_search(c)
 
 
 def read_jsonl(path):
@@ -400,7 +401,7 @@ def test_budget_floor_out_of_range_is_a_config_error(floor):
     with pytest.raises(ConfigError, match="search.budget_floor"):
         resolve("digits", overrides=[f"search.budget_floor={floor}"])
     with pytest.raises(ConfigError, match="search.budget_floor"):
-        search(SPACE, LinearScorer(SPACE), cfg(budget_floor=floor), None, progress=False)
+        cfg(budget_floor=floor)
 
 
 def _rec(per, madds=100_000, name="r"):
@@ -473,7 +474,7 @@ def test_select_bad_values_are_config_errors(kw, words):
     from stnas.config import resolve
 
     with pytest.raises(ConfigError, match=words):
-        search(SPACE, LinearScorer(SPACE), cfg(**kw), None, progress=False)
+        cfg(**kw)
     with pytest.raises(ConfigError, match=words):
         resolve("digits", overrides=[f"search.{k}={v}" for k, v in kw.items()])
     with pytest.raises(ConfigError, match="needs proxy.mode stabilized"):

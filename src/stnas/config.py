@@ -261,9 +261,7 @@ _CHOICES = {
     ("retrain", "channels_last"): choices.CHANNELS_LAST,
     ("proxy", "mode"): choices.PROXY_MODES,
     ("proxy", "metric"): choices.PROXY_METRICS,
-    ("search", "algorithm"): choices.SEARCH_ALGORITHMS,
-    ("search", "select"): choices.SEARCH_SELECT,
-}
+}  # and the search section's, in check_search
 
 
 def pool_lr(cfg: dict) -> float:
@@ -313,26 +311,10 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"proxy.batch_size must be >= 1, got {px['batch_size']}")
     if px["samples"] is not None and (type(px["samples"]) is not int or px["samples"] < 1):
         raise ConfigError(f"proxy.samples must be a positive integer or null (all), got {px['samples']!r}")
-    se = cfg["search"]
-    for key in ("population", "parents", "generations", "random_samples", "top"):
-        if se[key] < 1:
-            raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
-    if se["parents"] > se["population"]:
-        raise ConfigError(f"search.parents ({se['parents']}) cannot exceed search.population ({se['population']})")
-    if not 0 <= se["budget_floor"] < 1:
-        raise ConfigError(f"search.budget_floor must be in [0, 1), got {se['budget_floor']}")
-    if not 0 < se["tie_alpha"] < 1:
-        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {se['tie_alpha']}")
-    if se["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
+    check_search(cfg["search"])
+    if cfg["search"]["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
         raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
                           f"samples), got proxy.mode {cfg['proxy']['mode']}")
-    if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
-        raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
-    budgets = se["budgets"] if isinstance(se["budgets"], list) else [se["budgets"]]
-    se["budgets"] = [parse_count(b, "search.budgets") for b in budgets]
-    for key in ("min_madds", "max_params"):
-        if se[key] is not None:
-            se[key] = parse_count(se[key], f"search.{key}")
     if cfg["retrain"]["limit"] is not None:
         cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
     if cfg["proxy"]["recal_batches"] < 0:
@@ -346,6 +328,37 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
     if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+
+
+def check_search(se: dict) -> dict:
+    """Checks a ``search`` section in place and returns it, its counts parsed to ints
+    (``"4M"`` -> 4000000); what ``stnas.search.search`` expects.
+
+    Raises:
+        ConfigError: a value out of range, an unknown choice or no budget.
+    """
+    for key, allowed in (("algorithm", choices.SEARCH_ALGORITHMS), ("select", choices.SEARCH_SELECT)):
+        if se[key] not in allowed:
+            raise ConfigError(f"search.{key} must be one of {', '.join(allowed)}, got {se[key]!r}")
+    for key in ("population", "parents", "generations", "random_samples", "top"):
+        if se[key] < 1:
+            raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
+    if se["parents"] > se["population"]:
+        raise ConfigError(f"search.parents ({se['parents']}) cannot exceed search.population ({se['population']})")
+    if not 0 <= se["budget_floor"] < 1:
+        raise ConfigError(f"search.budget_floor must be in [0, 1), got {se['budget_floor']}")
+    if not 0 < se["tie_alpha"] < 1:
+        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {se['tie_alpha']}")
+    if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
+        raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
+    budgets = se["budgets"] if isinstance(se["budgets"], (list, tuple)) else [se["budgets"]]
+    if not budgets:
+        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M")
+    se["budgets"] = [parse_count(b, "search.budgets") for b in budgets]
+    for key in ("min_madds", "max_params"):
+        if se[key] is not None:
+            se[key] = parse_count(se[key], f"search.{key}")
+    return se
 
 
 def check_sgld_settings(lr: float = 0.0, momentum: float = 0.0, weight_decay: float = 0.0, temperature: float = 1.0,

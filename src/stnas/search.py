@@ -57,7 +57,6 @@ from scipy import stats
 from tqdm import tqdm
 
 from stnas.arch import Arch, save_arch
-from stnas.config import parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
 from stnas.format import budget_label
@@ -192,8 +191,9 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
             has ``score`` and ``std`` (and optionally ``arch``, ``loss``, ``top1`` and
             ``per_sample``, which ``select: largest_tied`` pairs; without it, or with fewer
             than two samples, a record ties with none).
-        cfg_search: algorithm, budgets, min_madds, budget_floor, select, tie_alpha (these
-            three optional), max_params, population, parents, mutation_prob, crossover,
+        cfg_search: the config's ``search`` section as ``stnas.config.check_search`` leaves
+            it (``resolve`` runs it): algorithm, budgets, min_madds, budget_floor, select,
+            tie_alpha, max_params, population, parents, mutation_prob, crossover,
             generations, random_samples, top.
         out_dir: where the outputs go (module docstring); None: write nothing (non-main ranks).
         seed: the search's random seed.
@@ -201,24 +201,12 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
         info: extra fields for search.json (e.g. the proxy mode).
     """
     c = cfg_search
-    if c["algorithm"] not in ("evolution", "random"):
-        raise ConfigError(f"search.algorithm must be evolution or random, got {c['algorithm']!r}")
-    raw = c["budgets"] if isinstance(c["budgets"], (list, tuple)) else [c["budgets"]]
-    budgets = sorted({parse_count(b, "search.budgets") for b in raw})
-    if not budgets:
-        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M")
-    min_madds = parse_count(c["min_madds"], "search.min_madds") if c.get("min_madds") is not None else None
-    max_params = parse_count(c["max_params"], "search.max_params") if c.get("max_params") is not None else None
+    budgets = sorted(set(c["budgets"]))
+    min_madds, max_params = c["min_madds"], c["max_params"]
     check_constraints(space, budgets, min_madds, max_params)
-    fraction = float(c.get("budget_floor") or 0.0)
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"search.budget_floor must be in [0, 1), got {fraction}")
+    fraction = float(c["budget_floor"] or 0.0)
     floor = {b: max(min_madds or 0, math.ceil(fraction * b)) or None for b in budgets}
-    select, alpha = c.get("select", "best"), float(c.get("tie_alpha", 0.05))
-    if select not in ("best", "largest_tied"):
-        raise ConfigError(f"search.select must be best or largest_tied, got {select!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {alpha}")
+    select, alpha = c["select"], float(c["tie_alpha"])
     choose = {"floor": floor, "select": select, "alpha": alpha, "top": int(c["top"])}
     c = {**c, "select": select, "tie_alpha": alpha}  # search.json records the rule in effect
     P, k = int(c["population"]), int(c["parents"])
