@@ -138,3 +138,31 @@ def test_library_resume_must_match_the_saved_settings(tmp_path):
         with pytest.raises(ConfigError, match=rf"\({section} differ"):
             train_supernet(cfg | change, out, resume=True)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_trainer_keeps_one_loader_with_the_per_epoch_batches(tmp_path, monkeypatch, workers):
+    """One DataLoader serves every epoch (so persistent workers persist), and each epoch still
+    gets exactly the batches of a loader made for that epoch."""
+    from stnas import dist, train
+    from stnas.data import get_dataset, make_loader
+
+    data = get_dataset("digits", "train", limit=192, split_seed=0)
+    recipe = dict(DEFAULTS["retrain"], epochs=3, batch_size=64, progress=False, amp="off", channels_last="off",
+                  checkpoint_every=1000, warmup_epochs=0)
+    made = []
+    monkeypatch.setattr(train, "make_loader", lambda *a, **kw: made.append(kw) or make_loader(*a, **kw))
+    seen = []
+
+    def forward(model, x, step):
+        seen.append(x.clone())
+        return model(x)
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    trainer = train.Trainer(model, recipe, data, tmp_path, dist.Context(), seed=3, forward=forward, workers=workers)
+    trainer.fit()
+    assert len(made) == 2  # the steps-per-epoch probe and the one training loader
+    want = [x for epoch in range(3)
+            for x, _ in make_loader(data, 64, train=True, seed=3, epoch=epoch)]
+    assert len(seen) == len(want) == 9
+    assert all(torch.equal(a, b) for a, b in zip(seen, want))
