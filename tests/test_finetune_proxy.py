@@ -12,19 +12,17 @@ import pytest
 
 from stnas.space import load_space
 
+from conftest import TRAINED_OVERRIDES
+
+VAL_LIMIT = int(next(o for o in TRAINED_OVERRIDES if o.startswith("data.val_limit=")).split("=")[1])
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "experiments" / "finetune_proxy.py"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from stnas.cli import main
-
-    run = tmp_path_factory.mktemp("ft") / "run"
-    assert main(["supernet", "train", "--preset", "digits", "--data", "digits", "--out", str(run), "device=cpu",
-                 "supernet.epochs=1", "pool.epochs=1", "pool.samples=1", "supernet.progress=false",
-                 "data.limit=256", "data.val_limit=100"]) == 0
-    return run
+@pytest.fixture
+def trained(trained_run):
+    """The shared tiny digits run (conftest); the script only reads it."""
+    return trained_run
 
 
 def _truth(path, n=4):
@@ -48,7 +46,7 @@ def test_scores_every_truth_network_in_rank_json_shape(trained, tmp_path):
     p = _run(trained, "--truth", truth, "--steps", 2, "--threads", 1)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["finetune"]["steps"] == 2 and doc["finetune"]["val_images"] == 100
+    assert doc["finetune"]["steps"] == 2 and doc["finetune"]["val_images"] == VAL_LIMIT
     for mode in ("finetune_loss", "finetune_top1"):
         got = {s["arch"]: s for s in doc["modes"][mode]["scores"]}
         assert sorted(got) == sorted(archs)

@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from stnas import dist
 from stnas.cli import main
 from stnas.config import resolve
 from stnas.data import dataset_split, make_loader
@@ -25,19 +24,16 @@ from stnas.proxy import CACHE, Proxy
 from stnas.report import write_report
 from stnas.space import load_space
 from stnas.supernet import Supernet
-from stnas.supernet_train import train_supernet
 
-OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
-             "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
-             "supernet.checkpoint_every=1000"]
+from conftest import TRAINED_OVERRIDES
+
+OVERRIDES = TRAINED_OVERRIDES
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny digits run (2 epochs, a pool of 2 samples), never modified by the tests."""
-    run = tmp_path_factory.mktemp("proxy") / "run"
-    train_supernet(resolve("digits", overrides=OVERRIDES), run, ctx=dist.Context())
-    return run
+@pytest.fixture
+def trained(trained_run):
+    """The shared tiny digits run (conftest), never modified by the tests."""
+    return trained_run
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from stnas.errors import DataError
 from stnas.ranking import load_truth
 from stnas.space import load_arch, load_space
 
-from conftest import load_experiment
+from conftest import load_experiment, run_cli
 
 FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "experiments" / "found_vs_random.py"
 
@@ -29,8 +29,7 @@ SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.populat
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
-    p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--preset", "digits", "--budget", "200k,350k",
-                        "--out", str(out)] + SMALL, capture_output=True, text=True, env=ENV, timeout=900)
+    p = run_cli(["run", "--preset", "digits", "--budget", "200k,350k", "--out", out] + SMALL)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, p
 
@@ -164,8 +163,7 @@ def test_killed_run_resumes(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "report.json").exists()
-    p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--out", str(out), "--resume"],
-                       capture_output=True, text=True, env=ENV, timeout=900)
+    p = run_cli(["run", "--out", out, "--resume"])
     assert p.returncode == 0, p.stderr[-3000:]
     lines = (out / "proxy_cache.jsonl").read_text().split("\n")[:-1]
     keys = [(r["arch"], r["source"], r["key"]) for r in map(json.loads, lines)]

@@ -337,15 +337,9 @@ def test_cli_not_a_run_dir(capsys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    pytest.importorskip("stnas.proxy")
-    from stnas.cli import main
-
-    run = tmp_path_factory.mktemp("search") / "run"
-    rc = main(["supernet", "train", "--preset", "digits", "--data", "digits", "--out", str(run),
-               "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false"])
-    assert rc == 0
-    return run
+def digits_run(trained_copy):
+    """The shared trained run (conftest), a copy of this module's (the search writes into it)."""
+    return trained_copy
 
 
 def test_cli_search_on_a_trained_run(capsys, digits_run):

@@ -15,11 +15,12 @@ from stnas.config import DEFAULTS
 from stnas.errors import ConfigError
 from stnas.train import lr_at
 
-from conftest import kill_at_first_checkpoint
+from conftest import kill_at_first_checkpoint, run_cli
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", STNAS_THREADS="1")
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
 TRAIN = [sys.executable, "-m", "stnas.cli", "supernet", "train", "--preset", "digits", "--data", "digits",
          "supernet.progress=false"]
+TRAIN_ARGS = TRAIN[3:]  # the same, for an in-process call (run_cli)
 
 
 def _same_files(a: Path, b: Path):
@@ -31,8 +32,7 @@ def _same_files(a: Path, b: Path):
 
 def test_cli_train_writes_run_dir(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=3", "pool.epochs=1", "pool.samples=2"],
-                       capture_output=True, text=True, env=ENV, timeout=300)
+    p = run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=3", "pool.epochs=1", "pool.samples=2"])
     assert p.returncode == 0, p.stderr[-2000:]
     assert (out / "config.yaml").is_file() and (out / "supernet.safetensors").is_file()
     assert list((out / "checkpoints").glob("step_*.pt"))
@@ -42,7 +42,7 @@ def test_cli_train_writes_run_dir(tmp_path):
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert recs and recs[-1]["step"] == json.loads((out / "supernet.json").read_text())["steps"]
     # an existing run is never overwritten
-    p = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, env=ENV, timeout=120)
+    p = run_cli(TRAIN_ARGS + ["--out", out])
     assert p.returncode == 2 and "already holds" in p.stderr and "Traceback" not in p.stderr
 
 
@@ -50,11 +50,10 @@ def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
     args = ["supernet.epochs=4", "supernet.checkpoint_every=7", "pool.epochs=2", "pool.samples=3",
             "--optimizer", "sgld"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(TRAIN + ["--out", str(ref)] + args, check=True, capture_output=True, env=ENV, timeout=300)
-    kill_at_first_checkpoint(TRAIN + ["--out", str(cut)] + args, cut, ENV)
+    assert run_cli(TRAIN_ARGS + ["--out", ref] + args).returncode == 0
+    kill_at_first_checkpoint(TRAIN + ["--out", str(cut)] + args, cut, ENV)  # a real process, to SIGKILL
     assert not (cut / "supernet.safetensors").exists(), "the run finished before it could be killed"
-    subprocess.run(TRAIN[:5] + ["--out", str(cut), "--resume"], check=True, capture_output=True, env=ENV,
-                   timeout=300)
+    assert run_cli(TRAIN_ARGS[:2] + ["--out", cut, "--resume"]).returncode == 0
     _same_files(ref / "supernet.safetensors", cut / "supernet.safetensors")
     for f in sorted((ref / "pool").glob("sample_*.safetensors")):
         _same_files(f, cut / "pool" / f.name)
@@ -64,21 +63,19 @@ def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
 
 def test_corrupted_checkpoint_clear_error_previous_kept(tmp_path):
     out = tmp_path / "run"
-    subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=2", "supernet.checkpoint_every=5",
-                            "pool.epochs=1"], check=True, capture_output=True, env=ENV, timeout=300)
+    assert run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=2", "supernet.checkpoint_every=5",
+                                 "pool.epochs=1"]).returncode == 0
     ckpts = sorted((out / "checkpoints").glob("step_*.pt"))
     assert len(ckpts) == 2
     data = ckpts[-1].read_bytes()
     ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated
-    p = subprocess.run(TRAIN[:5] + ["--out", str(out), "--resume"], capture_output=True, text=True, env=ENV,
-                       timeout=120)
+    p = run_cli(TRAIN_ARGS[:2] + ["--out", out, "--resume"])
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert ckpts[-1].name in p.stderr and ckpts[0].name in p.stderr
     assert ckpts[0].exists() and ckpts[-1].exists()
     # the previous good one resumes
-    p = subprocess.run(TRAIN[:5] + ["--out", str(out), "--resume", str(ckpts[0])], capture_output=True,
-                       text=True, env=ENV, timeout=300)
+    p = run_cli(TRAIN_ARGS[:2] + ["--out", out, "--resume", ckpts[0]])
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -128,8 +125,7 @@ def test_library_resume_must_match_the_saved_settings(tmp_path):
     from stnas.supernet_train import train_supernet
 
     out = tmp_path / "run"
-    subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=1", "pool.epochs=1", "pool.samples=1"],
-                   check=True, capture_output=True, env=ENV, timeout=300)
+    assert run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=1", "pool.epochs=1", "pool.samples=1"]).returncode == 0
     cfg = load_run_config(out)
     files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     for change, section in [({"sgld": cfg["sgld"] | {"temperature": 10.0}}, "sgld"),
