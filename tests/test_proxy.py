@@ -302,3 +302,35 @@ def test_rank_and_stability_commands(run, archs, capsys):
     for part in ("epochs", "pool_samples", "pool_running_mean"):
         for p in res[part]["pairs"]:
             assert p["tau"] is None or -1 <= p["tau"] <= 1
+
+
+def test_bn_recalibration_is_the_cumulative_average_by_hand():
+    """``update_bn`` (what the proxy calls) gives the running statistics of the hand-written
+    recipe: reset, momentum None, BN alone in train mode, one pass; dropout does not matter
+    because it follows every BN."""
+    import copy
+
+    from torch.optim.swa_utils import update_bn
+
+    space = load_space("cifar")  # its head has dropout
+    arch = space.sample(np.random.default_rng(5))
+    torch.manual_seed(0)
+    net = Supernet(space).extract(arch)
+    batches = [torch.randn(8, 3, 32, 32) for _ in range(3)]
+    by_hand, by_lib = net, copy.deepcopy(net)
+    bns = [m for m in by_hand.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and any(isinstance(m, nn.Dropout) for m in net.modules())
+    with torch.no_grad():
+        by_hand.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for x in batches:
+            by_hand(x)
+        by_hand.eval()
+        by_lib.eval()
+        update_bn(batches, by_lib)
+    assert not by_lib.training
+    for (name, a), b in zip(by_hand.state_dict().items(), by_lib.state_dict().values()):
+        assert torch.equal(a, b), name

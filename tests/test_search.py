@@ -487,3 +487,27 @@ def test_report_says_how_the_choice_was_made(tmp_path):
         write_report(run, [], cfg)
         text = (run / "report.md").read_text()
         assert ("cannot tell from the best score (alpha 0.1)" in text) is said
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=8), st.lists(st.floats(-0.2, 0.2), min_size=8, max_size=8),
+       st.floats(0.01, 0.5))
+def test_ties_follow_the_paired_t_test_by_hand(best, shifts, alpha):
+    """A record ties with the best when the one-sided paired t-test (t = mean(d) / (sd(d) /
+    sqrt(n)), p = P(T_{n-1} <= t)) keeps H0 at ``alpha``, or when d is constant and >= 0."""
+    from scipy import stats as sps
+
+    from stnas.search import Record, tied_with_best
+
+    n = len(best)
+    other = [b + s for b, s in zip(best, shifts[:n])]
+    a = SPACE.sample(np.random.default_rng(0))
+    rec = [Record(a, 1, 1, float(np.mean(v)), 0.0, 0, per_sample=tuple(v)) for v in (best, other)]
+    d = np.asarray(other) - np.asarray(best)
+    if np.ptp(d) == 0:
+        want = d[0] >= 0
+    else:
+        with np.errstate(divide="ignore"):  # a spread below float resolution: t is infinite
+            t = d.mean() / (d.std(ddof=1) / np.sqrt(n))
+        want = sps.t.cdf(t, n - 1) >= alpha
+    assert (len(tied_with_best(rec, alpha)) == 2) == want

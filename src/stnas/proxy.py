@@ -15,7 +15,8 @@ evaluation records both. Three modes (design.md section 4):
 BN recalibration: every BN's running statistics are reset and re-estimated as a cumulative
 average (``momentum=None``) over ``proxy.recal_batches`` fixed batches of search-train (no
 augmentation, drawn once from the run's seed, the same for every architecture and weight
-source), BN in train mode under ``no_grad``, then eval mode. ``recal_batches=0`` keeps the
+source), BN in train mode under ``no_grad`` (``torch.optim.swa_utils.update_bn``), then eval
+mode. ``recal_batches=0`` keeps the
 running statistics the supernet tracked during training (no recalibration).
 
 Every (architecture, weight source) evaluation is appended to ``RUN_DIR/proxy_cache.jsonl``
@@ -40,6 +41,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from stnas import dist
@@ -263,17 +265,10 @@ class Proxy:
         net = supernet.extract(arch)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         net.eval()
         with torch.no_grad(), self._autocast():
-            if self._recal:
-                for m in bns:
-                    m.reset_running_stats()
-                    m.momentum = None  # cumulative moving average over the batches
-                    m.train()
-                for x in self._recal:
-                    net(x)
-                net.eval()
+            if self._recal:  # running statistics reset, then a cumulative average over the batches
+                update_bn(self._recal, net)
             correct, loss, n = 0, 0.0, 0
             batches = self._val if self._val is not None else (
                 (self._put(x), y.to(self.ctx.device)) for x, y in self._val_loader())

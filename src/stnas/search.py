@@ -278,11 +278,12 @@ def tied_with_best(records: Sequence[Record], alpha: float) -> list[Record]:
     for r in records[1:]:
         if r.per_sample is None or len(r.per_sample) != len(b):
             continue
-        d = np.asarray(r.per_sample) - b
+        a = np.asarray(r.per_sample)
+        d = a - b
         if np.ptp(d) == 0:  # no spread: the t statistic is undefined; tied only when identical
             keep = d[0] >= 0
         else:
-            keep = stats.ttest_1samp(d, 0.0, alternative="less").pvalue >= alpha
+            keep = stats.ttest_rel(a, b, alternative="less").pvalue >= alpha
         if keep:
             tied.append(r)
     return tied
