@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint install bench clean
+.PHONY: run test test-fast lint install bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -21,6 +21,10 @@ lint: $(STAMP)
 
 test: lint
 	$(PY) -m pytest -q -n 2 $(PYTEST_ARGS)
+
+# the suite without the multi-process tests (marker slow)
+test-fast: lint
+	$(PY) -m pytest -q -n 2 -m "not slow" $(PYTEST_ARGS)
 
 # the product benchmarks (a few minutes on a CPU; results in benchmarks/results/);
 # method studies are in experiments/ and are run one by one

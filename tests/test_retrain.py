@@ -87,6 +87,7 @@ def test_finished_run_is_not_overwritten(run, capsys):
     assert (run / "model_card.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
     args = ["--arch", ARCH, "--epochs", "2", "--batch-size", "32", "retrain.limit=320",
             "retrain.checkpoint_every=3"]

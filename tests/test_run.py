@@ -71,6 +71,7 @@ def _cards(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime_ns) for p in root.rglob("model_card.json")}
 
 
+@pytest.mark.slow
 def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
     """experiments/found_vs_random.py with --set: found and random retrained with that recipe in
     parallel, numbers taken from their model cards; a rerun reuses every retraining."""
@@ -153,6 +154,7 @@ def test_found_vs_random_bad_input_exits_2(finished_run, tmp_path, args, needle)
     assert "Traceback" not in p.stderr and not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(tmp_path):
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "stnas.cli", "run", "--preset", "digits", "--out", str(out)] + SMALL

@@ -46,6 +46,7 @@ def test_cli_train_writes_run_dir(tmp_path):
     assert p.returncode == 2 and "already holds" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
     args = ["supernet.epochs=4", "supernet.checkpoint_every=7", "pool.epochs=2", "pool.samples=3",
             "--optimizer", "sgld"]
