@@ -2,7 +2,6 @@
 
 import json
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,19 +12,11 @@ from hypothesis import strategies as st
 from stnas.config import DEFAULTS, check_search, parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.format import budget_label
+from stnas.score import Score
 from stnas.search import pareto_front, search
 from stnas.space import SearchSpace, load_arch, load_space
 
 SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures
-
-
-@dataclass
-class Score:
-    arch: str
-    score: float
-    std: float
-    loss: float = 0.0
-    per_sample: list = field(default_factory=list)
 
 
 class LinearScorer:

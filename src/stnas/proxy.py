@@ -32,7 +32,6 @@ import hashlib
 import itertools
 import json
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -52,24 +51,13 @@ from stnas.data import dataset_split, make_loader
 from stnas.errors import CheckpointError, ConfigError, StnasError, state_dict_detail
 from stnas.fileio import append_jsonl, sha256_file
 from stnas.pool import SamplePool
+from stnas.score import Score
 from stnas.space import SearchSpace, load_space
 from stnas.supernet import Supernet
 from stnas.train import use_amp, use_channels_last
 
 CACHE = "proxy_cache.jsonl"
 PRELOAD_BYTES = 2 << 30  # search-val sets larger than this (ImageNet) are streamed
-
-
-@dataclass
-class Score:
-    """The proxy's verdict on one architecture."""
-
-    arch: str
-    score: float  # the metric's mean over the weight sources: top-1 in [0, 1], or minus the loss
-    std: float  # the metric's sample std across pool samples (stabilized); 0 otherwise
-    loss: float  # mean cross-entropy on search-val
-    per_sample: list[float] = field(default_factory=list)  # the metric under each weight source
-    top1: float | None = None  # mean top-1 on search-val
 
 
 def _digest(obj) -> str:

@@ -60,6 +60,7 @@ from stnas.arch import Arch, save_arch
 from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
 from stnas.format import budget_label
+from stnas.score import Score
 from stnas.space import SearchSpace
 
 CHILD_TRIES = 50  # redraws of a child that is out of budget or already seen
@@ -68,7 +69,8 @@ FRESH_TRIES = 200  # fresh constrained samples that may all be already seen (tin
 
 @dataclass(frozen=True)
 class Record:
-    """One scored architecture of the history."""
+    """One scored architecture of the history: its :class:`~stnas.score.Score` with the
+    architecture, its cost and the generation."""
 
     arch: Arch
     madds: int
@@ -79,6 +81,15 @@ class Record:
     loss: float | None = None
     top1: float | None = None
     per_sample: tuple[float, ...] | None = None  # the metric under each pool sample (stabilized)
+
+    @classmethod
+    def of(cls, arch: Arch, space: SearchSpace, s: Score, generation: int) -> Record:
+        """The record of ``arch`` scored ``s`` in ``generation`` (per-sample scores kept when
+        there are two or more, for the paired test)."""
+        per = s.per_sample
+        return cls(arch, space.madds(arch), space.params(arch), float(s.score), float(s.std), generation,
+                   None if s.loss is None else float(s.loss), None if s.top1 is None else float(s.top1),
+                   tuple(float(v) for v in per) if per is not None and len(per) > 1 else None)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -180,17 +191,16 @@ class _Sampler:
         return self.fresh(budget)
 
 
-def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search: dict,
+def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_search: dict,
            out_dir: str | Path | None, *, seed: int = 0, progress: bool = True,
            info: dict | None = None) -> SearchResult:
     """Runs the search described by ``cfg_search`` (the config's ``search`` section).
 
     Args:
         space: the search space.
-        scorer: ``list[Arch] -> list[Score]`` in the same order (``Proxy.score``); a Score
-            has ``score`` and ``std`` (and optionally ``arch``, ``loss``, ``top1`` and
-            ``per_sample``, which ``select: largest_tied`` pairs; without it, or with fewer
-            than two samples, a record ties with none).
+        scorer: ``list[Arch] -> list[Score]`` (:class:`stnas.score.Score`) in the same order
+            (``Proxy.score``); ``select: largest_tied`` pairs the ``per_sample`` scores (with
+            fewer than two, a record ties with none).
         cfg_search: the config's ``search`` section as ``stnas.config.check_search`` leaves
             it (``resolve`` runs it): algorithm, budgets, min_madds, budget_floor, select,
             tie_alpha, max_params, population, parents, mutation_prob, crossover,
@@ -240,12 +250,9 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
         if len(scores) != len(batch):
             raise RuntimeError(f"scorer returned {len(scores)} scores for {len(batch)} architectures")
         for a, s in zip(batch, scores):
-            if getattr(s, "arch", None) is not None and str(s.arch) != str(a):
+            if str(s.arch) != str(a):
                 raise RuntimeError(f"scorer returned a score for {s.arch} in place of {a}")
-            loss, top1, per = getattr(s, "loss", None), getattr(s, "top1", None), getattr(s, "per_sample", None)
-            history.append(Record(a, space.madds(a), space.params(a), float(s.score), float(s.std), gen,
-                                  None if loss is None else float(loss), None if top1 is None else float(top1),
-                                  tuple(float(v) for v in per) if per is not None and len(per) > 1 else None))
+            history.append(Record.of(a, space, s, gen))
         result = _result(history, budgets, gen + 1, out, **choose)
         if out is not None:
             _write(result, settings, time.time() - t0, done=False)
