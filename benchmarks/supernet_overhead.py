@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from stnas import build_model, load_space
-from stnas.cost import fmt_count
 from stnas.fileio import write_json
+from stnas.format import fmt_count
 from stnas.supernet import Supernet
 
 HERE = Path(__file__).resolve().parent
@@ -113,7 +113,8 @@ def main(args: argparse.Namespace) -> dict:
     }
 
     print(f"\n{args.preset}, batch {args.batch}, {args.steps} steps x {args.archs} archs, "
-          f"{args.threads} threads, {'channels_last' if args.channels_last else 'contiguous'}, torch {torch.__version__}, "
+          f"{args.threads} threads, {'channels_last' if args.channels_last else 'contiguous'}, "
+          f"torch {torch.__version__}, "
           f"load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"{'architecture':<40} {'MAdds':>7} {'params':>7} {'br':>3} {'alone ms':>9} {'super ms':>9} {'ratio':>6}")
     for r in rows:

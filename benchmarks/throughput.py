@@ -76,7 +76,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     ap.add_argument("--variants", default="plain,channels_last,channels_last+bf16",
                     help="comma list of plain, channels_last, bf16, channels_last+bf16")
-    ap.add_argument("--out", default=None, help="JSON path (default benchmarks/results/throughput_<preset>_<device>.json)")
+    ap.add_argument("--out", default=None,
+                    help="JSON path (default benchmarks/results/throughput_<preset>_<device>.json)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -95,7 +96,8 @@ def main() -> None:
     print(f"\n{'variant':<22}{'train img/s':>14}{'eval img/s':>14}{'train x':>9}")
     for r in rows:
         print(f"{r['variant']:<22}{r['train_img_s']:>14,.0f}{r['eval_img_s']:>14,.0f}{r['train_img_s'] / base:>9.2f}")
-    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine()
+    dev_name = (torch.cuda.get_device_name(device) if device.type == "cuda"
+                else platform.processor() or platform.machine())
     meta = {"preset": args.preset, "device": dev_name, "batch": args.batch, "steps": args.steps,
             "threads": torch.get_num_threads(), "torch": torch.__version__, "median_madds": rows[0]["median_madds"]}
     out = Path(args.out or Path(__file__).parent / "results" / f"throughput_{args.preset}_{device.type}.json")

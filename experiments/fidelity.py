@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.arch import load_arch
 from stnas.config import load_run_config
 from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.proxy import Proxy
+from stnas.space import load_arch
 
 BASELINES = ("madds", "params", "kernel_sum")
 
@@ -61,7 +61,8 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
     out = {}
     for c, v in cells.items():
         diff = boot[c] - boot["madds"]
-        out[c] = {"tau": _tau(v, truth), "ci": [float(np.percentile(boot[c], 2.5)), float(np.percentile(boot[c], 97.5))],
+        ci = [float(np.percentile(boot[c], 2.5)), float(np.percentile(boot[c], 97.5))]
+        out[c] = {"tau": _tau(v, truth), "ci": ci,
                   "diff_vs_madds": _tau(v, truth) - _tau(cells["madds"], truth),
                   "diff_ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
                   "top1_pct": percentile_of_pick(v, truth, 1), "top3_pct": percentile_of_pick(v, truth, 3)}
@@ -138,7 +139,8 @@ def main(argv: list[str] | None = None) -> None:
             res = compare(vals, truth, args.resamples)
             result["budgets"][str(b)] = {"n": len(group), "cells": res}
             print(f"\nbudget {b / 1e6:g}M, {len(group)} networks, truth: test {args.truth}")
-            print(f"{'cell':<34} {'tau':>6} {'95% CI':>15} {'- MAdds':>7} {'paired 95% CI':>15} {'pick':>5} {'top3':>5}")
+            print(f"{'cell':<34} {'tau':>6} {'95% CI':>15} {'- MAdds':>7} {'paired 95% CI':>15} "
+                  f"{'pick':>5} {'top3':>5}")
             for c, v in sorted(res.items(), key=lambda kv: -kv[1]["tau"]):
                 print(f"{c:<34} {v['tau']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] {v['diff_vs_madds']:+7.2f} "
                       f"[{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] {v['top1_pct']:5.2f} {v['top3_pct']:5.2f}")

@@ -34,11 +34,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.arch import load_arch
 from stnas.config import parse_count, resolve
 from stnas.errors import StnasError
 from stnas.fileio import write_json
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 
 FORMAT, VERSION = "stnas-groundtruth", 1
 

@@ -1,7 +1,11 @@
+import contextlib
+import io
 import os
 import signal
 import subprocess
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +15,33 @@ torch.set_num_threads(int(os.environ.get("STNAS_TEST_THREADS", "1")))
 
 SMALL_PRESETS = ["digits", "fashion-mnist", "cifar"]
 ALL_PRESETS = SMALL_PRESETS + ["paper", "mobilenetv2"]
+
+
+# the shared trained run: a tiny digits supernet (2 epochs, a pool of 2 samples)
+TRAINED_OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
+                     "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
+                     "supernet.checkpoint_every=1000"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """One trained run (``TRAINED_OVERRIDES``) for every test that needs one, trained once per
+    test process. Never modified: tests that write into a run use ``trained_copy``."""
+    from stnas import dist
+    from stnas.config import resolve
+    from stnas.supernet_train import train_supernet
+
+    run = tmp_path_factory.mktemp("trained") / "run"
+    train_supernet(resolve("digits", overrides=TRAINED_OVERRIDES), run, ctx=dist.Context())
+    return run
+
+
+@pytest.fixture(scope="module")
+def trained_copy(trained_run, tmp_path_factory):
+    """A copy of the trained run of the module's own (its tests may write into it)."""
+    import shutil
+
+    return Path(shutil.copytree(trained_run, tmp_path_factory.mktemp("trained_copy") / "run"))
 
 
 @pytest.fixture
@@ -28,6 +59,28 @@ def tiny_config():
     }
 
 
+@dataclass
+class CliRun:
+    """What an in-process CLI call gave (the fields of ``subprocess.CompletedProcess``)."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(argv) -> CliRun:
+    """``stnas ARGV`` in this process (no torch import to pay): exit code and captured output."""
+    from stnas.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in argv])
+        except SystemExit as exc:  # argparse errors and --help
+            rc = exc.code if isinstance(exc.code, int) else 1
+    return CliRun(rc, out.getvalue(), err.getvalue())
+
+
 def kill_at_first_checkpoint(cmd: list[str], run_dir, env: dict, timeout: float = 240) -> None:
     """Starts ``cmd`` and SIGKILLs it as soon as RUN_DIR/checkpoints holds a completed
     checkpoint (the .pt file and then its .sha256 sidecar are written)."""
@@ -39,12 +92,11 @@ def kill_at_first_checkpoint(cmd: list[str], run_dir, env: dict, timeout: float 
     proc.wait()
 
 
-def load_benchmark(name: str):
-    """benchmarks/<name>.py imported as a module (the benchmarks are scripts, not a package)."""
+def load_experiment(name: str):
+    """experiments/<name>.py imported as a module (the experiments are scripts, not a package)."""
     import importlib.util
-    from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

@@ -13,15 +13,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from stnas import __version__
-from stnas.arch import Arch, load_arch, save_arch
+from stnas.arch import Arch, save_arch
 from stnas.cli import main
-from stnas.config import resolve
 from stnas.errors import ArchError, CheckpointError, ConfigError
 from stnas.export import export_from_run, export_model, inherited_model, load_model
 from stnas.model import build_model
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 from stnas.supernet import Supernet
-from stnas.supernet_train import train_supernet
 
 
 def _randomize_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -161,12 +159,9 @@ def test_load_model_errors_name_the_file(tmp_path):
 
 # ---------------------------------------------------------------- from a supernet run
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("export") / "run"
-    cfg = resolve("digits", overrides=["supernet.epochs=2", "pool.epochs=1", "pool.samples=2",
-                                       "supernet.progress=false", "device=cpu"])
-    train_supernet(cfg, out)
-    return out
+def run_dir(trained_copy):
+    """The shared trained run (conftest), a copy of this module's (the CLI exports into it)."""
+    return trained_copy
 
 
 def test_export_from_run_equals_supernet_in_eval(run_dir, tmp_path):
@@ -190,7 +185,7 @@ def test_export_from_run_equals_supernet_in_eval(run_dir, tmp_path):
 def test_export_from_pool_sample_and_model_dir(run_dir, tmp_path):
     space = load_space("digits")
     arch = space.sample(np.random.default_rng(8))
-    sample = run_dir / "pool" / "sample_001.safetensors"
+    sample = run_dir / "pool" / "sample_000.safetensors"  # an earlier step than the final weights
     sup = Supernet(space)
     sup.load_state_dict(load_file(sample))
     x = _input(space, 3)
@@ -258,7 +253,7 @@ def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
     export_from_run(run_dir, arch, out)  # the same model again (a rerun): allowed, adds the ONNX file
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "model.onnx" in before
-    sample = run_dir / "pool" / "sample_001.safetensors"
+    sample = run_dir / "pool" / "sample_000.safetensors"  # an earlier step than the final weights
     for argv, match in (([str(other)], "already holds the exported model of " + str(arch)),
                         ([str(arch), "--weights", str(sample)], "with other weights (supernet)")):
         _one_line_exit_2(["export", str(run_dir), "--arch", *argv, "--out", str(out)], capsys, match)

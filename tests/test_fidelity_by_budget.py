@@ -1,4 +1,4 @@
-"""benchmarks/fidelity_by_budget.py: Kendall tau within each budget, from hand-made inputs."""
+"""experiments/fidelity_by_budget.py: Kendall tau within each budget, from hand-made inputs."""
 
 import json
 import subprocess
@@ -6,15 +6,16 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "fidelity_by_budget.py"
+from conftest import load_experiment
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fidelity_by_budget.py"
 # digits architectures and their MAdds (stnas arch show): 214,816 < 231,552 < 295,008 < 303,712
 A, B, C, D = "digits:102220/..000..1.", "digits:221100/0......1.", "digits:012211/01.0.1.10", "digits:212320/1011.111."
 
 
 def _module():
-    return load_benchmark("fidelity_by_budget")
+    return load_experiment("fidelity_by_budget")
 
 
 def _inputs(tmp_path):

@@ -1,4 +1,4 @@
-"""benchmarks/finetune_proxy.py on a tiny trained digits run: its output is what
+"""experiments/finetune_proxy.py on a tiny trained digits run: its output is what
 fidelity_by_budget.py reads, and bad inputs exit 2 with one line."""
 
 import json
@@ -12,19 +12,17 @@ import pytest
 
 from stnas.space import load_space
 
+from conftest import TRAINED_OVERRIDES
+
+VAL_LIMIT = int(next(o for o in TRAINED_OVERRIDES if o.startswith("data.val_limit=")).split("=")[1])
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "finetune_proxy.py"
+SCRIPT = ROOT / "experiments" / "finetune_proxy.py"
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    from stnas.cli import main
-
-    run = tmp_path_factory.mktemp("ft") / "run"
-    assert main(["supernet", "train", "--preset", "digits", "--data", "digits", "--out", str(run), "device=cpu",
-                 "supernet.epochs=1", "pool.epochs=1", "pool.samples=1", "supernet.progress=false",
-                 "data.limit=256", "data.val_limit=100"]) == 0
-    return run
+@pytest.fixture
+def trained(trained_run):
+    """The shared tiny digits run (conftest); the script only reads it."""
+    return trained_run
 
 
 def _truth(path, n=4):
@@ -48,7 +46,7 @@ def test_scores_every_truth_network_in_rank_json_shape(trained, tmp_path):
     p = _run(trained, "--truth", truth, "--steps", 2, "--threads", 1)
     assert p.returncode == 0, p.stderr
     doc = json.loads(p.stdout)
-    assert doc["finetune"]["steps"] == 2 and doc["finetune"]["val_images"] == 100
+    assert doc["finetune"]["steps"] == 2 and doc["finetune"]["val_images"] == VAL_LIMIT
     for mode in ("finetune_loss", "finetune_top1"):
         got = {s["arch"]: s for s in doc["modes"][mode]["scores"]}
         assert sorted(got) == sorted(archs)
@@ -57,7 +55,7 @@ def test_scores_every_truth_network_in_rank_json_shape(trained, tmp_path):
             assert s["score"] == (-s["loss"] if mode == "finetune_loss" else s["top1"])
     # fidelity_by_budget.py reads it as it reads `stnas rank --json`
     (tmp_path / "ft.json").write_text(p.stdout)
-    q = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fidelity_by_budget.py"), str(tmp_path / "ft.json"),
+    q = subprocess.run([sys.executable, str(ROOT / "experiments" / "fidelity_by_budget.py"), str(tmp_path / "ft.json"),
                         "--truth", str(truth)], capture_output=True, text=True, timeout=120)
     assert q.returncode == 0, q.stderr
     assert "finetune_loss" in q.stdout and "400k" in q.stdout

@@ -35,12 +35,28 @@ def test_channels_last_matches():
 
 
 def test_branches_change_the_function():
+    """The same stem, chain and head weights with and without branch edges give different
+    outputs, and silencing the branches (a zero output each) gives the chain-only output:
+    a node sums its inputs."""
     s = load_space("digits")
     rng = np.random.default_rng(2)
     a = s.sample(rng)
+    while a.num_branches < 2:
+        a = s.sample(rng)
     chain = type(a)(s, a.stem, (-1,) * len(s.branch_edges))
     torch.manual_seed(0)
     m1 = build_model(chain).eval()
-    assert len(m1.branches) == 0
+    m2 = build_model(a).eval()
+    assert len(m1.branches) == 0 and len(m2.branches) == a.num_branches
+    missing, unexpected = m2.load_state_dict(m1.state_dict(), strict=False)
+    assert not unexpected and missing and all(k.startswith("branches.") for k in missing)
     x = torch.randn(2, 1, 8, 8)
-    assert torch.isfinite(m1(x)).all()
+    with torch.no_grad():
+        ref, out = m1(x), m2(x)
+        assert torch.isfinite(ref).all() and torch.isfinite(out).all()
+        assert not torch.allclose(out, ref, atol=1e-4)
+        hooks = [m.register_forward_hook(lambda _m, _i, o: torch.zeros_like(o)) for m in m2.branches.values()]
+        silenced = m2(x)
+        for h in hooks:
+            h.remove()
+    torch.testing.assert_close(silenced, ref)

@@ -1,4 +1,4 @@
-"""benchmarks/pass_probability.py: the Monte Carlo against the two limits that symmetry fixes
+"""experiments/pass_probability.py: the Monte Carlo against the two limits that symmetry fixes
 exactly, the pooling and the product rule by hand, and bad inputs."""
 
 import json
@@ -8,16 +8,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import load_benchmark
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "pass_probability.py"
+from conftest import load_experiment
+
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "pass_probability.py"
 TRIALS = 4000
 
 
 def _module():
-    return load_benchmark("pass_probability")
+    return load_experiment("pass_probability")
 
 
 def _close(p, exact):

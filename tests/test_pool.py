@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from stnas.errors import CheckpointError
 from stnas.pool import SamplePool

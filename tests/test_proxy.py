@@ -16,28 +16,24 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from stnas import dist
 from stnas.cli import main
 from stnas.config import resolve
-from stnas.data import make_loader
+from stnas.data import dataset_split, make_loader
 from stnas.errors import ConfigError
 from stnas.proxy import CACHE, Proxy
 from stnas.report import write_report
 from stnas.space import load_space
 from stnas.supernet import Supernet
-from stnas.supernet_train import dataset_split, train_supernet
 
-OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
-             "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
-             "supernet.checkpoint_every=1000"]
+from conftest import TRAINED_OVERRIDES
+
+OVERRIDES = TRAINED_OVERRIDES
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny digits run (2 epochs, a pool of 2 samples), never modified by the tests."""
-    run = tmp_path_factory.mktemp("proxy") / "run"
-    train_supernet(resolve("digits", overrides=OVERRIDES), run, ctx=dist.Context())
-    return run
+@pytest.fixture
+def trained(trained_run):
+    """The shared tiny digits run (conftest), never modified by the tests."""
+    return trained_run
 
 
 @pytest.fixture
@@ -278,7 +274,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
     assert all(m in out for m in ("single", "stabilized", "averaged")) and "Kendall" in out
     res = json.loads((run / "rank.json").read_text())
     assert set(res["modes"]) == {"single", "stabilized", "averaged"}
-    for mode, r in res["modes"].items():
+    for r in res["modes"].values():
         assert [s["arch"] for s in r["scores"]] == [str(a) for a in archs]
         assert -1 <= r["kendall_tau"]["value"] <= 1 and r["top_k"] == 3
     # the stabilized scores of the report are the proxy's (served from the cache it filled)
@@ -306,3 +302,35 @@ def test_rank_and_stability_commands(run, archs, capsys):
     for part in ("epochs", "pool_samples", "pool_running_mean"):
         for p in res[part]["pairs"]:
             assert p["tau"] is None or -1 <= p["tau"] <= 1
+
+
+def test_bn_recalibration_is_the_cumulative_average_by_hand():
+    """``update_bn`` (what the proxy calls) gives the running statistics of the hand-written
+    recipe: reset, momentum None, BN alone in train mode, one pass; dropout does not matter
+    because it follows every BN."""
+    import copy
+
+    from torch.optim.swa_utils import update_bn
+
+    space = load_space("cifar")  # its head has dropout
+    arch = space.sample(np.random.default_rng(5))
+    torch.manual_seed(0)
+    net = Supernet(space).extract(arch)
+    batches = [torch.randn(8, 3, 32, 32) for _ in range(3)]
+    by_hand, by_lib = net, copy.deepcopy(net)
+    bns = [m for m in by_hand.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    assert bns and any(isinstance(m, nn.Dropout) for m in net.modules())
+    with torch.no_grad():
+        by_hand.eval()
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()
+        for x in batches:
+            by_hand(x)
+        by_hand.eval()
+        by_lib.eval()
+        update_bn(batches, by_lib)
+    assert not by_lib.training
+    for (name, a), b in zip(by_hand.state_dict().items(), by_lib.state_dict().values()):
+        assert torch.equal(a, b), name

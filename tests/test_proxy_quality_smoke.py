@@ -1,4 +1,4 @@
-"""Smoke test of benchmarks/proxy_quality.py (issue 5): its --smoke mode on the digits
+"""Smoke test of experiments/proxy_quality.py (issue 5): its --smoke mode on the digits
 preset, run twice in a subprocess; the second run must come entirely from the caches."""
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stnas.arch import load_arch
 from stnas.ranking import load_truth
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "proxy_quality.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "proxy_quality.py"
 SUPERNETS = ["sgd", "sgld_T1", "sgld_T10"]
 # the smoke plan: K sweep 2,3 on SGD and SGLD T=1, pool size 3 only on T=10
 CELLS = ([(n, "single", "–") for n in SUPERNETS]
@@ -102,7 +101,7 @@ def test_table_has_every_cell_with_valid_statistics(smoke):
         assert m, r
         tau = float(m.group(1))
         assert -1 <= tau <= 1
-    assert "python benchmarks/proxy_quality.py --smoke" in (smoke["res"] / "proxy_quality.md").read_text()
+    assert "python experiments/proxy_quality.py --smoke" in (smoke["res"] / "proxy_quality.md").read_text()
 
 
 def test_statistics_agree_with_scipy_and_the_proxy_cache(smoke):

@@ -3,7 +3,6 @@
 import json
 import math
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -13,15 +12,17 @@ import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
-from conftest import kill_at_first_checkpoint
 from stnas.arch import save_arch
 from stnas.cli import main
 from stnas.data import get_dataset
 from stnas.export import load_model
 from stnas.space import load_space
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", STNAS_THREADS="1")
+from conftest import kill_at_first_checkpoint, run_cli
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
 RETRAIN = [sys.executable, "-m", "stnas.cli", "retrain", "retrain.progress=false"]
+RETRAIN_ARGS = RETRAIN[3:]  # the same, for an in-process call (run_cli)
 ARCH = str(load_space("digits").sample(np.random.default_rng(7)))
 
 
@@ -34,8 +35,7 @@ def _stack(dataset):
 def run(tmp_path_factory):
     """A short digits retrain through the CLI (3 epochs of the preset's recipe)."""
     out = tmp_path_factory.mktemp("retrain") / "run"
-    p = subprocess.run(RETRAIN + ["--arch", ARCH, "--out", str(out), "--epochs", "3"], capture_output=True,
-                       text=True, env=ENV, timeout=600)
+    p = run_cli(RETRAIN_ARGS + ["--arch", ARCH, "--out", out, "--epochs", "3"])
     assert p.returncode == 0, p.stderr[-2000:]
     assert "top-1" in p.stdout
     return out
@@ -87,15 +87,15 @@ def test_finished_run_is_not_overwritten(run, capsys):
     assert (run / "model_card.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
     args = ["--arch", ARCH, "--epochs", "2", "--batch-size", "32", "retrain.limit=320",
             "retrain.checkpoint_every=3"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(RETRAIN + ["--out", str(ref)] + args, check=True, capture_output=True, env=ENV, timeout=300)
-    kill_at_first_checkpoint(RETRAIN + ["--out", str(cut)] + args, cut, ENV)
+    assert run_cli(RETRAIN_ARGS + ["--out", ref] + args).returncode == 0
+    kill_at_first_checkpoint(RETRAIN + ["--out", str(cut)] + args, cut, ENV)  # a real process, to SIGKILL
     assert not (cut / "model_card.json").exists(), "the run finished before it could be killed"
-    subprocess.run(RETRAIN[:4] + ["--out", str(cut), "--resume"], check=True, capture_output=True, env=ENV,
-                   timeout=300)
+    assert run_cli(RETRAIN_ARGS[:1] + ["--out", cut, "--resume"]).returncode == 0
     a, b = load_file(ref / "model" / "model.safetensors"), load_file(cut / "model" / "model.safetensors")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     ca, cb = (json.loads((d / "model_card.json").read_text()) for d in (ref, cut))

@@ -12,15 +12,14 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
-from stnas.arch import load_arch
 from stnas.cli import main
 from stnas.errors import DataError
 from stnas.ranking import load_truth
-from stnas.space import load_space
+from stnas.space import load_arch, load_space
 
-from conftest import load_benchmark
+from conftest import load_experiment, run_cli
 
-FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "benchmarks" / "found_vs_random.py"
+FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "experiments" / "found_vs_random.py"
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
@@ -30,8 +29,7 @@ SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.populat
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("run") / "r"
-    p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--preset", "digits", "--budget", "200k,350k",
-                        "--out", str(out)] + SMALL, capture_output=True, text=True, env=ENV, timeout=900)
+    p = run_cli(["run", "--preset", "digits", "--budget", "200k,350k", "--out", out] + SMALL)
     assert p.returncode == 0, p.stderr[-3000:]
     return out, p
 
@@ -73,8 +71,9 @@ def _cards(root: Path) -> dict:
     return {str(p.relative_to(root)): (p.read_text(), p.stat().st_mtime_ns) for p in root.rglob("model_card.json")}
 
 
+@pytest.mark.slow
 def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
-    """benchmarks/found_vs_random.py with --set: found and random retrained with that recipe in
+    """experiments/found_vs_random.py with --set: found and random retrained with that recipe in
     parallel, numbers taken from their model cards; a rerun reuses every retraining."""
     out, _ = finished_run
     run_cards = _cards(out / "retrain")
@@ -130,8 +129,8 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
         label = labels[row["budget"]]
         groups = [[json.loads((found_dir / f"budget_{label}" / f"seed{s}" / "model_card.json").read_text())["top1"]
                    for s in (0, 1)]]
-        groups += [[json.loads((base / f"budget_{label}" / f"arch_{i:02d}{sfx}" / "model_card.json").read_text())["top1"]
-                    for sfx in ("", "_seed1")] for i in range(2)]
+        groups += [[json.loads((base / f"budget_{label}" / f"arch_{i:02d}{sfx}" / "model_card.json").read_text())
+                    ["top1"] for sfx in ("", "_seed1")] for i in range(2)]
         effect = row["architecture_effect"]
         assert (effect["archs"], effect["seeds"]) == (3, 2)
         if len({v for g in groups for v in g}) > 1:
@@ -155,6 +154,7 @@ def test_found_vs_random_bad_input_exits_2(finished_run, tmp_path, args, needle)
     assert "Traceback" not in p.stderr and not (tmp_path / "x.json").exists()
 
 
+@pytest.mark.slow
 def test_killed_run_resumes(tmp_path):
     out = tmp_path / "r"
     cmd = [sys.executable, "-m", "stnas.cli", "run", "--preset", "digits", "--out", str(out)] + SMALL
@@ -165,10 +165,10 @@ def test_killed_run_resumes(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "report.json").exists()
-    p = subprocess.run([sys.executable, "-m", "stnas.cli", "run", "--out", str(out), "--resume"],
-                       capture_output=True, text=True, env=ENV, timeout=900)
+    p = run_cli(["run", "--out", out, "--resume"])
     assert p.returncode == 0, p.stderr[-3000:]
-    keys = [(r["arch"], r["source"], r["key"]) for r in map(json.loads, (out / "proxy_cache.jsonl").read_text().split("\n")[:-1])]
+    lines = (out / "proxy_cache.jsonl").read_text().split("\n")[:-1]
+    keys = [(r["arch"], r["source"], r["key"]) for r in map(json.loads, lines)]
     assert len(keys) == len(set(keys)), "a cached evaluation was computed again"
     assert (out / "report.md").is_file()
 
@@ -194,7 +194,7 @@ def test_embedded_default_prefers_fashion_mnist():
 
 def test_run_all_retrains_a_shared_folder_once(monkeypatch):
     """One network chosen for two budgets: both keys point at one folder, retrained once."""
-    mod = load_benchmark("found_vs_random")
+    mod = load_experiment("found_vs_random")
     calls = []
     monkeypatch.setattr(mod, "train", lambda arch, cfg, out, threads=0: calls.append(out) or len(calls) / 10)
     tasks = {("6M", "found", 0): ("a", {}, "/x/6M"), ("8M", "found", 0): ("a", {}, "/x/6M"),
@@ -207,7 +207,7 @@ def test_run_all_retrains_a_shared_folder_once(monkeypatch):
 def test_architecture_effect_by_hand():
     """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
     MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
-    architecture_effect = load_benchmark("found_vs_random").architecture_effect
+    architecture_effect = load_experiment("found_vs_random").architecture_effect
     effect = architecture_effect([[1, 3], [5, 7]])
     assert effect["F"] == pytest.approx(8.0)
     assert effect["noise_sd"] == pytest.approx(2 ** 0.5) and effect["arch_sd"] == pytest.approx(7 ** 0.5)

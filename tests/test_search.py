@@ -2,7 +2,6 @@
 
 import json
 import zlib
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -10,22 +9,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.arch import load_arch
-from stnas.config import DEFAULTS, parse_count
+from stnas.config import DEFAULTS, check_search, parse_count
 from stnas.errors import ConfigError, SpaceError
-from stnas.search import budget_label, pareto_front, search
-from stnas.space import SearchSpace, load_space
+from stnas.format import budget_label
+from stnas.score import Score
+from stnas.search import pareto_front, search
+from stnas.space import SearchSpace, load_arch, load_space
 
 SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures
-
-
-@dataclass
-class Score:
-    arch: str
-    score: float
-    std: float
-    loss: float = 0.0
-    per_sample: list = field(default_factory=list)
 
 
 class LinearScorer:
@@ -40,8 +31,8 @@ class LinearScorer:
         self.calls: list[list[str]] = []
 
     def value(self, a) -> float:
-        return float(sum(self.ws[k, o] for k, o in enumerate(a.stem)) + sum(self.wb[k, o] for k, o in enumerate(a.branches))
-                     + self.per_madd * self.space.madds(a))
+        return float(sum(self.ws[k, o] for k, o in enumerate(a.stem))
+                     + sum(self.wb[k, o] for k, o in enumerate(a.branches)) + self.per_madd * self.space.madds(a))
 
     def optimum(self):
         """The per-edge argmax over allowed choices (the objective is separable)."""
@@ -61,9 +52,10 @@ class LinearScorer:
 
 
 def cfg(**kw):
+    """A search section, checked as ``resolve`` checks it."""
     c = dict(DEFAULTS["search"], budgets=[200_000], population=16, parents=4, generations=6, random_samples=96, top=3)
     c.update(kw)
-    return c
+    return check_search(c)
 
 
 def read_jsonl(path):
@@ -336,15 +328,9 @@ def test_cli_not_a_run_dir(capsys, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
-    pytest.importorskip("stnas.proxy")
-    from stnas.cli import main
-
-    run = tmp_path_factory.mktemp("search") / "run"
-    rc = main(["supernet", "train", "--preset", "digits", "--data", "digits", "--out", str(run),
-               "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false"])
-    assert rc == 0
-    return run
+def digits_run(trained_copy):
+    """The shared trained run (conftest), a copy of this module's (the search writes into it)."""
+    return trained_copy
 
 
 def test_cli_search_on_a_trained_run(capsys, digits_run):
@@ -400,7 +386,7 @@ def test_budget_floor_out_of_range_is_a_config_error(floor):
     with pytest.raises(ConfigError, match="search.budget_floor"):
         resolve("digits", overrides=[f"search.budget_floor={floor}"])
     with pytest.raises(ConfigError, match="search.budget_floor"):
-        search(SPACE, LinearScorer(SPACE), cfg(budget_floor=floor), None, progress=False)
+        cfg(budget_floor=floor)
 
 
 def _rec(per, madds=100_000, name="r"):
@@ -466,13 +452,14 @@ def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
     assert summary["best"]["300k"]["madds"] == res.best[300_000][0].madds
 
 
-@pytest.mark.parametrize("kw, words", [({"select": "largest"}, "search.select"), ({"tie_alpha": 0.0}, "search.tie_alpha"),
+@pytest.mark.parametrize("kw, words", [({"select": "largest"}, "search.select"),
+                                       ({"tie_alpha": 0.0}, "search.tie_alpha"),
                                        ({"tie_alpha": 1.0}, "search.tie_alpha")])
 def test_select_bad_values_are_config_errors(kw, words):
     from stnas.config import resolve
 
     with pytest.raises(ConfigError, match=words):
-        search(SPACE, LinearScorer(SPACE), cfg(**kw), None, progress=False)
+        cfg(**kw)
     with pytest.raises(ConfigError, match=words):
         resolve("digits", overrides=[f"search.{k}={v}" for k, v in kw.items()])
     with pytest.raises(ConfigError, match="needs proxy.mode stabilized"):
@@ -515,7 +502,7 @@ def test_screen_scores_only_the_best_share_of_each_budget_fully(tmp_path):
     full, screen = LinearScorer(SPACE), NoisyScreen(SPACE)
     res = search(SPACE, full, cfg(budgets=budgets, screen=0.25), tmp_path, seed=3, progress=False, screen=screen)
     assert len(full.calls) == len(screen.calls) == res.generations
-    for gen, (screened_batch, full_batch) in enumerate(zip(screen.calls, full.calls)):
+    for screened_batch, full_batch in zip(screen.calls, full.calls):
         # the screen sees every candidate; the full scorer the best ceil(25%) of each budget's
         assert set(full_batch) <= set(screened_batch)
         per_budget = [screened_batch[i::2] for i in range(2)]  # candidate i targets budgets[i % 2]
@@ -561,3 +548,27 @@ def test_screen_config_is_checked(value, msg):
     with pytest.raises(ConfigError, match="stabilized"):
         resolve("digits", overrides=["search.screen=0.2", "proxy.mode=single"])
     assert resolve("digits", overrides=["search.screen=0.2"])["search"]["screen"] == 0.2
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(0.0, 1.0), min_size=2, max_size=8), st.lists(st.floats(-0.2, 0.2), min_size=8, max_size=8),
+       st.floats(0.01, 0.5))
+def test_ties_follow_the_paired_t_test_by_hand(best, shifts, alpha):
+    """A record ties with the best when the one-sided paired t-test (t = mean(d) / (sd(d) /
+    sqrt(n)), p = P(T_{n-1} <= t)) keeps H0 at ``alpha``, or when d is constant and >= 0."""
+    from scipy import stats as sps
+
+    from stnas.search import Record, tied_with_best
+
+    n = len(best)
+    other = [b + s for b, s in zip(best, shifts[:n])]
+    a = SPACE.sample(np.random.default_rng(0))
+    rec = [Record(a, 1, 1, float(np.mean(v)), 0.0, 0, per_sample=tuple(v)) for v in (best, other)]
+    d = np.asarray(other) - np.asarray(best)
+    if np.ptp(d) == 0:
+        want = d[0] >= 0
+    else:
+        with np.errstate(divide="ignore"):  # a spread below float resolution: t is infinite
+            t = d.mean() / (d.std(ddof=1) / np.sqrt(n))
+        want = sps.t.cdf(t, n - 1) >= alpha
+    assert (len(tied_with_best(rec, alpha)) == 2) == want

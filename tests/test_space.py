@@ -69,6 +69,7 @@ def test_all_presets_load():
 
 def test_preset_and_bare_space_files(tmp_path):
     import yaml
+
     from stnas.space import load_preset
     full = load_preset("digits")
     (tmp_path / "bare.yaml").write_text(yaml.safe_dump(full["space"]))

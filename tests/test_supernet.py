@@ -93,7 +93,7 @@ def test_forward_nodes_matches_naive_sum(n, data):
 class _Val:
     """A number that registers itself on creation, to count the live feature maps."""
 
-    live: "weakref.WeakSet[_Val]" = weakref.WeakSet()
+    live: weakref.WeakSet[_Val] = weakref.WeakSet()
 
     def __init__(self, v):
         self.v = v

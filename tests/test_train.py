@@ -10,15 +10,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import kill_at_first_checkpoint
 from stnas.cli import main
-from stnas.config import DEFAULTS, resolve
+from stnas.config import DEFAULTS
 from stnas.errors import ConfigError
 from stnas.train import lr_at
 
-ENV = dict(os.environ, OMP_NUM_THREADS="1", STNAS_THREADS="1")
+from conftest import kill_at_first_checkpoint, run_cli
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
 TRAIN = [sys.executable, "-m", "stnas.cli", "supernet", "train", "--preset", "digits", "--data", "digits",
          "supernet.progress=false"]
+TRAIN_ARGS = TRAIN[3:]  # the same, for an in-process call (run_cli)
 
 
 def _same_files(a: Path, b: Path):
@@ -30,8 +32,7 @@ def _same_files(a: Path, b: Path):
 
 def test_cli_train_writes_run_dir(tmp_path):
     out = tmp_path / "run"
-    p = subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=3", "pool.epochs=1", "pool.samples=2"],
-                       capture_output=True, text=True, env=ENV, timeout=300)
+    p = run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=3", "pool.epochs=1", "pool.samples=2"])
     assert p.returncode == 0, p.stderr[-2000:]
     assert (out / "config.yaml").is_file() and (out / "supernet.safetensors").is_file()
     assert list((out / "checkpoints").glob("step_*.pt"))
@@ -41,19 +42,19 @@ def test_cli_train_writes_run_dir(tmp_path):
     recs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert recs and recs[-1]["step"] == json.loads((out / "supernet.json").read_text())["steps"]
     # an existing run is never overwritten
-    p = subprocess.run(TRAIN + ["--out", str(out)], capture_output=True, text=True, env=ENV, timeout=120)
+    p = run_cli(TRAIN_ARGS + ["--out", out])
     assert p.returncode == 2 and "already holds" in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
     args = ["supernet.epochs=4", "supernet.checkpoint_every=7", "pool.epochs=2", "pool.samples=3",
             "--optimizer", "sgld"]
     ref, cut = tmp_path / "ref", tmp_path / "cut"
-    subprocess.run(TRAIN + ["--out", str(ref)] + args, check=True, capture_output=True, env=ENV, timeout=300)
-    kill_at_first_checkpoint(TRAIN + ["--out", str(cut)] + args, cut, ENV)
+    assert run_cli(TRAIN_ARGS + ["--out", ref] + args).returncode == 0
+    kill_at_first_checkpoint(TRAIN + ["--out", str(cut)] + args, cut, ENV)  # a real process, to SIGKILL
     assert not (cut / "supernet.safetensors").exists(), "the run finished before it could be killed"
-    subprocess.run(TRAIN[:5] + ["--out", str(cut), "--resume"], check=True, capture_output=True, env=ENV,
-                   timeout=300)
+    assert run_cli(TRAIN_ARGS[:2] + ["--out", cut, "--resume"]).returncode == 0
     _same_files(ref / "supernet.safetensors", cut / "supernet.safetensors")
     for f in sorted((ref / "pool").glob("sample_*.safetensors")):
         _same_files(f, cut / "pool" / f.name)
@@ -63,21 +64,19 @@ def test_sigkill_and_resume_is_bitwise_equal(tmp_path):
 
 def test_corrupted_checkpoint_clear_error_previous_kept(tmp_path):
     out = tmp_path / "run"
-    subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=2", "supernet.checkpoint_every=5",
-                            "pool.epochs=1"], check=True, capture_output=True, env=ENV, timeout=300)
+    assert run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=2", "supernet.checkpoint_every=5",
+                                 "pool.epochs=1"]).returncode == 0
     ckpts = sorted((out / "checkpoints").glob("step_*.pt"))
     assert len(ckpts) == 2
     data = ckpts[-1].read_bytes()
     ckpts[-1].write_bytes(data[: len(data) // 2])  # truncated
-    p = subprocess.run(TRAIN[:5] + ["--out", str(out), "--resume"], capture_output=True, text=True, env=ENV,
-                       timeout=120)
+    p = run_cli(TRAIN_ARGS[:2] + ["--out", out, "--resume"])
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
     assert ckpts[-1].name in p.stderr and ckpts[0].name in p.stderr
     assert ckpts[0].exists() and ckpts[-1].exists()
     # the previous good one resumes
-    p = subprocess.run(TRAIN[:5] + ["--out", str(out), "--resume", str(ckpts[0])], capture_output=True,
-                       text=True, env=ENV, timeout=300)
+    p = run_cli(TRAIN_ARGS[:2] + ["--out", out, "--resume", ckpts[0]])
     assert p.returncode == 0, p.stderr[-2000:]
 
 
@@ -100,57 +99,6 @@ def test_torchrun_two_ranks(tmp_path):
         torch.testing.assert_close(two[k], one[k], atol=1e-5, rtol=0)
     other = load_file(tmp_path / "b" / "rank1.safetensors")
     assert all(torch.equal(other[k], two[k]) for k in two)
-
-
-def test_config_resolution_and_errors(tmp_path):
-    cfg = resolve("digits", overrides=["supernet.lr=0.05", "pool.samples=3"])
-    assert cfg["supernet"]["lr"] == 0.05 and cfg["pool"]["samples"] == 3
-    assert cfg["supernet"]["epochs"] != DEFAULTS["supernet"]["epochs"]  # the preset's recipe applies
-    user = tmp_path / "c.yaml"
-    user.write_text("supernet:\n  epochs: 2\n")
-    assert resolve("digits", user, {"supernet.epochs": 5})["supernet"]["epochs"] == 5
-    for bad, msg in [(["supernet.lrr=1"], "did you mean supernet.lr"), (["supernet.lr=fast"], "number"),
-                     (["supernet.optimizer=adam"], "sgd, sgld"), (["nokey"], "key=value"),
-                     (["pool.epochs=99"], "pool.epochs")]:
-        with pytest.raises(ConfigError, match=msg):
-            resolve("digits", overrides=bad)
-    user.write_text("supernet: [1, 2")
-    with pytest.raises(ConfigError, match="not valid YAML"):
-        resolve("digits", user)
-
-
-@pytest.mark.parametrize("override, msg", [
-    # each used to pass resolution and fail hours later, or train with a nonsense value
-    ("retrain.momentum=2", r"retrain.momentum must be in \[0, 1\)"),
-    ("supernet.weight_decay=-1", "supernet.weight_decay must be >= 0"),
-    ("retrain.label_smoothing=2", r"retrain.label_smoothing must be in \[0, 1\)"),
-    ("retrain.warmup_epochs=-1", "retrain.warmup_epochs must be >= 0"),
-    ("retrain.grad_clip=-1", "retrain.grad_clip must be > 0 or null"),
-    ("supernet.min_lr=-0.1", "supernet.min_lr must be >= 0"),
-    ("retrain.step_epochs=0", "retrain.step_epochs must be >= 1"),
-    ("supernet.lr=.nan", "finite number"), ("retrain.lr=.inf", "finite number"),
-    ("seed=-1", "seed must be >= 0"),
-    ("data.workers=-1", "data.workers must be >= 0"),
-    ("data.image_size=0", "data.image_size must be a positive integer"),
-    ("data.image_size=big", "data.image_size must be a positive integer"),
-    ("data.val_limit=0", "data.val_limit"), ("data.limit=lots", "data.limit"),
-    ("data.dataset=mnist", "data.dataset must be one of digits, fashion-mnist"),
-    ("proxy.batch_size=0", "proxy.batch_size must be >= 1"),
-    ("proxy.samples=0", "proxy.samples must be a positive integer"),
-    ("sgld.temperature=-1", "SGLD: temperature must be >= 0"),
-    ("sgld.momentum=1.5", r"SGLD: momentum must be in \[0, 1\)"),
-    ("pool.lr=-1", "SGLD: lr must be >= 0"),
-])
-def test_config_values_are_checked_before_any_work(override, msg):
-    with pytest.raises(ConfigError, match=msg):
-        resolve("digits", overrides=[override])
-
-
-def test_config_counts_and_nulls_pass():
-    cfg = resolve("digits", overrides=["data.limit=1k", "data.val_limit=200", "retrain.grad_clip=null",
-                                       "proxy.samples=2", "data.image_size=16", "sgld.temperature=0"])
-    assert cfg["data"]["limit"] == 1000 and cfg["data"]["val_limit"] == 200
-    assert cfg["retrain"]["grad_clip"] is None and cfg["data"]["image_size"] == 16
 
 
 def test_lr_schedule_shape():
@@ -178,8 +126,7 @@ def test_library_resume_must_match_the_saved_settings(tmp_path):
     from stnas.supernet_train import train_supernet
 
     out = tmp_path / "run"
-    subprocess.run(TRAIN + ["--out", str(out), "supernet.epochs=1", "pool.epochs=1", "pool.samples=1"],
-                   check=True, capture_output=True, env=ENV, timeout=300)
+    assert run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=1", "pool.epochs=1", "pool.samples=1"]).returncode == 0
     cfg = load_run_config(out)
     files = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     for change, section in [({"sgld": cfg["sgld"] | {"temperature": 10.0}}, "sgld"),
@@ -188,3 +135,31 @@ def test_library_resume_must_match_the_saved_settings(tmp_path):
         with pytest.raises(ConfigError, match=rf"\({section} differ"):
             train_supernet(cfg | change, out, resume=True)
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == files
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_trainer_keeps_one_loader_with_the_per_epoch_batches(tmp_path, monkeypatch, workers):
+    """One DataLoader serves every epoch (so persistent workers persist), and each epoch still
+    gets exactly the batches of a loader made for that epoch."""
+    from stnas import dist, train
+    from stnas.data import get_dataset, make_loader
+
+    data = get_dataset("digits", "train", limit=192, split_seed=0)
+    recipe = dict(DEFAULTS["retrain"], epochs=3, batch_size=64, progress=False, amp="off", channels_last="off",
+                  checkpoint_every=1000, warmup_epochs=0)
+    made = []
+    monkeypatch.setattr(train, "make_loader", lambda *a, **kw: made.append(kw) or make_loader(*a, **kw))
+    seen = []
+
+    def forward(model, x, step):
+        seen.append(x.clone())
+        return model(x)
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    trainer = train.Trainer(model, recipe, data, tmp_path, dist.Context(), seed=3, forward=forward, workers=workers)
+    trainer.fit()
+    assert len(made) == 2  # the steps-per-epoch probe and the one training loader
+    want = [x for epoch in range(3)
+            for x, _ in make_loader(data, 64, train=True, seed=3, epoch=epoch)]
+    assert len(seen) == len(want) == 9
+    assert all(torch.equal(a, b) for a, b in zip(seen, want))

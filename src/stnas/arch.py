@@ -13,7 +13,7 @@ String grammar (one line, for logs and the command line)::
 
 Example, a 6-edge space with 9 branch edges: ``digits:021543/..1....0.``.
 
-JSON file (versioned; written by ``save_arch``, read by ``load_arch``)::
+JSON file (versioned; written by ``save_arch``, read by ``stnas.space.load_arch``)::
 
     {"format": "stnas-arch", "version": 1,
      "space": "paper", "space_fingerprint": "3f0c9e2a41d7",
@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stnas.errors import ArchError, SpaceError
+from stnas.errors import ArchError
 from stnas.fileio import write_json
 
 if TYPE_CHECKING:
@@ -80,8 +80,8 @@ class Arch:
     def __repr__(self) -> str:
         return f"Arch({to_string(self)!r})"
 
-    def __reduce__(self):  # pickling for DataLoader workers / multiprocessing
-        return (_rebuild, (self.space.config, self.stem, self.branches))
+    def __reduce__(self):  # pickling for DataLoader workers / multiprocessing (the space pickles as its config)
+        return (Arch._trusted, (self.space, self.stem, self.branches))
 
     @property
     def madds(self) -> int:
@@ -103,11 +103,6 @@ class Arch:
             "branches": [{"from": b.src, "to": b.dst, "op": s.branch_ops[o].name}
                          for b, o in zip(s.branch_edges, self.branches) if o >= 0],
         }
-
-
-def _rebuild(config, stem, branches):
-    from stnas.space import SearchSpace
-    return Arch._trusted(SearchSpace(config), stem, branches)
 
 
 def _validate(space: SearchSpace, stem: tuple[int, ...], branches: tuple[int, ...]) -> None:
@@ -213,14 +208,11 @@ def save_arch(arch: Arch, path: str | Path) -> Path:
     return write_json(path, arch.to_json())
 
 
-def load_arch(source: str | Path, space: SearchSpace | str | None = None) -> Arch:
-    """An architecture from a JSON file, a JSON text or a string (see the module docstring).
-
-    ``space`` may be a SearchSpace, a preset name or a YAML path; by default the
-    space named in the input is looked up among the presets.
-    """
-    from stnas.space import list_presets, load_space
-
+def read_source(source: str | Path) -> tuple[Any, str, str | None]:
+    """What an architecture source holds: ``(json_obj, text, space_name)``, where
+    ``json_obj`` is None for a string ``SPACE:STEM/BRANCHES`` and ``source`` may be a JSON
+    file, a JSON text or such a string. Decoding against a space is
+    :func:`stnas.space.load_arch`'s job."""
     text = str(source).strip()
     if not text:
         raise ArchError("empty architecture: give a JSON file or a string SPACE:STEM/BRANCHES")
@@ -241,14 +233,4 @@ def load_arch(source: str | Path, space: SearchSpace | str | None = None) -> Arc
         name = obj.get("space") if isinstance(obj, dict) else None
     else:
         name = text.split(":", 1)[0] if ":" in text else None
-    if space is None:
-        if not isinstance(name, str) or not name:
-            raise ArchError("the architecture names no space: expected SPACE:STEM/BRANCHES or a JSON file")
-        if name not in list_presets():
-            raise ArchError(f"unknown space {name!r}: pass the space's YAML file (presets: {', '.join(list_presets())})")
-        space = name
-    try:
-        space = load_space(space)
-    except SpaceError as exc:
-        raise ArchError(str(exc)) from None
-    return from_json(obj, space) if obj is not None else from_string(text, space)
+    return obj, text, name

@@ -18,11 +18,10 @@ from typing import Any
 
 import yaml
 
-from stnas.data import DATASETS
-from stnas.errors import ConfigError
+from stnas import choices
+from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_text
-from stnas.sgld import check_settings as check_sgld
-from stnas.space import SAMPLING_MODES
+from stnas.presets import read_preset
 
 # A training recipe: the keys shared by supernet training and retraining.
 RECIPE: dict[str, Any] = {
@@ -187,8 +186,6 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
             None values are ignored (flag not given).
         overrides: ``key=value`` strings.
     """
-    from stnas.space import load_preset
-
     layers = user_layers(config_file, flags, overrides)
     chosen = preset
     for layer in layers:
@@ -201,6 +198,23 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
     cfg = apply_layers(_merge(DEFAULTS, preset_cfg), layers)
     cfg["preset"] = str(chosen)
     return cfg
+
+
+def load_preset(name_or_path: str | Path) -> dict:
+    """The full preset dict (space, data and recipes) of a preset name or YAML file; a bare
+    space file (no ``space:`` section and no run sections) becomes ``{"space": ...}``.
+
+    Raises:
+        SpaceError: unreadable, not a mapping, or run sections without a space section.
+    """
+    data = read_preset(name_or_path)
+    if "space" not in data:
+        run_sections = sorted(set(DEFAULTS) & set(data))
+        if run_sections:
+            raise SpaceError(f"{name_or_path} has run settings ({', '.join(run_sections)}) but no 'space:' section; "
+                             f"a preset file needs one (see the presets in stnas/presets/)")
+        data = {"space": data}
+    return data
 
 
 def user_layers(config_file: str | Path | None = None, flags: dict | None = None,
@@ -240,20 +254,18 @@ def _nest(key: str, value: Any) -> dict:
 
 
 _CHOICES = {
-    ("data", "dataset"): DATASETS,
-    ("supernet", "optimizer"): ("sgd", "sgld"),
-    ("supernet", "schedule"): ("cosine", "step", "constant"),
-    ("supernet", "sampling"): SAMPLING_MODES,
-    ("supernet", "amp"): ("auto", "bf16", "off"),
-    ("supernet", "channels_last"): ("auto", "on", "off"),
-    ("retrain", "schedule"): ("cosine", "step", "constant"),
-    ("retrain", "amp"): ("auto", "bf16", "off"),
-    ("retrain", "channels_last"): ("auto", "on", "off"),
-    ("proxy", "mode"): ("single", "stabilized", "averaged"),
-    ("proxy", "metric"): ("top1", "loss"),
-    ("search", "algorithm"): ("evolution", "random"),
-    ("search", "select"): ("best", "largest_tied"),
-}
+    ("data", "dataset"): choices.DATASETS,
+    ("supernet", "optimizer"): choices.OPTIMIZERS,
+    ("supernet", "schedule"): choices.SCHEDULES,
+    ("supernet", "sampling"): choices.SAMPLING_MODES,
+    ("supernet", "amp"): choices.AMP_MODES,
+    ("supernet", "channels_last"): choices.CHANNELS_LAST,
+    ("retrain", "schedule"): choices.SCHEDULES,
+    ("retrain", "amp"): choices.AMP_MODES,
+    ("retrain", "channels_last"): choices.CHANNELS_LAST,
+    ("proxy", "mode"): choices.PROXY_MODES,
+    ("proxy", "metric"): choices.PROXY_METRICS,
+}  # and the search section's, in check_search
 
 
 def pool_lr(cfg: dict) -> float:
@@ -266,9 +278,9 @@ _HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--da
 
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
-    for (sec, key), choices in _CHOICES.items():
-        if cfg[sec][key] not in choices:
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}"
+    for (sec, key), allowed in _CHOICES.items():
+        if cfg[sec][key] not in allowed:
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}"
                               f"{_HINTS.get((sec, key), '')}")
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
@@ -303,7 +315,38 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"proxy.batch_size must be >= 1, got {px['batch_size']}")
     if px["samples"] is not None and (type(px["samples"]) is not int or px["samples"] < 1):
         raise ConfigError(f"proxy.samples must be a positive integer or null (all), got {px['samples']!r}")
-    se = cfg["search"]
+    check_search(cfg["search"])
+    if cfg["search"]["screen"] is not None and cfg["proxy"]["mode"] != "stabilized":
+        raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
+                          f"got proxy.mode {cfg['proxy']['mode']}")
+    if cfg["search"]["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
+        raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
+                          f"samples), got proxy.mode {cfg['proxy']['mode']}")
+    if cfg["retrain"]["limit"] is not None:
+        cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
+    if cfg["proxy"]["recal_batches"] < 0:
+        raise ConfigError("proxy.recal_batches must be >= 0")
+    pool = cfg["pool"]
+    check_sgld_settings(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
+               noise_scale=cfg["sgld"]["noise_scale"])
+    if pool["samples"] < 1:
+        raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
+    if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
+        raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
+    if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+
+
+def check_search(se: dict) -> dict:
+    """Checks a ``search`` section in place and returns it, its counts parsed to ints
+    (``"4M"`` -> 4000000); what ``stnas.search.search`` expects.
+
+    Raises:
+        ConfigError: a value out of range, an unknown choice or no budget.
+    """
+    for key, allowed in (("algorithm", choices.SEARCH_ALGORITHMS), ("select", choices.SEARCH_SELECT)):
+        if se[key] not in allowed:
+            raise ConfigError(f"search.{key} must be one of {', '.join(allowed)}, got {se[key]!r}")
     for key in ("population", "parents", "generations", "random_samples", "top"):
         if se[key] < 1:
             raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
@@ -313,35 +356,34 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"search.budget_floor must be in [0, 1), got {se['budget_floor']}")
     if not 0 < se["tie_alpha"] < 1:
         raise ConfigError(f"search.tie_alpha must be in (0, 1), got {se['tie_alpha']}")
-    if se["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
-        raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
-                          f"samples), got proxy.mode {cfg['proxy']['mode']}")
-    if se["screen"] is not None:
-        if type(se["screen"]) not in (int, float) or not 0 < se["screen"] <= 1:
-            raise ConfigError(f"search.screen must be a share in (0, 1] or null (off), got {se['screen']!r}")
-        if cfg["proxy"]["mode"] != "stabilized":
-            raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
-                              f"got proxy.mode {cfg['proxy']['mode']}")
+    if se["screen"] is not None and (type(se["screen"]) not in (int, float) or not 0 < se["screen"] <= 1):
+        raise ConfigError(f"search.screen must be a share in (0, 1] or null (off), got {se['screen']!r}")
     if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
         raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
-    budgets = se["budgets"] if isinstance(se["budgets"], list) else [se["budgets"]]
+    budgets = se["budgets"] if isinstance(se["budgets"], (list, tuple)) else [se["budgets"]]
+    if not budgets:
+        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M")
     se["budgets"] = [parse_count(b, "search.budgets") for b in budgets]
     for key in ("min_madds", "max_params"):
         if se[key] is not None:
             se[key] = parse_count(se[key], f"search.{key}")
-    if cfg["retrain"]["limit"] is not None:
-        cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
-    if cfg["proxy"]["recal_batches"] < 0:
-        raise ConfigError("proxy.recal_batches must be >= 0")
-    pool = cfg["pool"]
-    check_sgld(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
-               noise_scale=cfg["sgld"]["noise_scale"])
-    if pool["samples"] < 1:
-        raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
-    if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
-        raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
-    if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
+    return se
+
+
+def check_sgld_settings(lr: float = 0.0, momentum: float = 0.0, weight_decay: float = 0.0, temperature: float = 1.0,
+                        noise_scale: float | None = None) -> None:
+    """The SGLD sampler's value checks (``stnas.sgld.SGLD`` runs them too), torch-free so that
+    a run's config is checked with them before any training."""
+    if not lr >= 0.0:
+        raise ConfigError(f"SGLD: lr must be >= 0, got {lr}")
+    if not 0.0 <= momentum < 1.0:
+        raise ConfigError(f"SGLD: momentum must be in [0, 1), got {momentum}")
+    if not weight_decay >= 0.0:
+        raise ConfigError(f"SGLD: weight_decay must be >= 0, got {weight_decay}")
+    if not temperature >= 0.0:
+        raise ConfigError(f"SGLD: temperature must be >= 0, got {temperature}")
+    if noise_scale is not None and not noise_scale >= 0.0:
+        raise ConfigError(f"SGLD: noise_scale must be >= 0, got {noise_scale}")
 
 
 _SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "m": 10**6, "M": 10**6, "g": 10**9, "G": 10**9}

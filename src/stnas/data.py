@@ -22,15 +22,19 @@ import gzip
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from stnas.choices import DATASETS
 from stnas.errors import ConfigError, DataError
 
-DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagenet")
+if TYPE_CHECKING:
+    from stnas.space import SearchSpace
+
 SPLITS = ("train", "test", "search-train", "search-val")
 # One place for every per-dataset fact: classes, native size, normalization, padding for the
 # random crop (0: none), horizontal flip, default search-val share (float: fraction of each
@@ -389,3 +393,21 @@ def make_loader(dataset, batch_size: int, *, train: bool, seed: int = 0, epoch: 
     return DataLoader(dataset, batch_sampler=sampler, num_workers=workers, persistent_workers=workers > 0,
                       pin_memory=torch.device(device).type == "cuda",
                       generator=torch.Generator().manual_seed(_seed(seed, epoch, rank)))
+
+
+def check_data_fits(space: SearchSpace, dataset: str) -> None:
+    """Raises ConfigError unless ``dataset``'s channels and classes are the space's."""
+    info = INFO[dataset]
+    if len(info["mean"]) != space.input_channels or info["classes"] != space.num_classes:
+        raise ConfigError(f"dataset {dataset} ({len(info['mean'])} channels, {info['classes']} classes) does not fit "
+                          f"space {space.name!r} ({space.input_channels} channels, {space.num_classes} classes)")
+
+
+def dataset_split(cfg: dict, space: SearchSpace, split: str, limit_key: str | None = None, augment=None):
+    """One split of the run's dataset (``cfg["data"]``), at the space's input size unless
+    ``data.image_size`` says otherwise; ``limit_key``: the ``data`` key that caps its size."""
+    d = cfg["data"]
+    check_data_fits(space, d["dataset"])
+    return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
+                       val_fraction=d["val_fraction"], split_seed=cfg["seed"],
+                       limit=d[limit_key] if limit_key else None, augment=augment)

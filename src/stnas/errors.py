@@ -30,3 +30,10 @@ def first_line(exc: BaseException, limit: int = 200) -> str:
     lines = str(exc).strip().splitlines()
     line = lines[0] if lines else type(exc).__name__
     return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def state_dict_detail(exc: BaseException) -> str:
+    """What ``load_state_dict``'s RuntimeError says is wrong: its first detail line (the one
+    after ``Error(s) in loading state_dict ...:``, e.g. ``size mismatch for ...``), else its
+    first line."""
+    return next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), first_line(exc))

@@ -26,11 +26,11 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from stnas.arch import Arch, load_arch, save_arch
-from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line
+from stnas.arch import Arch, save_arch
+from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line, state_dict_detail
 from stnas.fileio import atomic_write, write_text
 from stnas.model import Network, build_model
-from stnas.space import SearchSpace, load_space
+from stnas.space import SearchSpace, load_arch, load_space
 
 FORMAT = "stnas-model"
 WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
@@ -136,8 +136,7 @@ def _load_into(net: torch.nn.Module, tensors: dict, path: Path, what: str) -> No
     try:
         net.load_state_dict(tensors)
     except RuntimeError as exc:
-        first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), first_line(exc))
-        raise CheckpointError(f"{path} does not fit {what}: {first}") from None
+        raise CheckpointError(f"{path} does not fit {what}: {state_dict_detail(exc)}") from None
 
 
 def dir_space(d: Path, space=None) -> SearchSpace | str | None:
@@ -198,14 +197,12 @@ def run_space(run_dir: str | Path) -> SearchSpace:
 def arch_for_run(run_dir: str | Path, arch: Arch | str | Path) -> Arch:
     """``arch`` (an Arch, JSON file or string) checked to be of the run's space."""
     space = run_space(run_dir)
-    if not isinstance(arch, Arch):
-        try:
-            arch = load_arch(arch, space)
-        except ArchError as exc:
-            raise ArchError(f"{exc} (run {run_dir} searches space {space.name!r})") from None
-    if arch.space.fingerprint != space.fingerprint:
-        raise ArchError(f"architecture {arch} is not of run {run_dir}'s space {space.name!r} ({space.fingerprint})")
-    return arch
+    if isinstance(arch, Arch):
+        return space.arch(arch, f" of run {run_dir}")
+    try:
+        return space.arch(arch)
+    except ArchError as exc:
+        raise ArchError(f"{exc} (run {run_dir} searches space {space.name!r})") from None
 
 
 def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path = "supernet") -> Network:

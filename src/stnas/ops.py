@@ -102,7 +102,8 @@ def op_cost(spec: OpSpec, c_in: int, c_out: int, stride: int, size: int) -> tupl
     return madds, params
 
 
-def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1, act: str | None = None) -> nn.Sequential:
+def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1,
+            act: str | None = None) -> nn.Sequential:
     """Conv (no bias) + BN (+ activation)."""
     layers = [
         nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=False),

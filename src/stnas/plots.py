@@ -14,9 +14,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.patches import FancyArrowPatch  # noqa: E402
 
 from stnas.arch import Arch  # noqa: E402
-from stnas.cost import fmt_count  # noqa: E402
 from stnas.errors import ConfigError  # noqa: E402
 from stnas.fileio import atomic_write  # noqa: E402
+from stnas.format import fmt_count  # noqa: E402
 
 _FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpg", ".jpeg": "jpg"}
 
@@ -49,7 +49,7 @@ def draw_arch(arch: Arch, path: str | Path) -> Path:
         ax.add_patch(plt.Circle((j, 0), 0.22, color=cmap((st + 1) % 10), zorder=3))
         ax.text(j, 0, f"x{j}", ha="center", va="center", fontsize=7, color="white", zorder=4)
         ax.text(j, -0.36, f"{s.node_channels[j]}", ha="center", va="top", fontsize=6, color="0.3")
-    for k, (e, o) in enumerate(zip(s.stem_edges, arch.stem)):
+    for e, o in zip(s.stem_edges, arch.stem):
         ax.add_patch(FancyArrowPatch((e.src + 0.22, 0), (e.dst - 0.22, 0), arrowstyle="-|>",
                                      mutation_scale=8, color="black", lw=1.2))
         ax.text((e.src + e.dst) / 2, 0.08, _short(s.ops[o].name) + ("/2" if e.stride == 2 else ""),

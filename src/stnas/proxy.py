@@ -15,7 +15,8 @@ evaluation records both. Three modes (design.md section 4):
 BN recalibration: every BN's running statistics are reset and re-estimated as a cumulative
 average (``momentum=None``) over ``proxy.recal_batches`` fixed batches of search-train (no
 augmentation, drawn once from the run's seed, the same for every architecture and weight
-source), BN in train mode under ``no_grad``, then eval mode. ``recal_batches=0`` keeps the
+source), BN in train mode under ``no_grad`` (``torch.optim.swa_utils.update_bn``), then eval
+mode. ``recal_batches=0`` keeps the
 running statistics the supernet tracked during training (no recalibration).
 
 Every (architecture, weight source) evaluation is appended to ``RUN_DIR/proxy_cache.jsonl``
@@ -31,7 +32,6 @@ import hashlib
 import itertools
 import json
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Mapping
 
@@ -40,36 +40,24 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
+from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from stnas import dist
-from stnas.arch import Arch, load_arch
+from stnas.arch import Arch
+from stnas.choices import PROXY_METRICS, PROXY_MODES
 from stnas.config import load_run_config
-from stnas.data import make_loader
-from stnas.errors import ArchError, CheckpointError, ConfigError, StnasError
+from stnas.data import dataset_split, make_loader
+from stnas.errors import CheckpointError, ConfigError, StnasError, state_dict_detail
 from stnas.fileio import append_jsonl, sha256_file
 from stnas.pool import SamplePool
+from stnas.score import Score
 from stnas.space import SearchSpace, load_space
 from stnas.supernet import Supernet
-from stnas.supernet_train import dataset_split
 from stnas.train import use_amp, use_channels_last
 
-MODES = ("single", "stabilized", "averaged")
-METRICS = ("top1", "loss")
 CACHE = "proxy_cache.jsonl"
 PRELOAD_BYTES = 2 << 30  # search-val sets larger than this (ImageNet) are streamed
-
-
-@dataclass
-class Score:
-    """The proxy's verdict on one architecture."""
-
-    arch: str
-    score: float  # the metric's mean over the weight sources: top-1 in [0, 1], or minus the loss
-    std: float  # the metric's sample std across pool samples (stabilized); 0 otherwise
-    loss: float  # mean cross-entropy on search-val
-    per_sample: list[float] = field(default_factory=list)  # the metric under each weight source
-    top1: float | None = None  # mean top-1 on search-val
 
 
 def _digest(obj) -> str:
@@ -123,11 +111,11 @@ class Proxy:
         self.run_dir = Path(run_dir)
         self.cfg = cfg if cfg is not None else load_run_config(self.run_dir)
         self.mode = mode or self.cfg["proxy"]["mode"]
-        if self.mode not in MODES:
-            raise ConfigError(f"proxy mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode not in PROXY_MODES:
+            raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {self.mode!r}")
         self.metric = self.cfg["proxy"].get("metric", "top1")
-        if self.metric not in METRICS:
-            raise ConfigError(f"proxy.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.metric not in PROXY_METRICS:
+            raise ConfigError(f"proxy.metric must be one of {', '.join(PROXY_METRICS)}, got {self.metric!r}")
         self.ctx = ctx or dist.Context(device=dist.resolve_device(self.cfg["device"]))
         self.progress = progress
         self.space = run_space(self.run_dir, self.cfg)
@@ -209,7 +197,8 @@ class Proxy:
         return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # ------------------------------------------------------------------ weight sources
-    def _sources(self, mode: str, samples: int | None = None) -> list[tuple[str, Callable[[], Mapping[str, torch.Tensor]]]]:
+    def _sources(self, mode: str,
+                 samples: int | None = None) -> list[tuple[str, Callable[[], Mapping[str, torch.Tensor]]]]:
         """(name, loader) of the weight sources a mode averages over (``samples``: the first
         that many pool samples in place of the configured number)."""
         final = self.run_dir / "supernet.safetensors"
@@ -255,8 +244,8 @@ class Proxy:
         try:
             self._net.load_state_dict(state)
         except RuntimeError as e:
-            detail = next((ln.strip() for ln in str(e).splitlines()[1:] if ln.strip()), str(e))[:160]
-            raise CheckpointError(f"weights in {self.run_dir} do not fit space {self.space.name!r}: {detail}") from None
+            raise CheckpointError(f"weights in {self.run_dir} do not fit space {self.space.name!r}: "
+                                  f"{state_dict_detail(e)[:160]}") from None
         return self._net
 
     def evaluate_arch(self, supernet: Supernet, arch: Arch) -> tuple[float, float]:
@@ -266,17 +255,10 @@ class Proxy:
         net = supernet.extract(arch)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         net.eval()
         with torch.no_grad(), self._autocast():
-            if self._recal:
-                for m in bns:
-                    m.reset_running_stats()
-                    m.momentum = None  # cumulative moving average over the batches
-                    m.train()
-                for x in self._recal:
-                    net(x)
-                net.eval()
+            if self._recal:  # running statistics reset, then a cumulative average over the batches
+                update_bn(self._recal, net)
             correct, loss, n = 0, 0.0, 0
             batches = self._val if self._val is not None else (
                 (self._put(x), y.to(self.ctx.device)) for x, y in self._val_loader())
@@ -337,17 +319,7 @@ class Proxy:
 
     def check_archs(self, archs) -> list[Arch]:
         """``archs`` (Arch objects or strings) as Arch objects of this run's space."""
-        out = []
-        for a in archs:
-            if isinstance(a, str):
-                a = load_arch(a, self.space)
-            elif not isinstance(a, Arch):
-                raise ArchError(f"expected an Arch or an architecture string, got {type(a).__name__}")
-            elif a.space.fingerprint != self.space.fingerprint:
-                raise ArchError(f"architecture {a} belongs to space {a.space.name!r}, not to the space "
-                                f"{self.space.name!r} of run {self.run_dir}")
-            out.append(a)
-        return out
+        return [self.space.arch(a, f" of run {self.run_dir}") for a in archs]
 
     # ------------------------------------------------------------------ public
     def score(self, archs, mode: str | None = None, samples: int | None = None) -> list[Score]:
@@ -356,8 +328,8 @@ class Proxy:
         to screen candidates cheaply). Collective under torchrun: every rank calls it with
         the same list."""
         mode = mode or self.mode
-        if mode not in MODES:
-            raise ConfigError(f"proxy mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if mode not in PROXY_MODES:
+            raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {mode!r}")
         self._check_files(mode)
         if samples is not None and not 1 <= samples <= len(self.pool):
             raise ConfigError(f"cannot score on {samples} samples: the pool of {self.run_dir} holds {len(self.pool)}")

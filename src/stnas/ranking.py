@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.arch import Arch, load_arch
+from stnas.arch import Arch
 from stnas.errors import ArchError, ConfigError, StnasError
-from stnas.space import SearchSpace
+from stnas.space import SearchSpace, load_arch
 
 TRUTH_FORMAT = "stnas-truth"
 TRUTH_VERSION = 1

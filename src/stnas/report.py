@@ -11,11 +11,10 @@ import json
 import os
 from pathlib import Path
 
-from stnas.arch import load_arch
-from stnas.cost import fmt_count
 from stnas.fileio import write_json, write_text
+from stnas.format import budget_label, fmt_count
 from stnas.plots import draw_arch, plot_curves, plot_pareto
-from stnas.search import budget_label
+from stnas.space import load_arch
 
 
 def _read_json(path: Path, default=None):
@@ -88,8 +87,8 @@ def _markdown(r: dict, run_dir: Path) -> str:
         card = c.get("model_card") or {}
         top1 = f"{card['top1']:.4f}" if "top1" in card else "not retrained"
         top5 = f"{card['top5']:.4f}" if "top5" in card else ""
-        lines.append(f"| ≤ {fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} | {fmt_count(c['params'])} "
-                     f"| {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} |")
+        lines.append(f"| ≤ {fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} "
+                     f"| {fmt_count(c['params'])} | {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} |")
     lines += [""]
     if r["wall_s"]:
         lines += ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["wall_s"].items()), ""]

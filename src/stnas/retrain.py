@@ -29,16 +29,15 @@ import torch
 import yaml
 
 from stnas import dist
-from stnas.arch import Arch, load_arch, save_arch
+from stnas.arch import Arch, save_arch
 from stnas.checkpoint import CheckpointManager
 from stnas.config import check_same_settings, parse_count, save_config
-from stnas.data import get_dataset
-from stnas.errors import ArchError, ConfigError
+from stnas.data import check_data_fits, get_dataset
+from stnas.errors import ConfigError
 from stnas.export import dir_space, export_model
 from stnas.fileio import write_json, write_text
 from stnas.model import build_model
-from stnas.space import SearchSpace, load_space
-from stnas.supernet_train import check_data_fits
+from stnas.space import SearchSpace, load_arch, load_space
 from stnas.train import Trainer, evaluate, use_amp, use_channels_last
 
 CARD = "model_card.json"
@@ -107,10 +106,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
     run_dir = Path(run_dir)
     ctx = ctx or dist.setup(cfg["device"])
     space = load_space(cfg["preset"])
-    arch = arch if isinstance(arch, Arch) else load_arch(arch, space)
-    if arch.space.fingerprint != space.fingerprint:
-        raise ArchError(f"architecture {arch} is not of space {space.name!r} of preset {cfg['preset']!r} "
-                        f"(pass --preset with the architecture's space)")
+    arch = space.arch(arch, f" of preset {cfg['preset']!r} (pass --preset with the architecture's space)")
     prepare_run_dir(run_dir, bool(resume), ctx)
     if resume:
         saved = run_arch(run_dir)

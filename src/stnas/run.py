@@ -17,10 +17,11 @@ from pathlib import Path
 from stnas import dist
 from stnas.data import get_dataset
 from stnas.errors import ConfigError, DataError
+from stnas.format import budget_label
 from stnas.proxy import Proxy
 from stnas.report import write_report
 from stnas.retrain import retrain
-from stnas.search import budget_label, search
+from stnas.search import search
 from stnas.space import load_space
 from stnas.supernet_train import train_supernet
 

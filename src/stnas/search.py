@@ -51,6 +51,7 @@ Output directory::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -63,9 +64,10 @@ from scipy import stats
 from tqdm import tqdm
 
 from stnas.arch import Arch, save_arch
-from stnas.config import parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
+from stnas.format import budget_label
+from stnas.score import Score
 from stnas.space import SearchSpace
 
 CHILD_TRIES = 50  # redraws of a child that is out of budget or already seen
@@ -74,7 +76,8 @@ FRESH_TRIES = 200  # fresh constrained samples that may all be already seen (tin
 
 @dataclass(frozen=True)
 class Record:
-    """One scored architecture of the history."""
+    """One scored architecture of the history: its :class:`~stnas.score.Score` with the
+    architecture, its cost and the generation."""
 
     arch: Arch
     madds: int
@@ -86,6 +89,15 @@ class Record:
     top1: float | None = None
     per_sample: tuple[float, ...] | None = None  # the metric under each pool sample (stabilized)
     screened: bool = False  # scored on one pool sample only (search.screen): never a parent nor chosen
+
+    @classmethod
+    def of(cls, arch: Arch, space: SearchSpace, s: Score, generation: int) -> Record:
+        """The record of ``arch`` scored ``s`` in ``generation`` (per-sample scores kept when
+        there are two or more, for the paired test)."""
+        per = s.per_sample
+        return cls(arch, space.madds(arch), space.params(arch), float(s.score), float(s.std), generation,
+                   None if s.loss is None else float(s.loss), None if s.top1 is None else float(s.top1),
+                   tuple(float(v) for v in per) if per is not None and len(per) > 1 else None)
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -104,16 +116,6 @@ class SearchResult:
     generations: int
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
-
-
-def budget_label(n: int) -> str:
-    """A short exact label of a count: 200000 -> 200k, 3500000 -> 3.5M, 1234567 -> 1234567."""
-    for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        whole, rest = divmod(n, div)
-        if whole and (rest * 100) % div == 0:
-            frac = f"{rest * 100 // div:02d}".rstrip("0")
-            return f"{whole}{'.' + frac if frac else ''}{unit}"
-    return str(n)
 
 
 def pareto_front(records: Sequence) -> list:
@@ -197,19 +199,19 @@ class _Sampler:
         return self.fresh(budget)
 
 
-def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search: dict,
+def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_search: dict,
            out_dir: str | Path | None, *, seed: int = 0, progress: bool = True,
            info: dict | None = None, screen: Callable[[list[Arch]], list] | None = None) -> SearchResult:
     """Runs the search described by ``cfg_search`` (the config's ``search`` section).
 
     Args:
         space: the search space.
-        scorer: ``list[Arch] -> list[Score]`` in the same order (``Proxy.score``); a Score
-            has ``score`` and ``std`` (and optionally ``arch``, ``loss``, ``top1`` and
-            ``per_sample``, which ``select: largest_tied`` pairs; without it, or with fewer
-            than two samples, a record ties with none).
-        cfg_search: algorithm, budgets, min_madds, budget_floor, select, tie_alpha (these
-            three optional), max_params, population, parents, mutation_prob, crossover,
+        scorer: ``list[Arch] -> list[Score]`` (:class:`stnas.score.Score`) in the same order
+            (``Proxy.score``); ``select: largest_tied`` pairs the ``per_sample`` scores (with
+            fewer than two, a record ties with none).
+        cfg_search: the config's ``search`` section as ``stnas.config.check_search`` leaves
+            it (``resolve`` runs it): algorithm, budgets, min_madds, budget_floor, select,
+            tie_alpha, max_params, population, parents, mutation_prob, crossover,
             generations, random_samples, top.
         out_dir: where the outputs go (module docstring); None: write nothing (non-main ranks).
         seed: the search's random seed.
@@ -219,24 +221,12 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
             one pool sample; needed when ``cfg_search["screen"]`` is set.
     """
     c = cfg_search
-    if c["algorithm"] not in ("evolution", "random"):
-        raise ConfigError(f"search.algorithm must be evolution or random, got {c['algorithm']!r}")
-    raw = c["budgets"] if isinstance(c["budgets"], (list, tuple)) else [c["budgets"]]
-    budgets = sorted({parse_count(b, "search.budgets") for b in raw})
-    if not budgets:
-        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M")
-    min_madds = parse_count(c["min_madds"], "search.min_madds") if c.get("min_madds") is not None else None
-    max_params = parse_count(c["max_params"], "search.max_params") if c.get("max_params") is not None else None
+    budgets = sorted(set(c["budgets"]))
+    min_madds, max_params = c["min_madds"], c["max_params"]
     check_constraints(space, budgets, min_madds, max_params)
-    fraction = float(c.get("budget_floor") or 0.0)
-    if not 0.0 <= fraction < 1.0:
-        raise ConfigError(f"search.budget_floor must be in [0, 1), got {fraction}")
+    fraction = float(c["budget_floor"] or 0.0)
     floor = {b: max(min_madds or 0, math.ceil(fraction * b)) or None for b in budgets}
-    select, alpha = c.get("select", "best"), float(c.get("tie_alpha", 0.05))
-    if select not in ("best", "largest_tied"):
-        raise ConfigError(f"search.select must be best or largest_tied, got {select!r}")
-    if not 0.0 < alpha < 1.0:
-        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {alpha}")
+    select, alpha = c["select"], float(c["tie_alpha"])
     keep = c.get("screen")
     if keep is not None and screen is None:
         raise ConfigError("search.screen is set but no screening scorer was given")
@@ -275,10 +265,7 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list], cfg_search:
         else:
             scores, screened = _halving(scorer, screen, batch, targets, keep)
         for a, s, cut in zip(batch, scores, screened):
-            loss, top1, per = getattr(s, "loss", None), getattr(s, "top1", None), getattr(s, "per_sample", None)
-            history.append(Record(a, space.madds(a), space.params(a), float(s.score), float(s.std), gen,
-                                  None if loss is None else float(loss), None if top1 is None else float(top1),
-                                  tuple(float(v) for v in per) if per is not None and len(per) > 1 else None, cut))
+            history.append(dataclasses.replace(Record.of(a, space, s, gen), screened=cut))
         result = _result(history, budgets, gen + 1, out, **choose)
         if out is not None:
             _write(result, settings, time.time() - t0, done=False)
@@ -297,7 +284,7 @@ def _checked(scorer: Callable[[list[Arch]], list], batch: list[Arch]) -> list:
     if len(scores) != len(batch):
         raise RuntimeError(f"scorer returned {len(scores)} scores for {len(batch)} architectures")
     for a, s in zip(batch, scores):
-        if getattr(s, "arch", None) is not None and str(s.arch) != str(a):
+        if str(s.arch) != str(a):
             raise RuntimeError(f"scorer returned a score for {s.arch} in place of {a}")
     return scores
 
@@ -337,11 +324,12 @@ def tied_with_best(records: Sequence[Record], alpha: float) -> list[Record]:
     for r in records[1:]:
         if r.per_sample is None or len(r.per_sample) != len(b):
             continue
-        d = np.asarray(r.per_sample) - b
+        a = np.asarray(r.per_sample)
+        d = a - b
         if np.ptp(d) == 0:  # no spread: the t statistic is undefined; tied only when identical
             keep = d[0] >= 0
         else:
-            keep = stats.ttest_1samp(d, 0.0, alternative="less").pvalue >= alpha
+            keep = stats.ttest_rel(a, b, alternative="less").pvalue >= alpha
         if keep:
             tied.append(r)
     return tied

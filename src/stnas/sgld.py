@@ -48,6 +48,7 @@ from typing import Callable, Iterable
 
 import torch
 
+from stnas.config import check_sgld_settings
 from stnas.errors import ConfigError
 
 _STATE_KEY = "sgld"
@@ -57,21 +58,6 @@ def noise_seed(seed: int, step: int, index: int) -> int:
     """The generator seed for parameter ``index`` at ``step``: a pure function (BLAKE2b)."""
     digest = hashlib.blake2b(struct.pack("<qqq", seed, step, index), digest_size=8).digest()
     return int.from_bytes(digest, "little") & ((1 << 63) - 1)
-
-
-def check_settings(lr: float = 0.0, momentum: float = 0.0, weight_decay: float = 0.0, temperature: float = 1.0,
-                   noise_scale: float | None = None) -> None:
-    """The sampler's value checks; a run's config is checked with them before any training."""
-    if not lr >= 0.0:
-        raise ConfigError(f"SGLD: lr must be >= 0, got {lr}")
-    if not 0.0 <= momentum < 1.0:
-        raise ConfigError(f"SGLD: momentum must be in [0, 1), got {momentum}")
-    if not weight_decay >= 0.0:
-        raise ConfigError(f"SGLD: weight_decay must be >= 0, got {weight_decay}")
-    if not temperature >= 0.0:
-        raise ConfigError(f"SGLD: temperature must be >= 0, got {temperature}")
-    if noise_scale is not None and not noise_scale >= 0.0:
-        raise ConfigError(f"SGLD: noise_scale must be >= 0, got {noise_scale}")
 
 
 class SGLD(torch.optim.Optimizer):
@@ -93,7 +79,7 @@ class SGLD(torch.optim.Optimizer):
                  weight_decay: float = 0.0, temperature: float = 1.0,
                  num_data: int | None = None, noise_scale: float | None = None,
                  noise: bool = True, seed: int = 0):
-        check_settings(lr=lr, momentum=momentum, weight_decay=weight_decay, temperature=temperature,
+        check_sgld_settings(lr=lr, momentum=momentum, weight_decay=weight_decay, temperature=temperature,
                        noise_scale=noise_scale)
         if num_data is not None and int(num_data) < 1:
             raise ConfigError(f"SGLD: num_data must be a positive int, got {num_data}")

@@ -22,19 +22,21 @@ import copy
 import hashlib
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from torch import nn
 
-from stnas.arch import Arch
-from stnas.errors import SpaceError
+from stnas.arch import Arch, from_json, from_string, read_source
+from stnas.choices import SAMPLING_MODES
+from stnas.config import load_preset
+from stnas.errors import ArchError, SpaceError
 from stnas.ops import ACTIVATIONS, OpSpec, build_op, conv_bn, op_allowed, op_cost, out_size, parse_op
+from stnas.presets import list_presets
 
-SAMPLING_MODES = ("topology", "architecture", "density")
+__all__ = ["SAMPLING_MODES", "Edge", "SearchSpace", "list_presets", "load_arch", "load_preset", "load_space"]
+
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,8 @@ class SearchSpace:
 
     def cost(self, arch: Arch) -> tuple[int, int]:
         """(MAdds, params) in one pass over the edges."""
-        t = sum(map(list.__getitem__, self._stem_mp, arch.stem)) + sum(map(list.__getitem__, self._br_mp, arch.branches))
+        t = (sum(map(list.__getitem__, self._stem_mp, arch.stem))
+             + sum(map(list.__getitem__, self._br_mp, arch.branches)))
         return self.fixed_madds + (t >> 40), self.fixed_params + (t & ((1 << 40) - 1))
 
     def madds(self, arch: Arch) -> int:
@@ -391,43 +394,33 @@ class SearchSpace:
         b = self.branch_edges[k]
         return build_op(self.branch_ops[op], b.c_in, b.c_out, b.stride, self.activation, residual=False)
 
+    # ---------------------------------------------------------------- architectures
+    def arch(self, source: Arch | str | Path, context: str = "") -> Arch:
+        """``source`` (an Arch, a JSON file or text, or a string) as an architecture of this space.
+
+        Args:
+            source: what to decode or check.
+            context: appended to the error message (e.g. ``" of run runs/fm"``).
+
+        Raises:
+            ArchError: malformed, or of another space.
+        """
+        if isinstance(source, Arch):
+            if source.space is not self and source.space.fingerprint != self.fingerprint:
+                raise ArchError(f"architecture {source} belongs to space {source.space.name!r} "
+                                f"({source.space.fingerprint}), not to the space {self.name!r} "
+                                f"({self.fingerprint}){context}")
+            return source
+        if not isinstance(source, (str, Path)):
+            raise ArchError(f"expected an Arch, an architecture string or a JSON file, got {type(source).__name__}")
+        obj, text, _ = read_source(source)
+        return from_json(obj, self) if obj is not None else from_string(text, self)
+
+    def __reduce__(self):
+        return (SearchSpace, (self.config,))
+
     def __repr__(self) -> str:
         return f"SearchSpace({self.name!r}, edges={self.num_edges}, branches={len(self.branch_edges)})"
-
-
-# -------------------------------------------------------------------- presets
-def list_presets() -> list[str]:
-    return sorted(p.name[:-5] for p in resources.files("stnas.presets").iterdir() if p.name.endswith(".yaml"))
-
-
-def load_preset(name_or_path: str | Path) -> dict:
-    """The full preset dict (space, data and recipes) of a preset name or YAML file."""
-    text = None
-    name = str(name_or_path)
-    if name in list_presets():
-        text = resources.files("stnas.presets").joinpath(f"{name}.yaml").read_text()
-    else:
-        p = Path(name)
-        if not p.is_file():
-            raise SpaceError(f"{name!r} is neither a preset ({', '.join(list_presets())}) nor a YAML file")
-        try:
-            text = p.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpaceError(f"cannot read {name}: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise SpaceError(f"{name}: invalid YAML ({str(exc).splitlines()[0]})") from None
-    if not isinstance(data, dict):
-        raise SpaceError(f"{name}: expected a mapping at the top level")
-    if "space" not in data:  # a bare space file
-        from stnas.config import DEFAULTS  # the run sections (config imports nothing of this module)
-        run_sections = sorted(set(DEFAULTS) & set(data))
-        if run_sections:
-            raise SpaceError(f"{name} has run settings ({', '.join(run_sections)}) but no 'space:' section; "
-                             f"a preset file needs one (see the presets in stnas/presets/)")
-        data = {"space": data}
-    return data
 
 
 _CACHE: dict[str, SearchSpace] = {}
@@ -444,3 +437,24 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     if key in list_presets():
         _CACHE[key] = space
     return space
+
+
+def load_arch(source: str | Path, space: SearchSpace | str | Path | None = None) -> Arch:
+    """An architecture from a JSON file, a JSON text or a string (grammar: ``stnas.arch``).
+
+    ``space`` may be a SearchSpace, a preset name or a YAML path; by default the
+    space named in the input is looked up among the presets.
+    """
+    obj, text, name = read_source(source)
+    if space is None:
+        if not isinstance(name, str) or not name:
+            raise ArchError("the architecture names no space: expected SPACE:STEM/BRANCHES or a JSON file")
+        if name not in list_presets():
+            raise ArchError(f"unknown space {name!r}: pass the space's YAML file "
+                            f"(presets: {', '.join(list_presets())})")
+        space = name
+    try:
+        space = load_space(space)
+    except SpaceError as exc:
+        raise ArchError(str(exc)) from None
+    return from_json(obj, space) if obj is not None else from_string(text, space)

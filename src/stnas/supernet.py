@@ -27,16 +27,17 @@ same subset of parameters gets gradients on every rank (stnas.dist averages them
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import torch
 from torch import nn
 
-from stnas.arch import Arch, load_arch
-from stnas.errors import ArchError, CheckpointError
+from stnas.arch import Arch
+from stnas.errors import ArchError, CheckpointError, state_dict_detail
 from stnas.model import Network, branch_key, build_model, forward_nodes, init_weights
 from stnas.space import SearchSpace, load_space
+
 
 class Supernet(nn.Module):
     """All candidate ops of a search space with their own weights, run one path at a time.
@@ -72,16 +73,7 @@ class Supernet(nn.Module):
             if self._active is None:
                 raise ArchError("no active architecture: pass one or call set_active / sample_active first")
             return self._active
-        if isinstance(arch, Arch) and arch.space is self.space:
-            return arch
-        if isinstance(arch, str):
-            return load_arch(arch, self.space)
-        if not isinstance(arch, Arch):
-            raise ArchError(f"expected an Arch or an architecture string, got {type(arch).__name__}")
-        if arch.space.fingerprint != self.space.fingerprint:
-            raise ArchError(f"architecture of space {arch.space.name!r} ({arch.space.fingerprint}) does not "
-                            f"belong to this supernet's space {self.space.name!r} ({self.space.fingerprint})")
-        return arch
+        return self.space.arch(arch, " of this supernet")
 
     @property
     def active(self) -> Arch | None:
@@ -188,8 +180,8 @@ class Supernet(nn.Module):
             try:
                 module.load_state_dict(parts[sub])
             except RuntimeError as exc:
-                first = next((ln.strip() for ln in str(exc).splitlines()[1:] if ln.strip()), str(exc))
-                raise CheckpointError(f"state dict does not fit architecture {arch}: {first}") from None
+                raise CheckpointError(f"state dict does not fit architecture {arch}: "
+                                      f"{state_dict_detail(exc)}") from None
 
     # ------------------------------------------------------------ summary
     def num_params_total(self) -> int:

@@ -223,11 +223,15 @@ class Trainer:
         t_start, acc = time.perf_counter(), {"loss": 0.0, "correct": 0, "n": 0, "t": time.perf_counter()}
         last = {}
         self.model.train()
+        loader = None  # one loader for the whole run, so that its workers persist across epochs
         while step < self.total_steps:
             epoch, start = divmod(step, self.spe)
-            loader = make_loader(self.train_set, r["batch_size"], train=True, seed=self.seed, epoch=epoch,
-                                 start_batch=start, workers=self.workers, device=self.ctx.device,
-                                 rank=self.ctx.rank, world_size=self.ctx.world_size)
+            if loader is None:
+                loader = make_loader(self.train_set, r["batch_size"], train=True, seed=self.seed, epoch=epoch,
+                                     start_batch=start, workers=self.workers, device=self.ctx.device,
+                                     rank=self.ctx.rank, world_size=self.ctx.world_size)
+            else:
+                loader.batch_sampler.set_epoch(epoch, start)
             for x, y in loader:
                 if self._kind_at(step) != self.opt_kind:
                     self._switch_to_sgld(step)
@@ -257,7 +261,8 @@ class Trainer:
                 if step % r["checkpoint_every"] == 0 or step % self.spe == 0 or step == self.total_steps:
                     self._save(step)
                 if step % self.spe == 0 and main and r.get("keep_epoch_weights"):
-                    save_weights(self.model.state_dict(), self.run_dir / "epochs" / f"epoch_{step // self.spe:03d}.safetensors")
+                    save_weights(self.model.state_dict(),
+                                 self.run_dir / "epochs" / f"epoch_{step // self.spe:03d}.safetensors")
                 bar.update(1)
                 if step >= self.total_steps:
                     break

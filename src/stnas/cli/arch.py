@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from stnas.arch import load_arch
 from stnas.cli.common import table
-from stnas.cost import fmt_count
+from stnas.format import fmt_count
+from stnas.space import load_arch
 
 
 def add_arch_args(p) -> None:

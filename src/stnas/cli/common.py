@@ -9,6 +9,7 @@ from pathlib import Path
 from stnas.config import load_run_config, parse_count
 from stnas.errors import ConfigError
 
+
 def count(text: str) -> int:
     """argparse type for counts such as 300M, 3.5M, 800k, 1200000."""
     try:

@@ -7,6 +7,7 @@ import math
 import sys
 from pathlib import Path
 
+from stnas.choices import PROXY_MODES
 from stnas.cli.common import table
 
 # what may change when an existing run is scored
@@ -25,7 +26,7 @@ def register(sub) -> None:
                         '"results": [{"arch": STRING, "top1": FLOAT}, ...]}')
     p.add_argument("--archs", metavar="FILE", help="architectures to rank (JSON list, JSONL or one string per "
                    "line; default: every architecture in the truth file)")
-    p.add_argument("--mode", default="all", choices=["single", "stabilized", "averaged", "all"],
+    p.add_argument("--mode", default="all", choices=[*PROXY_MODES, "all"],
                    help="proxy mode(s) to evaluate (default: all)")
     p.add_argument("--top-k", type=int, default=5, help="size of the top set compared (default 5)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -122,7 +123,7 @@ def _run(args, work, kind: str) -> int:
 
 def cmd_rank(args) -> int:
     from stnas.errors import ConfigError
-    from stnas.proxy import MODES, Proxy, run_space
+    from stnas.proxy import Proxy, run_space
     from stnas.ranking import load_arch_list, load_truth, rank_metrics
 
     if args.top_k < 1 or args.n_boot < 0:
@@ -137,7 +138,7 @@ def cmd_rank(args) -> int:
             raise ConfigError(f"{len(missing)} architecture(s) of {args.archs} are missing from truth file "
                               f"{args.truth}, e.g. {missing[0]}")
         true = [truth[a] for a in archs]
-        modes = list(MODES) if args.mode == "all" else [args.mode]
+        modes = list(PROXY_MODES) if args.mode == "all" else [args.mode]
         proxy = Proxy(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
         result = {"run_dir": str(args.run_dir), "truth": str(args.truth), "n": len(archs), "proxy": cfg["proxy"],
                   "val_limit": cfg["data"]["val_limit"], "modes": {}}

@@ -23,10 +23,10 @@ def register(sub) -> None:
 
 
 def cmd_retrain(args) -> int:
-    from stnas.arch import load_arch
     from stnas.config import resolve
     from stnas.errors import ConfigError
     from stnas.retrain import retrain, run_arch
+    from stnas.space import load_arch
 
     if args.resume:
         cfg = resumed_config(args)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stnas.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.cli.common import count, count_list, table
 
 # what a search may change in a trained run's config (the rest, the seed included, fixes the
@@ -21,8 +22,8 @@ def register(sub) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `stnas supernet train`")
     p.add_argument("--budget", type=count_list, metavar="B[,B...]",
                    help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
-    p.add_argument("--algorithm", choices=["evolution", "random"], help="config: search.algorithm")
-    p.add_argument("--mode", choices=["single", "stabilized", "averaged"], help="proxy mode (config: proxy.mode)")
+    p.add_argument("--algorithm", choices=SEARCH_ALGORITHMS, help="config: search.algorithm")
+    p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
     p.add_argument("--generations", type=int, help="config: search.generations")
     p.add_argument("--population", type=int, help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
@@ -51,8 +52,8 @@ def search_config(args) -> dict:
 
 def cmd_search(args) -> int:
     from stnas import dist
-    from stnas.cost import fmt_count
-    from stnas.search import budget_label, check_constraints, search
+    from stnas.format import budget_label, fmt_count
+    from stnas.search import check_constraints, search
     from stnas.space import load_space
 
     cfg = search_config(args)

@@ -6,10 +6,11 @@ import json
 
 import numpy as np
 
+from stnas.choices import SAMPLING_MODES
 from stnas.cli.common import count, table
-from stnas.cost import fmt_count
 from stnas.errors import SpaceError
-from stnas.space import SAMPLING_MODES, list_presets, load_space
+from stnas.format import fmt_count
+from stnas.space import list_presets, load_space
 
 
 def register(sub) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from stnas.choices import OPTIMIZERS
 from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, resumed_config
 from stnas.config import resolve
 
@@ -17,7 +18,8 @@ def register(sub) -> None:
                                   "torchrun (gloo on CPU, NCCL on CUDA).")
     t.add_argument("--preset", help="search space: preset name or YAML file (config: preset)")
     t.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet (config: data.dataset)")
-    t.add_argument("--optimizer", choices=["sgd", "sgld"], help="optimizer of the sampling phase (config: supernet.optimizer)")
+    t.add_argument("--optimizer", choices=OPTIMIZERS,
+                   help="optimizer of the sampling phase (config: supernet.optimizer)")
     t.add_argument("--epochs", type=int, help="training epochs (config: supernet.epochs)")
     t.add_argument("--batch-size", type=int, help="per-process batch size (config: supernet.batch_size)")
     add_run_args(t)

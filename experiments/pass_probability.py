@@ -18,11 +18,11 @@ network is one more random draw, so it passes with probability 1 / (N + 1); with
 no seed noise it passes exactly when the best of all C + N networks is among the candidates,
 probability C / (C + N).
 
-    python benchmarks/pass_probability.py benchmarks/results/found_vs_random_run10t_tied.json \\
-        --fidelity benchmarks/results/fidelity_by_budget_fm10.json --seeds 2,8
+    python experiments/pass_probability.py experiments/results/found_vs_random_run10t_tied.json \\
+        --fidelity experiments/results/fidelity_by_budget_fm10.json --seeds 2,8
 
 Several found_vs_random files pool their variance components per budget (the mean of the
-variances). Prints a table and writes benchmarks/results/pass_probability.json.
+variances). Prints a table and writes experiments/results/pass_probability.json.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from stnas.fileio import write_json
-from stnas.search import budget_label
+from stnas.format import budget_label
 
 
 def tau_to_rho(tau: float) -> float:

@@ -9,7 +9,7 @@ cost. A network is in budget B when one of its truth entries has the role "found
 over its entries. The last row scores every network by its MAdds, for reference.
 
     stnas rank runs/fm6 --truth T.json --mode all --json proxy.metric=loss > rank.json
-    python benchmarks/fidelity_by_budget.py rank.json --truth T.json [--out fidelity.json]
+    python experiments/fidelity_by_budget.py rank.json --truth T.json [--out fidelity.json]
 """
 
 from __future__ import annotations
@@ -61,8 +61,7 @@ def fidelity(rank: dict, truth: dict) -> dict:
 def madds_scores(truth: dict) -> dict:
     """A rank-JSON-like {"MAdds": {"scores": ...}} that scores every network by its MAdds: the
     baseline a proxy must beat within a budget too."""
-    from stnas.arch import load_arch
-    from stnas.space import load_space
+    from stnas.space import load_arch, load_space
 
     space = load_space(truth["preset"])
     archs = {r["arch"] for r in truth["results"]}

@@ -34,10 +34,10 @@ scores in proxy_quality_epochs.json), so a rerun only recomputes the statistics.
 Outputs in ``--results-dir``: proxy_quality.json, proxy_quality.md (the table),
 proxy_quality_scatter.png, proxy_quality_stability.png.
 
-    python benchmarks/proxy_quality.py                  # full run, fashion-mnist (88 min measured
+    python experiments/proxy_quality.py                  # full run, fashion-mnist (88 min measured
                                                         # on the 2-core CPU; docs/benchmarks.md)
-    python benchmarks/proxy_quality.py --estimate       # only print the time estimate
-    python benchmarks/proxy_quality.py --smoke --work-dir /tmp/pq --results-dir /tmp/pq/res
+    python experiments/proxy_quality.py --estimate       # only print the time estimate
+    python experiments/proxy_quality.py --smoke --work-dir /tmp/pq --results-dir /tmp/pq/res
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ import numpy as np
 
 from stnas.checkpoint import CheckpointManager
 from stnas.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
+from stnas.data import dataset_split
 from stnas.errors import StnasError
 from stnas.fileio import write_json, write_text
 from stnas.proxy import Proxy
@@ -62,7 +63,7 @@ from stnas.ranking import kendall, rank_metrics
 from stnas.retrain import CARD, retrain
 from stnas.space import load_space
 from stnas.supernet_train import RESUME_SECTIONS as SUPERNET_SECTIONS
-from stnas.supernet_train import dataset_split, train_supernet
+from stnas.supernet_train import train_supernet
 
 HERE = Path(__file__).resolve().parent
 GT_DEFAULT = ["retrain.epochs=2", "retrain.limit=10000", "retrain.progress=false"]
@@ -95,8 +96,8 @@ def parse_args(argv=None):
     a("--top-k", type=int, default=5, help="top-k overlap size (default 5)")
     a("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     a("--work-dir", help="runs and caches (default runs/proxy_quality; --smoke: runs/proxy_quality_smoke)")
-    a("--results-dir", help="table, JSON and plots (default benchmarks/results; --smoke: WORK_DIR/results)")
-    a("--truth-out", help="ground-truth JSON (default benchmarks/data/proxy_quality_truth.json; "
+    a("--results-dir", help="table, JSON and plots (default experiments/results; --smoke: WORK_DIR/results)")
+    a("--truth-out", help="ground-truth JSON (default experiments/data/proxy_quality_truth.json; "
                           "--smoke: RESULTS_DIR/proxy_quality_truth.json)")
     a("--smoke", action="store_true", help="tiny version on the digits preset (about a minute)")
     a("--estimate", action="store_true", help="print the time estimate of the remaining work and exit")
@@ -406,7 +407,7 @@ def finite(obj):
 def main(argv=None) -> None:
     args = parse_args(argv)
     t0 = time.perf_counter()
-    cmd = " ".join(shlex.quote(a) for a in ["python", "benchmarks/proxy_quality.py",
+    cmd = " ".join(shlex.quote(a) for a in ["python", "experiments/proxy_quality.py",
                                                   *(sys.argv[1:] if argv is None else argv)])
     gt_over = args.gt_base + args.gt_override
     cfg_gt = {s: resolve(args.preset, overrides=gt_over + [f"seed={s}"]) for s in (1, 2)}

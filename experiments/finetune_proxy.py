@@ -7,8 +7,8 @@ recalibration. Fine-tuning each network first is the obvious way to bring the sc
 to stand-alone training, at a cost of one short training per network. This script prints
 the scores in the shape of ``stnas rank --json``, so ``fidelity_by_budget.py`` reads it:
 
-    python benchmarks/finetune_proxy.py runs/fm6 --truth T.json --steps 80 --lr 0.02 > ft.json
-    python benchmarks/fidelity_by_budget.py ft.json --truth T.json
+    python experiments/finetune_proxy.py runs/fm6 --truth T.json --steps 80 --lr 0.02 > ft.json
+    python experiments/fidelity_by_budget.py ft.json --truth T.json
 
 Modes: ``finetune_loss`` (minus the search-val cross-entropy) and ``finetune_top1``.
 ``--init scratch`` trains from a random initialization instead, as a control. Search-val
@@ -27,13 +27,12 @@ import torch.nn.functional as F
 
 from stnas import dist
 from stnas.config import load_run_config
-from stnas.data import make_loader
+from stnas.data import dataset_split, make_loader
 from stnas.errors import StnasError
 from stnas.export import inherited_model
 from stnas.model import build_model
 from stnas.proxy import run_space
 from stnas.ranking import load_truth
-from stnas.supernet_train import dataset_split
 from stnas.train import evaluate, lr_at
 
 

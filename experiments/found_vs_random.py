@@ -3,7 +3,7 @@ best of N uniformly random architectures within the same budget, all retrained w
 same recipe and evaluated on the test split.
 
     stnas run --out runs/fm                       # the search (Fashion-MNIST by default)
-    python benchmarks/found_vs_random.py runs/fm --n 10
+    python experiments/found_vs_random.py runs/fm --n 10
 
 By default the recipe is the run's own retrain recipe: random baselines are retrained into
 RUN_DIR/random_baseline/ (reruns resume and reuse them) and the found architectures' numbers
@@ -17,7 +17,7 @@ method can reliably beat the best of N under that recipe). With ``--extra-for to
 the found and the best random architecture per budget get the extra seeds (to size the
 noise where the verdict is made). ``--jobs 2`` runs two retrainings at a time (on CPU,
 each with its share of the cores: small networks use cores better that way).
-Prints a table and writes benchmarks/results/found_vs_random.json.
+Prints a table and writes experiments/results/found_vs_random.json.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ from stnas import dist
 from stnas.config import apply_layers, effective_settings, load_run_config, parse_override
 from stnas.errors import StnasError
 from stnas.fileio import write_json
+from stnas.format import budget_label
 from stnas.ranking import TRUTH_FORMAT, TRUTH_VERSION
 from stnas.retrain import retrain
-from stnas.search import budget_label
 from stnas.space import load_space
 
 
@@ -163,7 +163,8 @@ def main() -> None:
                 found[(label, "found", s)] = c["model_card"]["top1"]  # the run's own retraining
             else:
                 # the network a smaller budget chose as well is retrained once, in that budget's folder
-                out = found_dirs.setdefault((c["arch"], s), run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}")
+                out = found_dirs.setdefault((c["arch"], s),
+                                            run / f"found_seeds{suffix}" / f"budget_{label}" / f"seed{s}")
                 paths[(label, "found", s)] = (c["arch"], cfgs[s], str(out))
     done = found | run_all({k: v for k, v in paths.items() if k[2] == cfg["seed"]}, args.jobs)
     wanted = set(paths)
@@ -231,7 +232,7 @@ def main() -> None:
     write_json(Path(args.out), {"meta": meta, "results": rows})
     if args.truth_out:
         Path(args.truth_out).parent.mkdir(parents=True, exist_ok=True)
-        write_json(Path(args.truth_out), truth_file(rows, seeds, "python benchmarks/found_vs_random.py "
+        write_json(Path(args.truth_out), truth_file(rows, seeds, "python experiments/found_vs_random.py "
                                                     + " ".join(sys.argv[1:]), cfg))
 
 
@@ -248,7 +249,8 @@ def truth_file(rows: list[dict], seeds: list[int], command: str, cfg: dict) -> d
             results += [{"arch": x["arch"], "top1": v, "seed": int(s), "role": f"random {i + 1} within {label}"}
                         for s, v in x["top1_by_seed"].items()]
     return {"format": TRUTH_FORMAT, "version": TRUTH_VERSION, "preset": cfg["preset"],
-            "source": f"{command}: test top-1 after retraining with recipe {json.dumps(cfg['retrain'], sort_keys=True)}",
+            "source": f"{command}: test top-1 after retraining with recipe "
+                      f"{json.dumps(cfg['retrain'], sort_keys=True)}",
             "results": results}
 
 

@@ -1,0 +1,95 @@
+"""Run configuration: layered resolution, key and value checks before any work."""
+
+import pytest
+
+from stnas.config import DEFAULTS, check_search, resolve
+from stnas.errors import ConfigError
+
+
+def test_config_resolution_and_errors(tmp_path):
+    cfg = resolve("digits", overrides=["supernet.lr=0.05", "pool.samples=3"])
+    assert cfg["supernet"]["lr"] == 0.05 and cfg["pool"]["samples"] == 3
+    assert cfg["supernet"]["epochs"] != DEFAULTS["supernet"]["epochs"]  # the preset's recipe applies
+    user = tmp_path / "c.yaml"
+    user.write_text("supernet:\n  epochs: 2\n")
+    assert resolve("digits", user, {"supernet.epochs": 5})["supernet"]["epochs"] == 5
+    for bad, msg in [(["supernet.lrr=1"], "did you mean supernet.lr"), (["supernet.lr=fast"], "number"),
+                     (["supernet.optimizer=adam"], "sgd, sgld"), (["nokey"], "key=value"),
+                     (["pool.epochs=99"], "pool.epochs")]:
+        with pytest.raises(ConfigError, match=msg):
+            resolve("digits", overrides=bad)
+    user.write_text("supernet: [1, 2")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        resolve("digits", user)
+
+
+@pytest.mark.parametrize("override, msg", [
+    # each used to pass resolution and fail hours later, or train with a nonsense value
+    ("retrain.momentum=2", r"retrain.momentum must be in \[0, 1\)"),
+    ("supernet.weight_decay=-1", "supernet.weight_decay must be >= 0"),
+    ("retrain.label_smoothing=2", r"retrain.label_smoothing must be in \[0, 1\)"),
+    ("retrain.warmup_epochs=-1", "retrain.warmup_epochs must be >= 0"),
+    ("retrain.grad_clip=-1", "retrain.grad_clip must be > 0 or null"),
+    ("supernet.min_lr=-0.1", "supernet.min_lr must be >= 0"),
+    ("retrain.step_epochs=0", "retrain.step_epochs must be >= 1"),
+    ("supernet.lr=.nan", "finite number"), ("retrain.lr=.inf", "finite number"),
+    ("seed=-1", "seed must be >= 0"),
+    ("data.workers=-1", "data.workers must be >= 0"),
+    ("data.image_size=0", "data.image_size must be a positive integer"),
+    ("data.image_size=big", "data.image_size must be a positive integer"),
+    ("data.val_limit=0", "data.val_limit"), ("data.limit=lots", "data.limit"),
+    ("data.dataset=mnist", "data.dataset must be one of digits, fashion-mnist"),
+    ("proxy.batch_size=0", "proxy.batch_size must be >= 1"),
+    ("proxy.samples=0", "proxy.samples must be a positive integer"),
+    ("sgld.temperature=-1", "SGLD: temperature must be >= 0"),
+    ("sgld.momentum=1.5", r"SGLD: momentum must be in \[0, 1\)"),
+    ("pool.lr=-1", "SGLD: lr must be >= 0"),
+])
+def test_config_values_are_checked_before_any_work(override, msg):
+    with pytest.raises(ConfigError, match=msg):
+        resolve("digits", overrides=[override])
+
+
+def test_config_counts_and_nulls_pass():
+    cfg = resolve("digits", overrides=["data.limit=1k", "data.val_limit=200", "retrain.grad_clip=null",
+                                       "proxy.samples=2", "data.image_size=16", "sgld.temperature=0"])
+    assert cfg["data"]["limit"] == 1000 and cfg["data"]["val_limit"] == 200
+    assert cfg["retrain"]["grad_clip"] is None and cfg["data"]["image_size"] == 16
+
+
+def test_search_section_is_checked_and_its_counts_parsed():
+    se = check_search(dict(DEFAULTS["search"], budgets=["3.5M", "800k"], min_madds="100k", max_params=None))
+    assert se["budgets"] == [3_500_000, 800_000] and se["min_madds"] == 100_000 and se["max_params"] is None
+    assert check_search(dict(DEFAULTS["search"], budgets="4M"))["budgets"] == [4_000_000]
+    for change, msg in [({"budgets": []}, "search.budgets is empty"), ({"algorithm": "grid"}, "search.algorithm"),
+                        ({"parents": 99}, "cannot exceed search.population"), ({"budgets": ["-3M"]}, "search.budgets")]:
+        with pytest.raises(ConfigError, match=msg):
+            check_search(dict(DEFAULTS["search"], **change))
+    with pytest.raises(ConfigError, match="search.budgets is empty"):
+        resolve("digits", overrides=["search.budgets=[]"])
+
+
+def _cli_choices(command: list[str], flag: str) -> tuple:
+    """The ``choices`` of ``flag`` of the CLI subcommand ``command``."""
+    import argparse
+
+    from stnas.cli import build_parser
+
+    parser = build_parser()
+    for name in command:
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    return tuple(next(a for a in parser._actions if flag in a.option_strings).choices)
+
+
+def test_cli_choices_are_the_configs():
+    from stnas import choices
+    from stnas.config import _CHOICES
+
+    assert _CHOICES[("proxy", "mode")] == choices.PROXY_MODES
+    assert _cli_choices(["search"], "--mode") == choices.PROXY_MODES
+    assert _cli_choices(["run"], "--mode") == choices.PROXY_MODES
+    assert _cli_choices(["rank"], "--mode") == (*choices.PROXY_MODES, "all")
+    assert _cli_choices(["search"], "--algorithm") == choices.SEARCH_ALGORITHMS
+    assert _cli_choices(["run"], "--optimizer") == choices.OPTIMIZERS
+    assert _cli_choices(["supernet", "train"], "--optimizer") == choices.OPTIMIZERS
+    assert _cli_choices(["space", "sample"], "--mode") == choices.SAMPLING_MODES
