@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from stnas import dist
@@ -26,6 +26,7 @@ from stnas.report import write_report
 from stnas.space import load_space
 from stnas.supernet import Supernet
 from stnas.supernet_train import dataset_split, train_supernet
+from stnas.weights import save_weights
 
 OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
              "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
@@ -129,7 +130,7 @@ def test_bn_recalibration_replaces_inherited_statistics(trained, tmp_path, archs
         elif k.endswith("running_var"):
             state[k] = t * 50.0
     assert n_bn > 10
-    save_file(state, bad / "supernet.safetensors")
+    save_weights(state, bad / "supernet.safetensors")
     ref = Proxy(clean, mode="single").score(archs)
     recal = Proxy(bad, mode="single").score(archs)
     assert [(s.score, s.loss) for s in recal] == [(s.score, s.loss) for s in ref]  # corruption wiped out

@@ -20,7 +20,6 @@ import yaml
 
 from stnas.data import DATASETS
 from stnas.errors import ConfigError
-from stnas.fileio import write_text
 from stnas.sgld import check_settings as check_sgld
 from stnas.space import SAMPLING_MODES
 
@@ -348,16 +347,15 @@ def parse_count(value: Any, what: str = "count") -> int:
 
 
 def save_config(cfg: dict, run_dir: str | Path) -> Path:
-    """Writes the resolved config to RUN_DIR/config.yaml (atomically)."""
-    return write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    """Writes the resolved config to RUN_DIR/config.yaml (atomically, checksummed)."""
+    from stnas.rundir import RunDir
+    return RunDir(run_dir).save_config(cfg)
 
 
 def load_run_config(run_dir: str | Path) -> dict:
-    """The resolved config a run directory was made with."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not an stnas run directory (no config.yaml)")
-    return _merge(DEFAULTS, read_yaml(path))
+    """The resolved config a run directory was made with (its checksum verified)."""
+    from stnas.rundir import RunDir
+    return _merge(DEFAULTS, RunDir(run_dir).load_config())
 
 
 # keys that change how a run reports or where it reads data, not what it computes

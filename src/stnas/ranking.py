@@ -216,9 +216,8 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
         missing when the pool has fewer than 2 samples. Pool scores come from (and fill)
         the proxy cache.
     """
-    from safetensors.torch import load_file
-
     from stnas.proxy import Proxy
+    from stnas.weights import load_weights
 
     run_dir = Path(run_dir)
     files = sorted((run_dir / "epochs").glob("epoch_*.safetensors"))
@@ -231,7 +230,7 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
         names, scores = [], []
         for f in files:
             names.append(int(f.stem.split("_")[1]))
-            scores.append([s.score for s in proxy.evaluate_weights(load_file(f), archs)])
+            scores.append([s.score for s in proxy.evaluate_weights(load_weights(f, what="epoch weights")[0], archs)])
         out["epochs"] = _chain("epochs", names, scores)
         out["epochs"]["scores"] = scores
     if len(proxy.pool) >= 2:

@@ -122,14 +122,15 @@ def _run(args, work, kind: str) -> int:
 
 def cmd_rank(args) -> int:
     from stnas.errors import ConfigError
-    from stnas.proxy import MODES, Proxy, run_space
+    from stnas.proxy import MODES, Proxy
     from stnas.ranking import load_arch_list, load_truth, rank_metrics
+    from stnas.rundir import RunDir
 
     if args.top_k < 1 or args.n_boot < 0:
         raise ConfigError("--top-k must be >= 1 and --n-boot >= 0")
 
     def work(cfg, ctx):
-        space = run_space(args.run_dir, cfg)  # check the input files before any scoring
+        space = RunDir(args.run_dir).space()  # check the input files before any scoring
         truth = load_truth(args.truth, space)
         archs = load_arch_list(args.archs, space) if args.archs else list(truth)
         missing = [a for a in archs if a not in truth]

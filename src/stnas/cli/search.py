@@ -52,26 +52,26 @@ def search_config(args) -> dict:
 def cmd_search(args) -> int:
     from stnas import dist
     from stnas.cost import fmt_count
+    from stnas.rundir import RunDir
     from stnas.search import budget_label, check_constraints, search
-    from stnas.space import load_space
 
     cfg = search_config(args)
     run = Path(args.run_dir)
     se = cfg["search"]
-    space_file = run / "space.yaml"
-    space = load_space(space_file if space_file.is_file() else cfg["preset"])
+    space = RunDir(run).space()
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
     out = Path(args.out) if args.out else run / "search"
     from stnas.proxy import Proxy
 
     ctx = dist.setup(cfg["device"])
     try:
-        proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
-        seed = cfg["seed"] if args.seed is None else args.seed
-        res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
-                     progress=ctx.is_main and cfg["supernet"].get("progress", True),
-                     info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
-                           "proxy_settings": proxy.settings})
+        with RunDir(run).lock(ctx.is_main):  # the search writes the run's proxy cache
+            proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
+            seed = cfg["seed"] if args.seed is None else args.seed
+            res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
+                         progress=ctx.is_main and cfg["supernet"].get("progress", True),
+                         info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
+                               "proxy_settings": proxy.settings})
     finally:
         dist.teardown()
     if not ctx.is_main:
