@@ -13,6 +13,7 @@ import copy
 import difflib
 import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import yaml
 
 from stnas.data import DATASETS
 from stnas.errors import ConfigError
+from stnas.limits import MAX_INT, MAX_TEXT, check_text_size, check_tree
 from stnas.sgld import check_settings as check_sgld
 from stnas.space import SAMPLING_MODES
 
@@ -121,21 +123,52 @@ def _merge(base: dict, new: dict, where: str = "") -> dict:
     return out
 
 
+# keys whose default is null: the kind of value they take when set
+_NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "data.val_fraction": "number",
+                       "data.limit": "count", "data.val_limit": "count", "pool.lr": "number",
+                       "sgld.noise_scale": "number", "proxy.samples": "integer", "search.min_madds": "count",
+                       "search.max_params": "count", "retrain.limit": "count"}
+_MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
+
+
+def _show(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
+
+
 def _check_type(path: str, default: Any, value: Any) -> Any:
-    if value is None or default is None:
-        return value
+    if value is None:
+        if default is None or path in _MAY_BE_NULL:
+            return value
+        raise ConfigError(f"config key {path!r} must not be null (its default is {_show(default)})")
+    kind = _NULL_DEFAULT_KINDS.get(path) if default is None else None
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {path!r} must be true or false, got {value!r}")
-    elif isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"config key {path!r} must be a finite number, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            raise ConfigError(f"config key {path!r} must be true or false, got {_show(value)}")
+    elif isinstance(default, (int, float)) or kind in ("number", "integer"):
+        if not _is_number(value):
+            want = "between -(2**63 - 1) and 2**63 - 1" if isinstance(value, int) else "a finite number"
+            raise ConfigError(f"config key {path!r} must be {want}, got {_show(value)}")
+        integer = kind == "integer" or (isinstance(default, int) and not isinstance(default, bool))
+        if integer and isinstance(value, float):
             if not value.is_integer():
-                raise ConfigError(f"config key {path!r} must be an integer, got {value!r}")
+                raise ConfigError(f"config key {path!r} must be an integer, got {_show(value)}")
             value = int(value)
-    elif isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"config key {path!r} must be a string, got {value!r}")
+        if integer and abs(value) > MAX_INT:
+            raise ConfigError(f"config key {path!r} must be below 2**63, got {_show(value)}")
+    elif isinstance(default, str) or kind == "string":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"config key {path!r} must be a non-empty string, got {_show(value)}")
+    elif kind == "count" or isinstance(default, list):
+        items = value if isinstance(value, list) and isinstance(default, list) else [value]
+        if not all(_is_number(v) or (isinstance(v, str) and len(v) <= 32) for v in items):
+            raise ConfigError(f"config key {path!r} must be a count such as 300M, 800k or 1200000, "
+                              f"got {_show(value)}")
     return value
 
 
@@ -145,24 +178,33 @@ def parse_override(text: str) -> dict:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. supernet.lr=0.05)")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} has an empty key")
+        raise ConfigError(f"override {_show(text)} has an empty key")
+    check_text_size(raw, f"override {key}", ConfigError, limit=4096)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
+    check_tree(value, f"override {key}", ConfigError)
     return _nest(key, value)
 
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():  # a FIFO or device is never opened
+        raise ConfigError(f"config file {p} is not a regular file")
+    if p.stat().st_size > MAX_TEXT:
+        raise ConfigError(f"config file {p} is larger than {MAX_TEXT} bytes")
     try:
         data = yaml.safe_load(p.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {p}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} nests too deeply") from None
+    check_tree(data, f"config file {p}", ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -259,8 +301,42 @@ def pool_lr(cfg: dict) -> float:
 _HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--data-root)"}
 
 
+# the largest sensible value of numeric keys (beyond them a run would never end or fit)
+_UPPER = {"supernet.epochs": 10**5, "retrain.epochs": 10**5, "supernet.batch_size": 1 << 16,
+          "retrain.batch_size": 1 << 16, "supernet.step_epochs": 10**5, "retrain.step_epochs": 10**5,
+          "supernet.warmup_epochs": 10**5, "retrain.warmup_epochs": 10**5, "data.image_size": 2048,
+          "data.workers": 256, "pool.samples": 10**4, "pool.epochs": 10**5, "pool.extra_steps": 10**9,
+          "proxy.recal_batches": 10**5, "proxy.batch_size": 1 << 16, "proxy.samples": 10**4,
+          "search.population": 10**5, "search.parents": 10**5, "search.generations": 10**5,
+          "search.random_samples": 10**7, "search.top": 10**4}
+MAX_BUDGETS = 64
+
+
+def _check_bounds(cfg: dict) -> None:
+    for dotted, upper in _UPPER.items():
+        sec, key = dotted.split(".")
+        value = cfg[sec][key]
+        if value is not None and value > upper:
+            raise ConfigError(f"{dotted} must be <= {upper}, got {value}")
+    if cfg["pool"]["extra_steps"] < 0:
+        raise ConfigError(f"pool.extra_steps must be >= 0 (0: the last pool.epochs epochs), got "
+                          f"{cfg['pool']['extra_steps']}")
+    vf = cfg["data"]["val_fraction"]
+    if vf is not None and not 0 < vf < 1:
+        raise ConfigError(f"data.val_fraction must be in (0, 1) or null, got {vf}")
+    lr = cfg["pool"]["lr"]
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"pool.lr must be > 0 or null (supernet.min_lr), got {lr}")
+    budgets = cfg["search"]["budgets"]
+    if isinstance(budgets, list) and not 1 <= len(budgets) <= MAX_BUDGETS:
+        raise ConfigError(f"search.budgets must list 1 to {MAX_BUDGETS} budgets, got {len(budgets)}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", cfg["device"]):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {_show(cfg['device'])}")
+
+
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
+    _check_bounds(cfg)
     for (sec, key), choices in _CHOICES.items():
         if cfg[sec][key] not in choices:
             raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}"
@@ -327,23 +403,26 @@ def validate(cfg: dict) -> None:
                noise_scale=cfg["sgld"]["noise_scale"])
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
+    if px["samples"] is not None and px["samples"] > pool["samples"]:
+        raise ConfigError(f"proxy.samples ({px['samples']}) cannot exceed pool.samples ({pool['samples']})")
     if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
         raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
-    if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg['device']!r}")
 
 
 _SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "m": 10**6, "M": 10**6, "g": 10**9, "G": 10**9}
 
 
 def parse_count(value: Any, what: str = "count") -> int:
-    """300M, 3.5M, 800k, 1200000 (or an int) -> int."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(value))
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"{what}: {value!r} is not a positive count (examples: 300M, 3.5M, 800k, 1200000)")
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2)]))
+    """300M, 3.5M, 800k, 1200000 (or an int) -> int, in [1, 2**63)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _is_number(value) and value >= 1:
+        number = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]{0,30}\.?[0-9]{1,30})\s*([kKmMgG]?)\s*", str(value)[:80])
+        number = float(m.group(1)) * _SUFFIX[m.group(2)] if m else 0
+    if not 1 <= number <= MAX_INT:
+        raise ConfigError(f"{what}: {_show(value)} is not a count from 1 to 2**63 - 1 (examples: 300M, 3.5M, "
+                          f"800k, 1200000)")
+    return int(round(number))
 
 
 def save_config(cfg: dict, run_dir: str | Path) -> Path:

@@ -21,7 +21,7 @@ from stnas.proxy import Proxy
 from stnas.report import write_report
 from stnas.retrain import retrain
 from stnas.rundir import RunDir
-from stnas.search import budget_label, search
+from stnas.search import budget_label, check_constraints, search
 from stnas.space import load_space
 from stnas.supernet_train import train_supernet
 
@@ -54,6 +54,8 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     run_dir = run.path
     run.guard(resume)
     space = load_space(cfg["preset"])
+    se = cfg["search"]
+    check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training
     dist.barrier(ctx.world_size)
     if ctx.is_main and not resume:
         run.save_config(cfg)

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from stnas.cli.common import table
+from stnas.cli.common import positive_int, seed_arg, table
 
 # what may change when an existing run is scored
 SCORING_KEYS = ("proxy", "data.val_limit", "data.root", "data.workers", "device")
@@ -27,7 +27,7 @@ def register(sub) -> None:
                    "line; default: every architecture in the truth file)")
     p.add_argument("--mode", default="all", choices=["single", "stabilized", "averaged", "all"],
                    help="proxy mode(s) to evaluate (default: all)")
-    p.add_argument("--top-k", type=int, default=5, help="size of the top set compared (default 5)")
+    p.add_argument("--top-k", type=positive_int(10**5), default=5, help="size of the top set compared (default 5)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     _common(p)
     p.set_defaults(func=cmd_rank)
@@ -39,13 +39,13 @@ def register(sub) -> None:
     s.add_argument("run_dir", metavar="RUN_DIR", help="a run trained by stnas supernet train")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--archs", metavar="FILE", help="the architecture set (JSON list, JSONL or one per line)")
-    g.add_argument("-n", type=int, default=20, help="else: this many distinct random architectures (default 20)")
+    g.add_argument("-n", type=positive_int(10**5), default=20, help="else: this many distinct random architectures (default 20)")
     _common(s)
     s.set_defaults(func=cmd_stability)
 
 
 def _common(p) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap / the random architectures (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seeds the bootstrap / the random architectures (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of a table")
     p.add_argument("--out", metavar="FILE.json", help="where the result goes (default RUN_DIR/<command>.json); "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stnas.cli.common import count, count_list, table
+from stnas.cli.common import count, count_list, positive_int, seed_arg, table
 
 # what a search may change in a trained run's config (the rest, the seed included, fixes the
 # trained supernet and the data split)
@@ -23,11 +23,11 @@ def register(sub) -> None:
                    help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
     p.add_argument("--algorithm", choices=["evolution", "random"], help="config: search.algorithm")
     p.add_argument("--mode", choices=["single", "stabilized", "averaged"], help="proxy mode (config: proxy.mode)")
-    p.add_argument("--generations", type=int, help="config: search.generations")
-    p.add_argument("--population", type=int, help="config: search.population")
+    p.add_argument("--generations", type=positive_int(), help="config: search.generations")
+    p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
     p.add_argument("--out", help="output folder (default RUN_DIR/search)")
-    p.add_argument("--seed", type=int, help="seed of the search alone (default: the run's seed; "
+    p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with search and proxy settings")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
