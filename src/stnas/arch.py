@@ -257,4 +257,8 @@ def load_arch(source: str | Path, space: SearchSpace | str | None = None) -> Arc
         space = load_space(space)
     except SpaceError as exc:
         raise ArchError(str(exc)) from None
-    return from_json(obj, space) if obj is not None else from_string(text, space)
+    try:
+        return from_json(obj, space) if obj is not None else from_string(text, space)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:  # a value of the wrong kind
+        raise ArchError(f"malformed architecture (a value of the wrong kind: {type(exc).__name__}: "
+                        f"{str(exc)[:120]})") from None

@@ -446,7 +446,12 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     key = str(name_or_path)
     if key in list_presets() and key in _CACHE:
         return _CACHE[key]
-    space = SearchSpace(load_preset(key)["space"])
+    config = load_preset(key)["space"]
+    try:
+        space = SearchSpace(config)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:  # a value of the wrong kind
+        raise SpaceError(f"{key[:200]}: invalid space definition (a value of the wrong kind: "
+                         f"{type(exc).__name__}: {str(exc)[:120]})") from None
     if key in list_presets():
         _CACHE[key] = space
     return space

@@ -88,7 +88,7 @@ def read_json(path: str | os.PathLike, what: str = "file") -> dict:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{what} {path} is damaged (not JSON: {first_line(exc, 80)})") from None
     if not isinstance(obj, dict) or not isinstance(obj.get(DIGEST_KEY), str):
-        raise CheckpointError(f"{what} {path} is damaged or not written by this stnas (no checksum)")
+        raise CheckpointError(f"{what} {path} is damaged or not written by this stnas version (no checksum)")
     want = obj.pop(DIGEST_KEY)
     if content_digest(obj) != want:
         raise CheckpointError(f"{what} {path} is damaged (SHA-256 mismatch)")
@@ -118,7 +118,8 @@ def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
     body, sep, last = raw.rstrip(b"\n").rpartition(b"\n")
     trailer = YAML_TRAILER.encode()
     if not sep or not last.startswith(trailer):
-        raise CheckpointError(f"{what} {path} is damaged or not written by this stnas (no checksum line)")
+        raise CheckpointError(f"{what} {path} is damaged, cut short or not written by this stnas version "
+                              f"(no checksum line)")
     body += b"\n"
     if hashlib.sha256(body).hexdigest().encode() != last[len(trailer):].strip():
         raise CheckpointError(f"{what} {path} is damaged (SHA-256 mismatch)")
