@@ -109,3 +109,13 @@ def test_c_retrain_killed_before_its_first_checkpoint_resumes(tmp_path, capsys):
         shutil.copy(ref / name, again / name)
     assert main(RETRAIN + ["--out", str(again)]) == 0
     assert (again / "model/model.safetensors").read_bytes() == (ref / "model/model.safetensors").read_bytes()
+
+
+def test_stability_refuses_a_gap_in_the_epoch_files(ref, tmp_path):
+    from stnas.errors import CheckpointError
+    from stnas.ranking import stability
+
+    run = shutil.copytree(ref, tmp_path / "gap")
+    (run / "epochs" / "epoch_002.safetensors").unlink()  # epochs 1 and 3 remain
+    with pytest.raises(CheckpointError, match="lacks epoch_002.safetensors"):
+        stability(run, ["digits:012012/.1.0....."] * 3)

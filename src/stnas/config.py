@@ -21,7 +21,7 @@ import yaml
 
 from stnas.data import DATASETS
 from stnas.errors import ConfigError
-from stnas.limits import MAX_INT, MAX_TEXT, check_text_size, check_tree
+from stnas.limits import MAX_INT, MAX_TEXT, check_config_bounds, check_text_size, check_tree
 from stnas.sgld import check_settings as check_sgld
 from stnas.space import SAMPLING_MODES
 
@@ -301,42 +301,9 @@ def pool_lr(cfg: dict) -> float:
 _HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--data-root)"}
 
 
-# the largest sensible value of numeric keys (beyond them a run would never end or fit)
-_UPPER = {"supernet.epochs": 10**5, "retrain.epochs": 10**5, "supernet.batch_size": 1 << 16,
-          "retrain.batch_size": 1 << 16, "supernet.step_epochs": 10**5, "retrain.step_epochs": 10**5,
-          "supernet.warmup_epochs": 10**5, "retrain.warmup_epochs": 10**5, "data.image_size": 2048,
-          "data.workers": 256, "pool.samples": 10**4, "pool.epochs": 10**5, "pool.extra_steps": 10**9,
-          "proxy.recal_batches": 10**5, "proxy.batch_size": 1 << 16, "proxy.samples": 10**4,
-          "search.population": 10**5, "search.parents": 10**5, "search.generations": 10**5,
-          "search.random_samples": 10**7, "search.top": 10**4}
-MAX_BUDGETS = 64
-
-
-def _check_bounds(cfg: dict) -> None:
-    for dotted, upper in _UPPER.items():
-        sec, key = dotted.split(".")
-        value = cfg[sec][key]
-        if value is not None and value > upper:
-            raise ConfigError(f"{dotted} must be <= {upper}, got {value}")
-    if cfg["pool"]["extra_steps"] < 0:
-        raise ConfigError(f"pool.extra_steps must be >= 0 (0: the last pool.epochs epochs), got "
-                          f"{cfg['pool']['extra_steps']}")
-    vf = cfg["data"]["val_fraction"]
-    if vf is not None and not 0 < vf < 1:
-        raise ConfigError(f"data.val_fraction must be in (0, 1) or null, got {vf}")
-    lr = cfg["pool"]["lr"]
-    if lr is not None and not lr > 0:
-        raise ConfigError(f"pool.lr must be > 0 or null (supernet.min_lr), got {lr}")
-    budgets = cfg["search"]["budgets"]
-    if isinstance(budgets, list) and not 1 <= len(budgets) <= MAX_BUDGETS:
-        raise ConfigError(f"search.budgets must list 1 to {MAX_BUDGETS} budgets, got {len(budgets)}")
-    if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", cfg["device"]):
-        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {_show(cfg['device'])}")
-
-
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
-    _check_bounds(cfg)
+    check_config_bounds(cfg)
     for (sec, key), choices in _CHOICES.items():
         if cfg[sec][key] not in choices:
             raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}"

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from stnas.arch import Arch, load_arch
-from stnas.errors import ArchError, ConfigError, StnasError
+from stnas.errors import ArchError, CheckpointError, ConfigError, StnasError
 from stnas.space import SearchSpace
 
 TRUTH_FORMAT = "stnas-truth"
@@ -221,6 +221,11 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
 
     run_dir = Path(run_dir)
     files = sorted((run_dir / "epochs").glob("epoch_*.safetensors"))
+    numbers = [int(f.stem.split("_")[1]) for f in files if f.stem.split("_")[1].isdigit()]
+    gaps = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+    if gaps:
+        raise CheckpointError(f"{run_dir / 'epochs'} lacks epoch_{gaps[0]:03d}.safetensors: consecutive "
+                              f"epochs cannot be compared across the gap")
     proxy = proxy or Proxy(run_dir, mode="single", ctx=ctx)
     archs = proxy.check_archs(archs)
     if len(archs) < MIN_ARCHS:
