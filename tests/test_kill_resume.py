@@ -1,4 +1,4 @@
-"""A sample of the kill harness (experiments/kill_resume.py, whose full sweep has 37 kill
+"""A sample of the kill harness (experiments/kill_resume.py, whose full sweep has 38 kill
 points): `stnas run` SIGKILLed inside a checkpoint write, in the sampling phase, in the
 search and in retraining before its first checkpoint, resumed, ends equal to an
 uninterrupted run."""
