@@ -19,8 +19,8 @@ from typing import Any
 
 import yaml
 
-from stnas import choices
-from stnas.errors import ConfigError, SpaceError
+from stnas import choices, verified
+from stnas.errors import CheckpointError, ConfigError, SpaceError
 from stnas.limits import MAX_INT, MAX_TEXT, check_config_bounds, check_text_size, check_tree
 from stnas.presets import read_preset
 
@@ -446,16 +446,33 @@ def parse_count(value: Any, what: str = "count") -> int:
     return int(round(number))
 
 
+RUN_CONFIG = "config.yaml"  # a run directory's resolved config (stnas.rundir.CONFIG)
+
+
 def save_config(cfg: dict, run_dir: str | Path) -> Path:
     """Writes the resolved config to RUN_DIR/config.yaml (atomically, checksummed)."""
-    from stnas.rundir import RunDir
-    return RunDir(run_dir).save_config(cfg)
+    return verified.write_yaml(Path(run_dir) / RUN_CONFIG, cfg)
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """The config a run directory was saved with, as written (checksum verified; not merged
+    with the defaults).
+
+    Raises:
+        ConfigError: no config; CheckpointError: a damaged one.
+    """
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not an stnas run directory (no {RUN_CONFIG})")
+    data = verified.read_yaml(path, "run config")
+    if not isinstance(data, dict):
+        raise CheckpointError(f"run config {path} is damaged (not a mapping)")
+    return data
 
 
 def load_run_config(run_dir: str | Path) -> dict:
     """The resolved config a run directory was made with (its checksum verified)."""
-    from stnas.rundir import RunDir
-    return _merge(DEFAULTS, RunDir(run_dir).load_config())
+    return _merge(DEFAULTS, read_run_config(run_dir))
 
 
 # keys that change how a run reports or where it reads data, not what it computes

@@ -33,10 +33,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from stnas.config import RUN_CONFIG as CONFIG
+from stnas.config import read_run_config, save_config
 from stnas.errors import CheckpointError, ConfigError, SpaceError, first_line
 from stnas.verified import read_yaml, write_yaml
 
-CONFIG = "config.yaml"
 SPACE = "space.yaml"
 CHECKPOINTS = "checkpoints"
 POOL = "pool"
@@ -217,7 +218,7 @@ class RunDir:
     # ------------------------------------------------------------------ contents
     def save_config(self, cfg: dict) -> Path:
         """Writes the resolved config as checksummed ``config.yaml``."""
-        return write_yaml(self.config, cfg)
+        return save_config(cfg, self.path)
 
     def load_config(self) -> dict:
         """The saved config as written (checksum verified; merged with defaults by the caller).
@@ -225,12 +226,7 @@ class RunDir:
         Raises:
             ConfigError: no config; CheckpointError: a damaged one.
         """
-        if not self.config.is_file():
-            raise ConfigError(f"{self.path} is not an stnas run directory (no {CONFIG})")
-        data = read_yaml(self.config, "run config")
-        if not isinstance(data, dict):
-            raise CheckpointError(f"run config {self.config} is damaged (not a mapping)")
-        return data
+        return read_run_config(self.path)
 
     def save_space(self, space) -> Path:
         return write_space_file(self.space_file, space)
