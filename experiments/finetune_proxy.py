@@ -31,8 +31,8 @@ from stnas.data import dataset_split, make_loader
 from stnas.errors import StnasError
 from stnas.export import inherited_model
 from stnas.model import build_model
-from stnas.proxy import run_space
 from stnas.ranking import load_truth
+from stnas.rundir import RunDir
 from stnas.train import evaluate, lr_at
 
 
@@ -76,7 +76,7 @@ def main() -> None:
         if args.steps < 1 or args.lr <= 0:
             raise StnasError("--steps must be >= 1 and --lr > 0")
         cfg = load_run_config(args.run)
-        space = run_space(args.run, cfg)
+        space = RunDir(args.run).space()
         truth = load_truth(args.truth, space)
         train = dataset_split(cfg, space, "search-train", "limit", augment=False)
         val = dataset_split(cfg, space, "search-val", "val_limit")

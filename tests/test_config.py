@@ -36,14 +36,14 @@ def test_config_resolution_and_errors(tmp_path):
     ("seed=-1", "seed must be >= 0"),
     ("data.workers=-1", "data.workers must be >= 0"),
     ("data.image_size=0", "data.image_size must be a positive integer"),
-    ("data.image_size=big", "data.image_size must be a positive integer"),
+    ("data.image_size=big", "'data.image_size' must be a finite number"),
     ("data.val_limit=0", "data.val_limit"), ("data.limit=lots", "data.limit"),
     ("data.dataset=mnist", "data.dataset must be one of digits, fashion-mnist"),
     ("proxy.batch_size=0", "proxy.batch_size must be >= 1"),
     ("proxy.samples=0", "proxy.samples must be a positive integer"),
     ("sgld.temperature=-1", "SGLD: temperature must be >= 0"),
     ("sgld.momentum=1.5", r"SGLD: momentum must be in \[0, 1\)"),
-    ("pool.lr=-1", "SGLD: lr must be >= 0"),
+    ("pool.lr=-1", r"pool.lr must be > 0 or null"),
 ])
 def test_config_values_are_checked_before_any_work(override, msg):
     with pytest.raises(ConfigError, match=msg):
@@ -65,7 +65,7 @@ def test_search_section_is_checked_and_its_counts_parsed():
                         ({"parents": 99}, "cannot exceed search.population"), ({"budgets": ["-3M"]}, "search.budgets")]:
         with pytest.raises(ConfigError, match=msg):
             check_search(dict(DEFAULTS["search"], **change))
-    with pytest.raises(ConfigError, match="search.budgets is empty"):
+    with pytest.raises(ConfigError, match="search.budgets must list 1 to"):
         resolve("digits", overrides=["search.budgets=[]"])
 
 

@@ -10,7 +10,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from stnas import __version__
 from stnas.arch import Arch, save_arch
@@ -20,6 +20,7 @@ from stnas.export import export_from_run, export_model, inherited_model, load_mo
 from stnas.model import build_model
 from stnas.space import load_arch, load_space
 from stnas.supernet import Supernet
+from stnas.weights import save_weights
 
 
 def _randomize_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -145,7 +146,7 @@ def test_load_model_errors_name_the_file(tmp_path):
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_model(d)
     # weights of another architecture without metadata: the key check catches it
-    save_file(build_model(a).state_dict(), str(weights))
+    save_weights(build_model(a).state_dict(), weights)
     with pytest.raises(CheckpointError, match="does not hold the weights") as e:
         load_model(d)
     assert "\n" not in str(e.value)
@@ -211,7 +212,7 @@ def test_export_errors(run_dir, tmp_path):
     with pytest.raises(CheckpointError, match="does not exist"):
         export_from_run(run_dir, arch, tmp_path / "x", weights=tmp_path / "missing.safetensors")
     bad = tmp_path / "bad.safetensors"
-    save_file({"foo": torch.zeros(2)}, str(bad))
+    save_weights({"foo": torch.zeros(2)}, bad)
     with pytest.raises(CheckpointError, match="supernet of space 'digits'"):
         export_from_run(run_dir, arch, tmp_path / "x", weights=bad)
 

@@ -8,6 +8,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from stnas import verified
 from stnas.errors import CheckpointError
 from stnas.pool import SamplePool
 
@@ -132,7 +133,7 @@ def test_missing_or_corrupt_files(tmp_path):
     (tmp_path / "index.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="index.json"):
         SamplePool(tmp_path)
-    (tmp_path / "index.json").write_text(json.dumps({"entries": []}))
+    verified.write_json(tmp_path / "index.json", {"entries": []})  # checksummed, but no header
     with pytest.raises(CheckpointError, match="not a sample-pool index"):
         SamplePool(tmp_path)
 

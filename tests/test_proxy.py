@@ -13,17 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from stnas.cli import main
 from stnas.config import resolve
 from stnas.data import dataset_split, make_loader
 from stnas.errors import ConfigError
-from stnas.proxy import CACHE, Proxy
+from stnas.proxy import Proxy
 from stnas.report import write_report
+from stnas.rundir import CACHE
 from stnas.space import load_space
 from stnas.supernet import Supernet
+from stnas.weights import save_weights
 
 from conftest import TRAINED_OVERRIDES
 
@@ -125,7 +127,7 @@ def test_bn_recalibration_replaces_inherited_statistics(trained, tmp_path, archs
         elif k.endswith("running_var"):
             state[k] = t * 50.0
     assert n_bn > 10
-    save_file(state, bad / "supernet.safetensors")
+    save_weights(state, bad / "supernet.safetensors")
     ref = Proxy(clean, mode="single").score(archs)
     recal = Proxy(bad, mode="single").score(archs)
     assert [(s.score, s.loss) for s in recal] == [(s.score, s.loss) for s in ref]  # corruption wiped out

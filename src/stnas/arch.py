@@ -226,10 +226,16 @@ def read_source(source: str | Path) -> tuple[Any, str, str | None]:
             raise ArchError(f"cannot read architecture file {path}: {exc}") from None
     obj = None
     if text.lstrip().startswith(("{", "[")):
+        from stnas.limits import check_text_size, check_tree
+
+        check_text_size(text, "architecture JSON", ArchError)
         try:
             obj = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ArchError(f"malformed architecture JSON: {exc}") from None
+        except RecursionError:
+            raise ArchError("malformed architecture JSON: nested too deeply") from None
+        check_tree(obj, "architecture JSON", ArchError)
         name = obj.get("space") if isinstance(obj, dict) else None
     else:
         name = text.split(":", 1)[0] if ":" in text else None

@@ -13,14 +13,15 @@ import copy
 import difflib
 import math
 import re
+import reprlib
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from stnas import choices
-from stnas.errors import ConfigError, SpaceError
-from stnas.fileio import write_text
+from stnas import choices, verified
+from stnas.errors import CheckpointError, ConfigError, SpaceError
+from stnas.limits import MAX_INT, MAX_TEXT, check_config_bounds, check_text_size, check_tree
 from stnas.presets import read_preset
 
 # A training recipe: the keys shared by supernet training and retraining.
@@ -125,21 +126,52 @@ def _merge(base: dict, new: dict, where: str = "") -> dict:
     return out
 
 
+# keys whose default is null: the kind of value they take when set
+_NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "data.val_fraction": "number",
+                       "data.limit": "count", "data.val_limit": "count", "pool.lr": "number",
+                       "sgld.noise_scale": "number", "proxy.samples": "integer", "search.min_madds": "count",
+                       "search.max_params": "count", "retrain.limit": "count"}
+_MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
+
+
+def _show(value: Any) -> str:
+    return reprlib.repr(value)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
+
+
 def _check_type(path: str, default: Any, value: Any) -> Any:
-    if value is None or default is None:
-        return value
+    if value is None:
+        if default is None or path in _MAY_BE_NULL:
+            return value
+        raise ConfigError(f"config key {path!r} must not be null (its default is {_show(default)})")
+    kind = _NULL_DEFAULT_KINDS.get(path) if default is None else None
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {path!r} must be true or false, got {value!r}")
-    elif isinstance(default, (int, float)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"config key {path!r} must be a finite number, got {value!r}")
-        if isinstance(default, int) and not isinstance(default, bool) and isinstance(value, float):
+            raise ConfigError(f"config key {path!r} must be true or false, got {_show(value)}")
+    elif isinstance(default, (int, float)) or kind in ("number", "integer"):
+        if not _is_number(value):
+            want = "between -(2**63 - 1) and 2**63 - 1" if isinstance(value, int) else "a finite number"
+            raise ConfigError(f"config key {path!r} must be {want}, got {_show(value)}")
+        integer = kind == "integer" or (isinstance(default, int) and not isinstance(default, bool))
+        if integer and isinstance(value, float):
             if not value.is_integer():
-                raise ConfigError(f"config key {path!r} must be an integer, got {value!r}")
+                raise ConfigError(f"config key {path!r} must be an integer, got {_show(value)}")
             value = int(value)
-    elif isinstance(default, str) and not isinstance(value, str):
-        raise ConfigError(f"config key {path!r} must be a string, got {value!r}")
+        if integer and abs(value) > MAX_INT:
+            raise ConfigError(f"config key {path!r} must be below 2**63, got {_show(value)}")
+    elif isinstance(default, str) or kind == "string":
+        if not isinstance(value, str) or not value.strip():
+            raise ConfigError(f"config key {path!r} must be a non-empty string, got {_show(value)}")
+    elif kind == "count" or isinstance(default, list):
+        items = value if isinstance(value, list) and isinstance(default, list) else [value]
+        if not all(_is_number(v) or (isinstance(v, str) and len(v) <= 32) for v in items):
+            raise ConfigError(f"config key {path!r} must be a count such as 300M, 800k or 1200000, "
+                              f"got {_show(value)}")
     return value
 
 
@@ -149,24 +181,33 @@ def parse_override(text: str) -> dict:
         raise ConfigError(f"override {text!r} is not of the form key=value (e.g. supernet.lr=0.05)")
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {text!r} has an empty key")
+        raise ConfigError(f"override {_show(text)} has an empty key")
+    check_text_size(raw, f"override {key}", ConfigError, limit=4096)
     try:
         value = yaml.safe_load(raw) if raw.strip() else None
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):
         value = raw
+    check_tree(value, f"override {key}", ConfigError)
     return _nest(key, value)
 
 
 def read_yaml(path: str | Path) -> dict:
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise ConfigError(f"config file {p} does not exist")
+    if not p.is_file():  # a FIFO or device is never opened
+        raise ConfigError(f"config file {p} is not a regular file")
+    if p.stat().st_size > MAX_TEXT:
+        raise ConfigError(f"config file {p} is larger than {MAX_TEXT} bytes")
     try:
         data = yaml.safe_load(p.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {p}: {exc}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} nests too deeply") from None
+    check_tree(data, f"config file {p}", ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -278,6 +319,7 @@ _HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--da
 
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
+    check_config_bounds(cfg)
     for (sec, key), allowed in _CHOICES.items():
         if cfg[sec][key] not in allowed:
             raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}"
@@ -328,9 +370,11 @@ def validate(cfg: dict) -> None:
         raise ConfigError("proxy.recal_batches must be >= 0")
     pool = cfg["pool"]
     check_sgld_settings(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
-               noise_scale=cfg["sgld"]["noise_scale"])
+                        noise_scale=cfg["sgld"]["noise_scale"])
     if pool["samples"] < 1:
         raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
+    if px["samples"] is not None and px["samples"] > pool["samples"]:
+        raise ConfigError(f"proxy.samples ({px['samples']}) cannot exceed pool.samples ({pool['samples']})")
     if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
         raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
     if not str(cfg["device"]).startswith(("auto", "cpu", "cuda")):
@@ -390,26 +434,45 @@ _SUFFIX = {"": 1, "k": 10**3, "K": 10**3, "m": 10**6, "M": 10**6, "g": 10**9, "G
 
 
 def parse_count(value: Any, what: str = "count") -> int:
-    """300M, 3.5M, 800k, 1200000 (or an int) -> int."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?)\s*", str(value))
-    if not m or float(m.group(1)) <= 0:
-        raise ConfigError(f"{what}: {value!r} is not a positive count (examples: 300M, 3.5M, 800k, 1200000)")
-    return int(round(float(m.group(1)) * _SUFFIX[m.group(2)]))
+    """300M, 3.5M, 800k, 1200000 (or an int) -> int, in [1, 2**63)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and _is_number(value) and value >= 1:
+        number = value
+    else:
+        m = re.fullmatch(r"\s*([0-9]{0,30}\.?[0-9]{1,30})\s*([kKmMgG]?)\s*", str(value)[:80])
+        number = float(m.group(1)) * _SUFFIX[m.group(2)] if m else 0
+    if not 1 <= number <= MAX_INT:
+        raise ConfigError(f"{what}: {_show(value)} is not a count from 1 to 2**63 - 1 (examples: 300M, 3.5M, "
+                          f"800k, 1200000)")
+    return int(round(number))
+
+
+RUN_CONFIG = "config.yaml"  # a run directory's resolved config (stnas.rundir.CONFIG)
 
 
 def save_config(cfg: dict, run_dir: str | Path) -> Path:
-    """Writes the resolved config to RUN_DIR/config.yaml (atomically)."""
-    return write_text(Path(run_dir) / "config.yaml", yaml.safe_dump(cfg, sort_keys=False))
+    """Writes the resolved config to RUN_DIR/config.yaml (atomically, checksummed)."""
+    return verified.write_yaml(Path(run_dir) / RUN_CONFIG, cfg)
+
+
+def read_run_config(run_dir: str | Path) -> dict:
+    """The config a run directory was saved with, as written (checksum verified; not merged
+    with the defaults).
+
+    Raises:
+        ConfigError: no config; CheckpointError: a damaged one.
+    """
+    path = Path(run_dir) / RUN_CONFIG
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not an stnas run directory (no {RUN_CONFIG})")
+    data = verified.read_yaml(path, "run config")
+    if not isinstance(data, dict):
+        raise CheckpointError(f"run config {path} is damaged (not a mapping)")
+    return data
 
 
 def load_run_config(run_dir: str | Path) -> dict:
-    """The resolved config a run directory was made with."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir} is not an stnas run directory (no config.yaml)")
-    return _merge(DEFAULTS, read_yaml(path))
+    """The resolved config a run directory was made with (its checksum verified)."""
+    return _merge(DEFAULTS, read_run_config(run_dir))
 
 
 # keys that change how a run reports or where it reads data, not what it computes

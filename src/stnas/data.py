@@ -62,10 +62,14 @@ def read_idx(path) -> np.ndarray:
     """Read an IDX file (the MNIST format), gzip-compressed or not.
 
     Raises:
-        DataError: the file is unreadable, has a bad header or the wrong length.
+        DataError: the file is unreadable, not a regular file (a FIFO is never opened), has
+            a bad header or the wrong length.
     """
+    p = Path(path)
+    if p.exists() and not p.is_file():
+        raise DataError(f"IDX file {path} is not a regular file")
     try:
-        raw = Path(path).read_bytes()
+        raw = p.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
     except (OSError, EOFError, gzip.BadGzipFile) as e:
@@ -165,11 +169,23 @@ def _load_arrays(name: str, where: str | None) -> tuple:
         return x, y, np.sort(tr), np.sort(te)  # train/test are index sets into one array
     d = Path(where)
     if name == "fashion-mnist":
-        def idx(stem):
+        def idx(stem, ndim):
             p = d / stem
-            return read_idx(p if p.exists() else p.with_name(stem + ".gz"))
-        return (idx("train-images-idx3-ubyte")[:, None], idx("train-labels-idx1-ubyte").astype(np.int64),
-                idx("t10k-images-idx3-ubyte")[:, None], idx("t10k-labels-idx1-ubyte").astype(np.int64))
+            p = p if p.exists() else p.with_name(stem + ".gz")
+            a = read_idx(p)
+            if a.ndim != ndim or not len(a):
+                raise DataError(f"{p}: shape {a.shape}, expected {ndim} dimensions and at least one item")
+            return a, p
+
+        out = []
+        for part in ("train", "t10k"):
+            (x, xp), (y, yp) = idx(f"{part}-images-idx3-ubyte", 3), idx(f"{part}-labels-idx1-ubyte", 1)
+            if len(x) != len(y):
+                raise DataError(f"{yp} holds {len(y)} labels for the {len(x)} images of {xp}")
+            if y.max() >= INFO[name]["classes"] or y.min() < 0:
+                raise DataError(f"{yp}: labels must be in 0..{INFO[name]['classes'] - 1}, found {int(y.max())}")
+            out += [x[:, None], y.astype(np.int64)]
+        return tuple(out)
     import torchvision.datasets as tvd
     cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
     try:

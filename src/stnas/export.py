@@ -2,10 +2,11 @@
 
 A model directory (written by :func:`export_model`, read by :func:`load_model`)::
 
-    model.safetensors   the state dict of ``build_model(arch)``; metadata strings:
-                        format, arch, space, space_fingerprint, stnas_version (+ caller's)
+    model.safetensors   the state dict of ``build_model(arch)`` (a :mod:`stnas.weights` file:
+                        tensors checksummed); metadata strings: format, arch, space,
+                        space_fingerprint, stnas_version (+ caller's)
     arch.json           the architecture (stnas.arch format)
-    space.yaml          the space definition, so the directory is self-contained
+    space.yaml          the space definition (checksummed), so the directory is self-contained
     model.onnx          opset 17, input "input" (N, C, H, W) with a dynamic batch axis,
                         output "logits" (N, classes); the network in eval mode
 
@@ -22,15 +23,14 @@ import warnings
 from pathlib import Path
 
 import torch
-import yaml
-from safetensors import safe_open
-from safetensors.torch import load_file, save_file
 
 from stnas.arch import Arch, save_arch
-from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line, state_dict_detail
-from stnas.fileio import atomic_write, write_text
+from stnas.errors import ArchError, CheckpointError, ConfigError, state_dict_detail
+from stnas.fileio import atomic_write
 from stnas.model import Network, build_model
-from stnas.space import SearchSpace, load_arch, load_space
+from stnas.rundir import RunDir, read_space_file, write_space_file
+from stnas.space import SearchSpace, load_arch
+from stnas.weights import load_weights, save_weights
 
 FORMAT = "stnas-model"
 WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
@@ -75,9 +75,9 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
                 space_fingerprint=arch.space.fingerprint, stnas_version=_version())
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
     _check_replaces_same_model(out, arch, tensors)
-    paths = {"weights": atomic_write(out / WEIGHTS, lambda tmp: save_file(tensors, tmp, metadata=meta)),
+    paths = {"weights": save_weights(tensors, out / WEIGHTS, meta),
              "arch": save_arch(arch, out / ARCH),
-             "space": write_text(out / SPACE, yaml.safe_dump({"space": arch.space.config}, sort_keys=False))}
+             "space": write_space_file(out / SPACE, arch.space)}
     if onnx:
         paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp))
     return paths
@@ -115,16 +115,8 @@ def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
 
 # ------------------------------------------------------------------ reading
 def _read_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Tensors and header metadata of a safetensors file, with one-line errors."""
-    if not path.is_file():
-        raise CheckpointError(f"weights file {path} does not exist")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        return load_file(path), meta
-    except Exception as exc:  # safetensors raises its own error types and OSError
-        raise CheckpointError(f"{path} is not a readable safetensors file ({first_line(exc)}); "
-                              f"re-export or re-train it") from None
+    """Tensors and header metadata of a weights file, checksum verified, with one-line errors."""
+    return load_weights(path)
 
 
 def _load_into(net: torch.nn.Module, tensors: dict, path: Path, what: str) -> None:
@@ -143,11 +135,8 @@ def dir_space(d: Path, space=None) -> SearchSpace | str | None:
     """``space`` when given, else the space of ``d/space.yaml`` when present, else None."""
     if space is not None:
         return space
-    if (d / SPACE).is_file():
-        try:
-            return SearchSpace(yaml.safe_load((d / SPACE).read_text())["space"])
-        except (yaml.YAMLError, KeyError, TypeError, SpaceError) as exc:
-            raise SpaceError(f"{d / SPACE} is not a valid space file ({first_line(exc)})") from None
+    if (d / SPACE).exists():
+        return read_space_file(d / SPACE)
     return None
 
 
@@ -182,21 +171,9 @@ def load_model(path_or_dir: str | Path, space: SearchSpace | str | None = None) 
 
 
 # ------------------------------------------------------------------ from a run
-def run_space(run_dir: str | Path) -> SearchSpace:
-    """The search space of a supernet run directory (its ``space.yaml``, else its preset)."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise ConfigError(f"run directory {run_dir} does not exist")
-    space = dir_space(run_dir, None)
-    if space is not None:
-        return space
-    from stnas.config import load_run_config
-    return load_space(load_run_config(run_dir)["preset"])
-
-
 def arch_for_run(run_dir: str | Path, arch: Arch | str | Path) -> Arch:
     """``arch`` (an Arch, JSON file or string) checked to be of the run's space."""
-    space = run_space(run_dir)
+    space = RunDir(run_dir).space()
     if isinstance(arch, Arch):
         return space.arch(arch, f" of run {run_dir}")
     try:
@@ -224,10 +201,10 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
     from stnas.supernet import Supernet
 
     run_dir = Path(run_dir)
-    space = run_space(run_dir)
+    space = RunDir(run_dir).space()
     arch = arch_for_run(run_dir, arch)
     if str(weights) == "supernet":
-        path = run_dir / "supernet.safetensors"
+        path = RunDir(run_dir).supernet
         if not path.is_file():
             raise CheckpointError(f"{path} does not exist: the supernet run has not finished "
                                   f"(resume it, or pass --weights with a pool sample)")

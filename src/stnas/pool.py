@@ -3,30 +3,31 @@
 Layout of a pool directory::
 
     sample_000.safetensors, sample_001.safetensors, ...   one state dict each
-    index.json   {"format": "stnas-sample-pool", "version": 1,
-                  "entries": [{"file", "step", "lr", "loss", "sha256"}, ...]}
+    index.json   {"format": "stnas-sample-pool", "version": 2,
+                  "entries": [{"file", "step", "lr", "loss", "sha256"}, ...], "sha256"}
 
 Every file is written atomically, the sample before the index entry that names it, so an
 interrupted ``add`` leaves at most an orphan sample file that the next ``add`` overwrites.
-Loading verifies each sample's SHA-256 and reads it with safetensors (no pickle). Anything
-missing or corrupt raises :class:`CheckpointError`.
+Samples are :mod:`stnas.weights` files (their tensors checksummed inside); the index is
+checksummed (:mod:`stnas.verified`) and holds each file's SHA-256. Loading verifies both
+and reads with safetensors (no pickle). Anything missing or corrupt raises
+:class:`CheckpointError`.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
 
-from stnas.errors import CheckpointError, first_line
-from stnas.fileio import atomic_write, sha256_file, write_json
+from stnas.errors import CheckpointError
+from stnas.fileio import sha256_file
+from stnas.verified import read_json, write_json
+from stnas.weights import load_weights, save_weights
 
 FORMAT = "stnas-sample-pool"
-VERSION = 1
+VERSION = 2
 INDEX = "index.json"
 
 
@@ -44,10 +45,7 @@ class SamplePool:
 
     def _read_index(self) -> list[dict]:
         path = self.dir / INDEX
-        try:
-            obj = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise CheckpointError(f"sample-pool index {path} is unreadable: {first_line(e)}") from None
+        obj = read_json(path, "sample-pool index")
         if not (isinstance(obj, dict) and obj.get("format") == FORMAT and isinstance(obj.get("entries"), list)):
             raise CheckpointError(f"{path} is not a sample-pool index (no '{FORMAT}' header)")
         if obj.get("version") != VERSION:
@@ -76,13 +74,8 @@ class SamplePool:
         """Writes one sample and its index entry; returns the sample's position k."""
         k = len(self._entries)
         name = f"sample_{k:03d}.safetensors"
-        tensors = {}
-        for key, value in state_dict.items():
-            if not isinstance(value, torch.Tensor):
-                raise TypeError(f"SamplePool.add: {key!r} is a {type(value).__name__}, not a tensor")
-            tensors[key] = value.detach().to("cpu", copy=True).contiguous()
         meta = {"step": str(int(step)), "lr": repr(float(lr)), "loss": repr(float(loss))}
-        path = atomic_write(self.dir / name, lambda tmp: save_file(tensors, tmp, metadata=meta))
+        path = save_weights(state_dict, self.dir / name, meta)
         entry = {"file": name, "step": int(step), "lr": float(lr), "loss": float(loss),
                  "sha256": sha256_file(path)}
         self._write_index(self._entries + [entry])
@@ -99,10 +92,7 @@ class SamplePool:
         if sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"sample file {path} is corrupted or truncated (SHA-256 mismatch "
                                   f"with {INDEX})")
-        try:
-            return load_file(path, device=str(device))
-        except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-            raise CheckpointError(f"sample file {path} cannot be read: {first_line(e)}") from None
+        return load_weights(path, device, "sample file")[0]
 
     def average(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Element-wise mean of all samples: floating tensors averaged (in float64, returned

@@ -37,8 +37,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
@@ -48,48 +46,21 @@ from stnas.arch import Arch
 from stnas.choices import PROXY_METRICS, PROXY_MODES
 from stnas.config import load_run_config
 from stnas.data import dataset_split, make_loader
-from stnas.errors import CheckpointError, ConfigError, StnasError, state_dict_detail
-from stnas.fileio import append_jsonl, sha256_file
+from stnas.errors import CheckpointError, ConfigError, state_dict_detail
+from stnas.fileio import sha256_file
 from stnas.pool import SamplePool
+from stnas.rundir import RunDir
 from stnas.score import Score
-from stnas.space import SearchSpace, load_space
 from stnas.supernet import Supernet
 from stnas.train import use_amp, use_channels_last
+from stnas.verified import append_jsonl, read_jsonl
+from stnas.weights import load_weights
 
-CACHE = "proxy_cache.jsonl"
 PRELOAD_BYTES = 2 << 30  # search-val sets larger than this (ImageNet) are streamed
 
 
 def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _read_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{what} {path} is missing; train the supernet first "
-                              f"(stnas supernet train --out {path.parent})")
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{what} {path} cannot be read ({str(e).splitlines()[0][:120]}); "
-                              f"re-run stnas supernet train") from None
-
-
-def run_space(run_dir, cfg: dict) -> SearchSpace:
-    """The search space of a run: its preset, checked against the run's own ``space.yaml``
-    (which is used when the preset file has moved away)."""
-    saved = Path(run_dir) / "space.yaml"
-    try:
-        space = load_space(cfg["preset"])
-    except StnasError:
-        if not saved.is_file():
-            raise ConfigError(f"cannot load space {cfg['preset']!r} of run {run_dir}, and the run has no "
-                              f"space.yaml") from None
-        return load_space(saved)
-    if saved.is_file() and load_space(saved).fingerprint != space.fingerprint:
-        raise ConfigError(f"space {cfg['preset']!r} changed since run {run_dir} was trained (its space.yaml "
-                          f"differs); point preset in its config.yaml at {saved}")
-    return space
 
 
 class Proxy:
@@ -118,11 +89,12 @@ class Proxy:
             raise ConfigError(f"proxy.metric must be one of {', '.join(PROXY_METRICS)}, got {self.metric!r}")
         self.ctx = ctx or dist.Context(device=dist.resolve_device(self.cfg["device"]))
         self.progress = progress
-        self.space = run_space(self.run_dir, self.cfg)
+        self.run = RunDir(self.run_dir)
+        self.space = self.run.space()
         p, recipe = self.cfg["proxy"], self.cfg["supernet"]
         self.batch_size, self.recal_batches = p["batch_size"], p["recal_batches"]
         self.amp, self.channels_last = use_amp(recipe, self.ctx.device), use_channels_last(recipe)
-        self.pool = SamplePool(self.run_dir / "pool")
+        self.pool = SamplePool(self.run.pool)
         self._check_files(self.mode)
         d = self.cfg["data"]
         self.settings = {"recal_batches": self.recal_batches, "batch_size": self.batch_size,
@@ -140,7 +112,7 @@ class Proxy:
     # ------------------------------------------------------------------ setup
     def _check_files(self, mode: str) -> None:
         if mode == "single":
-            path = self.run_dir / "supernet.safetensors"
+            path = self.run.supernet
             if not path.is_file():
                 raise CheckpointError(f"{path} is missing: finish the supernet training "
                                       f"(stnas supernet train --out {self.run_dir} --resume)")
@@ -150,19 +122,14 @@ class Proxy:
                                   f"(stnas supernet train ...) or use --mode single")
 
     def _read_cache(self) -> dict:
+        """The cached evaluations; a damaged line (cut short by a kill, a flipped byte) is
+        dropped, so its evaluation is recomputed."""
         out = {}
-        path = self.run_dir / CACHE
-        if path.is_file():
-            text = path.read_text(encoding="utf-8")
-            if text and not text.endswith("\n"):  # a record cut short by a kill: end its line
-                with open(path, "a", encoding="utf-8") as f:
-                    f.write("\n")
-            for line in text.splitlines():
-                try:  # a line cut short by a kill is skipped
-                    r = json.loads(line)
-                    out[(r["arch"], r["source"], r["key"])] = (float(r["top1"]), float(r["loss"]))
-                except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                    continue
+        for r in read_jsonl(self.run.cache, "proxy cache")[0]:
+            try:
+                out[(r["arch"], r["source"], r["key"])] = (float(r["top1"]), float(r["loss"]))
+            except (KeyError, TypeError, ValueError):
+                continue
         return out
 
     def _prepare_data(self) -> None:
@@ -201,9 +168,8 @@ class Proxy:
                  samples: int | None = None) -> list[tuple[str, Callable[[], Mapping[str, torch.Tensor]]]]:
         """(name, loader) of the weight sources a mode averages over (``samples``: the first
         that many pool samples in place of the configured number)."""
-        final = self.run_dir / "supernet.safetensors"
         if mode == "single":
-            return [("final", lambda: _read_weights(final, "supernet weights"))]
+            return [("final", lambda: load_weights(self.run.supernet, what="supernet weights")[0])]
         k = samples or self._num_samples()
         if mode == "stabilized":
             return [(f"pool:{i}", lambda i=i: self.pool.load(i)) for i in range(k)]
@@ -228,7 +194,7 @@ class Proxy:
         """What identifies a source's weights: the file's SHA-256 or the pool entries'."""
         if name not in self._ids:
             if name == "final":
-                ident = sha256_file(self.run_dir / "supernet.safetensors")
+                ident = sha256_file(self.run.supernet)
             elif name == "avg":
                 ident = [e["sha256"] for e in self.pool.entries[:self._num_samples()]]
             else:
@@ -314,7 +280,7 @@ class Proxy:
     def _store(self, arch: str, src: str, key: str, top1: float, loss: float) -> None:
         self._cache[(arch, src, key)] = (top1, loss)
         if self.ctx.is_main:
-            append_jsonl(self.run_dir / CACHE, {"arch": arch, "source": src, "key": key, "top1": top1,
+            append_jsonl(self.run.cache, {"arch": arch, "source": src, "key": key, "top1": top1,
                                                 "loss": loss})
 
     def check_archs(self, archs) -> list[Arch]:

@@ -31,7 +31,7 @@ import numpy as np
 from scipy import stats
 
 from stnas.arch import Arch
-from stnas.errors import ArchError, ConfigError, StnasError
+from stnas.errors import ArchError, CheckpointError, ConfigError, StnasError
 from stnas.space import SearchSpace, load_arch
 
 TRUTH_FORMAT = "stnas-truth"
@@ -216,12 +216,16 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
         missing when the pool has fewer than 2 samples. Pool scores come from (and fill)
         the proxy cache.
     """
-    from safetensors.torch import load_file
-
     from stnas.proxy import Proxy
+    from stnas.weights import load_weights
 
     run_dir = Path(run_dir)
     files = sorted((run_dir / "epochs").glob("epoch_*.safetensors"))
+    numbers = [int(f.stem.split("_")[1]) for f in files if f.stem.split("_")[1].isdigit()]
+    gaps = sorted(set(range(1, max(numbers, default=0) + 1)) - set(numbers))
+    if gaps:
+        raise CheckpointError(f"{run_dir / 'epochs'} lacks epoch_{gaps[0]:03d}.safetensors: consecutive "
+                              f"epochs cannot be compared across the gap")
     proxy = proxy or Proxy(run_dir, mode="single", ctx=ctx)
     archs = proxy.check_archs(archs)
     if len(archs) < MIN_ARCHS:
@@ -231,7 +235,7 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
         names, scores = [], []
         for f in files:
             names.append(int(f.stem.split("_")[1]))
-            scores.append([s.score for s in proxy.evaluate_weights(load_file(f), archs)])
+            scores.append([s.score for s in proxy.evaluate_weights(load_weights(f, what="epoch weights")[0], archs)])
         out["epochs"] = _chain("epochs", names, scores)
         out["epochs"]["scores"] = scores
     if len(proxy.pool) >= 2:

@@ -11,9 +11,11 @@ import json
 import os
 from pathlib import Path
 
+from stnas import verified
 from stnas.fileio import write_json, write_text
 from stnas.format import budget_label, fmt_count
 from stnas.plots import draw_arch, plot_curves, plot_pareto
+from stnas.rundir import RunDir
 from stnas.space import load_arch
 
 
@@ -46,7 +48,8 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     if history:
         files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png",
                                           METRIC_TEXT[cfg["proxy"]["metric"]]))
-    metrics = _read_jsonl(run_dir / "metrics.jsonl")
+    run = RunDir(run_dir)
+    metrics = verified.read_jsonl(run.metrics, "training log")[0]
     if metrics:
         files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
     for c in chosen:
@@ -55,7 +58,9 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     report = {
         "preset": cfg["preset"], "dataset": cfg["data"]["dataset"], "proxy_mode": cfg["proxy"]["mode"],
         "proxy_metric": cfg["proxy"]["metric"],
-        "optimizer": cfg["supernet"]["optimizer"], "supernet": _read_json(run_dir / "supernet.json", {}),
+        "optimizer": cfg["supernet"]["optimizer"],
+        "supernet": (verified.read_json(run.supernet_summary, "supernet summary")
+                     if run.supernet_summary.exists() else {}),
         "search": _read_json(run_dir / "search" / "search.json", {}), "chosen": chosen, "wall_s": wall or {},
         "plots": files,
     }

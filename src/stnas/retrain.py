@@ -6,19 +6,14 @@ SGD Nesterov, warmup then cosine, label smoothing, weight decay) by the shared
 supernet. Retraining is not search: it uses the whole ``train`` split (or a stratified
 ``retrain.limit`` subset of it) and evaluates on ``test`` once, at the end.
 
-Run directory::
-
-    config.yaml, space.yaml, arch.json   what was trained
-    checkpoints/                         rotating training checkpoints (resume)
-    metrics.jsonl, tb/                   training curves
-    model/                               the final model (stnas.export: safetensors, arch, ONNX)
-    model_card.json                      architecture, cost, test accuracy, recipe, time, hardware
+Run directory (:mod:`stnas.rundir`): config.yaml, space.yaml and arch.json (what was
+trained), checkpoints/, metrics.jsonl, tb/, model/ (the final model: stnas.export) and
+model_card.json (checksummed: architecture, cost, test accuracy, recipe, time, hardware).
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import platform
 import re
@@ -26,21 +21,19 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from stnas import dist
 from stnas.arch import Arch, save_arch
 from stnas.checkpoint import CheckpointManager
-from stnas.config import check_same_settings, parse_count, save_config
+from stnas.config import check_same_settings, parse_count
 from stnas.data import check_data_fits, get_dataset
 from stnas.errors import ConfigError
-from stnas.export import dir_space, export_model
-from stnas.fileio import write_json, write_text
+from stnas.export import export_model
 from stnas.model import build_model
+from stnas.rundir import ARCH, CONFIG, RunDir
 from stnas.space import SearchSpace, load_arch, load_space
 from stnas.train import Trainer, evaluate, use_amp, use_channels_last
-
-CARD = "model_card.json"
+from stnas.verified import read_json, write_json
 
 
 def hardware(device: torch.device) -> str:
@@ -56,21 +49,15 @@ def hardware(device: torch.device) -> str:
 RESUME_SECTIONS = ("retrain", "data.dataset", "data.image_size", "seed")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, ctx: dist.Context) -> None:
-    """Refuses to overwrite an existing run unless resuming."""
-    if resume:
-        if not (run_dir / "config.yaml").is_file() or not (run_dir / "arch.json").is_file():
-            raise ConfigError(f"cannot resume: {run_dir} holds no retrain run (no config.yaml and arch.json)")
-    elif (run_dir / CARD).exists() or (run_dir / "checkpoints").exists():
-        raise ConfigError(f"{run_dir} already holds a retrain run; pass --resume to continue it "
-                          f"or choose another --out")
-    dist.barrier(ctx.world_size)
-
-
 def run_arch(run_dir: str | Path) -> Arch:
-    """The architecture a retrain run directory trains (its ``arch.json`` in its ``space.yaml``)."""
-    run_dir = Path(run_dir)
-    return load_arch(run_dir / "arch.json", dir_space(run_dir, None))
+    """The architecture a retrain run directory trains (its ``arch.json`` in the run's space)."""
+    run = RunDir(run_dir)
+    return load_arch(run.arch, run.space())
+
+
+def read_card(run_dir: str | Path) -> dict:
+    """The model card of a finished retrain run, checksum verified."""
+    return read_json(RunDir(run_dir).card, "model card")
 
 
 def _start_step(run_dir: Path, resume: bool | str) -> int:
@@ -103,23 +90,31 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         resume: True (latest checkpoint) or a checkpoint path to continue from.
         ctx: the process context (default ``dist.setup(cfg["device"])``).
     """
-    run_dir = Path(run_dir)
     ctx = ctx or dist.setup(cfg["device"])
     space = load_space(cfg["preset"])
     arch = space.arch(arch, f" of preset {cfg['preset']!r} (pass --preset with the architecture's space)")
-    prepare_run_dir(run_dir, bool(resume), ctx)
+    run = RunDir(run_dir)
+    with run.lock(ctx.is_main):
+        return _retrain(arch, space, cfg, run, resume, ctx)
+
+
+def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: bool | str,
+             ctx: dist.Context) -> dict:
+    run_dir = run.path
+    run.guard(bool(resume), needs=(CONFIG, ARCH))
+    dist.barrier(ctx.world_size)
     if resume:
         saved = run_arch(run_dir)
         if saved != arch:
             raise ConfigError(f"{run_dir} retrains {saved}, not {arch}; drop --arch to resume it")
         check_same_settings(run_dir, cfg, RESUME_SECTIONS)
-        if resume is True and (run_dir / CARD).is_file():
-            return json.loads((run_dir / CARD).read_text())  # already finished
+        if resume is True and run.card.exists():
+            return read_card(run_dir)  # already finished
     train_set, test_set = _splits(cfg, space)
     if ctx.is_main:
-        save_config(cfg, run_dir)
-        write_text(run_dir / "space.yaml", yaml.safe_dump({"space": space.config}, sort_keys=False))
-        save_arch(arch, run_dir / "arch.json")
+        run.save_space(space)
+        save_arch(arch, run.arch)
+        run.save_config(cfg)  # last: a run with a config can be resumed
     recipe, seed = cfg["retrain"], cfg["seed"]
     torch.manual_seed(seed)
     model = build_model(arch).to(ctx.device)
@@ -146,8 +141,8 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx"},
     }
     if ctx.is_main:
-        export_model(model, arch, run_dir / "model",
+        export_model(model, arch, run.model,
                      metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)})
-        write_json(run_dir / CARD, card)
+        write_json(run.card, card)
     dist.barrier(ctx.world_size)
     return card

@@ -16,12 +16,13 @@ from pathlib import Path
 
 from stnas import dist
 from stnas.data import get_dataset
-from stnas.errors import ConfigError, DataError
+from stnas.errors import DataError
 from stnas.format import budget_label
 from stnas.proxy import Proxy
 from stnas.report import write_report
 from stnas.retrain import retrain
-from stnas.search import search
+from stnas.rundir import RunDir
+from stnas.search import check_constraints, search
 from stnas.space import load_space
 from stnas.supernet_train import train_supernet
 
@@ -44,19 +45,28 @@ def _stage(name: str, ctx: dist.Context) -> None:
 
 def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
     """Runs (or, with ``resume``, continues) every stage; returns the report dict."""
-    run_dir = Path(run_dir)
     ctx = ctx or dist.setup(cfg["device"])
-    if not resume and run_dir.exists() and any(run_dir.iterdir()):
-        raise ConfigError(f"{run_dir} is not empty; pass --resume to continue the run there or choose another --out")
+    run = RunDir(run_dir)
+    with run.lock(ctx.is_main):
+        return _pipeline(cfg, run, resume, ctx)
+
+
+def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
+    run_dir = run.path
+    run.guard(resume)
     space = load_space(cfg["preset"])
+    se = cfg["search"]
+    check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training
+    dist.barrier(ctx.world_size)
+    if ctx.is_main and not resume:
+        run.save_config(cfg)
     wall = {}
 
     t = time.perf_counter()
-    if not (run_dir / "supernet.safetensors").is_file():
+    if not run.supernet.is_file():
         _stage(f"1/4 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
                ctx)
-        has_ckpt = resume and any((run_dir / "checkpoints").glob("step_*.pt"))
-        train_supernet(cfg, run_dir, resume=bool(has_ckpt), ctx=ctx)
+        train_supernet(cfg, run_dir, resume=True, ctx=ctx)  # from the latest checkpoint, if any
     wall["supernet"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -64,7 +74,7 @@ def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist
            f"{', '.join(budget_label(b) for b in cfg['search']['budgets'])}, proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
     proxy = Proxy(run_dir, cfg, ctx=ctx)
-    result = search(space, proxy.score, cfg["search"], run_dir / "search" if ctx.is_main else None,
+    result = search(space, proxy.score, cfg["search"], run.search if ctx.is_main else None,
                     seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
                     info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings},
                     screen=lambda archs: proxy.score(archs, samples=1))
@@ -76,13 +86,13 @@ def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist
         if not recs:
             continue
         best = recs[0]
-        out = run_dir / "retrain" / f"budget_{budget_label(budget)}"
+        out = run.retrain_dir(budget_label(budget))
         if str(best.arch) in done:  # the best of a smaller budget also wins this one
             out, card = done[str(best.arch)]
         else:
             _stage(f"3/4 retrain {k + 1}/{len(result.best)}: {best.arch} ({best.madds / 1e6:.2f}M MAdds ≤ "
                    f"{budget_label(budget)})", ctx)
-            card = retrain(best.arch, cfg, out, resume=(out / "config.yaml").is_file(), ctx=ctx)
+            card = retrain(best.arch, cfg, out, resume=RunDir(out).config.is_file(), ctx=ctx)
             done[str(best.arch)] = (out, card)
         chosen.append({"budget": budget, "arch": str(best.arch), "madds": best.madds, "params": best.params,
                        "score": best.score, "std": best.std, "model_card": card,

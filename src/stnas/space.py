@@ -414,7 +414,7 @@ class SearchSpace:
         if not isinstance(source, (str, Path)):
             raise ArchError(f"expected an Arch, an architecture string or a JSON file, got {type(source).__name__}")
         obj, text, _ = read_source(source)
-        return from_json(obj, self) if obj is not None else from_string(text, self)
+        return _decode(obj, text, self)
 
     def __reduce__(self):
         return (SearchSpace, (self.config,))
@@ -433,7 +433,12 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     key = str(name_or_path)
     if key in list_presets() and key in _CACHE:
         return _CACHE[key]
-    space = SearchSpace(load_preset(key)["space"])
+    config = load_preset(key)["space"]
+    try:
+        space = SearchSpace(config)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:  # a value of the wrong kind
+        raise SpaceError(f"{key[:200]}: invalid space definition (a value of the wrong kind: "
+                         f"{type(exc).__name__}: {str(exc)[:120]})") from None
     if key in list_presets():
         _CACHE[key] = space
     return space
@@ -457,4 +462,12 @@ def load_arch(source: str | Path, space: SearchSpace | str | Path | None = None)
         space = load_space(space)
     except SpaceError as exc:
         raise ArchError(str(exc)) from None
-    return from_json(obj, space) if obj is not None else from_string(text, space)
+    return _decode(obj, text, space)
+
+
+def _decode(obj: Any, text: str, space: SearchSpace) -> Arch:
+    try:
+        return from_json(obj, space) if obj is not None else from_string(text, space)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:  # a value of the wrong kind
+        raise ArchError(f"malformed architecture (a value of the wrong kind: {type(exc).__name__}: "
+                        f"{str(exc)[:120]})") from None

@@ -4,16 +4,9 @@ Each step trains one architecture drawn uniformly with the (seed, step) sampler,
 every torchrun rank trains the same one. The closing sampling phase (SGLD or plain SGD,
 see :class:`stnas.train.SamplingPhase`) fills ``RUN_DIR/pool``.
 
-Run directory::
-
-    config.yaml            resolved config
-    space.yaml             the space definition (so the run is self-contained)
-    checkpoints/           rotating training checkpoints (resume)
-    pool/                  parameter samples (safetensors) + index.json
-    epochs/                weights at every epoch end (stability analysis)
-    supernet.safetensors   final shared weights
-    supernet.json          summary (steps, time, throughput, final loss/acc)
-    metrics.jsonl, tb/     training curves
+Run directory: config.yaml, space.yaml, checkpoints/, pool/, epochs/, supernet.safetensors,
+supernet.json (summary: steps, time, throughput, final loss/acc), metrics.jsonl, tb/
+(see :mod:`stnas.rundir`).
 """
 
 from __future__ import annotations
@@ -22,16 +15,16 @@ import platform
 from pathlib import Path
 
 import torch
-import yaml
 
 from stnas import dist
-from stnas.config import check_same_settings, pool_lr, save_config
+from stnas.config import check_same_settings, pool_lr
 from stnas.data import dataset_split
-from stnas.errors import ConfigError
-from stnas.fileio import write_json, write_text
+from stnas.rundir import RunDir
 from stnas.space import load_space
 from stnas.supernet import Supernet
-from stnas.train import SamplingPhase, Trainer, save_weights
+from stnas.train import SamplingPhase, Trainer
+from stnas.verified import write_json
+from stnas.weights import save_weights
 
 
 def sampling_phase(cfg: dict) -> SamplingPhase:
@@ -46,30 +39,29 @@ def sampling_phase(cfg: dict) -> SamplingPhase:
 RESUME_SECTIONS = ("preset", "supernet", "sgld", "pool", "data", "seed")
 
 
-def prepare_run_dir(run_dir: Path, resume: bool, ctx: dist.Context) -> None:
-    """Refuses to overwrite an existing run unless resuming."""
-    if resume:
-        if not (run_dir / "config.yaml").is_file():
-            raise ConfigError(f"cannot resume: {run_dir} holds no run (no config.yaml)")
-    elif (run_dir / "checkpoints").exists() or (run_dir / "supernet.safetensors").exists():
-        raise ConfigError(f"{run_dir} already holds a supernet run; pass --resume to continue it "
-                          f"or choose another --out")
-    dist.barrier(ctx.world_size)
-
-
 def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
                    ctx: dist.Context | None = None) -> dict:
-    """Trains the supernet of ``cfg["preset"]`` into ``run_dir``; returns the summary."""
-    run_dir = Path(run_dir)
+    """Trains the supernet of ``cfg["preset"]`` into ``run_dir``; returns the summary.
+
+    ``resume=True`` continues from the latest checkpoint, or from the start when the run
+    was stopped before its first one.
+    """
     ctx = ctx or dist.setup(cfg["device"])
-    prepare_run_dir(run_dir, bool(resume), ctx)
+    run = RunDir(run_dir)
+    with run.lock(ctx.is_main):
+        return _train(cfg, run, resume, ctx)
+
+
+def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dict:
+    run.guard(bool(resume))
+    dist.barrier(ctx.world_size)
     if resume:
-        check_same_settings(run_dir, cfg, RESUME_SECTIONS)
+        check_same_settings(run.path, cfg, RESUME_SECTIONS)
     space = load_space(cfg["preset"])
     train_set = dataset_split(cfg, space, "search-train", "limit")
     if ctx.is_main:
-        save_config(cfg, run_dir)
-        write_text(run_dir / "space.yaml", yaml.safe_dump({"space": space.config}, sort_keys=False))
+        run.save_space(space)
+        run.save_config(cfg)  # last: a run with a config can be resumed
     torch.manual_seed(cfg["seed"])
     model = Supernet(space).to(ctx.device)
     phase = sampling_phase(cfg)
@@ -81,7 +73,7 @@ def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
     def forward(m, x, step):
         return m(x, space.sample_at(seed, step, mode))
 
-    trainer = Trainer(model, recipe, train_set, run_dir, ctx, seed=seed, forward=forward, phase=phase,
+    trainer = Trainer(model, recipe, train_set, run.path, ctx, seed=seed, forward=forward, phase=phase,
                       workers=cfg["data"]["workers"], desc="supernet")
     summary = trainer.fit(resume=resume)
     summary.update(space=space.name, space_fingerprint=space.fingerprint, optimizer=recipe["optimizer"],
@@ -89,7 +81,7 @@ def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
                    device=str(ctx.device), torch=torch.__version__, host=platform.node(),
                    images_per_s=summary["steps"] * recipe["batch_size"] * ctx.world_size / max(1e-9, summary["wall_s"]))
     if ctx.is_main:
-        save_weights(model.state_dict(), run_dir / "supernet.safetensors")
-        write_json(run_dir / "supernet.json", summary)
+        save_weights(model.state_dict(), run.supernet)
+        write_json(run.supernet_summary, summary)
     dist.barrier(ctx.world_size)
     return summary

@@ -18,7 +18,6 @@ same device and thread count).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from contextlib import nullcontext
@@ -27,7 +26,6 @@ from pathlib import Path
 from typing import Callable
 
 import torch
-from safetensors.torch import save_file
 from torch import nn
 from tqdm import tqdm
 
@@ -35,9 +33,11 @@ from stnas import dist
 from stnas.checkpoint import CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state
 from stnas.data import make_loader
 from stnas.errors import CheckpointError
-from stnas.fileio import append_jsonl, atomic_write, write_text
 from stnas.pool import SamplePool
+from stnas.rundir import RunDir
 from stnas.sgld import SGLD
+from stnas.verified import append_jsonl, read_jsonl, write_jsonl
+from stnas.weights import save_weights
 
 
 @dataclass
@@ -112,12 +112,6 @@ def use_channels_last(recipe: dict) -> bool:
     return recipe["channels_last"] != "off"
 
 
-def save_weights(state: dict, path: Path) -> None:
-    """A state dict as safetensors, atomically."""
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
-    atomic_write(path, lambda tmp: save_file(tensors, tmp))
-
-
 class Trainer:
     """Trains ``model`` on ``train_set`` following ``recipe``.
 
@@ -133,6 +127,7 @@ class Trainer:
                  desc: str = "train"):
         self.model, self.recipe, self.train_set, self.ctx = model, recipe, train_set, ctx
         self.run_dir, self.seed, self.forward, self.phase = Path(run_dir), seed, forward, phase
+        self.run = RunDir(run_dir)
         self.workers, self.desc = workers, desc
         self.channels_last = use_channels_last(recipe)
         self.amp = use_amp(recipe, ctx.device)
@@ -145,7 +140,7 @@ class Trainer:
         self.main_steps = max(1, self.phase_start)
         self.every = max(1, (self.total_steps - self.phase_start) // phase.samples) if phase else 0
         self.ckpt = CheckpointManager(self.run_dir)
-        self.pool = SamplePool(self.run_dir / "pool") if phase else None
+        self.pool = SamplePool(self.run.pool) if phase else None
         self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
@@ -178,41 +173,51 @@ class Trainer:
         return lr_at(step, self.recipe, self.spe, self.main_steps)
 
     # ------------------------------------------------------------------ state
-    def _state(self, step: int) -> dict:
+    def _state(self, step: int, acc: dict, last: dict) -> dict:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "optimizer_kind": self.opt_kind, "step": step, "rng": capture_rng_state(),
-                "seed": self.seed, "total_steps": self.total_steps}
+                "seed": self.seed, "total_steps": self.total_steps,
+                "acc": {k: acc[k] for k in ("loss", "correct", "n")}, "last": dict(last)}
 
-    def _restore(self, path: Path | None) -> int:
+    def _restore(self, path: Path | None, acc: dict, last: dict) -> int:
+        """Loads a checkpoint (None: the latest) into the model, optimizer, RNGs and the
+        loss accumulators; returns its step. With none (a run stopped before its first
+        checkpoint) the run starts over: step 0."""
         state = load_checkpoint(path, self.ctx.device) if path else self.ckpt.load_latest(self.ctx.device)
-        if state is None:
-            raise CheckpointError(f"nothing to resume: no checkpoint in {self.ckpt.dir}")
-        try:
-            self.model.load_state_dict(state["model"])
-            step = int(state["step"])
-            if self._kind_at(step) != "sgd":
-                self.optimizer, self.opt_kind = self._make_optimizer(step), "sgld"
-            self.optimizer.load_state_dict(state["optimizer"])
-            restore_rng_state(state["rng"])
-        except (KeyError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint does not fit this run: {str(exc).splitlines()[0]}") from None
+        step = 0
+        if state is not None:
+            try:
+                self.model.load_state_dict(state["model"])
+                step = int(state["step"])
+                if state["optimizer_kind"] != self.opt_kind:  # saved at or after the phase start
+                    self.optimizer, self.opt_kind = self._make_optimizer(self.phase_start), "sgld"
+                self.optimizer.load_state_dict(state["optimizer"])
+                restore_rng_state(state["rng"])
+                acc.update({k: state["acc"][k] for k in ("loss", "correct", "n")})
+                last.update(state["last"])
+            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+                raise CheckpointError(f"checkpoint does not fit this run: {str(exc).splitlines()[0]}") from None
+        epoch_file = self.run.epoch_weights(step // self.spe)
+        if (state is not None and self.ctx.is_main and self.recipe.get("keep_epoch_weights") and step
+                and step % self.spe == 0 and not epoch_file.is_file()):  # a kill came between the two
+            save_weights(self.model.state_dict(), epoch_file)
         if self.pool is not None and self.ctx.is_main:
             self.pool.truncate_after(step)
         if self.ctx.is_main:
-            _truncate_jsonl(self.run_dir / "metrics.jsonl", step)
+            _truncate_jsonl(self.run.metrics, step)
         return step
 
-    def _save(self, step: int) -> None:
+    def _save(self, step: int, acc: dict, last: dict) -> None:
         dist.average_buffers(self.model, self.ctx.world_size)
         if self.ctx.is_main:
-            self.ckpt.save(self._state(step), step)
+            self.ckpt.save(self._state(step, acc, last), step)
 
     # ------------------------------------------------------------------ loop
     def fit(self, resume: bool | str | Path = False) -> dict:
         """Trains to the end (or continues from the latest/given checkpoint)."""
-        step = 0
+        step, acc, last = 0, {"loss": 0.0, "correct": 0, "n": 0}, {}
         if resume:
-            step = self._restore(None if resume is True else Path(resume))
+            step = self._restore(None if resume is True else Path(resume), acc, last)
         main, r = self.ctx.is_main, self.recipe
         writer = None
         if main:
@@ -220,8 +225,7 @@ class Trainer:
             writer = SummaryWriter(str(self.run_dir / "tb"), purge_step=step or None)
         bar = tqdm(total=self.total_steps, initial=step, desc=self.desc, disable=not (main and r["progress"]),
                    dynamic_ncols=True, mininterval=1.0)
-        t_start, acc = time.perf_counter(), {"loss": 0.0, "correct": 0, "n": 0, "t": time.perf_counter()}
-        last = {}
+        t_start = acc["t"] = time.perf_counter()
         self.model.train()
         loader = None  # one loader for the whole run, so that its workers persist across epochs
         while step < self.total_steps:
@@ -258,11 +262,11 @@ class Trainer:
                 if self.phase and step > self.phase_start and (step - self.phase_start) % self.every == 0 \
                         and (step - self.phase_start) // self.every <= self.phase.samples:
                     self._snapshot(step, lr, last.get("loss", loss.item()))
-                if step % r["checkpoint_every"] == 0 or step % self.spe == 0 or step == self.total_steps:
-                    self._save(step)
+                # the epoch's weights before the checkpoint that moves past them
                 if step % self.spe == 0 and main and r.get("keep_epoch_weights"):
-                    save_weights(self.model.state_dict(),
-                                 self.run_dir / "epochs" / f"epoch_{step // self.spe:03d}.safetensors")
+                    save_weights(self.model.state_dict(), self.run.epoch_weights(step // self.spe))
+                if step % r["checkpoint_every"] == 0 or step % self.spe == 0 or step == self.total_steps:
+                    self._save(step, acc, last)
                 bar.update(1)
                 if step >= self.total_steps:
                     break
@@ -281,7 +285,7 @@ class Trainer:
                "phase": "sampling" if self.phase and step > self.phase_start else "train"}
         acc.update(loss=0.0, correct=0, n=0, t=now)
         if self.ctx.is_main:
-            append_jsonl(self.run_dir / "metrics.jsonl", rec)
+            append_jsonl(self.run.metrics, rec)
             for k in ("loss", "acc", "lr", "img_per_s"):
                 writer.add_scalar(f"{self.desc}/{k}", rec[k], step)
             bar.set_postfix(loss=f"{rec['loss']:.3f}", acc=f"{rec['acc']:.3f}", lr=f"{lr:.4f}",
@@ -295,8 +299,7 @@ class Trainer:
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:
-    """Drops log records written after ``step`` (they will be written again)."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
-    write_text(path, "".join(k + "\n" for k in keep))
+    """Drops log records written after ``step`` (they will be written again), and damaged ones."""
+    if path.is_file():
+        records, _ = read_jsonl(path, "training log")
+        write_jsonl(path, [r for r in records if isinstance(r.get("step"), int) and r["step"] <= step])

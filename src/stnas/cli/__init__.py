@@ -8,10 +8,11 @@ import importlib
 import os
 import sys
 
-from stnas.errors import StnasError
+from stnas.errors import StnasError, first_line
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
 COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "run", "rank"]
+ERROR_LINE = 1000  # characters of an error message shown (messages may quote the bad input)
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rc = args.func(args)
     except StnasError as exc:
-        print(f"stnas: error: {exc}", file=sys.stderr)
+        print(f"stnas: error: {first_line(exc, limit=ERROR_LINE)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stnas: interrupted", file=sys.stderr)

@@ -18,6 +18,31 @@ def count(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
 
 
+def seed_arg(text: str) -> int:
+    """argparse type for seeds: an integer from 0 to 2**63 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"a seed must be from 0 to 2**63 - 1, got {text[:40]}")
+    return value
+
+
+def positive_int(limit: int = 10**6):
+    """argparse type for an integer from 1 to ``limit``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if not 1 <= value <= limit:
+            raise argparse.ArgumentTypeError(f"must be from 1 to {limit}, got {text[:40]}")
+        return value
+    parse.__name__ = "positive integer"
+    return parse
+
+
 def count_list(text: str) -> list[int]:
     """argparse type for comma-separated counts: 3M,6M."""
     return [count(t) for t in str(text).split(",") if t.strip()] or [count(text)]
@@ -51,7 +76,7 @@ def add_run_args(p, *, checkpoint: bool = True) -> None:
         p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with any config sections "
                    "(preset, seed, device, data, supernet, sgld, pool, proxy, search, retrain)")
-    p.add_argument("--seed", type=int, help="random seed (config: seed)")
+    p.add_argument("--seed", type=seed_arg, help="random seed (config: seed)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
     p.add_argument("--data-root", help="where to look for the dataset first (config: data.root)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

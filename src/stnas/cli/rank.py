@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from stnas.choices import PROXY_MODES
-from stnas.cli.common import table
+from stnas.cli.common import positive_int, seed_arg, table
 
 # what may change when an existing run is scored
 SCORING_KEYS = ("proxy", "data.val_limit", "data.root", "data.workers", "device")
@@ -28,7 +28,7 @@ def register(sub) -> None:
                    "line; default: every architecture in the truth file)")
     p.add_argument("--mode", default="all", choices=[*PROXY_MODES, "all"],
                    help="proxy mode(s) to evaluate (default: all)")
-    p.add_argument("--top-k", type=int, default=5, help="size of the top set compared (default 5)")
+    p.add_argument("--top-k", type=positive_int(10**5), default=5, help="size of the top set compared (default 5)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     _common(p)
     p.set_defaults(func=cmd_rank)
@@ -40,13 +40,15 @@ def register(sub) -> None:
     s.add_argument("run_dir", metavar="RUN_DIR", help="a run trained by stnas supernet train")
     g = s.add_mutually_exclusive_group()
     g.add_argument("--archs", metavar="FILE", help="the architecture set (JSON list, JSONL or one per line)")
-    g.add_argument("-n", type=int, default=20, help="else: this many distinct random architectures (default 20)")
+    g.add_argument("-n", type=positive_int(10**5), default=20,
+                   help="else: this many distinct random architectures (default 20)")
     _common(s)
     s.set_defaults(func=cmd_stability)
 
 
 def _common(p) -> None:
-    p.add_argument("--seed", type=int, default=0, help="seeds the bootstrap / the random architectures (default 0)")
+    p.add_argument("--seed", type=seed_arg, default=0,
+                   help="seeds the bootstrap / the random architectures (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of a table")
     p.add_argument("--out", metavar="FILE.json", help="where the result goes (default RUN_DIR/<command>.json); "
@@ -123,14 +125,15 @@ def _run(args, work, kind: str) -> int:
 
 def cmd_rank(args) -> int:
     from stnas.errors import ConfigError
-    from stnas.proxy import Proxy, run_space
+    from stnas.proxy import Proxy
     from stnas.ranking import load_arch_list, load_truth, rank_metrics
+    from stnas.rundir import RunDir
 
     if args.top_k < 1 or args.n_boot < 0:
         raise ConfigError("--top-k must be >= 1 and --n-boot >= 0")
 
     def work(cfg, ctx):
-        space = run_space(args.run_dir, cfg)  # check the input files before any scoring
+        space = RunDir(args.run_dir).space()  # check the input files before any scoring
         truth = load_truth(args.truth, space)
         archs = load_arch_list(args.archs, space) if args.archs else list(truth)
         missing = [a for a in archs if a not in truth]

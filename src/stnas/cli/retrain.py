@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, resumed_config
+from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, positive_int, resumed_config
 
 
 def register(sub) -> None:
@@ -16,8 +16,8 @@ def register(sub) -> None:
     p.add_argument("--preset", help="the architecture's space: preset name or YAML file "
                                     "(default: the space the architecture names)")
     p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet (config: data.dataset)")
-    p.add_argument("--epochs", type=int, help="training epochs (config: retrain.epochs)")
-    p.add_argument("--batch-size", type=int, help="per-process batch size (config: retrain.batch_size)")
+    p.add_argument("--epochs", type=positive_int(), help="training epochs (config: retrain.epochs)")
+    p.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: retrain.batch_size)")
     add_run_args(p)
     p.set_defaults(func=cmd_retrain)
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import sys
 
 from stnas.choices import OPTIMIZERS, PROXY_MODES
-from stnas.cli.common import add_run_args, common_flags, count_list, in_process_group, out_dir, resumed_config
+from stnas.cli.common import (
+    add_run_args,
+    common_flags,
+    count_list,
+    in_process_group,
+    out_dir,
+    positive_int,
+    resumed_config,
+)
 from stnas.config import resolve
 
 
@@ -19,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--preset", help="search space and recipes: preset name or YAML file")
     p.add_argument("--data", help="dataset (config: data.dataset)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="sampling-phase optimizer (config: supernet.optimizer)")
-    p.add_argument("--epochs", type=int, help="supernet epochs (config: supernet.epochs)")
+    p.add_argument("--epochs", type=positive_int(), help="supernet epochs (config: supernet.epochs)")
     p.add_argument("--budget", type=count_list,
                    help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
     p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from stnas.choices import PROXY_MODES, SEARCH_ALGORITHMS
-from stnas.cli.common import count, count_list, table
+from stnas.cli.common import count, count_list, positive_int, seed_arg, table
 
 # what a search may change in a trained run's config (the rest, the seed included, fixes the
 # trained supernet and the data split)
@@ -24,11 +24,11 @@ def register(sub) -> None:
                    help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
     p.add_argument("--algorithm", choices=SEARCH_ALGORITHMS, help="config: search.algorithm")
     p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
-    p.add_argument("--generations", type=int, help="config: search.generations")
-    p.add_argument("--population", type=int, help="config: search.population")
+    p.add_argument("--generations", type=positive_int(), help="config: search.generations")
+    p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
     p.add_argument("--out", help="output folder (default RUN_DIR/search)")
-    p.add_argument("--seed", type=int, help="seed of the search alone (default: the run's seed; "
+    p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with search and proxy settings")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
@@ -53,27 +53,27 @@ def search_config(args) -> dict:
 def cmd_search(args) -> int:
     from stnas import dist
     from stnas.format import budget_label, fmt_count
+    from stnas.rundir import RunDir
     from stnas.search import check_constraints, search
-    from stnas.space import load_space
 
     cfg = search_config(args)
     run = Path(args.run_dir)
     se = cfg["search"]
-    space_file = run / "space.yaml"
-    space = load_space(space_file if space_file.is_file() else cfg["preset"])
+    space = RunDir(run).space()
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
     out = Path(args.out) if args.out else run / "search"
     from stnas.proxy import Proxy
 
     ctx = dist.setup(cfg["device"])
     try:
-        proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
-        seed = cfg["seed"] if args.seed is None else args.seed
-        res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
-                     progress=ctx.is_main and cfg["supernet"].get("progress", True),
-                     info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
-                           "proxy_settings": proxy.settings},
-                     screen=lambda archs: proxy.score(archs, samples=1))
+        with RunDir(run).lock(ctx.is_main):  # the search writes the run's proxy cache
+            proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
+            seed = cfg["seed"] if args.seed is None else args.seed
+            res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
+                         progress=ctx.is_main and cfg["supernet"].get("progress", True),
+                         info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
+                               "proxy_settings": proxy.settings},
+                         screen=lambda archs: proxy.score(archs, samples=1))
     finally:
         dist.teardown()
     if not ctx.is_main:

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from stnas.choices import SAMPLING_MODES
-from stnas.cli.common import count, table
+from stnas.cli.common import count, positive_int, seed_arg, table
 from stnas.errors import SpaceError
 from stnas.format import fmt_count
 from stnas.space import list_presets, load_space
@@ -25,11 +25,11 @@ def register(sub) -> None:
 
     sample = ss.add_parser("sample", help="random architectures with their MAdds and params")
     sample.add_argument("space", metavar="PRESET|FILE")
-    sample.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    sample.add_argument("-n", type=positive_int(10**5), default=5, help="how many (default 5)")
     sample.add_argument("--max-madds", type=count, help="keep only archs with MAdds <= M (e.g. 300M)")
     sample.add_argument("--min-madds", type=count, help="keep only archs with MAdds >= M")
     sample.add_argument("--max-params", type=count, help="keep only archs with params <= P (e.g. 5M)")
-    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
     sample.add_argument("--mode", choices=SAMPLING_MODES, default="topology",
                         help="topology: every topology equally likely; architecture: every architecture")
     sample.add_argument("--json", action="store_true", help="one architecture JSON per line")

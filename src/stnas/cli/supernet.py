@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from stnas.choices import OPTIMIZERS
-from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, resumed_config
+from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, positive_int, resumed_config
 from stnas.config import resolve
 
 
@@ -20,8 +20,8 @@ def register(sub) -> None:
     t.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet (config: data.dataset)")
     t.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optimizer of the sampling phase (config: supernet.optimizer)")
-    t.add_argument("--epochs", type=int, help="training epochs (config: supernet.epochs)")
-    t.add_argument("--batch-size", type=int, help="per-process batch size (config: supernet.batch_size)")
+    t.add_argument("--epochs", type=positive_int(), help="training epochs (config: supernet.epochs)")
+    t.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: supernet.batch_size)")
     add_run_args(t)
     t.set_defaults(func=cmd_train)
 
