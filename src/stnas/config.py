@@ -21,6 +21,7 @@ import yaml
 from stnas.data import DATASETS
 from stnas.errors import ConfigError
 from stnas.fileio import write_text
+from stnas.latency import check_settings as check_latency
 from stnas.sgld import check_settings as check_sgld
 from stnas.space import SAMPLING_MODES
 
@@ -98,6 +99,20 @@ DEFAULTS: dict[str, Any] = {
         "generations": 20,
         "random_samples": 500,  # random search: how many architectures
         "top": 3,  # architecture files saved per budget
+        "latency_budgets": None,  # e.g. [1.2ms]: targets of predicted latency (stnas.latency)
+    },
+    # latency on this machine (stnas.latency): the runtime and settings of its lookup table
+    "latency": {
+        "runtime": "torch",  # torch (eager) | onnxruntime
+        "device": "cpu",  # cpu | cuda
+        "batch": 1,
+        "threads": 1,
+        "table": None,  # a table file; null: the cache ($STNAS_CACHE/latency), built when missing
+        "measure": False,  # also measure the chosen models (on whenever a latency budget is set)
+        "warmup": 10,
+        "repeats": 30,
+        "rounds": 3,
+        "fit_networks": 8,  # whole networks measured to fit the per-network overhead
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
 }
@@ -319,6 +334,7 @@ def validate(cfg: dict) -> None:
     for key in ("min_madds", "max_params"):
         if se[key] is not None:
             se[key] = parse_count(se[key], f"search.{key}")
+    check_latency(cfg)
     if cfg["retrain"]["limit"] is not None:
         cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
     if cfg["proxy"]["recal_batches"] < 0:
