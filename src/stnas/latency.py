@@ -102,6 +102,13 @@ def check_settings(cfg: dict) -> None:
         # kept as strings with their unit, so a saved config validates again
         ms = sorted({parse_latency(v, "search.latency_budgets") for v in raw})
         se["latency_budgets"] = [f"{v!r}ms" for v in ms] or None
+    check_section(lat)
+    if not se.get("budgets") and not se.get("latency_budgets"):
+        raise ConfigError("no budget: give a MAdds budget (--budget 4M) or a latency budget (--latency-budget 1.2ms)")
+
+
+def check_section(lat: dict) -> None:
+    """The checks of a ``latency`` section (runtime, device, batch, threads, timing, table)."""
     if lat["runtime"] not in RUNTIMES:
         raise ConfigError(f"latency.runtime must be one of {', '.join(RUNTIMES)}, got {lat['runtime']!r}")
     if lat["device"] not in DEVICES:
@@ -111,8 +118,6 @@ def check_settings(cfg: dict) -> None:
             raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")
     if lat["table"] is not None and not isinstance(lat["table"], str):
         raise ConfigError(f"latency.table must be a file path or null (the cache), got {lat['table']!r}")
-    if not se.get("budgets") and not se.get("latency_budgets"):
-        raise ConfigError("no budget: give a MAdds budget (--budget 4M) or a latency budget (--latency-budget 1.2ms)")
 
 
 def enabled(cfg: dict) -> bool:
