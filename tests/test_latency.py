@@ -314,3 +314,51 @@ def test_madds_search_output_is_unchanged_by_latency_support(tmp_path):
     assert not (tmp_path / "pareto_latency.json").exists()
     summary = json.loads((tmp_path / "search.json").read_text())
     assert "latency_budgets_ms" not in summary and "latency_budgets" not in summary["config"]
+
+
+# ------------------------------------------------------------------ the pipeline
+SMALL = ["supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
+         "search.generations=2", "retrain.epochs=1", "supernet.progress=false", "retrain.progress=false"]
+
+
+def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, capsys):
+    """A recorded table (made-up timings of this machine's identity): the run never scores a
+    candidate over budget, and reports predicted and measured latency per chosen model."""
+    path = tmp_path / "table.json"
+    lat.save_table(table, path)
+    pred = lat.Predictor(table, SPACE)
+    spread = sorted(pred(SPACE.sample(np.random.default_rng(i))) for i in range(200))
+    budgets = [spread[40], spread[150]]
+    out = tmp_path / "run"
+    rc, io = cli(["run", "--preset", "digits", "--latency-budget", ",".join(f"{b!r}ms" for b in budgets),
+                  "--latency-table", str(path), "--out", str(out), *SMALL], capsys)
+    assert rc == 0, io.err[-2000:]
+    history = [json.loads(x) for x in (out / "search" / "search.jsonl").read_text().splitlines()]
+    assert history and all(h["latency_ms"] <= budgets[1] + 1e-9 for h in history)
+    assert json.loads((out / "search" / lat.SEARCH_TABLE).read_text()) == table
+    report = json.loads((out / "report.json").read_text())
+    assert [c["latency_budget_ms"] for c in report["chosen"]] == pytest.approx(budgets)
+    for c in report["chosen"]:
+        x = c["model_card"]["latency"]
+        assert x["predicted_ms"] == pytest.approx(pred(load_arch(c["arch"], SPACE)))
+        assert x["predicted_ms"] <= c["latency_budget_ms"]
+        assert x["measured_ms"] > 0 and x["calls"] >= 50 and x["device"] == lat.describe(table)
+        card = json.loads((out / c["retrain_dir"] / "model_card.json").read_text())
+        assert card["latency"] == x
+    md = (out / "report.md").read_text()
+    assert "Latency on" in md and "predicted ms" in md and (out / "plots" / "pareto_latency.png").is_file()
+
+    # a search on the trained run: same table into another folder, then another table there is refused
+    rc, io = cli(["search", str(out), "--latency-budget", f"{budgets[1]!r}ms", "--latency-table", str(path),
+                  "--out", str(out / "s2"), "search.generations=1"], capsys)
+    assert rc == 0, io.err[-2000:]
+    assert "predicted ms" in io.out
+    other = tmp_path / "other.json"
+    t2 = copy.deepcopy(table)
+    t2["overhead"]["const_ms"] += 0.01
+    lat.save_table(restamp(t2), other)
+    before = (out / "s2" / "search.json").read_bytes()
+    rc, io = cli(["search", str(out), "--latency-budget", f"{budgets[1]!r}ms", "--latency-table", str(other),
+                  "--out", str(out / "s2"), "search.generations=1"], capsys)
+    assert rc == 2 and len(io.err.strip().splitlines()) == 1 and "latency_table" in io.err
+    assert (out / "s2" / "search.json").read_bytes() == before
