@@ -89,7 +89,7 @@ def main(argv=None) -> int:
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=60, help="timed calls per table module")
     ap.add_argument("--rounds", type=int, default=3, help="rounds over the table modules")
-    ap.add_argument("--fit-networks", type=int, default=10)
+    ap.add_argument("--fit-networks", type=int, default=12)
     ap.add_argument("--net-repeats", type=int, default=30, help="timed calls per measured network")
     ap.add_argument("--net-rounds", type=int, default=5, help="rounds over the measured networks")
     ap.add_argument("--seed", type=int, default=0)
@@ -97,7 +97,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", help="JSON file (default benchmarks/results/latency_predictor[_quick].json)")
     args = ap.parse_args(argv)
     if args.quick:
-        args.archs, args.repeats, args.net_repeats, args.net_rounds, args.fit_networks = 12, 15, 10, 2, 6
+        args.archs, args.repeats, args.net_repeats, args.net_rounds, args.fit_networks = 12, 15, 10, 2, 8
     out = Path(args.out) if args.out else RESULTS / f"latency_predictor{'_quick' if args.quick else ''}.json"
     tables_dir = out.with_name(out.stem + "_tables")
     jobs = [(p, r, args.archs) for p in args.presets.split(",") if p for r in args.runtimes.split(",") if r]

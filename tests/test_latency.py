@@ -74,8 +74,11 @@ def test_fit_overhead_recovers_a_known_rule():
     sums, counts = rng.uniform(1, 5, 10), rng.integers(6, 15, 10)
     measured = 0.3 + 0.02 * counts + 1.25 * sums
     assert lat.fit_overhead(measured, sums, counts) == pytest.approx((0.3, 0.02, 1.25))
+    # a constant plus a per-module term: the scale stays 1 (the nested model wins out of sample)
+    assert lat.fit_overhead(0.1 - 0.01 * counts + sums, sums, counts) == pytest.approx((0.1, -0.01, 1.0))
     # one module count: the constant alone, scale 1
-    assert lat.fit_overhead([3.0, 4.0], [2.0, 3.0], [6, 6]) == pytest.approx((1.0, 0.0, 1.0))
+    assert lat.fit_overhead([3.0, 4.0, 5.0, 6.0], [2.0, 3.0, 4.0, 5.0], [6, 6, 6, 6]) == pytest.approx((1.0, 0.0, 1.0))
+    assert lat.fit_overhead([3.0], [2.0], [6]) == pytest.approx((1.0, 0.0, 1.0))
 
 
 # ------------------------------------------------------------------ table files
@@ -362,3 +365,23 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, cap
                   "--out", str(out / "s2"), "search.generations=1"], capsys)
     assert rc == 2 and len(io.err.strip().splitlines()) == 1 and "latency_table" in io.err
     assert (out / "s2" / "search.json").read_bytes() == before
+
+
+def test_predictor_benchmark_smoke(tmp_path, capsys):
+    """The benchmark script end to end on digits (real timings, so only its bookkeeping is checked)."""
+    from conftest import load_benchmark
+
+    bench = load_benchmark("latency_predictor")
+    out = tmp_path / "lp.json"
+    assert bench.main(["--presets", "digits", "--runtimes", "torch", "--archs", "5", "--warmup", "1", "--repeats", "3",
+                       "--rounds", "1", "--fit-networks", "4", "--net-repeats", "3", "--net-rounds", "1",
+                       "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    (row,) = res["results"]
+    per = row["per_arch"]
+    assert row["archs"] == len(per) == len({p["arch"] for p in per}) == 5
+    errs = [abs(p["predicted_ms"] / p["measured_ms"] - 1) for p in per]
+    assert row["mape"] == pytest.approx(np.mean(errs)) and row["within_10pct"] == np.mean([e <= 0.1 for e in errs])
+    fit = set(arch["arch"] for arch in lat.load_table(tmp_path / "lp_tables" / "digits_torch.json")["overhead"]["networks"])
+    assert not fit & {p["arch"] for p in per}  # validated on networks the fit did not see
+    assert "digits" in capsys.readouterr().out

@@ -112,7 +112,7 @@ DEFAULTS: dict[str, Any] = {
         "warmup": 10,
         "repeats": 30,
         "rounds": 3,
-        "fit_networks": 8,  # whole networks measured to fit the per-network overhead
+        "fit_networks": 12,  # whole networks measured to fit the per-network overhead
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
 }

@@ -160,26 +160,54 @@ def required_keys(space: SearchSpace) -> list[str]:
 
 
 # ------------------------------------------------------------------ overhead fit
+_OVERHEAD_MODELS = (("const",), ("const", "per_module"), ("const", "per_module", "scale"))
+
+
+def _design(model: tuple, sums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of the least-squares problem and the offset (``S`` when the scale is fixed at 1)."""
+    cols = {"const": np.ones_like(sums), "per_module": counts, "scale": sums}
+    return np.stack([cols[c] for c in model], 1), (np.zeros_like(sums) if "scale" in model else sums)
+
+
+def _solve(model, y, sums, counts) -> dict | None:
+    x, off = _design(model, sums, counts)
+    if np.linalg.matrix_rank(x) < x.shape[1]:
+        return None
+    coef = dict(zip(model, np.linalg.lstsq(x, y - off, rcond=None)[0]))
+    if coef.get("scale", 1.0) <= 0:
+        return None
+    return {"const_ms": float(coef["const"]), "per_module_ms": float(coef.get("per_module", 0.0)),
+            "scale": float(coef.get("scale", 1.0))}
+
+
 def fit_overhead(measured_ms: Sequence[float], modules_ms: Sequence[float],
                  modules: Sequence[int]) -> tuple[float, float, float]:
-    """Least squares ``measured = const + per_module * modules + scale * modules_ms`` over
-    whole networks; returns (const_ms, per_module_ms, scale). Falls back to scale 1 when the
-    fitted scale is not positive or the networks cannot determine it, and to the constant
-    alone when they all have one module count."""
-    y, s, n = (np.asarray(v, float) for v in (measured_ms, modules_ms, modules))
+    """The per-network overhead ``measured = const + per_module * modules + scale * modules_ms``,
+    least squares over whole networks; returns (const_ms, per_module_ms, scale).
+
+    Three nested models are tried: the constant alone, constant + per-module term (scale 1),
+    and all three. The one with the smallest leave-one-out mean relative error wins (a model
+    needs two more networks than it has terms), so a few noisy networks cannot buy an
+    extreme scale.
+    """
+    y, sums, counts = (np.asarray(v, float) for v in (measured_ms, modules_ms, modules))
     if len(y) == 0:
         return 0.0, 0.0, 1.0
-    if len(y) >= 4:
-        design = np.stack([np.ones_like(n), n, s], 1)
-        if np.linalg.matrix_rank(design) == 3:
-            coef, *_ = np.linalg.lstsq(design, y, rcond=None)
-            if coef[2] > 0:
-                return float(coef[0]), float(coef[1]), float(coef[2])
-    y = y - s
-    if len(set(n.tolist())) < 2:
-        return float(np.mean(y)), 0.0, 1.0
-    coef, *_ = np.linalg.lstsq(np.stack([np.ones_like(n), n], 1), y, rcond=None)
-    return float(coef[0]), float(coef[1]), 1.0
+    best, best_err = {"const_ms": float(np.mean(y - sums)), "per_module_ms": 0.0, "scale": 1.0}, np.inf
+    for model in _OVERHEAD_MODELS:
+        if len(y) < len(model) + 2 or _solve(model, y, sums, counts) is None:
+            continue
+        errs = []
+        for i in range(len(y)):
+            keep = np.arange(len(y)) != i
+            fit = _solve(model, y[keep], sums[keep], counts[keep])
+            if fit is None:
+                break
+            p = fit["const_ms"] + fit["per_module_ms"] * counts[i] + fit["scale"] * sums[i]
+            errs.append(abs(p / y[i] - 1))
+        if len(errs) == len(y) and np.mean(errs) < best_err - 1e-12:
+            best, best_err = _solve(model, y, sums, counts), float(np.mean(errs))
+    return best["const_ms"], best["per_module_ms"], best["scale"]
 
 
 # ------------------------------------------------------------------ table files
