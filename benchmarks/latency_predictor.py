@@ -17,7 +17,6 @@ Timings need a quiet machine: nothing else running on its cores.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

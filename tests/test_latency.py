@@ -382,6 +382,6 @@ def test_predictor_benchmark_smoke(tmp_path, capsys):
     assert row["archs"] == len(per) == len({p["arch"] for p in per}) == 5
     errs = [abs(p["predicted_ms"] / p["measured_ms"] - 1) for p in per]
     assert row["mape"] == pytest.approx(np.mean(errs)) and row["within_10pct"] == np.mean([e <= 0.1 for e in errs])
-    fit = set(arch["arch"] for arch in lat.load_table(tmp_path / "lp_tables" / "digits_torch.json")["overhead"]["networks"])
+    fit = {n["arch"] for n in lat.load_table(tmp_path / "lp_tables" / "digits_torch.json")["overhead"]["networks"]}
     assert not fit & {p["arch"] for p in per}  # validated on networks the fit did not see
     assert "digits" in capsys.readouterr().out
