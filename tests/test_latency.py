@@ -385,3 +385,22 @@ def test_predictor_benchmark_smoke(tmp_path, capsys):
     fit = {n["arch"] for n in lat.load_table(tmp_path / "lp_tables" / "digits_torch.json")["overhead"]["networks"]}
     assert not fit & {p["arch"] for p in per}  # validated on networks the fit did not see
     assert "digits" in capsys.readouterr().out
+
+
+def test_a_latency_search_never_replaces_a_madds_search_and_back(table, tmp_path):
+    pred = lat.Predictor(table, SPACE)
+
+    def scorer(archs):
+        return [type("S", (), {"score": float(a.madds), "std": 0.0})() for a in archs]
+    base = {**DEFAULTS["search"], "budgets": ["300k"], "population": 6, "parents": 2, "generations": 1}
+    info = {"latency_table": {"checksum": table["checksum"]}}
+    limit = f"{sorted(pred(SPACE.sample(np.random.default_rng(i))) for i in range(50))[40]!r}ms"
+    search(SPACE, scorer, base, tmp_path / "m", progress=False)
+    with pytest.raises(ConfigError, match="latency_budgets_ms"):
+        search(SPACE, scorer, {**base, "latency_budgets": [limit]}, tmp_path / "m", progress=False, latency=pred,
+               info=info)
+    search(SPACE, scorer, {**base, "latency_budgets": [limit]}, tmp_path / "l", progress=False, latency=pred, info=info)
+    with pytest.raises(ConfigError, match="latency_budgets_ms"):
+        search(SPACE, scorer, base, tmp_path / "l", progress=False)
+    search(SPACE, scorer, {**base, "latency_budgets": [limit]}, tmp_path / "l", progress=False, latency=pred,
+           info=info)  # the same settings replay

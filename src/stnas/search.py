@@ -418,6 +418,8 @@ def _check_same_search(out: Path, settings: dict) -> None:
             differ += [f"{k}.{j}" for j in sorted(set(v) | set(old[k])) if v.get(j) != old[k].get(j)]
         else:
             differ.append(k)
+    # latency settings exist only in latency searches: one present on one side alone differs too
+    differ += [k for k in ("latency_budgets_ms", "latency_table") if (k in old) != (k in settings)]
     if differ:
         raise ConfigError(f"{out} holds a search with other settings ({', '.join(differ)} differ); "
                           f"search into another --out, or remove it to replace it")
