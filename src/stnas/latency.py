@@ -71,8 +71,8 @@ def parse_latency(value: Any, what: str = "latency budget") -> float:
 
 
 def latency_label(ms: float) -> str:
-    """1.2 -> '1.2ms', 0.8 -> '800us' (short, exact to 3 significant digits)."""
-    return f"{ms:.3g}ms" if ms >= 1 else f"{ms * 1e3:.3g}us"
+    """1.2 -> '1.2ms', 0.8 -> '800us' (6 significant digits: folder names of budgets)."""
+    return f"{ms:.6g}ms" if ms >= 1 else f"{ms * 1e3:.6g}us"
 
 
 @dataclass(frozen=True, order=True)
@@ -89,13 +89,10 @@ class Target:
         parts = [budget_label(self.madds)] if self.madds is not None else []
         return "+".join(parts + ([latency_label(self.latency_ms)] if self.latency_ms is not None else []))
 
-    def to_json(self) -> dict:
-        return {"madds": self.madds, "latency_ms": self.latency_ms, "label": self.label}
-
 
 def check_settings(cfg: dict) -> None:
     """The checks of ``search.latency_budgets`` and the ``latency`` section (config.validate);
-    normalises the budgets to sorted milliseconds (None when none)."""
+    normalises the budgets to sorted ``"<milliseconds>ms"`` strings (None when none)."""
     se, lat = cfg["search"], cfg["latency"]
     raw = se.get("latency_budgets")
     if raw is not None:
