@@ -92,7 +92,8 @@ def main(argv=None) -> int:
     ap.add_argument("--net-repeats", type=int, default=30, help="timed calls per measured network")
     ap.add_argument("--net-rounds", type=int, default=5, help="rounds over the measured networks")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--quick", action="store_true", help="12 archs, fewer repeats: checks the script, not the predictor")
+    ap.add_argument("--quick", action="store_true",
+                    help="12 archs, fewer repeats: checks the script, not the predictor")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/latency_predictor[_quick].json)")
     args = ap.parse_args(argv)
     if args.quick:
@@ -114,7 +115,8 @@ def main(argv=None) -> int:
     print(header)
     print("-" * len(header))
     for r in rows:
-        print(f"{r['preset']:<14}{r['runtime']:<13}{r['archs']:>6}{100 * r['mape']:>7.1f}%{100 * r['within_10pct']:>7.0f}%"
+        print(f"{r['preset']:<14}{r['runtime']:<13}{r['archs']:>6}{100 * r['mape']:>7.1f}%"
+              f"{100 * r['within_10pct']:>7.0f}%"
               f"{r['kendall_tau_pred']:>8.3f}{r['kendall_tau_madds']:>9.3f}{r['measured_ms_median']:>11.3f}"
               f"{r['table_build_s']:>9.0f}")
     machine = {"device": device_info(args.device), "runtimes": {r: runtime_info(r, args.device)

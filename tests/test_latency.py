@@ -124,7 +124,8 @@ def test_table_round_trip_and_prediction(table, tmp_path_factory, values, const,
         a = SPACE.sample(rng)
         assert pred(a) == pytest.approx(expected_ms(t, a), rel=1e-9, abs=1e-9)
     fastest = Arch(SPACE, [min(e.allowed, key=lambda o: pred.stem_ms[k, o]) for k, e in enumerate(SPACE.stem_edges)],
-                   [min([-1, *b.allowed], key=lambda o: pred.branch_ms[k, o]) for k, b in enumerate(SPACE.branch_edges)])
+                   [min([-1, *b.allowed], key=lambda o: pred.branch_ms[k, o])
+                    for k, b in enumerate(SPACE.branch_edges)])
     assert pred.min_ms() == pytest.approx(pred(fastest))
 
 

@@ -287,7 +287,8 @@ def cache_dir() -> Path:
 def cache_path(space: SearchSpace, device: dict, runtime: dict, batch: int, threads: int) -> Path:
     """The cache file of (space fingerprint, device, runtime, batch, threads)."""
     tag = hashlib.sha256(json.dumps([device, runtime], sort_keys=True).encode()).hexdigest()[:10]
-    return cache_dir() / f"{space.name}-{space.fingerprint}-{runtime['name']}-{device['kind']}-{tag}-b{batch}-t{threads}.json"
+    return cache_dir() / (f"{space.name}-{space.fingerprint}-{runtime['name']}-{device['kind']}-{tag}"
+                          f"-b{batch}-t{threads}.json")
 
 
 # ------------------------------------------------------------------ predictor
@@ -338,7 +339,8 @@ class Predictor:
 
     def modules_ms(self, arch: Arch) -> float:
         """S, the sum of the table entries alone (no fitted overhead)."""
-        return (self(arch) - self.const_ms - self.per_module_ms * (self.space.num_edges + arch.num_branches)) / self.scale
+        modules = self.space.num_edges + arch.num_branches
+        return (self(arch) - self.const_ms - self.per_module_ms * modules) / self.scale
 
     def min_ms(self) -> float:
         """The smallest predicted latency of any architecture of the space."""

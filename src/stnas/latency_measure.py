@@ -70,7 +70,8 @@ def runtime_info(runtime: str, kind: str = "cpu") -> dict:
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError("latency.runtime onnxruntime needs the onnxruntime package (pip install onnxruntime)") from None
+        raise ConfigError("latency.runtime onnxruntime needs the onnxruntime package "
+                          "(pip install onnxruntime)") from None
     provider = "CUDAExecutionProvider" if kind == "cuda" else "CPUExecutionProvider"
     if provider not in ort.get_available_providers():
         raise ConfigError(f"onnxruntime {ort.__version__} has no {provider} here")

@@ -77,7 +77,8 @@ def latency_lines(chosen: list[dict]) -> list[str]:
     x0 = lat[0][1]
     lines = [f"Latency on {x0['device']}: predicted from the lookup "
              f"table, measured end to end ({x0['calls']} timed calls; median, interquartile range, min-max).", "",
-             "| budget | architecture | predicted ms | measured ms | IQR ms | min-max ms |", "|---|---|---|---|---|---|"]
+             "| budget | architecture | predicted ms | measured ms | IQR ms | min-max ms |",
+             "|---|---|---|---|---|---|"]
     for c, x in lat:
         lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {x['predicted_ms']:.3f} "
                      f"| {x['measured_ms']:.3f} | {x['measured_iqr_ms']:.3f} "
@@ -102,7 +103,8 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
              f"parameter samples). "
              f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}.", "",
-             f"| budget{'' if any(c.get('target') for c in r['chosen']) else ' (MAdds)'} | architecture | MAdds | params | proxy score ± std | retrained test top-1 | top-5 |",
+             f"| budget{'' if any(c.get('target') for c in r['chosen']) else ' (MAdds)'} | architecture | MAdds "
+             "| params | proxy score ± std | retrained test top-1 | top-5 |",
              "|---|---|---|---|---|---|---|"]
     for c in r["chosen"]:
         card = c.get("model_card") or {}

@@ -78,8 +78,8 @@ def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist
     wall["supernet"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets "
-           f"{', '.join([budget_label(b) for b in cfg['search']['budgets']] + (cfg['search']['latency_budgets'] or []))}"
+    labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])
+    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
     proxy = Proxy(run_dir, cfg, ctx=ctx)

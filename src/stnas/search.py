@@ -458,7 +458,8 @@ def _write(result: SearchResult, settings: dict, wall_s: float, done: bool) -> N
     write_json(files["pareto"], [r.to_json() for r in result.pareto])
     if result.history and result.history[0].latency_ms is not None:
         files["pareto_latency"] = out / "pareto_latency.json"
-        write_json(files["pareto_latency"], [r.to_json() for r in pareto_front([r for r in result.history if not r.screened], "latency_ms")])
+        scored = [r for r in result.history if not r.screened]
+        write_json(files["pareto_latency"], [r.to_json() for r in pareto_front(scored, "latency_ms")])
     rows = []
     for b, recs in result.best.items():
         folder = out / "best" / f"budget_{budget_label(b)}"

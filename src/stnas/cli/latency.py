@@ -99,8 +99,8 @@ def cmd_build(args) -> int:
 
 
 def _print_fit(table: dict, space) -> None:
-    from stnas.space import load_arch
     from stnas.latency import Predictor
+    from stnas.space import load_arch
 
     pred = Predictor(table, space)
     rows = []
@@ -131,8 +131,8 @@ def cmd_show(args) -> int:
 
 def cmd_predict(args) -> int:
     from stnas import latency as lat
-    from stnas.space import load_arch
     from stnas.format import fmt_count
+    from stnas.space import load_arch
 
     t = lat.load_table(args.table)
     rows = []

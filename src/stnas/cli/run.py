@@ -52,7 +52,8 @@ def cmd_run(args) -> int:
             card = c.get("model_card") or {}
             label = c.get("target") or f"{c['budget'] / 1e6:g}M"
             lat = card.get("latency")
-            lat_text = f"  latency {lat['predicted_ms']:.3f} ms predicted, {lat['measured_ms']:.3f} ms measured" if lat else ""
+            lat_text = (f"  latency {lat['predicted_ms']:.3f} ms predicted, {lat['measured_ms']:.3f} ms measured"
+                        if lat else "")
             print(f"  budget {label}: {c['arch']}  MAdds {c['madds'] / 1e6:.2f}M  "
                   f"proxy {c['score']:.4f} ± {c['std']:.4f}  test top-1 {card.get('top1', float('nan')):.4f}{lat_text}")
     return 0
