@@ -13,9 +13,10 @@ from hypothesis import strategies as st
 from stnas import latency as lat
 from stnas.arch import Arch
 from stnas.cli import main
-from stnas.config import DEFAULTS
+from stnas.config import DEFAULTS, check_search
 from stnas.errors import ConfigError, LatencyTableError, SpaceError
 from stnas.latency_measure import build_table, ensure_table, summarize, time_calls
+from stnas.score import Score
 from stnas.search import search
 from stnas.space import load_arch, load_space
 
@@ -251,12 +252,13 @@ class Scorer:
             assert self.max_madds is None or a.madds <= self.max_madds
             self.scored.append(a)
             v = float(sum(self.w[(k * 7 + o) % 64] for k, o in enumerate(a.stem + a.branches)))
-            out.append(type("S", (), {"score": v, "std": 0.0})())
+            out.append(Score(str(a), v, 0.0))
         return out
 
 
 def search_cfg(**kw):
-    return {**DEFAULTS["search"], "budgets": [], "population": 12, "parents": 3, "generations": 4, "top": 2, **kw}
+    return check_search({**DEFAULTS["search"], "budgets": [], "population": 12, "parents": 3, "generations": 4,
+                         "top": 2, **kw})
 
 
 @pytest.mark.parametrize("quantile", [0.02, 0.3, 0.7])
@@ -295,6 +297,22 @@ def test_latency_and_madds_budgets_together(table):
         assert all(r.madds <= t.madds and r.latency_ms <= t.latency_ms for r in recs)
 
 
+def test_screened_latency_search_keeps_every_candidate_within_its_target(table, tmp_path):
+    """search.screen (successive halving) under latency budgets: the screen scores only
+    candidates within a target, and the chosen are fully scored and within theirs."""
+    pred = lat.Predictor(table, SPACE)
+    limit = sorted(pred(SPACE.sample(np.random.default_rng(i))) for i in range(200))[100]
+    full, cheap = Scorer(pred, limit), Scorer(pred, limit)
+    res = search(SPACE, full, search_cfg(latency_budgets=[f"{limit!r}ms"], screen=0.5), tmp_path, seed=0,
+                 progress=False, screen=cheap, latency=pred)
+    assert cheap.scored and len(full.scored) < len(cheap.scored)
+    assert any(r.screened for r in res.history) and all(r.latency_ms <= limit for r in res.history)
+    for t, recs in res.best.items():
+        assert recs and all(not r.screened and r.latency_ms <= t.latency_ms for r in recs)
+    front = json.loads((tmp_path / "pareto_latency.json").read_text())
+    assert front and not any(r.get("screened") for r in front)
+
+
 def test_impossible_latency_budget_is_refused_before_scoring(table):
     pred = lat.Predictor(table, SPACE)
 
@@ -310,8 +328,9 @@ def test_impossible_latency_budget_is_refused_before_scoring(table):
 def test_madds_search_output_is_unchanged_by_latency_support(tmp_path):
     """Without latency budgets the records carry no latency field and no latency files appear."""
     def scorer(archs):
-        return [type("S", (), {"score": float(a.madds), "std": 0.0})() for a in archs]
-    search(SPACE, scorer, dict(DEFAULTS["search"], budgets=["300k"], population=6, parents=2, generations=2),
+        return [Score(str(a), float(a.madds), 0.0) for a in archs]
+    search(SPACE, scorer, check_search(dict(DEFAULTS["search"], budgets=["300k"], population=6, parents=2,
+                                            generations=2)),
            tmp_path, progress=False)
     rows = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
     assert rows and all("latency_ms" not in r for r in rows)
@@ -392,8 +411,8 @@ def test_a_latency_search_never_replaces_a_madds_search_and_back(table, tmp_path
     pred = lat.Predictor(table, SPACE)
 
     def scorer(archs):
-        return [type("S", (), {"score": float(a.madds), "std": 0.0})() for a in archs]
-    base = {**DEFAULTS["search"], "budgets": ["300k"], "population": 6, "parents": 2, "generations": 1}
+        return [Score(str(a), float(a.madds), 0.0) for a in archs]
+    base = check_search({**DEFAULTS["search"], "budgets": ["300k"], "population": 6, "parents": 2, "generations": 1})
     info = {"latency_table": {"checksum": table["checksum"]}}
     limit = f"{sorted(pred(SPACE.sample(np.random.default_rng(i))) for i in range(50))[40]!r}ms"
     search(SPACE, scorer, base, tmp_path / "m", progress=False)
