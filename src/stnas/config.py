@@ -21,6 +21,8 @@ import yaml
 
 from stnas import choices, verified
 from stnas.errors import CheckpointError, ConfigError, SpaceError
+from stnas.latency import check_section as check_latency_section
+from stnas.latency import parse_latency
 from stnas.limits import MAX_INT, MAX_TEXT, check_config_bounds, check_text_size, check_tree
 from stnas.presets import read_preset
 
@@ -102,6 +104,20 @@ DEFAULTS: dict[str, Any] = {
         "generations": 20,
         "random_samples": 500,  # random search: how many architectures
         "top": 3,  # architecture files saved per budget
+        "latency_budgets": None,  # e.g. [1.2ms]: targets of predicted latency (stnas.latency)
+    },
+    # latency on this machine (stnas.latency): the runtime and settings of its lookup table
+    "latency": {
+        "runtime": "torch",  # torch (eager) | onnxruntime
+        "device": "cpu",  # cpu | cuda
+        "batch": 1,
+        "threads": 1,
+        "table": None,  # a table file; null: the cache ($STNAS_CACHE/latency), built when missing
+        "measure": False,  # also measure the chosen models (on whenever a latency budget is set)
+        "warmup": 10,
+        "repeats": 30,
+        "rounds": 3,
+        "fit_networks": 12,  # whole networks measured to fit the per-network overhead
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
 }
@@ -358,6 +374,7 @@ def validate(cfg: dict) -> None:
     if px["samples"] is not None and (type(px["samples"]) is not int or px["samples"] < 1):
         raise ConfigError(f"proxy.samples must be a positive integer or null (all), got {px['samples']!r}")
     check_search(cfg["search"])
+    check_latency_section(cfg["latency"])
     if cfg["search"]["screen"] is not None and cfg["proxy"]["mode"] != "stabilized":
         raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
                           f"got proxy.mode {cfg['proxy']['mode']}")
@@ -405,8 +422,15 @@ def check_search(se: dict) -> dict:
     if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
         raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
     budgets = se["budgets"] if isinstance(se["budgets"], (list, tuple)) else [se["budgets"]]
-    if not budgets:
-        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M")
+    raw = se.get("latency_budgets")
+    if raw is not None:
+        raw = raw if isinstance(raw, (list, tuple)) else [raw]
+        # kept as strings with their unit, so a saved config validates again
+        ms = sorted({parse_latency(v, "search.latency_budgets") for v in raw})
+        se["latency_budgets"] = [f"{v!r}ms" for v in ms] or None
+    if not budgets and not se.get("latency_budgets"):
+        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M, "
+                          "or a latency budget (--latency-budget 1.2ms)")
     se["budgets"] = [parse_count(b, "search.budgets") for b in budgets]
     for key in ("min_madds", "max_params"):
         if se[key] is not None:

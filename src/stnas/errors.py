@@ -17,6 +17,10 @@ class ConfigError(StnasError):
     """A run config, CLI override or run directory is invalid."""
 
 
+class LatencyTableError(ConfigError):
+    """A latency table is missing, damaged, or for another space, device or runtime."""
+
+
 class DataError(StnasError):
     """A dataset cannot be found or read."""
 

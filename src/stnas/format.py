@@ -12,8 +12,11 @@ def fmt_count(n: float) -> str:
     return str(int(n))
 
 
-def budget_label(n: int) -> str:
-    """A short exact label of a count: 200000 -> 200k, 3500000 -> 3.5M, 1234567 -> 1234567."""
+def budget_label(n) -> str:
+    """A short exact label of a count: 200000 -> 200k, 3500000 -> 3.5M, 1234567 -> 1234567
+    (a latency target, ``stnas.latency.Target``: its own label, e.g. 4M+1.2ms)."""
+    if hasattr(n, "label"):
+        return n.label
     for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
         whole, rest = divmod(n, div)
         if whole and (rest * 100) % div == 0:

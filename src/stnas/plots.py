@@ -75,22 +75,24 @@ def draw_arch(arch: Arch, path: str | Path) -> Path:
 
 
 def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], path: str | Path,
-                metric: str = "search-val top-1") -> Path:
-    """MAdds vs proxy score (``metric`` names it) of every scored architecture, the Pareto
-    front, the budgets and the chosen architectures."""
+                metric: str = "search-val top-1", cost: str = "madds") -> Path:
+    """Cost (``madds``, or predicted ``latency_ms``) vs proxy score (``metric`` names it) of
+    every scored architecture, the Pareto front, the budgets and the chosen architectures."""
+    scale, budget_key = (1e6, "budget") if cost == "madds" else (1.0, "latency_budget_ms")
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    ax.scatter([h["madds"] / 1e6 for h in history], [h["score"] for h in history], s=10, alpha=0.45,
+    ax.scatter([h[cost] / scale for h in history], [h["score"] for h in history], s=10, alpha=0.45,
                color="tab:gray", label=f"scored ({len(history)})")
     if pareto:
-        front = sorted(pareto, key=lambda h: h["madds"])
-        ax.step([h["madds"] / 1e6 for h in front], [h["score"] for h in front], where="post", color="tab:blue",
+        front = sorted(pareto, key=lambda h: h[cost])
+        ax.step([h[cost] / scale for h in front], [h["score"] for h in front], where="post", color="tab:blue",
                 lw=1.2, label="Pareto front")
     for k, c in enumerate(chosen):
         color = plt.get_cmap("tab10")((k + 1) % 10)
-        ax.axvline(c["budget"] / 1e6, color=color, lw=0.8, ls=":")
-        ax.errorbar([c["madds"] / 1e6], [c["score"]], yerr=[c.get("std", 0.0)], fmt="*", ms=12, color=color,
-                    label=f"chosen ≤ {fmt_count(c['budget'])}")
-    ax.set_xlabel("MAdds (M)")
+        if c.get(budget_key) is not None:
+            ax.axvline(c[budget_key] / scale, color=color, lw=0.8, ls=":")
+        ax.errorbar([c[cost] / scale], [c["score"]], yerr=[c.get("std", 0.0)], fmt="*", ms=12, color=color,
+                    label=f"chosen ≤ {c.get('target') or fmt_count(c['budget'])}")
+    ax.set_xlabel("MAdds (M)" if cost == "madds" else "predicted latency (ms)")
     ax.set_ylabel(f"proxy score ({metric})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

@@ -48,12 +48,16 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     if history:
         files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png",
                                           METRIC_TEXT[cfg["proxy"]["metric"]]))
+        if "latency_ms" in history[0] and all(c.get("latency_ms") is not None for c in chosen):
+            files["pareto_latency"] = str(plot_pareto(
+                history, _read_json(run_dir / "search" / "pareto_latency.json", []), chosen,
+                plots / "pareto_latency.png", METRIC_TEXT[cfg["proxy"]["metric"]], cost="latency_ms"))
     run = RunDir(run_dir)
     metrics = verified.read_jsonl(run.metrics, "training log")[0]
     if metrics:
         files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
     for c in chosen:
-        label = budget_label(c["budget"])
+        label = c.get("target") or budget_label(c["budget"])
         files[f"arch_{label}"] = str(draw_arch(load_arch(c["arch"], cfg["preset"]), plots / f"arch_{label}.png"))
     report = {
         "preset": cfg["preset"], "dataset": cfg["data"]["dataset"], "proxy_mode": cfg["proxy"]["mode"],
@@ -67,6 +71,24 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", _markdown(report, run_dir))
     return report
+
+
+def latency_lines(chosen: list[dict]) -> list[str]:
+    """The report's latency table (only when the chosen models were measured)."""
+    lat = [(c, (c.get("model_card") or {}).get("latency") or c.get("latency")) for c in chosen]
+    lat = [(c, x) for c, x in lat if x]
+    if not lat:
+        return []
+    x0 = lat[0][1]
+    lines = [f"Latency on {x0['device']}: predicted from the lookup "
+             f"table, measured end to end ({x0['calls']} timed calls; median, interquartile range, min-max).", "",
+             "| budget | architecture | predicted ms | measured ms | IQR ms | min-max ms |",
+             "|---|---|---|---|---|---|"]
+    for c, x in lat:
+        lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {x['predicted_ms']:.3f} "
+                     f"| {x['measured_ms']:.3f} | {x['measured_iqr_ms']:.3f} "
+                     f"| {x['measured_min_ms']:.3f}-{x['measured_max_ms']:.3f} |")
+    return lines + [""]
 
 
 def _choice(summary: dict) -> str:
@@ -86,15 +108,16 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
              f"parameter samples). "
              f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}.", "",
-             "| budget (MAdds) | architecture | MAdds | params | proxy score ± std | retrained test top-1 | top-5 |",
+             f"| budget{'' if any(c.get('target') for c in r['chosen']) else ' (MAdds)'} | architecture | MAdds "
+             "| params | proxy score ± std | retrained test top-1 | top-5 |",
              "|---|---|---|---|---|---|---|"]
     for c in r["chosen"]:
         card = c.get("model_card") or {}
         top1 = f"{card['top1']:.4f}" if "top1" in card else "not retrained"
         top5 = f"{card['top5']:.4f}" if "top5" in card else ""
-        lines.append(f"| ≤ {fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} "
+        lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} "
                      f"| {fmt_count(c['params'])} | {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} |")
-    lines += [""]
+    lines += [""] + latency_lines(r["chosen"])
     if r["wall_s"]:
         lines += ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["wall_s"].items()), ""]
     for name, path in r["plots"].items():

@@ -22,7 +22,7 @@ from stnas.proxy import Proxy
 from stnas.report import write_report
 from stnas.retrain import retrain
 from stnas.rundir import RunDir
-from stnas.search import check_constraints, search
+from stnas.search import check_constraints, search, target_json
 from stnas.space import load_space
 from stnas.supernet_train import train_supernet
 
@@ -36,6 +36,23 @@ def embedded_default() -> tuple[str, str | None]:
     except DataError as exc:
         return "digits", (f"stnas: Fashion-MNIST not found ({exc}); running on scikit-learn's digits instead. "
                           "Get Fashion-MNIST with `apt-get install dataset-fashion-mnist`, or pass --data-root DIR.")
+
+
+def _latency_predictor(space, cfg: dict, ctx: dist.Context):
+    """The latency predictor and its search.json fields when the run uses latency (the main
+    process builds a missing table first; the others then read it from the cache)."""
+    from stnas.latency import enabled
+
+    if not enabled(cfg):
+        return None, {}
+    from stnas.latency_run import search_predictor
+
+    if not ctx.is_main:
+        dist.barrier(ctx.world_size)
+    found = search_predictor(space, cfg, this_device=True)
+    if ctx.is_main:
+        dist.barrier(ctx.world_size)
+    return found
 
 
 def _stage(name: str, ctx: dist.Context) -> None:
@@ -61,6 +78,7 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     if ctx.is_main and not resume:
         run.save_config(cfg)
     wall = {}
+    predictor, lat_info = _latency_predictor(space, cfg, ctx)  # (None, {}) without latency settings
 
     t = time.perf_counter()
     if not run.supernet.is_file():
@@ -70,14 +88,19 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     wall["supernet"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets "
-           f"{', '.join(budget_label(b) for b in cfg['search']['budgets'])}, proxy {cfg['proxy']['mode']} "
+    labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])
+    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
+           f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
     proxy = Proxy(run_dir, cfg, ctx=ctx)
     result = search(space, proxy.score, cfg["search"], run.search if ctx.is_main else None,
                     seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
-                    info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings},
-                    screen=lambda archs: proxy.score(archs, samples=1))
+                    info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings,
+                          **lat_info},
+                    screen=lambda archs: proxy.score(archs, samples=1), latency=predictor)
+    if predictor is not None and ctx.is_main:
+        from stnas.latency_run import keep_table
+        keep_table(predictor, run_dir / "search")
     wall["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -94,9 +117,14 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
                    f"{budget_label(budget)})", ctx)
             card = retrain(best.arch, cfg, out, resume=RunDir(out).config.is_file(), ctx=ctx)
             done[str(best.arch)] = (out, card)
-        chosen.append({"budget": budget, "arch": str(best.arch), "madds": best.madds, "params": best.params,
+        if predictor is not None and ctx.is_main:
+            from stnas.latency_run import add_to_model
+            card = add_to_model(out, card, best.arch, predictor, cfg["latency"])
+        chosen.append({**target_json(budget), "arch": str(best.arch), "madds": best.madds, "params": best.params,
                        "score": best.score, "std": best.std, "model_card": card,
                        "retrain_dir": str(out.relative_to(run_dir))})
+        if predictor is not None:
+            chosen[-1].update(latency_ms=best.latency_ms, latency=(card or {}).get("latency"))
     wall["retrain"] = time.perf_counter() - t
 
     report = {}

@@ -35,6 +35,13 @@ spends 1 + 0.2 x 7 = 2.4 evaluations per candidate instead of 8.
 Random search draws ``random_samples`` distinct constrained architectures (spread over the
 budgets the same way) and scores them in chunks of P, one "generation" per chunk.
 
+Latency budgets (``latency_budgets``, with a predictor from :mod:`stnas.latency`): the
+targets become :class:`stnas.latency.Target` pairs, every MAdds budget (or none) with every
+latency budget, each met by predicted latency <= its budget too (``budget_floor`` bounds
+both from below); the records carry ``latency_ms`` and ``pareto_latency.json`` is the front
+by latency. Candidates over a target's latency are never scored, as for MAdds; random
+draws that miss it are repaired by latency-lowering moves.
+
 Everything is a function of the seed and the scores, so a rerun after a kill replays the
 same candidates and a caching scorer (``stnas.proxy.Proxy``) makes the replay free.
 
@@ -67,6 +74,7 @@ from stnas.arch import Arch, save_arch
 from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
 from stnas.format import budget_label
+from stnas.latency import Target, latency_label, parse_latency
 from stnas.score import Score
 from stnas.space import SearchSpace
 
@@ -88,6 +96,7 @@ class Record:
     loss: float | None = None
     top1: float | None = None
     per_sample: tuple[float, ...] | None = None  # the metric under each pool sample (stabilized)
+    latency_ms: float | None = None  # predicted (latency searches only)
     screened: bool = False  # scored on one pool sample only (search.screen): never a parent nor chosen
 
     @classmethod
@@ -103,6 +112,8 @@ class Record:
         d = asdict(self)
         d["arch"] = str(self.arch)
         d["per_sample"] = None if self.per_sample is None else list(self.per_sample)
+        if self.latency_ms is None:
+            del d["latency_ms"]
         return d
 
 
@@ -118,18 +129,26 @@ class SearchResult:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def pareto_front(records: Sequence) -> list:
-    """The records not dominated in (MAdds lower is better, score higher is better), by MAdds.
+def target_json(target) -> dict:
+    """A budget (int) or Target as the JSON fields of a chosen record."""
+    if isinstance(target, (int, np.integer)):
+        return {"budget": int(target)}
+    return {"budget": target.madds, "latency_budget_ms": target.latency_ms, "target": target.label}
 
-    ``a`` dominates ``b`` when ``a.madds <= b.madds`` and ``a.score >= b.score`` with one
-    inequality strict; records with identical (MAdds, score) are all kept.
+
+def pareto_front(records: Sequence, cost: str = "madds") -> list:
+    """The records not dominated in (cost lower is better, score higher is better), by cost.
+
+    ``cost`` is the attribute compared: ``madds`` or ``latency_ms``. ``a`` dominates ``b``
+    when ``a.cost <= b.cost`` and ``a.score >= b.score`` with one inequality strict; records
+    with identical (cost, score) are all kept.
     """
     front, best_before = [], -np.inf
-    order = sorted(records, key=lambda r: (r.madds, -r.score))
+    order = sorted(records, key=lambda r: (getattr(r, cost), -r.score))
     i = 0
     while i < len(order):
         j = i
-        while j < len(order) and order[j].madds == order[i].madds:
+        while j < len(order) and getattr(order[j], cost) == getattr(order[i], cost):
             j += 1
         top = order[i].score  # the group's best (sorted by score descending within a group)
         if top > best_before:
@@ -167,21 +186,45 @@ def check_constraints(space: SearchSpace, budgets: Sequence[int], min_madds=None
 class _Sampler:
     """Draws distinct, constrained candidates; ``seen`` holds every architecture drawn so far."""
 
-    def __init__(self, space: SearchSpace, rng: np.random.Generator, floor: dict[int, int | None], max_params):
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, floor: dict[int, int | None], max_params,
+                 latency: Callable[[Arch], float] | None = None, lat_floor: dict | None = None):
         self.space, self.rng, self.floor, self.max_params = space, rng, floor, max_params
+        self.latency, self.lat_floor = latency, lat_floor or {}
         self.seen: set[Arch] = set()
 
-    def fits(self, a: Arch, budget: int) -> bool:
-        return a not in self.seen and self.space.satisfies(a, budget, self.floor[budget], self.max_params)
+    def fits(self, a: Arch, budget) -> bool:
+        if isinstance(budget, (int, np.integer)):
+            return a not in self.seen and self.space.satisfies(a, budget, self.floor[budget], self.max_params)
+        return (a not in self.seen and self.space.satisfies(a, budget.madds, self.floor[budget], self.max_params)
+                and self.lat_floor.get(budget, 0.0) <= self.latency(a) <= budget.latency_ms)
 
     def take(self, a: Arch) -> Arch:
         self.seen.add(a)
         return a
 
-    def fresh(self, budget: int) -> Arch | None:
+    def fresh(self, budget) -> Arch | None:
+        if not isinstance(budget, (int, np.integer)):
+            return self._fresh_latency(budget)
         for _ in range(FRESH_TRIES):
             a = self.space.sample_constrained(self.rng, budget, self.floor[budget], self.max_params)
             if a not in self.seen:
+                return self.take(a)
+        return None
+
+    def _fresh_latency(self, target) -> Arch | None:
+        """Rejection sampling within the MAdds/params constraints, then repaired draws."""
+        from stnas.latency import repair
+
+        sp, pred = self.space, self.latency
+        limits = [(sp.stem_table[:, :, 1], sp.branch_table[:, :, 1], sp.fixed_params, self.max_params),
+                  (sp.stem_table[:, :, 0], sp.branch_table[:, :, 0], sp.fixed_madds, target.madds),
+                  (pred.stem_ms, pred.branch_ms, pred.fixed_ms, target.latency_ms)]
+        limits = [c for c in limits if c[3] is not None]
+        for i in range(FRESH_TRIES * 10):
+            a = sp.sample_constrained(self.rng, target.madds, self.floor[target], self.max_params)
+            if i >= FRESH_TRIES:  # far-tail budgets: cost-lowering moves
+                a = repair(a, self.rng, limits) or a
+            if self.fits(a, target):
                 return self.take(a)
         return None
 
@@ -201,7 +244,8 @@ class _Sampler:
 
 def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_search: dict,
            out_dir: str | Path | None, *, seed: int = 0, progress: bool = True,
-           info: dict | None = None, screen: Callable[[list[Arch]], list] | None = None) -> SearchResult:
+           info: dict | None = None, screen: Callable[[list[Arch]], list] | None = None,
+           latency: Callable[[Arch], float] | None = None) -> SearchResult:
     """Runs the search described by ``cfg_search`` (the config's ``search`` section).
 
     Args:
@@ -219,13 +263,24 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
         info: extra fields for search.json (e.g. the proxy mode).
         screen: the cheap scorer of ``search.screen`` (successive halving), e.g. the proxy on
             one pool sample; needed when ``cfg_search["screen"]`` is set.
+        latency: the predictor (``stnas.latency.Predictor``) that ``latency_budgets`` need.
     """
     c = cfg_search
     budgets = sorted(set(c["budgets"]))
+    lat_budgets = sorted({parse_latency(v, "search.latency_budgets") for v in c.get("latency_budgets") or []})
+    if lat_budgets and latency is None:
+        raise ConfigError("search.latency_budgets needs a latency table (stnas latency build)")
     min_madds, max_params = c["min_madds"], c["max_params"]
     check_constraints(space, budgets, min_madds, max_params)
     fraction = float(c["budget_floor"] or 0.0)
     floor = {b: max(min_madds or 0, math.ceil(fraction * b)) or None for b in budgets}
+    madds_budgets, lat_floor = budgets, {}
+    if lat_budgets:
+        check_latency_budgets(latency, lat_budgets)
+        targets = [Target(b, ms) for b in (budgets or [None]) for ms in lat_budgets]
+        floor = {t: floor[t.madds] if t.madds is not None else min_madds for t in targets}
+        lat_floor = {t: fraction * t.latency_ms for t in targets}
+        budgets = targets
     select, alpha = c["select"], float(c["tie_alpha"])
     keep = c.get("screen")
     if keep is not None and screen is None:
@@ -235,11 +290,13 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
     P, k = int(c["population"]), int(c["parents"])
     evolution = c["algorithm"] == "evolution"
     n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
-    sampler = _Sampler(space, np.random.default_rng(seed), floor, max_params)
+    sampler = _Sampler(space, np.random.default_rng(seed), floor, max_params, latency, lat_floor)
+    choose["lat_floor"] = lat_floor
     out = Path(out_dir) if out_dir is not None else None
     settings = {"algorithm": c["algorithm"], "seed": seed, "space": space.name, "space_fingerprint": space.fingerprint,
-                "budgets": budgets, "min_madds": min_madds, "max_params": max_params,
-                "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params")}, **(info or {})}
+                "budgets": madds_budgets, "min_madds": min_madds, "max_params": max_params,
+                "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params", "latency_budgets")},
+                **({"latency_budgets_ms": lat_budgets} if lat_budgets else {}), **(info or {})}
     if out is not None:
         _check_same_search(out, settings)
     history: list[Record] = []
@@ -253,7 +310,7 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
         elif gen == 0:
             batch = [sampler.fresh(targets[i]) for i in range(P)]
         else:
-            parents = {b: [r.arch for r in _within(history, b, floor[b])[:k]] for b in budgets}
+            parents = {b: [r.arch for r in _within(history, b, floor[b], lat_floor.get(b, 0.0))[:k]] for b in budgets}
             n_cross = round(P * c["crossover"])
             batch = [sampler.child(parents[targets[i]], targets[i], i < n_cross, c["mutation_prob"]) for i in range(P)]
         targets = [t for t, a in zip(targets, batch) if a is not None]
@@ -265,7 +322,8 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
         else:
             scores, screened = _halving(scorer, screen, batch, targets, keep)
         for a, s, cut in zip(batch, scores, screened):
-            history.append(dataclasses.replace(Record.of(a, space, s, gen), screened=cut))
+            history.append(dataclasses.replace(Record.of(a, space, s, gen), screened=cut,
+                                                latency_ms=None if latency is None else float(latency(a))))
         result = _result(history, budgets, gen + 1, out, **choose)
         if out is not None:
             _write(result, settings, time.time() - t0, done=False)
@@ -289,7 +347,7 @@ def _checked(scorer: Callable[[list[Arch]], list], batch: list[Arch]) -> list:
     return scores
 
 
-def _halving(scorer, screen, batch: list[Arch], targets: list[int], keep: float) -> tuple[list, list[bool]]:
+def _halving(scorer, screen, batch: list[Arch], targets: list, keep: float) -> tuple[list, list[bool]]:
     """Successive halving over one generation: every candidate is scored by ``screen``; of
     each target budget's candidates the best ``ceil(keep * n)`` are scored again by
     ``scorer``. Returns the scores (full ones where promoted) and which were cut."""
@@ -304,9 +362,22 @@ def _halving(scorer, screen, batch: list[Arch], targets: list[int], keep: float)
     return [full.get(i, first[i]) for i in range(len(batch))], [i not in full for i in range(len(batch))]
 
 
-def _within(history: list[Record], budget: int, floor: int | None) -> list[Record]:
-    """The fully scored records in budget's window [floor, budget], best first."""
-    return sorted((r for r in history if (floor or 0) <= r.madds <= budget and not r.screened), key=_rank_key)
+def _within(history: list[Record], budget, floor: int | None, lat_floor: float = 0.0) -> list[Record]:
+    """The fully scored records in budget's window [floor, budget], best first (a Target:
+    both windows)."""
+    if isinstance(budget, (int, np.integer)):
+        return sorted((r for r in history if (floor or 0) <= r.madds <= budget and not r.screened), key=_rank_key)
+    return sorted((r for r in history if (floor or 0) <= r.madds <= (budget.madds or r.madds) and not r.screened
+                   and r.latency_ms is not None and lat_floor <= r.latency_ms <= budget.latency_ms), key=_rank_key)
+
+
+def check_latency_budgets(predictor, budgets_ms: Sequence[float]) -> None:
+    """Raises SpaceError (one line) when a latency budget is below every architecture's prediction."""
+    lo = predictor.min_ms()
+    for ms in budgets_ms:
+        if ms < lo:
+            raise SpaceError(f"latency budget {latency_label(ms)} is below the fastest architecture of space "
+                             f"{predictor.space.name!r} ({lo:.3f} ms predicted); raise the budget")
 
 
 def tied_with_best(records: Sequence[Record], alpha: float) -> list[Record]:
@@ -343,9 +414,10 @@ def _choose(records: list[Record], select: str, alpha: float) -> list[Record]:
     return [pick, *(r for r in records if r is not pick)]
 
 
-def _result(history: list[Record], budgets: list[int], generations: int, out: Path | None, *,
-            floor: dict, select: str, alpha: float, top: int) -> SearchResult:
-    best = {b: _choose(_within(history, b, floor[b]), select, alpha)[:top] for b in budgets}
+def _result(history: list[Record], budgets: list, generations: int, out: Path | None, *,
+            floor: dict, select: str, alpha: float, top: int, lat_floor: dict | None = None) -> SearchResult:
+    lat_floor = lat_floor or {}
+    best = {b: _choose(_within(history, b, floor[b], lat_floor.get(b, 0.0)), select, alpha)[:top] for b in budgets}
     return SearchResult(list(history), pareto_front([r for r in history if not r.screened]), best, generations, out)
 
 
@@ -371,6 +443,8 @@ def _check_same_search(out: Path, settings: dict) -> None:
             differ += [f"{k}.{j}" for j in sorted(set(v) | set(old[k])) if v.get(j) != old[k].get(j)]
         else:
             differ.append(k)
+    # latency settings exist only in latency searches: one present on one side alone differs too
+    differ += [k for k in ("latency_budgets_ms", "latency_table") if (k in old) != (k in settings)]
     if differ:
         raise ConfigError(f"{out} holds a search with other settings ({', '.join(differ)} differ); "
                           f"search into another --out, or remove it to replace it")
@@ -382,12 +456,16 @@ def _write(result: SearchResult, settings: dict, wall_s: float, done: bool) -> N
              "summary": out / "search.json"}
     write_text(files["history"], "".join(json.dumps(r.to_json()) + "\n" for r in result.history))
     write_json(files["pareto"], [r.to_json() for r in result.pareto])
+    if result.history and result.history[0].latency_ms is not None:
+        files["pareto_latency"] = out / "pareto_latency.json"
+        scored = [r for r in result.history if not r.screened]
+        write_json(files["pareto_latency"], [r.to_json() for r in pareto_front(scored, "latency_ms")])
     rows = []
     for b, recs in result.best.items():
         folder = out / "best" / f"budget_{budget_label(b)}"
         for rank, r in enumerate(recs, 1):
             path = save_arch(r.arch, folder / f"top{rank}.json")
-            rows.append({"budget": b, "rank": rank, **r.to_json(), "file": str(path.relative_to(out))})
+            rows.append({**target_json(b), "rank": rank, **r.to_json(), "file": str(path.relative_to(out))})
         for stale in folder.glob("top*.json") if folder.is_dir() else []:
             if stale.stem[3:].isdigit() and int(stale.stem[3:]) > len(recs):
                 stale.unlink()

@@ -14,6 +14,7 @@ from stnas.cli.common import (
     positive_int,
     resumed_config,
 )
+from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.config import resolve
 
 
@@ -31,6 +32,7 @@ def register(sub) -> None:
     p.add_argument("--budget", type=count_list,
                    help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
     p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
+    add_latency_args(p)
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_run)
 
@@ -48,7 +50,7 @@ def cmd_run(args) -> int:
                 print(notice, file=sys.stderr)
         flags = dict(common_flags(args), **{"preset": preset, "supernet.optimizer": args.optimizer,
                                            "supernet.epochs": args.epochs, "search.budgets": args.budget,
-                                           "proxy.mode": args.mode})
+                                           "proxy.mode": args.mode, **latency_flags(args)})
         cfg = resolve(preset, args.config, flags, args.overrides)
     out = out_dir(args, cfg["preset"])
     ctx, report = in_process_group(cfg, lambda ctx: run_pipeline(cfg, out, resume=args.resume, ctx=ctx))
@@ -56,6 +58,10 @@ def cmd_run(args) -> int:
         print(f"\nreport: {out / 'report.md'}")
         for c in report.get("chosen", []):
             card = c.get("model_card") or {}
-            print(f"  budget {c['budget'] / 1e6:g}M: {c['arch']}  MAdds {c['madds'] / 1e6:.2f}M  "
-                  f"proxy {c['score']:.4f} ± {c['std']:.4f}  test top-1 {card.get('top1', float('nan')):.4f}")
+            label = c.get("target") or f"{c['budget'] / 1e6:g}M"
+            lat = card.get("latency")
+            lat_text = (f"  latency {lat['predicted_ms']:.3f} ms predicted, {lat['measured_ms']:.3f} ms measured"
+                        if lat else "")
+            print(f"  budget {label}: {c['arch']}  MAdds {c['madds'] / 1e6:.2f}M  "
+                  f"proxy {c['score']:.4f} ± {c['std']:.4f}  test top-1 {card.get('top1', float('nan')):.4f}{lat_text}")
     return 0

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from stnas.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.cli.common import count, count_list, positive_int, seed_arg, table
+from stnas.cli.latency import add_latency_args, latency_flags
 
 # what a search may change in a trained run's config (the rest, the seed included, fixes the
 # trained supernet and the data split)
-_ADJUSTABLE = ("search", "proxy", "device", "data.root", "data.workers", "data.val_limit")
+_ADJUSTABLE = ("search", "proxy", "latency", "device", "data.root", "data.workers", "data.val_limit")
 
 
 def register(sub) -> None:
@@ -27,6 +28,7 @@ def register(sub) -> None:
     p.add_argument("--generations", type=positive_int(), help="config: search.generations")
     p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
+    add_latency_args(p)
     p.add_argument("--out", help="output folder (default RUN_DIR/search)")
     p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
@@ -45,7 +47,7 @@ def search_config(args) -> dict:
     flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
              "search.generations": args.generations, "search.population": args.population,
              "search.max_params": args.max_params, "device": args.device,
-             "data.root": args.data_root}
+             "data.root": args.data_root, **latency_flags(args)}
     return apply_layers(load_run_config(args.run_dir), user_layers(args.config, flags, args.overrides),
                         allowed=_ADJUSTABLE, context="after supernet training")
 
@@ -62,6 +64,10 @@ def cmd_search(args) -> int:
     space = RunDir(run).space()
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
     out = Path(args.out) if args.out else run / "search"
+    predictor, lat_info = None, {}
+    if se["latency_budgets"]:
+        from stnas.latency_run import search_predictor
+        predictor, lat_info = search_predictor(space, cfg, this_device=False)
     from stnas.proxy import Proxy
 
     ctx = dist.setup(cfg["device"])
@@ -72,8 +78,11 @@ def cmd_search(args) -> int:
             res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
                          progress=ctx.is_main and cfg["supernet"].get("progress", True),
                          info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
-                               "proxy_settings": proxy.settings},
-                         screen=lambda archs: proxy.score(archs, samples=1))
+                               "proxy_settings": proxy.settings, **lat_info},
+                         screen=lambda archs: proxy.score(archs, samples=1), latency=predictor)
+            if predictor is not None and ctx.is_main:
+                from stnas.latency_run import keep_table
+                keep_table(predictor, out)
     finally:
         dist.teardown()
     if not ctx.is_main:
@@ -83,13 +92,14 @@ def cmd_search(args) -> int:
         if recs:
             r = recs[0]
             rows.append([budget_label(b), str(r.arch), fmt_count(r.madds), fmt_count(r.params),
-                         f"{r.score:.4f} ± {r.std:.4f}"])
+                         f"{r.score:.4f} ± {r.std:.4f}"] + ([f"{r.latency_ms:.3f}"] if predictor else []))
         else:
-            rows.append([budget_label(b), "(none found)", "", "", ""])
+            rows.append([budget_label(b), "(none found)", "", "", ""] + ([""] if predictor else []))
     print(f"{se['algorithm']} search, proxy mode {proxy.mode}, metric {proxy.metric}: {len(res.history)} "
           f"architectures scored in {res.generations} generations")
     picked = "best" if se["select"] == "best" else f"largest tied (alpha {se['tie_alpha']:g})"
-    print(table(rows, ["budget", f"{picked} architecture", "MAdds", "params", "score ± std"]))
+    print(table(rows, ["budget", f"{picked} architecture", "MAdds", "params", "score ± std"]
+                + (["predicted ms"] if predictor else [])))
     print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "
           f"(architecture files in {out / 'best'})\nsummary {res.files['summary']}")
     return 0
