@@ -74,7 +74,10 @@ def check_config_bounds(cfg: dict) -> None:
     if lr is not None and not lr > 0:
         raise ConfigError(f"pool.lr must be > 0 or null (supernet.min_lr), got {lr}")
     budgets = cfg["search"]["budgets"]
-    if isinstance(budgets, list) and not 1 <= len(budgets) <= MAX_BUDGETS:
-        raise ConfigError(f"search.budgets must list 1 to {MAX_BUDGETS} budgets, got {len(budgets)}")
+    if isinstance(budgets, list) and len(budgets) > MAX_BUDGETS:  # none is checked with the latency budgets
+        raise ConfigError(f"search.budgets must list at most {MAX_BUDGETS} budgets, got {len(budgets)}")
+    latency = cfg["search"].get("latency_budgets")
+    if isinstance(latency, list) and len(latency) > MAX_BUDGETS:
+        raise ConfigError(f"search.latency_budgets must list at most {MAX_BUDGETS} budgets, got {len(latency)}")
     if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", cfg["device"]):
         raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {reprlib.repr(cfg['device'])}")
