@@ -236,7 +236,6 @@ def _nest(key: str, value: Any) -> dict:
 
 
 _CHOICES = {
-    ("data", "dataset"): DATASETS,
     ("supernet", "optimizer"): ("sgd", "sgld"),
     ("supernet", "schedule"): ("cosine", "step", "constant"),
     ("supernet", "sampling"): SAMPLING_MODES,
@@ -257,15 +256,25 @@ def pool_lr(cfg: dict) -> float:
     return cfg["supernet"]["min_lr"] if cfg["pool"]["lr"] is None else cfg["pool"]["lr"]
 
 
-_HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--data-root)"}
+def _check_dataset(value) -> str:
+    """data.dataset: a named dataset, or an image folder or .npz file (stnas.userdata; made absolute)."""
+    p = Path(str(value)).expanduser()
+    if value in DATASETS:
+        return value
+    if p.is_dir() or (p.suffix.lower() == ".npz" and p.is_file()):
+        return str(p.resolve())
+    if p.suffix.lower() == ".npz" or "/" in str(value):
+        raise ConfigError(f"data.dataset: {value} is neither an image folder nor an .npz file")
+    raise ConfigError(f"data.dataset must be one of {', '.join(DATASETS)}, an image folder or an .npz file, got "
+                      f"{value!r}; a folder that holds a named dataset goes in data.root (--data-root)")
 
 
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
     for (sec, key), choices in _CHOICES.items():
         if cfg[sec][key] not in choices:
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}"
-                              f"{_HINTS.get((sec, key), '')}")
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(choices)}, got {cfg[sec][key]!r}")
+    cfg["data"]["dataset"] = _check_dataset(cfg["data"]["dataset"])
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):

@@ -87,7 +87,7 @@ def _splits(cfg: dict, space: SearchSpace):
     d, limit = cfg["data"], cfg["retrain"]["limit"]
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
-    check_data_fits(space, d["dataset"])
+    check_data_fits(space, d["dataset"], d["image_size"])
     kw = dict(image_size=d["image_size"] or space.input_size, split_seed=cfg["seed"])
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))

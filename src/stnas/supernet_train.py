@@ -26,7 +26,8 @@ import yaml
 
 from stnas import dist
 from stnas.config import check_same_settings, pool_lr, save_config
-from stnas.data import INFO, get_dataset
+from stnas.data import get_dataset
+from stnas.datainfo import check_fits
 from stnas.errors import ConfigError
 from stnas.fileio import write_json, write_text
 from stnas.space import SearchSpace, load_space
@@ -34,17 +35,14 @@ from stnas.supernet import Supernet
 from stnas.train import SamplingPhase, Trainer, save_weights
 
 
-def check_data_fits(space: SearchSpace, dataset: str) -> None:
-    info = INFO[dataset]
-    if len(info["mean"]) != space.input_channels or info["classes"] != space.num_classes:
-        raise ConfigError(f"dataset {dataset} ({len(info['mean'])} channels, {info['classes']} classes) does not fit "
-                          f"space {space.name!r} ({space.input_channels} channels, {space.num_classes} classes)")
+def check_data_fits(space: SearchSpace, dataset, image_size=None) -> None:
+    check_fits(space, dataset, image_size)  # channels, classes and (unless resized) image size
 
 
 def dataset_split(cfg: dict, space: SearchSpace, split: str, limit_key: str | None = None, augment=None):
     """One split of the run's dataset, sized by the config."""
     d = cfg["data"]
-    check_data_fits(space, d["dataset"])
+    check_data_fits(space, d["dataset"], d["image_size"])
     return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
                        val_fraction=d["val_fraction"], split_seed=cfg["seed"],
                        limit=d[limit_key] if limit_key else None, augment=augment)
