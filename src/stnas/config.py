@@ -189,7 +189,7 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
     chosen = preset
     for layer in layers:
         chosen = layer.get("preset", chosen)
-    chosen = chosen or DEFAULTS["preset"]
+    chosen = chosen or _derived_preset(layers) or DEFAULTS["preset"]
     try:
         preset_cfg = {k: v for k, v in load_preset(chosen).items() if k != "space"}
     except Exception as exc:  # SpaceError: not a preset nor a readable YAML
@@ -197,6 +197,24 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
     cfg = apply_layers(_merge(DEFAULTS, preset_cfg), layers)
     cfg["preset"] = str(chosen)
     return cfg
+
+
+def _derived_preset(layers: list[dict]) -> str | None:
+    """For user data (a folder or .npz) and no preset: the space derived from it (stnas.derive)."""
+    peek = DEFAULTS
+    for layer in layers:
+        peek = _merge(peek, layer)
+    dataset = peek["data"]["dataset"]
+    if dataset in DATASETS:
+        return None
+    _check_dataset(dataset)
+    from stnas.derive import preset_for_data
+
+    given = any("budgets" in (layer.get("search") or {}) for layer in layers)
+    budgets = peek["search"]["budgets"] if given else None
+    if budgets is not None:
+        budgets = [parse_count(b, "search.budgets") for b in (budgets if isinstance(budgets, list) else [budgets])]
+    return preset_for_data(dataset, budgets)
 
 
 def user_layers(config_file: str | Path | None = None, flags: dict | None = None,

@@ -404,6 +404,9 @@ def load_preset(name_or_path: str | Path) -> dict:
     """The full preset dict (space, data and recipes) of a preset name or YAML file."""
     text = None
     name = str(name_or_path)
+    if name.startswith("auto-") and not Path(name).is_file():
+        from stnas.derive import derived_preset  # a space derived from the data (stnas.derive)
+        return derived_preset(name)
     if name in list_presets():
         text = resources.files("stnas.presets").joinpath(f"{name}.yaml").read_text()
     else:
