@@ -7,7 +7,10 @@ A model directory (written by :func:`export_model`, read by :func:`load_model`):
     arch.json           the architecture (stnas.arch format)
     space.yaml          the space definition, so the directory is self-contained
     model.onnx          opset 17, input "input" (N, C, H, W) with a dynamic batch axis,
-                        output "logits" (N, classes); the network in eval mode
+                        output "logits" (N, classes); the network in eval mode; metadata:
+                        the preprocessing (stnas.deploy)
+    model.pt2           the same network as a torch.export program (plain torch loads it)
+    model_card.json     what the model is, how it was trained, its preprocessing
 
 Weights are only ever read with safetensors (no pickle). :func:`export_from_run` turns a
 supernet run into such a directory: the architecture's modules with the weights it
@@ -28,7 +31,8 @@ from safetensors.torch import load_file, save_file
 
 from stnas.arch import Arch, load_arch, save_arch
 from stnas.errors import ArchError, CheckpointError, ConfigError, SpaceError, first_line
-from stnas.fileio import atomic_write, write_text
+from stnas.deploy import CARD, PT2, add_onnx_metadata, write_pt2
+from stnas.fileio import atomic_write, write_json, write_text
 from stnas.model import Network, build_model
 from stnas.space import SearchSpace, load_space
 
@@ -49,7 +53,8 @@ def arch_slug(arch: Arch) -> str:
 
 # ------------------------------------------------------------------ writing
 def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool = True,
-                 metadata: dict | None = None) -> dict[str, Path]:
+                 metadata: dict | None = None, preprocessing: dict | None = None,
+                 card: dict | None = None) -> dict[str, Path]:
     """Writes ``model`` (a ``build_model(arch)`` network) as a model directory.
 
     Every file is written atomically; the ONNX file is checked with ``onnx.checker``
@@ -60,9 +65,13 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     Args:
         metadata: extra key/values stored in the safetensors header (as strings; values
             that are not strings are JSON-encoded).
+        preprocessing: what the input needs (``stnas.deploy.preprocessing``); recorded in
+            the card, the ONNX metadata, the ``.pt2`` archive and the safetensors header.
+        card: when given, written as ``model_card.json`` (with ``preprocessing`` added).
 
     Returns:
-        ``{"weights", "arch", "space", "onnx"}`` -> paths (``onnx`` only when written).
+        ``{"weights", "arch", "space", "onnx", "pt2", "card"}`` -> paths (``onnx`` and
+        ``card`` only when written).
     """
     out = Path(out_dir)
     net = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).float().eval()
@@ -70,7 +79,8 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
         expected = build_model(arch).state_dict()
     if set(net.state_dict()) != set(expected):
         raise ArchError(f"the model does not hold architecture {arch} (its modules differ)")
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    meta = {k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in dict(metadata or {}, **({"preprocessing": preprocessing} if preprocessing else {})).items()}
     meta.update(format=FORMAT, arch=str(arch), space=arch.space.name,
                 space_fingerprint=arch.space.fingerprint, stnas_version=_version())
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
@@ -79,7 +89,10 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
              "arch": save_arch(arch, out / ARCH),
              "space": write_text(out / SPACE, yaml.safe_dump({"space": arch.space.config}, sort_keys=False))}
     if onnx:
-        paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp))
+        paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp, preprocessing))
+    paths["pt2"] = write_pt2(net, arch.space, out / PT2, preprocessing)
+    if card is not None:
+        paths["card"] = write_json(out / CARD, dict(card, preprocessing=preprocessing))
     return paths
 
 
@@ -101,7 +114,7 @@ def _check_replaces_same_model(out: Path, arch: Arch, tensors: dict[str, torch.T
                           f"export elsewhere (--out) or remove it")
 
 
-def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
+def _write_onnx(net: Network, space: SearchSpace, path: str, preprocessing: dict | None = None) -> None:
     import onnx
 
     x = torch.zeros(2, space.input_channels, space.input_size, space.input_size)
@@ -110,6 +123,7 @@ def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
         # dynamo=False: the torch.export-based exporter needs onnxscript, not a dependency
         torch.onnx.export(net, (x,), path, dynamo=False, opset_version=OPSET, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    add_onnx_metadata(path, preprocessing)
     onnx.checker.check_model(path, full_check=True)
 
 

@@ -34,6 +34,7 @@ from stnas.checkpoint import CheckpointManager
 from stnas.config import check_same_settings, parse_count, save_config
 from stnas.data import get_dataset
 from stnas.errors import ArchError, ConfigError
+from stnas.deploy import preprocessing
 from stnas.export import dir_space, export_model
 from stnas.fileio import write_json, write_text
 from stnas.model import build_model
@@ -120,6 +121,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         if resume is True and (run_dir / CARD).is_file():
             return json.loads((run_dir / CARD).read_text())  # already finished
     train_set, test_set = _splits(cfg, space)
+    prep = preprocessing(cfg, space)
     if ctx.is_main:
         save_config(cfg, run_dir)
         write_text(run_dir / "space.yaml", yaml.safe_dump({"space": space.config}, sort_keys=False))
@@ -147,11 +149,14 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         "hardware": hardware(ctx.device), "device": str(ctx.device), "torch": torch.__version__,
         "world_size": ctx.world_size, "seed": seed,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx"},
+        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
+                  "pt2": "model/model.pt2", "card": "model/model_card.json"},
+        "weights": "retrained from scratch", "preprocessing": prep,
     }
     if ctx.is_main:
         export_model(model, arch, run_dir / "model",
-                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)})
+                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
+                     preprocessing=prep, card=card)
         write_json(run_dir / CARD, card)
     dist.barrier(ctx.world_size)
     return card
