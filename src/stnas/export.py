@@ -234,9 +234,8 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
     The inherited BN statistics are the supernet's, accumulated over all the paths it
     trained: the exported network's eval output equals ``supernet(x, arch)`` in eval
-    mode exactly. No BN recalibration is done here (export needs none); the proxy
-    recalibrates per architecture when it scores, and a deployed model is retrained
-    (``stnas retrain``).
+    mode exactly. No BN recalibration is done here; :func:`export_from_run` does it
+    (``stnas.inherited``), and a deployed model is retrained (``stnas retrain``).
     """
     from stnas.supernet import Supernet
 
@@ -269,11 +268,44 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
 
 def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
-                    weights: str | Path = "supernet", *, onnx: bool = True) -> dict[str, Path]:
+                    weights: str | Path = "supernet", *, onnx: bool = True, recalibrate: bool = True) -> dict[str, Path]:
     """Exports ``arch`` with the weights it inherits from a run (see :func:`inherited_model`)
-    into ``out_dir``; returns the paths :func:`export_model` wrote."""
+    into ``out_dir`` with a model card; returns the paths :func:`export_model` wrote.
+
+    Supernet-shaped weights (the supernet, a pool sample, an epoch file) are inherited: unless
+    ``recalibrate`` is False their BN statistics are re-estimated on the run's search-train
+    data first (``stnas.inherited``), and the card says they are not a retrained model.
+    """
+    from stnas.config import load_run_config
+    from stnas.deploy import preprocessing
+    from stnas.inherited import recalibrate as recal
+
     arch = arch_for_run(run_dir, arch)
     net = inherited_model(run_dir, arch, weights)
     src = "supernet" if str(weights) == "supernet" else str(Path(weights).resolve())
-    return export_model(net, arch, out_dir, onnx=onnx,
-                        metadata={"source_run": str(Path(run_dir).resolve()), "weights": src})
+    inherited = str(weights) == "supernet" or (not Path(weights).is_dir() and _read_format(Path(weights)) != FORMAT)
+    card = {"arch": str(arch), "arch_json": arch.to_json(), "space": arch.space.name,
+            "space_fingerprint": arch.space.fingerprint, "madds": arch.madds, "params": arch.params,
+            "source_run": str(Path(run_dir).resolve()), "weights_file": src, "inherited": inherited}
+    if inherited:
+        stats = recal(net, run_dir) if recalibrate else {}
+        how = (f"BN recalibrated on {stats['recal_images']} search-train images" if recalibrate
+               else "BN statistics the supernet's")
+        card.update(stats, weights=f"inherited from the supernet ({how}); not retrained: deploy the model "
+                                   f"`stnas retrain --arch {arch}` trains")
+    else:
+        card["weights"] = f"copied from {src}"
+    cfg = load_run_config(run_dir)
+    paths = export_model(net, arch, out_dir, onnx=onnx, preprocessing=preprocessing(cfg, arch.space), card=card,
+                         metadata={"source_run": str(Path(run_dir).resolve()), "weights": src,
+                                   "inherited": json.dumps(inherited), "recalibrated": json.dumps(recalibrate)})
+    return paths
+
+
+def _read_format(path: Path) -> str | None:
+    """The ``format`` metadata of a safetensors file (``stnas-model`` for a standalone model)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # unreadable: inherited_model has already said so
+        return None
