@@ -81,7 +81,7 @@ def test_export_does_not_touch_the_model_and_writes_metadata(tmp_path):
     model = build_model(arch).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     paths = export_model(model, arch, tmp_path / "m", onnx=False, metadata={"top1": 0.5, "note": "x"})
-    assert model.training and set(paths) == {"weights", "arch", "space"}
+    assert model.training and set(paths) == {"weights", "arch", "space", "pt2"}
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with safe_open(str(paths["weights"]), framework="pt") as f:
         meta = f.metadata()
@@ -282,7 +282,7 @@ def test_inherited_export_recalibrates_bn_and_says_so(run_dir, tmp_path, capsys)
     out = tmp_path / "inh"
     assert main(["export", str(run_dir), "--arch", str(arch), "--out", str(out), "--no-onnx"]) == 0
     printed = capsys.readouterr().out
-    line = next(ln for ln in printed.splitlines() if "inherited" in ln)
+    line = next(ln for ln in printed.splitlines() if ln.startswith("  inherited"))
     card = json.loads((out / "model_card.json").read_text())
     assert card["inherited"] is True and "not retrained" in card["weights"] and "stnas retrain" in card["weights"]
     assert f"search-val top-1 {card['search_val_top1']:.4f}" in line and "retrain" in line
