@@ -65,3 +65,23 @@ def test_predict_on_the_run_model(finished, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     top = [json.loads(line)["top"][0]["class"] for line in p.stdout.splitlines()]
     assert np.mean([t == pick.parent.name for t, pick in zip(top, picks)]) >= 2 / 3
+
+
+def test_report_names_data_recipe_and_unit_and_logs_test_scalars(finished):
+    name, data, out, _ = finished
+    md = (out / "report.md").read_text()
+    report = json.loads((out / "report.json").read_text())
+    assert "The proxy's unit: " in md and report["proxy_unit"] in md
+    c = report["chosen"][0]
+    card = c["model_card"]
+    assert f"{data.name}: {card['train_images']} train images × {card['epochs']} epochs, " \
+           f"{card['test_images']} test images" in md
+    assert "retrain/budget_*/model/" in md
+    records = [json.loads(line) for line in (out / c["retrain_dir"] / "metrics.jsonl").read_text().splitlines()]
+    test = [r for r in records if r.get("split") == "test"]
+    assert len(test) == 1 and test[0]["top1"] == card["top1"] and test[0]["step"] == card["steps"]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(out / c["retrain_dir"] / "tb"))
+    acc.Reload()
+    assert [e.value for e in acc.Scalars("retrain/test_top1")] == pytest.approx([card["top1"]])

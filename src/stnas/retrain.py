@@ -36,7 +36,7 @@ from stnas.data import get_dataset
 from stnas.errors import ArchError, ConfigError
 from stnas.deploy import preprocessing
 from stnas.export import dir_space, export_model
-from stnas.fileio import write_json, write_text
+from stnas.fileio import append_jsonl, write_json, write_text
 from stnas.model import build_model
 from stnas.space import SearchSpace, load_space
 from stnas.supernet_train import check_data_fits
@@ -92,6 +92,18 @@ def _splits(cfg: dict, space: SearchSpace):
     kw = dict(image_size=d["image_size"] or space.input_size, split_seed=cfg["seed"])
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
+
+
+def log_test_scalars(run_dir: Path, step: int, test: dict) -> None:
+    """The test result as a ``split: test`` record in metrics.jsonl and ``retrain/test_*`` in TensorBoard."""
+    rec = {"step": step, "split": "test", "top1": test["top1"], "top5": test["top5"], "loss": test["loss"],
+           "images": test["n"]}
+    append_jsonl(run_dir / "metrics.jsonl", rec)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        for key in ("top1", "top5", "loss"):
+            writer.add_scalar(f"retrain/test_{key}", rec[key], step)
 
 
 def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str = False,
@@ -154,6 +166,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         "weights": "retrained from scratch", "preprocessing": prep,
     }
     if ctx.is_main:
+        log_test_scalars(run_dir, summary["steps"], test)
         export_model(model, arch, run_dir / "model",
                      metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
                      preprocessing=prep, card=card)
