@@ -7,7 +7,7 @@ derived from the input (channels C, side S), the class count K and the MAdds bud
 * stem: conv3x3 with stride 2 when S >= 64, else 1, to ``w`` channels, then an
   ``mb_k3_e1`` block to ``max(8, w / 2)`` channels;
 * stride-2 stages: ``clamp(floor(log2(S' / 4)), 1, 4)`` of them, S' the side after the
-  stem (so the last feature map keeps at least 4×4 pixels); each has depth 2 and width
+  stem (the last feature map keeps at least 4×4 pixels when S' >= 8); each has depth 2 and width
   ``w × (1, 1.5, 2.5, 4)[i]`` rounded to a multiple of 8;
 * ops ``mb_k3_e3, mb_k3_e6, mb_k5_e3, mb_k5_e6`` on the chain and on the branch edges
   (depth differences 2 and 3), a 1×1 head to 4 × the last width, K classes;
