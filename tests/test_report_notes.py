@@ -27,7 +27,8 @@ def test_pareto_plot_keeps_every_marker_visible(monkeypatch, tmp_path):
     ax = figs[0].axes[0]
     front = next(ln for ln in ax.get_lines() if ln.get_label().startswith("Pareto front"))
     assert front.get_marker() == "o"  # a one-point front still shows
-    stars = [ln for ln in ax.get_lines() if ln.get_label().startswith("_") and ln.get_marker() not in (None, "None", "")]
+    stars = [ln for ln in ax.get_lines()
+             if ln.get_label().startswith("_") and ln.get_marker() not in (None, "None", "")]
     picks = [(ln.get_marker(), ln.get_markersize(), ln.get_markerfacecolor()) for ln in stars]
     assert len({m for m, _, _ in picks}) == 2 and all(fc == "none" for _, _, fc in picks)
     plt.close("all")

@@ -215,7 +215,8 @@ def test_named_dataset_of_another_size_is_refused_unless_resized(tmp_path, capsy
 
 def test_fifo_is_never_opened(tmp_path):
     root = _bad_folder("fifo", tmp_path)
-    code = f"from stnas.userdata import load_user_data\ntry:\n load_user_data({str(root)!r})\nexcept Exception as e:\n print(e)"
+    code = (f"from stnas.userdata import load_user_data\ntry:\n load_user_data({str(root)!r})\n"
+            "except Exception as e:\n print(e)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, STNAS_CACHE=str(tmp_path / "c")))
     assert "not a regular file" in p.stdout

@@ -268,7 +268,8 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
 
 def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
-                    weights: str | Path = "supernet", *, onnx: bool = True, recalibrate: bool = True) -> dict[str, Path]:
+                    weights: str | Path = "supernet", *, onnx: bool = True,
+                    recalibrate: bool = True) -> dict[str, Path]:
     """Exports ``arch`` with the weights it inherits from a run (see :func:`inherited_model`)
     into ``out_dir`` with a model card; returns the paths :func:`export_model` wrote.
 
