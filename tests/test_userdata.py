@@ -225,3 +225,30 @@ def test_fifo_is_never_opened(tmp_path):
 def test_get_dataset_names_the_problem(tmp_path):
     with pytest.raises(DataError, match="neither a named dataset"):
         get_dataset(str(tmp_path / "nothing" / "here"), "train")
+
+
+def test_large_folders_are_streamed_with_the_same_items(tmp_path, monkeypatch):
+    from stnas import userdata
+    from stnas.data import make_loader
+
+    root = write_folder(tmp_path / "f", split=False, classes=3, per_class=10, size=8, channels=3)
+    Image.new("RGB", (12, 9), (255, 0, 0)).save(root / "red" / "odd.png")  # resized like the rest
+    memory = load_user_data(str(root))
+    ref = get_dataset(str(root), "search-train")  # in memory
+    monkeypatch.setattr(userdata, "STREAM_ABOVE", 5)
+    userdata._load_folder.cache_clear()
+    streamed = load_user_data(str(root))
+    assert streamed.streamed and not memory.streamed
+    assert len(list((tmp_path / "cache" / "decoded").glob("*.npz"))) == 1  # only the in-memory decode is cached
+    assert np.array_equal(streamed.x_train[np.arange(len(streamed.y_train))], memory.x_train)
+    assert np.array_equal(streamed.y_test, memory.y_test) and streamed.mean_std == memory.mean_std
+    ds = get_dataset(str(root), "search-train")
+    assert isinstance(ds._images, userdata.LazyImages) and not isinstance(ref._images, userdata.LazyImages)
+    b = next(iter(make_loader(ref, 4, train=True, seed=3)))
+    for workers in (0, 1):
+        a = next(iter(make_loader(ds, 4, train=True, seed=3, workers=workers)))
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    userdata._load_folder.cache_clear()
+    (root / "green" / "broken.png").write_bytes(b"junk")
+    with pytest.raises(DataError, match="cannot read image"):
+        load_user_data(str(root))

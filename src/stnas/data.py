@@ -198,7 +198,9 @@ class ArrayDataset(Dataset):
         self.name, self.num_classes, self.augment, self.image_size = name, info["classes"], augment, image_size
         self.indices = np.asarray(indices, np.int64)  # rows of the source array (provenance)
         self.targets = np.asarray(labels)[self.indices]
-        self._images, self._pad, self._flip, self._scale = np.asarray(images), info["pad"], info["flip"], scale
+        # an array, or rows decoded on demand (stnas.userdata.LazyImages: large image folders)
+        images = images if getattr(images, "lazy", False) else np.asarray(images)
+        self._images, self._pad, self._flip, self._scale = images, info["pad"], info["flip"], scale
         self._mean = np.asarray(info["mean"], np.float32).reshape(1, -1, 1, 1)
         self._std = np.asarray(info["std"], np.float32).reshape(1, -1, 1, 1)
 

@@ -14,9 +14,12 @@
 Classes, channels and size are read from the data; images must share one mode (grayscale
 or colour). Folder images are resized (bilinear) to ``S×S``, ``S`` the most common shorter
 side, unless they all already are. Normalisation statistics (per channel, pixels/255) come
-from the training split. Folder class names are the folder names. A folder is decoded
-once and cached under ``$STNAS_CACHE`` (default ``~/.cache/stnas``)/decoded, keyed by the
-SHA-256 of its files' names and bytes. Nothing is ever unpickled.
+from the training split. Folder class names are the folder names. A folder of at most
+``STREAM_ABOVE`` images is decoded once and cached under ``$STNAS_CACHE`` (default
+``~/.cache/stnas``)/decoded, keyed by the SHA-256 of its files' names and bytes; a larger
+one is streamed: only the image headers are read up front, the statistics come from a
+stratified ``STATS_IMAGES`` of its training images, and batches are decoded as they are
+read (in ``data.workers`` DataLoader worker processes). Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ from stnas.fileio import atomic_write
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TEST_FRACTION = 0.2  # single-folder layout and Datasets: share of each class held out for test
 VAL_FRACTION = 0.2  # default search-val share of train
+STREAM_ABOVE = 20_000  # folders with more images are streamed, not decoded into memory
+STATS_IMAGES = 2_000  # streamed folders: training images the normalisation statistics come from
 _GRAY = {"1", "L", "LA", "I", "I;16", "F"}
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -75,13 +80,21 @@ class UserData:
         return int(self.x_train.shape[1])
 
     @property
+    def streamed(self) -> bool:
+        return getattr(self.x_train, "lazy", False)
+
+    @property
     def size(self) -> int:
         return int(self.x_train.shape[-1])
 
     @functools.cached_property
     def mean_std(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        """Per-channel mean and std of the training images (pixels / 255)."""
+        """Per-channel mean and std of the training images (pixels / 255; streamed folders:
+        of a stratified ``STATS_IMAGES`` of them)."""
         x = self.x_train
+        if self.streamed:
+            from stnas.data import stratified_subset
+            x = x[stratified_subset(self.y_train, min(STATS_IMAGES, len(self.y_train)))]
         s = np.zeros(x.shape[1]), np.zeros(x.shape[1])
         for start in range(0, len(x), 4096):
             chunk = x[start:start + 4096].astype(np.float64) / 255.0
@@ -173,6 +186,8 @@ def _load_folder(path: str, key: tuple) -> UserData:
         extra = sorted(set(scans[1][0]) - set(classes))
         if extra:
             raise DataError(f"{roots[1]} has classes that {roots[0]} lacks: {', '.join(extra[:3])}")
+    if sum(len(samples) for _, samples in scans) > STREAM_ABOVE:
+        return _stream_folder(path, scans, classes)
     h = hashlib.sha256("\0".join(classes).encode())
     raw = []
     for r, (_, samples) in zip(roots, scans):
@@ -205,12 +220,61 @@ def _load_folder(path: str, key: tuple) -> UserData:
     return UserData(path, *arrays, classes, digest[:12])
 
 
+class LazyImages:
+    """Image files as a uint8 N×C×S×S array-like whose rows are decoded when indexed."""
+
+    lazy = True
+
+    def __init__(self, files: list[Path], channels: int, side: int):
+        self.files, self.channels, self.side = files, channels, side
+        self.shape = (len(files), channels, side, side)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.atleast_1d(np.asarray(rows, np.int64))
+        return _decode_all([(self.files[r], 0, self.files[r].read_bytes()) for r in rows], self.side)
+
+
+def _stream_folder(path: str, scans: list, classes: list[str]) -> UserData:
+    """A large folder: headers checked (readable, one mode), images decoded when read."""
+    from PIL import Image
+
+    files = [f for _, samples in scans for f, _ in samples]
+    labels = np.asarray([classes.index(c) for _, samples in scans for _, c in samples], np.int64)
+    first, sides = {}, Counter()
+    for f in files:
+        try:
+            with Image.open(f) as im:  # lazy: reads the header only
+                first.setdefault(im.mode in _GRAY, f)
+                sides[min(im.size)] += 1
+        except Exception as exc:
+            raise DataError(f"cannot read image {f}: {first_line(exc)}") from None
+        if len(first) > 1:
+            raise DataError(f"mixed image modes: {first[True]} is grayscale, {first[False]} is colour; "
+                            f"convert the images to one mode")
+    channels, side = 1 if True in first else 3, sides.most_common(1)[0][0]
+    if len(scans) == 2:
+        n = len(scans[0][1])
+        train, test = np.arange(n), np.arange(n, len(files))
+    else:
+        train, test = _split(np.arange(len(files)), labels)[::2]
+    h = hashlib.sha256("\0".join(f"{f}:{os.stat(f).st_size}" for f in files).encode()).hexdigest()
+
+    def part(rows):
+        return LazyImages([files[r] for r in rows], channels, side)
+
+    return UserData(path, part(train), labels[train], part(test), labels[test], classes, h[:12])
+
+
 def _savez(tmp: str, arrays: dict) -> None:
     with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to a name
         np.savez(f, **arrays)
 
 
-def _decode_all(raw: list[tuple[Path, int, bytes]]) -> np.ndarray:
+def _decode_all(raw: list[tuple[Path, int, bytes]], side: int | None = None) -> np.ndarray:
+    """uint8 N×C×S×S images; S: ``side``, else the most common shorter side."""
     from PIL import Image
 
     images, first = [], {}
@@ -228,7 +292,7 @@ def _decode_all(raw: list[tuple[Path, int, bytes]]) -> np.ndarray:
             raise
         except Exception as exc:  # PIL raises OSError, ValueError, DecompressionBombError, ...
             raise DataError(f"cannot read image {path}: {first_line(exc)}") from None
-    side = Counter(min(im.size) for im in images).most_common(1)[0][0]
+    side = side or Counter(min(im.size) for im in images).most_common(1)[0][0]
     out = np.empty((len(images), 1 if True in first else 3, side, side), np.uint8)
     for i, im in enumerate(images):
         if im.size != (side, side):
