@@ -282,7 +282,8 @@ def _check_dataset(value) -> str:
     if p.is_dir() or (p.suffix.lower() == ".npz" and p.is_file()):
         return str(p.resolve())
     if p.suffix.lower() == ".npz" or "/" in str(value):
-        raise ConfigError(f"data.dataset: {value} is neither an image folder nor an .npz file")
+        raise ConfigError(f"data.dataset must be one of {', '.join(DATASETS)}, an image folder or an .npz file: "
+                          f"{value} is neither a folder nor an .npz file")
     raise ConfigError(f"data.dataset must be one of {', '.join(DATASETS)}, an image folder or an .npz file, got "
                       f"{value!r}; a folder that holds a named dataset goes in data.root (--data-root)")
 
