@@ -83,12 +83,16 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
                color="tab:gray", label=f"scored ({len(history)})")
     if pareto:
         front = sorted(pareto, key=lambda h: h["madds"])
+        # markers too: a front of one architecture is a zero-length line otherwise
         ax.step([h["madds"] / 1e6 for h in front], [h["score"] for h in front], where="post", color="tab:blue",
-                lw=1.2, label="Pareto front")
+                lw=1.2, marker="o", ms=3, label=f"Pareto front ({len(front)})", zorder=2)
+    markers = "*DsP^v"
     for k, c in enumerate(chosen):
         color = plt.get_cmap("tab10")((k + 1) % 10)
         ax.axvline(c["budget"] / 1e6, color=color, lw=0.8, ls=":")
-        ax.errorbar([c["madds"] / 1e6], [c["score"]], yerr=[c.get("std", 0.0)], fmt="*", ms=12, color=color,
+        # hollow, distinct and shrinking markers drawn later on top: a pick shared by budgets shows all
+        ax.errorbar([c["madds"] / 1e6], [c["score"]], yerr=[c.get("std", 0.0)], fmt=markers[k % len(markers)],
+                    ms=max(5, 14 - 3 * k), mfc="none", mew=1.6, color=color, zorder=3 + k,
                     label=f"chosen ≤ {fmt_count(c['budget'])}")
     ax.set_xlabel("MAdds (M)")
     ax.set_ylabel(f"proxy score ({metric})")
@@ -99,6 +103,7 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
 
 def plot_curves(metrics: list[dict], path: str | Path, title: str = "training") -> Path:
     """Loss, accuracy and learning rate against the step, the sampling phase shaded."""
+    metrics = [m for m in metrics if "lr" in m]  # training records (not the test records of retraining)
     steps = [m["step"] for m in metrics]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, key in zip(axes, ("loss", "acc", "lr")):

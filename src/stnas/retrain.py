@@ -33,9 +33,10 @@ from stnas.arch import Arch, save_arch
 from stnas.checkpoint import CheckpointManager
 from stnas.config import check_same_settings, parse_count, save_config
 from stnas.data import check_data_fits, get_dataset
+from stnas.deploy import preprocessing
 from stnas.errors import ConfigError
 from stnas.export import dir_space, export_model
-from stnas.fileio import write_json, write_text
+from stnas.fileio import append_jsonl, write_json, write_text
 from stnas.model import build_model
 from stnas.space import SearchSpace, load_arch, load_space
 from stnas.train import Trainer, evaluate, use_amp, use_channels_last
@@ -86,10 +87,22 @@ def _splits(cfg: dict, space: SearchSpace):
     d, limit = cfg["data"], cfg["retrain"]["limit"]
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
-    check_data_fits(space, d["dataset"])
+    check_data_fits(space, d["dataset"], d["image_size"])
     kw = dict(image_size=d["image_size"] or space.input_size, split_seed=cfg["seed"])
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
+
+
+def log_test_scalars(run_dir: Path, step: int, test: dict) -> None:
+    """The test result as a ``split: test`` record in metrics.jsonl and ``retrain/test_*`` in TensorBoard."""
+    rec = {"step": step, "split": "test", "top1": test["top1"], "top5": test["top5"], "loss": test["loss"],
+           "images": test["n"]}
+    append_jsonl(run_dir / "metrics.jsonl", rec)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run_dir / "tb")) as writer:
+        for key in ("top1", "top5", "loss"):
+            writer.add_scalar(f"retrain/test_{key}", rec[key], step)
 
 
 def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str = False,
@@ -116,6 +129,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         if resume is True and (run_dir / CARD).is_file():
             return json.loads((run_dir / CARD).read_text())  # already finished
     train_set, test_set = _splits(cfg, space)
+    prep = preprocessing(cfg, space)
     if ctx.is_main:
         save_config(cfg, run_dir)
         write_text(run_dir / "space.yaml", yaml.safe_dump({"space": space.config}, sort_keys=False))
@@ -143,11 +157,15 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
         "hardware": hardware(ctx.device), "device": str(ctx.device), "torch": torch.__version__,
         "world_size": ctx.world_size, "seed": seed,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx"},
+        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
+                  "pt2": "model/model.pt2", "card": "model/model_card.json"},
+        "weights": "retrained from scratch", "preprocessing": prep,
     }
     if ctx.is_main:
+        log_test_scalars(run_dir, summary["steps"], test)
         export_model(model, arch, run_dir / "model",
-                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)})
+                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
+                     preprocessing=prep, card=card)
         write_json(run_dir / CARD, card)
     dist.barrier(ctx.world_size)
     return card

@@ -11,7 +11,7 @@ import sys
 from stnas.errors import StnasError
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
-COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "run", "rank"]
+COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "predict", "run", "rank"]
 
 
 class ArgumentParser(argparse.ArgumentParser):
