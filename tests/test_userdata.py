@@ -14,8 +14,7 @@ from PIL import Image
 from synthdata import images, write_folder
 
 from stnas.cli import main
-from stnas.data import get_dataset
-from stnas.datainfo import describe
+from stnas.data import describe, get_dataset
 from stnas.errors import DataError
 from stnas.space import load_space
 from stnas.userdata import load_user_data, save_npz

@@ -31,6 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stnas.choices import DATASETS
 from stnas.errors import ConfigError, DataError
+from stnas.splits import stratified_split
 from stnas.userdata import is_user_data, load_user_data
 
 if TYPE_CHECKING:
@@ -86,33 +87,6 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: {len(raw) - start} data bytes, shape {shape} needs "
                         f"{math.prod(shape) * dtype.itemsize}; re-download it")
     return np.frombuffer(raw, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def stratified_split(targets, val, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split positions ``0..len(targets)-1`` into (train, val), stratified by class.
-
-    Args:
-        targets: class label per sample.
-        val: a float in (0, 1) (share of each class, rounded) or an int >= 1 (count per class).
-        seed: the split is a pure function of (targets, val, seed).
-
-    Returns:
-        Sorted index arrays; disjoint, their union is every position.
-    """
-    y = np.asarray(targets)
-    frac = isinstance(val, float)
-    if (frac and not 0 < val < 1) or (not frac and (not isinstance(val, (int, np.integer)) or val < 1)):
-        raise ConfigError(f"val_fraction must be a float in (0, 1) or an int count per class, got {val!r}")
-    rng = np.random.default_rng([seed, 0])
-    val_idx = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        n = max(1, int(np.floor(val * len(members) + 0.5))) if frac else int(val)
-        if n >= len(members):
-            raise ConfigError(f"class {c} has {len(members)} images, cannot hold out {n}; lower val_fraction")
-        val_idx.append(rng.permutation(members)[:n])
-    v = np.sort(np.concatenate(val_idx))
-    return np.setdiff1d(np.arange(len(y)), v), v
 
 
 def stratified_subset(targets, n: int, seed: int = 0) -> np.ndarray:
@@ -415,8 +389,6 @@ def make_loader(dataset, batch_size: int, *, train: bool, seed: int = 0, epoch: 
 def check_data_fits(space: SearchSpace, dataset, image_size=None) -> None:
     """Raises DataError unless ``dataset``'s channels, classes and (unless ``image_size``
     asks for a resize) image size are the space's."""
-    from stnas.datainfo import check_fits
-
     check_fits(space, dataset, image_size)
 
 
@@ -428,3 +400,46 @@ def dataset_split(cfg: dict, space: SearchSpace, split: str, limit_key: str | No
     return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
                        val_fraction=d["val_fraction"], split_seed=cfg["seed"],
                        limit=d[limit_key] if limit_key else None, augment=augment)
+
+
+# ---------------------------------------------- what a model needs to know about its data
+def describe(dataset) -> dict:
+    """``{dataset, channels, size, classes, mean, std, pixel_scale, class_names}``.
+
+    ``size`` is None for imagenet (its images vary; the recipe crops them). The model's
+    input is ``(pixels / pixel_scale - mean) / std`` per channel, NCHW.
+    """
+    if is_user_data(dataset):
+        d = load_user_data(dataset)
+        mean, std = d.mean_std
+        return dict(dataset=d.name, channels=d.channels, size=d.size, classes=len(d.classes), mean=list(mean),
+                    std=list(std), pixel_scale=255.0, class_names=list(d.classes))
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}, or an image folder "
+                        f"or .npz file")
+    info = INFO[dataset]
+    names = CLASS_NAMES.get(dataset) or [str(k) for k in range(info["classes"])]
+    return dict(dataset=dataset, channels=len(info["mean"]), size=None if dataset == "imagenet" else info["size"],
+                classes=info["classes"], mean=list(info["mean"]), std=list(info["std"]),
+                pixel_scale=16.0 if dataset == "digits" else 255.0, class_names=names)
+
+
+def check_fits(space, dataset, image_size=None) -> dict:
+    """The data's description, after checking that ``space`` fits it.
+
+    Channels and classes must match; so must the image size unless ``image_size``
+    (``data.image_size``) asks for a resize.
+
+    Raises:
+        DataError: the space does not fit the data (one line naming both).
+    """
+    d = describe(dataset)
+    size_ok = image_size is not None or d["size"] in (None, space.input_size)
+    if d["channels"] != space.input_channels or d["classes"] != space.num_classes or not size_ok:
+        size = f"{d['size']}×{d['size']}, " if d["size"] else ""
+        hint = "" if size_ok or d["channels"] != space.input_channels or d["classes"] != space.num_classes else \
+            f"; pass data.image_size={space.input_size} to resize"
+        raise DataError(f"dataset {d['dataset']} ({size}{d['channels']} channels, {d['classes']} classes) does not fit "
+                        f"space {space.name!r} ({space.input_size}×{space.input_size}, {space.input_channels} "
+                        f"channels, {space.num_classes} classes){hint}")
+    return d

@@ -28,7 +28,7 @@ PT2_EXTRA = "preprocessing.json"
 
 def preprocessing(cfg: dict, space) -> dict:
     """The preprocessing of a run config's data for a network of ``space``."""
-    from stnas.datainfo import describe
+    from stnas.data import describe
 
     d = describe(cfg["data"]["dataset"])
     return {"dataset": d["dataset"], "input_size": cfg["data"]["image_size"] or space.input_size,

@@ -96,8 +96,8 @@ def derived_preset(name: str) -> dict:
 
 
 def preset_for_data(dataset, budgets: list[int] | None = None) -> str:
-    """The derived preset name for user data (``stnas.datainfo.describe``) and budget(s)."""
-    from stnas.datainfo import describe
+    """The derived preset name for user data (``stnas.data.describe``) and budget(s)."""
+    from stnas.data import describe
 
     d = describe(dataset)
     return derived_name(d["channels"], d["size"], d["classes"], max(budgets) if budgets else None)

@@ -286,7 +286,7 @@ def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
             "space_fingerprint": arch.space.fingerprint, "madds": arch.madds, "params": arch.params,
             "source_run": str(Path(run_dir).resolve()), "weights_file": src, "inherited": inherited}
     if inherited:
-        stats = recal(net, run_dir) if recalibrate else {}
+        stats = recal(net, run_dir, run_space(run_dir)) if recalibrate else {}
         how = (f"BN recalibrated on {stats['recal_images']} search-train images" if recalibrate
                else "BN statistics the supernet's")
         card.update(stats, weights=f"inherited from the supernet ({how}); not retrained: deploy the model "

@@ -19,14 +19,14 @@ from torch import nn
 from stnas.data import make_loader
 
 
-def recalibrate(net: nn.Module, run_dir: str | Path) -> dict:
-    """Recalibrates ``net``'s BN in place on the run's search-train data; returns
+def recalibrate(net: nn.Module, run_dir: str | Path, space) -> dict:
+    """Recalibrates ``net``'s BN in place on the search-train data of the run (whose search
+    space is ``space``, e.g. ``stnas.export.run_space(run_dir)``); returns
     ``{"recal_images", "search_val_top1", "search_val_images"}``."""
     from stnas.config import load_run_config
     from stnas.data import dataset_split
-    from stnas.export import run_space
 
-    cfg, space = load_run_config(run_dir), run_space(run_dir)
+    cfg = load_run_config(run_dir)
     px = cfg["proxy"]
     train = dataset_split(cfg, space, "search-train", None, augment=False)
     loader = make_loader(train, px["batch_size"], train=True, seed=cfg["seed"], drop_last=False)

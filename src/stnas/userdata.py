@@ -303,8 +303,8 @@ def _decode_all(raw: list[tuple[Path, int, bytes]], side: int | None = None) -> 
 
 
 def _split(images: np.ndarray, labels: np.ndarray) -> tuple:
-    from stnas.data import stratified_split
     from stnas.errors import ConfigError
+    from stnas.splits import stratified_split
 
     try:
         train, test = stratified_split(labels, TEST_FRACTION, 0)
