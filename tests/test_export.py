@@ -80,7 +80,7 @@ def test_export_does_not_touch_the_model_and_writes_metadata(tmp_path):
     model = build_model(arch).train()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     paths = export_model(model, arch, tmp_path / "m", onnx=False, metadata={"top1": 0.5, "note": "x"})
-    assert model.training and set(paths) == {"weights", "arch", "space"}
+    assert model.training and set(paths) == {"weights", "arch", "space", "pt2"}
     assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
     with safe_open(str(paths["weights"]), framework="pt") as f:
         meta = f.metadata()
@@ -172,7 +172,7 @@ def test_export_from_run_equals_supernet_in_eval(run_dir, tmp_path):
     sup.eval()
     x = _input(space, 5, 11)
     for k, arch in enumerate([space.sample(np.random.default_rng(21)), _all_branches(space)]):
-        paths = export_from_run(run_dir, str(arch), tmp_path / f"e{k}")
+        paths = export_from_run(run_dir, str(arch), tmp_path / f"e{k}", recalibrate=False)
         net = load_model(tmp_path / f"e{k}")
         with torch.no_grad():
             want = sup(x, arch)
@@ -230,7 +230,8 @@ def test_cli_export(run_dir, tmp_path, capsys):
     save_arch(arch, f)
     assert main(["export", str(run_dir), "--arch", str(f), "--out", str(tmp_path / "o"), "--no-onnx"]) == 0
     assert "exported" in capsys.readouterr().out
-    assert {p.name for p in (tmp_path / "o").iterdir()} == {"model.safetensors", "arch.json", "space.yaml"}
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"model.safetensors", "arch.json", "space.yaml",
+                                                            "model.pt2", "model_card.json"}
     assert main(["export", str(run_dir), "--arch", str(arch)]) == 0
     capsys.readouterr()
     assert (run_dir / "export" / str(arch).replace(":", "_").replace("/", "_") / "model.onnx").is_file()
@@ -265,3 +266,34 @@ def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
     corrupt.write_bytes((run_dir / "supernet.safetensors").read_bytes()[:1000])
     _one_line_exit_2(["export", str(run_dir), "--arch", str(arch), "--weights", str(corrupt)], capsys,
                      "corrupt.safetensors")
+
+
+def test_inherited_export_recalibrates_bn_and_says_so(run_dir, tmp_path, capsys):
+    from stnas.config import load_run_config
+    from stnas.data import dataset_split, make_loader
+
+    space = load_space("digits")
+    arch = space.sample(np.random.default_rng(5))
+    out = tmp_path / "inh"
+    assert main(["export", str(run_dir), "--arch", str(arch), "--out", str(out), "--no-onnx"]) == 0
+    printed = capsys.readouterr().out
+    line = next(ln for ln in printed.splitlines() if ln.startswith("  inherited"))
+    card = json.loads((out / "model_card.json").read_text())
+    assert card["inherited"] is True and "not retrained" in card["weights"] and "stnas retrain" in card["weights"]
+    assert f"search-val top-1 {card['search_val_top1']:.4f}" in line and "retrain" in line
+    assert card["preprocessing"]["class_names"] == [str(k) for k in range(10)]
+    # the stem BN's running mean is the mean of the stem conv's output over the recalibration images
+    cfg = load_run_config(run_dir)
+    recal = dataset_split(cfg, space, "search-train", None, augment=False)
+    loader = make_loader(recal, cfg["proxy"]["batch_size"], train=True, seed=cfg["seed"], drop_last=False)
+    xs = [x for _, (x, _) in zip(range(cfg["proxy"]["recal_batches"]), loader)]
+    assert card["recal_images"] == sum(len(x) for x in xs)
+    net = load_model(out)
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    bn = next(m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    with torch.no_grad():
+        want = torch.stack([conv(x).mean((0, 2, 3)) for x in xs]).mean(0)
+    torch.testing.assert_close(bn.running_mean, want, rtol=1e-4, atol=1e-5)
+    stale = inherited_model(run_dir, arch)
+    assert not torch.allclose(next(m for m in stale.modules() if isinstance(m, torch.nn.BatchNorm2d)).running_mean,
+                              want, atol=1e-3)

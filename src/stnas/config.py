@@ -247,7 +247,7 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
     chosen = preset
     for layer in layers:
         chosen = layer.get("preset", chosen)
-    chosen = chosen or DEFAULTS["preset"]
+    chosen = chosen or _derived_preset(layers) or DEFAULTS["preset"]
     try:
         preset_cfg = {k: v for k, v in load_preset(chosen).items() if k != "space"}
     except Exception as exc:  # SpaceError: not a preset nor a readable YAML
@@ -264,6 +264,9 @@ def load_preset(name_or_path: str | Path) -> dict:
     Raises:
         SpaceError: unreadable, not a mapping, or run sections without a space section.
     """
+    if str(name_or_path).startswith("auto-") and not Path(name_or_path).is_file():
+        from stnas.derive import derived_preset  # a space derived from the data (stnas.derive; imports torch)
+        return derived_preset(str(name_or_path))
     data = read_preset(name_or_path)
     if "space" not in data:
         run_sections = sorted(set(DEFAULTS) & set(data))
@@ -272,6 +275,24 @@ def load_preset(name_or_path: str | Path) -> dict:
                              f"a preset file needs one (see the presets in stnas/presets/)")
         data = {"space": data}
     return data
+
+
+def _derived_preset(layers: list[dict]) -> str | None:
+    """For user data (a folder or .npz) and no preset: the space derived from it (stnas.derive)."""
+    peek = DEFAULTS
+    for layer in layers:
+        peek = _merge(peek, layer)
+    dataset = peek["data"]["dataset"]
+    if dataset in choices.DATASETS:
+        return None
+    _check_dataset(dataset)
+    from stnas.derive import preset_for_data
+
+    given = any("budgets" in (layer.get("search") or {}) for layer in layers)
+    budgets = peek["search"]["budgets"] if given else None
+    if budgets is not None:
+        budgets = [parse_count(b, "search.budgets") for b in (budgets if isinstance(budgets, list) else [budgets])]
+    return preset_for_data(dataset, budgets)
 
 
 def user_layers(config_file: str | Path | None = None, flags: dict | None = None,
@@ -311,7 +332,6 @@ def _nest(key: str, value: Any) -> dict:
 
 
 _CHOICES = {
-    ("data", "dataset"): choices.DATASETS,
     ("supernet", "optimizer"): choices.OPTIMIZERS,
     ("supernet", "schedule"): choices.SCHEDULES,
     ("supernet", "sampling"): choices.SAMPLING_MODES,
@@ -330,7 +350,18 @@ def pool_lr(cfg: dict) -> float:
     return cfg["supernet"]["min_lr"] if cfg["pool"]["lr"] is None else cfg["pool"]["lr"]
 
 
-_HINTS = {("data", "dataset"): "; a folder that holds it goes in data.root (--data-root)"}
+def _check_dataset(value) -> str:
+    """data.dataset: a named dataset, or an image folder or .npz file (stnas.userdata; made absolute)."""
+    p = Path(str(value)).expanduser()
+    if value in choices.DATASETS:
+        return value
+    if p.is_dir() or (p.suffix.lower() == ".npz" and p.is_file()):
+        return str(p.resolve())
+    if p.suffix.lower() == ".npz" or "/" in str(value):
+        raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "
+                          f"file: {value} is neither a folder nor an .npz file")
+    raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "
+                      f"file, got {value!r}; a folder that holds a named dataset goes in data.root (--data-root)")
 
 
 def validate(cfg: dict) -> None:
@@ -338,8 +369,8 @@ def validate(cfg: dict) -> None:
     check_config_bounds(cfg)
     for (sec, key), allowed in _CHOICES.items():
         if cfg[sec][key] not in allowed:
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}"
-                              f"{_HINTS.get((sec, key), '')}")
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}")
+    cfg["data"]["dataset"] = _check_dataset(cfg["data"]["dataset"])
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
         for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):

@@ -31,6 +31,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stnas.choices import DATASETS
 from stnas.errors import ConfigError, DataError
+from stnas.splits import stratified_split
+from stnas.userdata import is_user_data, load_user_data
 
 if TYPE_CHECKING:
     from stnas.space import SearchSpace
@@ -48,6 +50,13 @@ INFO = {
                      pad=4, flip=True, val=0.1),
     "imagenet": dict(classes=1000, size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
                      pad=0, flip=True, val=50),
+}
+# class names of the named datasets (imagenet and cifar100: their folders' / files' order)
+CLASS_NAMES = {
+    "digits": [str(k) for k in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
+                      "Ankle boot"],
+    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
 }
 SYSTEM_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}  # Debian dataset-fashion-mnist
 CACHE_DIR = Path("~/.cache/stnas").expanduser()  # where downloads go
@@ -82,33 +91,6 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: {len(raw) - start} data bytes, shape {shape} needs "
                         f"{math.prod(shape) * dtype.itemsize}; re-download it")
     return np.frombuffer(raw, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def stratified_split(targets, val, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Split positions ``0..len(targets)-1`` into (train, val), stratified by class.
-
-    Args:
-        targets: class label per sample.
-        val: a float in (0, 1) (share of each class, rounded) or an int >= 1 (count per class).
-        seed: the split is a pure function of (targets, val, seed).
-
-    Returns:
-        Sorted index arrays; disjoint, their union is every position.
-    """
-    y = np.asarray(targets)
-    frac = isinstance(val, float)
-    if (frac and not 0 < val < 1) or (not frac and (not isinstance(val, (int, np.integer)) or val < 1)):
-        raise ConfigError(f"val_fraction must be a float in (0, 1) or an int count per class, got {val!r}")
-    rng = np.random.default_rng([seed, 0])
-    val_idx = []
-    for c in np.unique(y):
-        members = np.flatnonzero(y == c)
-        n = max(1, int(np.floor(val * len(members) + 0.5))) if frac else int(val)
-        if n >= len(members):
-            raise ConfigError(f"class {c} has {len(members)} images, cannot hold out {n}; lower val_fraction")
-        val_idx.append(rng.permutation(members)[:n])
-    v = np.sort(np.concatenate(val_idx))
-    return np.setdiff1d(np.arange(len(y)), v), v
 
 
 def stratified_subset(targets, n: int, seed: int = 0) -> np.ndarray:
@@ -205,12 +187,14 @@ class ArrayDataset(Dataset):
     when the 2 cores are oversubscribed (0.7 vs 100 ms per 128 Fashion-MNIST images, measured).
     """
 
-    def __init__(self, name, images, labels, indices, *, augment, image_size, scale=255.0):
-        info = INFO[name]
+    def __init__(self, name, images, labels, indices, *, augment, image_size, scale=255.0, info=None):
+        info = info or INFO[name]
         self.name, self.num_classes, self.augment, self.image_size = name, info["classes"], augment, image_size
         self.indices = np.asarray(indices, np.int64)  # rows of the source array (provenance)
         self.targets = np.asarray(labels)[self.indices]
-        self._images, self._pad, self._flip, self._scale = np.asarray(images), info["pad"], info["flip"], scale
+        # an array, or rows decoded on demand (stnas.userdata.LazyImages: large image folders)
+        images = images if getattr(images, "lazy", False) else np.asarray(images)
+        self._images, self._pad, self._flip, self._scale = images, info["pad"], info["flip"], scale
         self._mean = np.asarray(info["mean"], np.float32).reshape(1, -1, 1, 1)
         self._std = np.asarray(info["std"], np.float32).reshape(1, -1, 1, 1)
 
@@ -276,7 +260,8 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
     """Load one split of a dataset.
 
     Args:
-        name: one of ``DATASETS``.
+        name: one of ``DATASETS``, or user data (a folder, an ``.npz`` path, a Dataset; see
+            ``stnas.userdata``).
         split: ``train``, ``test``, ``search-train`` or ``search-val`` (the last two partition
             ``train``).
         root: a data directory looked in first (then ``$STNAS_DATA``, the system copy, the cache).
@@ -290,13 +275,15 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
     Raises:
         DataError: unknown name or split, or the data is missing or unreadable.
     """
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    user = load_user_data(name) if is_user_data(name) else None
+    if user is None and name not in DATASETS:
+        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or an image folder "
+                        f"or .npz file")
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    info = INFO[name]
+    info = user.info() if user else INFO[name]
     image_size = image_size or info["size"]
     augment = split in ("train", "search-train") if augment is None else bool(augment)
     val = info["val"] if val_fraction is None else val_fraction
@@ -310,6 +297,10 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
             idx = idx[stratified_subset(y[idx], limit, split_seed)]
         return idx
 
+    if user is not None:
+        images, labels = (user.x_test, user.y_test) if split == "test" else (user.x_train, user.y_train)
+        return ArrayDataset(user.name, images, labels, indices_for(labels), augment=augment, image_size=image_size,
+                            info=info)
     if root is not None and not Path(root).is_dir():
         raise DataError(f"data root {root} is not a directory (--data-root / data.root: the folder that holds "
                         f"the {name} files)")
@@ -411,19 +402,60 @@ def make_loader(dataset, batch_size: int, *, train: bool, seed: int = 0, epoch: 
                       generator=torch.Generator().manual_seed(_seed(seed, epoch, rank)))
 
 
-def check_data_fits(space: SearchSpace, dataset: str) -> None:
-    """Raises ConfigError unless ``dataset``'s channels and classes are the space's."""
-    info = INFO[dataset]
-    if len(info["mean"]) != space.input_channels or info["classes"] != space.num_classes:
-        raise ConfigError(f"dataset {dataset} ({len(info['mean'])} channels, {info['classes']} classes) does not fit "
-                          f"space {space.name!r} ({space.input_channels} channels, {space.num_classes} classes)")
+def check_data_fits(space: SearchSpace, dataset, image_size=None) -> None:
+    """Raises DataError unless ``dataset``'s channels, classes and (unless ``image_size``
+    asks for a resize) image size are the space's."""
+    check_fits(space, dataset, image_size)
 
 
 def dataset_split(cfg: dict, space: SearchSpace, split: str, limit_key: str | None = None, augment=None):
     """One split of the run's dataset (``cfg["data"]``), at the space's input size unless
     ``data.image_size`` says otherwise; ``limit_key``: the ``data`` key that caps its size."""
     d = cfg["data"]
-    check_data_fits(space, d["dataset"])
+    check_data_fits(space, d["dataset"], d["image_size"])
     return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
                        val_fraction=d["val_fraction"], split_seed=cfg["seed"],
                        limit=d[limit_key] if limit_key else None, augment=augment)
+
+
+# ---------------------------------------------- what a model needs to know about its data
+def describe(dataset) -> dict:
+    """``{dataset, channels, size, classes, mean, std, pixel_scale, class_names}``.
+
+    ``size`` is None for imagenet (its images vary; the recipe crops them). The model's
+    input is ``(pixels / pixel_scale - mean) / std`` per channel, NCHW.
+    """
+    if is_user_data(dataset):
+        d = load_user_data(dataset)
+        mean, std = d.mean_std
+        return dict(dataset=d.name, channels=d.channels, size=d.size, classes=len(d.classes), mean=list(mean),
+                    std=list(std), pixel_scale=255.0, class_names=list(d.classes))
+    if dataset not in DATASETS:
+        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}, or an image folder "
+                        f"or .npz file")
+    info = INFO[dataset]
+    names = CLASS_NAMES.get(dataset) or [str(k) for k in range(info["classes"])]
+    return dict(dataset=dataset, channels=len(info["mean"]), size=None if dataset == "imagenet" else info["size"],
+                classes=info["classes"], mean=list(info["mean"]), std=list(info["std"]),
+                pixel_scale=16.0 if dataset == "digits" else 255.0, class_names=names)
+
+
+def check_fits(space, dataset, image_size=None) -> dict:
+    """The data's description, after checking that ``space`` fits it.
+
+    Channels and classes must match; so must the image size unless ``image_size``
+    (``data.image_size``) asks for a resize.
+
+    Raises:
+        DataError: the space does not fit the data (one line naming both).
+    """
+    d = describe(dataset)
+    size_ok = image_size is not None or d["size"] in (None, space.input_size)
+    if d["channels"] != space.input_channels or d["classes"] != space.num_classes or not size_ok:
+        size = f"{d['size']}×{d['size']}, " if d["size"] else ""
+        hint = "" if size_ok or d["channels"] != space.input_channels or d["classes"] != space.num_classes else \
+            f"; pass data.image_size={space.input_size} to resize"
+        raise DataError(f"dataset {d['dataset']} ({size}{d['channels']} channels, {d['classes']} classes) does not fit "
+                        f"space {space.name!r} ({space.input_size}×{space.input_size}, {space.input_channels} "
+                        f"channels, {space.num_classes} classes){hint}")
+    return d

@@ -8,7 +8,10 @@ A model directory (written by :func:`export_model`, read by :func:`load_model`):
     arch.json           the architecture (stnas.arch format)
     space.yaml          the space definition (checksummed), so the directory is self-contained
     model.onnx          opset 17, input "input" (N, C, H, W) with a dynamic batch axis,
-                        output "logits" (N, classes); the network in eval mode
+                        output "logits" (N, classes); the network in eval mode; metadata:
+                        the preprocessing (stnas.deploy)
+    model.pt2           the same network as a torch.export program (plain torch loads it)
+    model_card.json     what the model is, how it was trained, its preprocessing
 
 Weights are only ever read with safetensors (no pickle). :func:`export_from_run` turns a
 supernet run into such a directory: the architecture's modules with the weights it
@@ -23,13 +26,16 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from stnas.arch import Arch, save_arch
+from stnas.deploy import CARD, PT2, add_onnx_metadata, write_pt2
 from stnas.errors import ArchError, CheckpointError, ConfigError, state_dict_detail
 from stnas.fileio import atomic_write
 from stnas.model import Network, build_model
 from stnas.rundir import RunDir, read_space_file, write_space_file
 from stnas.space import SearchSpace, load_arch
+from stnas.verified import write_json
 from stnas.weights import load_weights, save_weights
 
 FORMAT = "stnas-model"
@@ -49,7 +55,8 @@ def arch_slug(arch: Arch) -> str:
 
 # ------------------------------------------------------------------ writing
 def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool = True,
-                 metadata: dict | None = None) -> dict[str, Path]:
+                 metadata: dict | None = None, preprocessing: dict | None = None,
+                 card: dict | None = None) -> dict[str, Path]:
     """Writes ``model`` (a ``build_model(arch)`` network) as a model directory.
 
     Every file is written atomically; the ONNX file is checked with ``onnx.checker``
@@ -60,9 +67,13 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     Args:
         metadata: extra key/values stored in the safetensors header (as strings; values
             that are not strings are JSON-encoded).
+        preprocessing: what the input needs (``stnas.deploy.preprocessing``); recorded in
+            the card, the ONNX metadata, the ``.pt2`` archive and the safetensors header.
+        card: when given, written as ``model_card.json`` (with ``preprocessing`` added).
 
     Returns:
-        ``{"weights", "arch", "space", "onnx"}`` -> paths (``onnx`` only when written).
+        ``{"weights", "arch", "space", "onnx", "pt2", "card"}`` -> paths (``onnx`` and
+        ``card`` only when written).
     """
     out = Path(out_dir)
     net = copy.deepcopy(model).to("cpu", memory_format=torch.contiguous_format).float().eval()
@@ -70,7 +81,8 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
         expected = build_model(arch).state_dict()
     if set(net.state_dict()) != set(expected):
         raise ArchError(f"the model does not hold architecture {arch} (its modules differ)")
-    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    meta = {k: v if isinstance(v, str) else json.dumps(v)
+            for k, v in dict(metadata or {}, **({"preprocessing": preprocessing} if preprocessing else {})).items()}
     meta.update(format=FORMAT, arch=str(arch), space=arch.space.name,
                 space_fingerprint=arch.space.fingerprint, stnas_version=_version())
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
@@ -79,7 +91,10 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
              "arch": save_arch(arch, out / ARCH),
              "space": write_space_file(out / SPACE, arch.space)}
     if onnx:
-        paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp))
+        paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp, preprocessing))
+    paths["pt2"] = write_pt2(net, arch.space, out / PT2, preprocessing)
+    if card is not None:
+        paths["card"] = write_json(out / CARD, dict(card, preprocessing=preprocessing))
     return paths
 
 
@@ -101,7 +116,7 @@ def _check_replaces_same_model(out: Path, arch: Arch, tensors: dict[str, torch.T
                           f"export elsewhere (--out) or remove it")
 
 
-def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
+def _write_onnx(net: Network, space: SearchSpace, path: str, preprocessing: dict | None = None) -> None:
     import onnx
 
     x = torch.zeros(2, space.input_channels, space.input_size, space.input_size)
@@ -110,6 +125,7 @@ def _write_onnx(net: Network, space: SearchSpace, path: str) -> None:
         # dynamo=False: the torch.export-based exporter needs onnxscript, not a dependency
         torch.onnx.export(net, (x,), path, dynamo=False, opset_version=OPSET, input_names=["input"],
                           output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    add_onnx_metadata(path, preprocessing)
     onnx.checker.check_model(path, full_check=True)
 
 
@@ -194,9 +210,8 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
     The inherited BN statistics are the supernet's, accumulated over all the paths it
     trained: the exported network's eval output equals ``supernet(x, arch)`` in eval
-    mode exactly. No BN recalibration is done here (export needs none); the proxy
-    recalibrates per architecture when it scores, and a deployed model is retrained
-    (``stnas retrain``).
+    mode exactly. No BN recalibration is done here; :func:`export_from_run` does it
+    (``stnas.inherited``), and a deployed model is retrained (``stnas retrain``).
     """
     from stnas.supernet import Supernet
 
@@ -229,11 +244,45 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
 
 def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
-                    weights: str | Path = "supernet", *, onnx: bool = True) -> dict[str, Path]:
+                    weights: str | Path = "supernet", *, onnx: bool = True,
+                    recalibrate: bool = True) -> dict[str, Path]:
     """Exports ``arch`` with the weights it inherits from a run (see :func:`inherited_model`)
-    into ``out_dir``; returns the paths :func:`export_model` wrote."""
+    into ``out_dir`` with a model card; returns the paths :func:`export_model` wrote.
+
+    Supernet-shaped weights (the supernet, a pool sample, an epoch file) are inherited: unless
+    ``recalibrate`` is False their BN statistics are re-estimated on the run's search-train
+    data first (``stnas.inherited``), and the card says they are not a retrained model.
+    """
+    from stnas.config import load_run_config
+    from stnas.deploy import preprocessing
+    from stnas.inherited import recalibrate as recal
+
     arch = arch_for_run(run_dir, arch)
     net = inherited_model(run_dir, arch, weights)
     src = "supernet" if str(weights) == "supernet" else str(Path(weights).resolve())
-    return export_model(net, arch, out_dir, onnx=onnx,
-                        metadata={"source_run": str(Path(run_dir).resolve()), "weights": src})
+    inherited = str(weights) == "supernet" or (not Path(weights).is_dir() and _read_format(Path(weights)) != FORMAT)
+    card = {"arch": str(arch), "arch_json": arch.to_json(), "space": arch.space.name,
+            "space_fingerprint": arch.space.fingerprint, "madds": arch.madds, "params": arch.params,
+            "source_run": str(Path(run_dir).resolve()), "weights_file": src, "inherited": inherited}
+    if inherited:
+        stats = recal(net, run_dir, RunDir(run_dir).space()) if recalibrate else {}
+        how = (f"BN recalibrated on {stats['recal_images']} search-train images" if recalibrate
+               else "BN statistics the supernet's")
+        card.update(stats, weights=f"inherited from the supernet ({how}); not retrained: deploy the model "
+                                   f"`stnas retrain --arch {arch}` trains")
+    else:
+        card["weights"] = f"copied from {src}"
+    cfg = load_run_config(run_dir)
+    paths = export_model(net, arch, out_dir, onnx=onnx, preprocessing=preprocessing(cfg, arch.space), card=card,
+                         metadata={"source_run": str(Path(run_dir).resolve()), "weights": src,
+                                   "inherited": json.dumps(inherited), "recalibrated": json.dumps(recalibrate)})
+    return paths
+
+
+def _read_format(path: Path) -> str | None:
+    """The ``format`` metadata of a safetensors file (``stnas-model`` for a standalone model)."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return (f.metadata() or {}).get("format")
+    except Exception:  # unreadable: inherited_model has already said so
+        return None

@@ -84,13 +84,17 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
                color="tab:gray", label=f"scored ({len(history)})")
     if pareto:
         front = sorted(pareto, key=lambda h: h[cost])
+        # markers too: a front of one architecture is a zero-length line otherwise
         ax.step([h[cost] / scale for h in front], [h["score"] for h in front], where="post", color="tab:blue",
-                lw=1.2, label="Pareto front")
+                lw=1.2, marker="o", ms=3, label=f"Pareto front ({len(front)})", zorder=2)
+    markers = "*DsP^v"
     for k, c in enumerate(chosen):
         color = plt.get_cmap("tab10")((k + 1) % 10)
         if c.get(budget_key) is not None:
             ax.axvline(c[budget_key] / scale, color=color, lw=0.8, ls=":")
-        ax.errorbar([c[cost] / scale], [c["score"]], yerr=[c.get("std", 0.0)], fmt="*", ms=12, color=color,
+        # hollow, distinct and shrinking markers drawn later on top: a pick shared by budgets shows all
+        ax.errorbar([c[cost] / scale], [c["score"]], yerr=[c.get("std", 0.0)], fmt=markers[k % len(markers)],
+                    ms=max(5, 14 - 3 * k), mfc="none", mew=1.6, color=color, zorder=3 + k,
                     label=f"chosen ≤ {c.get('target') or fmt_count(c['budget'])}")
     ax.set_xlabel("MAdds (M)" if cost == "madds" else "predicted latency (ms)")
     ax.set_ylabel(f"proxy score ({metric})")
@@ -101,6 +105,7 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
 
 def plot_curves(metrics: list[dict], path: str | Path, title: str = "training") -> Path:
     """Loss, accuracy and learning rate against the step, the sampling phase shaded."""
+    metrics = [m for m in metrics if "lr" in m]  # training records (not the test records of retraining)
     steps = [m["step"] for m in metrics]
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.2))
     for ax, key in zip(axes, ("loss", "acc", "lr")):

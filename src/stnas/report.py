@@ -30,6 +30,33 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 METRIC_TEXT = {"top1": "top-1 on search-val", "loss": "minus the cross-entropy on search-val"}
+METRIC_UNIT = {"top1": "the fraction of search-val images classified correctly (0 to 1; higher is better)",
+               "loss": "minus the mean cross-entropy on search-val, in nats (0 is perfect; higher is better)"}
+LOW_USE = 0.5  # a pick below this share of its budget is flagged
+
+
+def budget_notes(chosen: list[dict]) -> list[str]:
+    """Flags: a budget whose pick equals a smaller budget's, or uses little of its budget."""
+    notes, seen = [], {}
+    for c in sorted(chosen, key=lambda c: c["budget"]):
+        label = f"≤ {fmt_count(c['budget'])}"
+        if c["arch"] in seen:
+            notes.append(f"{label}: the same architecture as ≤ {fmt_count(seen[c['arch']])} (one retrained model "
+                         f"serves both)")
+        seen.setdefault(c["arch"], c["budget"])
+        if c["madds"] < LOW_USE * c["budget"]:
+            notes.append(f"{label}: the pick uses only {c['madds'] / c['budget']:.0%} of its budget "
+                         f"(search.budget_floor=0.85 searches within [0.85 B, B])")
+    return notes
+
+
+def _recipe(card: dict) -> str:
+    """Which data and recipe a test accuracy comes from."""
+    if "top1" not in card:
+        return ""
+    data = Path(str(card.get("dataset", "?"))).name
+    return (f"{data}: {card.get('train_images', '?')} train images × {card.get('epochs', '?')} epochs, "
+            f"{card.get('test_images', '?')} test images")
 
 
 def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict | None = None) -> dict:
@@ -66,7 +93,7 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
         "supernet": (verified.read_json(run.supernet_summary, "supernet summary")
                      if run.supernet_summary.exists() else {}),
         "search": _read_json(run_dir / "search" / "search.json", {}), "chosen": chosen, "wall_s": wall or {},
-        "plots": files,
+        "plots": files, "notes": budget_notes(chosen), "proxy_unit": METRIC_UNIT[cfg["proxy"]["metric"]],
     }
     write_json(run_dir / "report.json", report)
     write_text(run_dir / "report.md", _markdown(report, run_dir))
@@ -107,17 +134,22 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
              f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
              f"parameter samples). "
-             f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}.", "",
+             f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}. "
+             f"The proxy's unit: {METRIC_UNIT[r['proxy_metric']]}.", "",
              f"| budget{'' if any(c.get('target') for c in r['chosen']) else ' (MAdds)'} | architecture | MAdds "
-             "| params | proxy score ± std | retrained test top-1 | top-5 |",
-             "|---|---|---|---|---|---|---|"]
+             "| params | proxy score ± std | retrained test top-1 | top-5 | retrained on |",
+             "|---|---|---|---|---|---|---|---|"]
     for c in r["chosen"]:
         card = c.get("model_card") or {}
         top1 = f"{card['top1']:.4f}" if "top1" in card else "not retrained"
         top5 = f"{card['top5']:.4f}" if "top5" in card else ""
         lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} "
-                     f"| {fmt_count(c['params'])} | {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} |")
+                     f"| {fmt_count(c['params'])} | {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} "
+                     f"| {_recipe(card)} |")
     lines += [""] + latency_lines(r["chosen"])
+    lines += [f"- {n}" for n in r["notes"]] + ([""] if r["notes"] else [])
+    lines += ["The models to deploy are the retrained ones (`retrain/budget_*/model/`: ONNX, `.pt2`, and a model "
+              "card with the preprocessing); `stnas export` of supernet weights gives an untrained starting point.", ""]
     if r["wall_s"]:
         lines += ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["wall_s"].items()), ""]
     for name, path in r["plots"].items():

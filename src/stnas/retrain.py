@@ -27,13 +27,14 @@ from stnas.arch import Arch, save_arch
 from stnas.checkpoint import CheckpointManager
 from stnas.config import check_same_settings, parse_count
 from stnas.data import check_data_fits, get_dataset
+from stnas.deploy import preprocessing
 from stnas.errors import ConfigError
 from stnas.export import export_model
 from stnas.model import build_model
-from stnas.rundir import ARCH, CONFIG, RunDir
+from stnas.rundir import ARCH, CONFIG, TB, RunDir
 from stnas.space import SearchSpace, load_arch, load_space
 from stnas.train import Trainer, evaluate, use_amp, use_channels_last
-from stnas.verified import read_json, write_json
+from stnas.verified import append_jsonl, read_json, write_json
 
 
 def hardware(device: torch.device) -> str:
@@ -73,10 +74,22 @@ def _splits(cfg: dict, space: SearchSpace):
     d, limit = cfg["data"], cfg["retrain"]["limit"]
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
-    check_data_fits(space, d["dataset"])
+    check_data_fits(space, d["dataset"], d["image_size"])
     kw = dict(image_size=d["image_size"] or space.input_size, split_seed=cfg["seed"])
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
+
+
+def log_test_scalars(run: RunDir, step: int, test: dict) -> None:
+    """The test result as a ``split: test`` record in metrics.jsonl and ``retrain/test_*`` in TensorBoard."""
+    rec = {"step": step, "split": "test", "top1": test["top1"], "top5": test["top5"], "loss": test["loss"],
+           "images": test["n"]}
+    append_jsonl(run.metrics, rec)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run.path / TB)) as writer:
+        for key in ("top1", "top5", "loss"):
+            writer.add_scalar(f"retrain/test_{key}", rec[key], step)
 
 
 def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str = False,
@@ -111,6 +124,7 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         if resume is True and run.card.exists():
             return read_card(run_dir)  # already finished
     train_set, test_set = _splits(cfg, space)
+    prep = preprocessing(cfg, space)
     if ctx.is_main:
         run.save_space(space)
         save_arch(arch, run.arch)
@@ -138,11 +152,15 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         "hardware": hardware(ctx.device), "device": str(ctx.device), "torch": torch.__version__,
         "world_size": ctx.world_size, "seed": seed,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx"},
+        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
+                  "pt2": "model/model.pt2", "card": "model/model_card.json"},
+        "weights": "retrained from scratch", "preprocessing": prep,
     }
     if ctx.is_main:
+        log_test_scalars(run, summary["steps"], test)
         export_model(model, arch, run.model,
-                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)})
+                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
+                     preprocessing=prep, card=card)
         write_json(run.card, card)
     dist.barrier(ctx.world_size)
     return card

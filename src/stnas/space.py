@@ -454,7 +454,7 @@ def load_arch(source: str | Path, space: SearchSpace | str | Path | None = None)
     if space is None:
         if not isinstance(name, str) or not name:
             raise ArchError("the architecture names no space: expected SPACE:STEM/BRANCHES or a JSON file")
-        if name not in list_presets():
+        if name not in list_presets() and not name.startswith("auto-"):  # auto-: derived (stnas.derive)
             raise ArchError(f"unknown space {name!r}: pass the space's YAML file "
                             f"(presets: {', '.join(list_presets())})")
         space = name

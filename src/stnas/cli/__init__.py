@@ -11,7 +11,7 @@ import sys
 from stnas.errors import StnasError, first_line
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
-COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "run", "rank", "latency"]
+COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "predict", "run", "rank", "latency"]
 ERROR_LINE = 1000  # characters of an error message shown (messages may quote the bad input)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 
@@ -9,8 +10,10 @@ def register(sub) -> None:
     p = sub.add_parser("export", help="export an architecture with inherited weights (safetensors + ONNX)",
                        description="Write the standalone model of an architecture, with the weights it inherits "
                                    "from a supernet run (or from a pool sample or a retrained run), as "
-                                   "model.safetensors, arch.json, space.yaml and model.onnx (opset 17, dynamic "
-                                   "batch). BN statistics are the supernet's, not recalibrated.")
+                                   "model.safetensors, arch.json, space.yaml, model.onnx (opset 17, dynamic "
+                                   "batch), model.pt2 (torch.export) and model_card.json. Supernet-inherited "
+                                   "weights get their BN recalibrated on search-train data and are not a "
+                                   "trained model: the one to deploy comes from stnas retrain.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a supernet run directory (stnas supernet train --out)")
     p.add_argument("--arch", required=True, metavar="FILE|STRING",
                    help="architecture JSON file or string SPACE:STEM/BRANCHES of the run's space")
@@ -19,6 +22,8 @@ def register(sub) -> None:
                         "(e.g. RUN_DIR/pool/sample_000.safetensors), or a retrain run / model directory")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/export/<architecture>)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
+    p.add_argument("--no-recalibrate", action="store_true",
+                   help="keep the supernet's BN statistics (the export then equals the supernet's path exactly)")
     p.set_defaults(func=cmd_export)
 
 
@@ -28,8 +33,14 @@ def cmd_export(args) -> int:
     run_dir = Path(args.run_dir)
     arch = arch_for_run(run_dir, args.arch)
     out = Path(args.out) if args.out else run_dir / "export" / arch_slug(arch)
-    paths = export_from_run(run_dir, arch, out, args.weights, onnx=not args.no_onnx)
+    paths = export_from_run(run_dir, arch, out, args.weights, onnx=not args.no_onnx,
+                            recalibrate=not args.no_recalibrate)
     print(f"exported {arch} (MAdds {arch.madds:,}, params {arch.params:,}) -> {out}")
+    card = json.loads(paths["card"].read_text())
+    if card["inherited"]:
+        val = f", search-val top-1 {card['search_val_top1']:.4f}" if "search_val_top1" in card else ""
+        print(f"  inherited supernet weights, not retrained ({card['weights'].split('(')[1].split(')')[0]}{val}); "
+              f"deploy the retrained model: stnas retrain --arch {arch}")
     for kind, path in paths.items():
         print(f"  {kind:8s}{path}")
     return 0

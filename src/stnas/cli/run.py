@@ -25,8 +25,10 @@ def register(sub) -> None:
                     "stabilized proxy in an evolutionary search under each MAdds budget, retrain the best per "
                     "budget from scratch, and write report.md / report.json / plots. With no arguments: the "
                     "embedded default (Fashion-MNIST if found, else scikit-learn's digits).")
-    p.add_argument("--preset", help="search space and recipes: preset name or YAML file")
-    p.add_argument("--data", help="dataset (config: data.dataset)")
+    p.add_argument("--preset", help="search space and recipes: preset name or YAML file (default for a folder or "
+                                    ".npz: a space derived from the data and budget; see stnas space show --data)")
+    p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet, an image folder "
+                   "(ImageFolder layout) or an .npz file (config: data.dataset)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="sampling-phase optimizer (config: supernet.optimizer)")
     p.add_argument("--epochs", type=positive_int(), help="supernet epochs (config: supernet.epochs)")
     p.add_argument("--budget", type=count_list,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 
 from stnas.choices import SAMPLING_MODES
-from stnas.cli.common import count, positive_int, seed_arg, table
+from stnas.cli.common import count, count_list, positive_int, seed_arg, table
 from stnas.errors import SpaceError
 from stnas.format import fmt_count
 from stnas.space import list_presets, load_space
@@ -19,7 +19,11 @@ def register(sub) -> None:
     ss = p.add_subparsers(dest="space_command", metavar="ACTION", required=True)
 
     show = ss.add_parser("show", help="stages, ops, branch edges and exact counts")
-    show.add_argument("space", metavar="PRESET|FILE", help=f"a preset ({', '.join(list_presets())}) or a YAML file")
+    show.add_argument("space", metavar="PRESET|FILE", nargs="?",
+                      help=f"a preset ({', '.join(list_presets())}), a YAML file or a derived name (auto-...)")
+    show.add_argument("--data", metavar="PATH", help="show the space derived for this image folder or .npz "
+                      "(the one stnas run --data PATH uses without --preset)")
+    show.add_argument("--budget", type=count_list, metavar="B[,B...]", help="with --data: the MAdds budget(s)")
     show.add_argument("--edges", action="store_true", help="also list every branch edge")
     show.set_defaults(func=cmd_show)
 
@@ -40,7 +44,13 @@ def register(sub) -> None:
 
 
 def cmd_show(args) -> int:
-    s = load_space(args.space)
+    if (args.space is None) == (args.data is None):
+        raise SpaceError("give a space (PRESET|FILE) or --data PATH, not both")
+    if args.data:
+        from stnas.derive import preset_for_data
+        name = preset_for_data(args.data, args.budget)
+        print(f"derived      for {args.data} by the rule of stnas.derive (budget {name.rsplit('-', 1)[1]})")
+    s = load_space(name if args.data else args.space)
     lo, hi = s.madds_range()
     print(f"space        {s.name}   (fingerprint {s.fingerprint})")
     print(f"input        {s.input_channels}x{s.input_size}x{s.input_size}, {s.num_classes} classes")

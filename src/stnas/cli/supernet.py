@@ -17,7 +17,8 @@ def register(sub) -> None:
                                   "pool.samples times, with SGLD noise when --optimizer sgld. Works under "
                                   "torchrun (gloo on CPU, NCCL on CUDA).")
     t.add_argument("--preset", help="search space: preset name or YAML file (config: preset)")
-    t.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet (config: data.dataset)")
+    t.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet, an image folder "
+                   "(ImageFolder layout) or an .npz file (config: data.dataset)")
     t.add_argument("--optimizer", choices=OPTIMIZERS,
                    help="optimizer of the sampling phase (config: supernet.optimizer)")
     t.add_argument("--epochs", type=positive_int(), help="training epochs (config: supernet.epochs)")
