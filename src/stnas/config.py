@@ -265,8 +265,7 @@ def load_preset(name_or_path: str | Path) -> dict:
         SpaceError: unreadable, not a mapping, or run sections without a space section.
     """
     if str(name_or_path).startswith("auto-") and not Path(name_or_path).is_file():
-        from stnas.derive import derived_preset  # a space derived from the data (stnas.derive; imports torch)
-        return derived_preset(str(name_or_path))
+        return _derive("derived_preset")(str(name_or_path))
     data = read_preset(name_or_path)
     if "space" not in data:
         run_sections = sorted(set(DEFAULTS) & set(data))
@@ -275,6 +274,18 @@ def load_preset(name_or_path: str | Path) -> dict:
                              f"a preset file needs one (see the presets in stnas/presets/)")
         data = {"space": data}
     return data
+
+
+# Spaces derived from user data are built above this layer (stnas.derive needs the space and
+# the data): stnas.derive registers its functions here when it is imported (stnas.cli does).
+DERIVED: dict[str, Any] = {}
+
+
+def _derive(name: str):
+    if name not in DERIVED:
+        raise ConfigError("a space derived from the data needs stnas.derive: import stnas.derive "
+                          "(the stnas command does), or pass a preset")
+    return DERIVED[name]
 
 
 def _derived_preset(layers: list[dict]) -> str | None:
@@ -286,7 +297,7 @@ def _derived_preset(layers: list[dict]) -> str | None:
     if dataset in choices.DATASETS:
         return None
     _check_dataset(dataset)
-    from stnas.derive import preset_for_data
+    preset_for_data = _derive("preset_for_data")
 
     given = any("budgets" in (layer.get("search") or {}) for layer in layers)
     budgets = peek["search"]["budgets"] if given else None

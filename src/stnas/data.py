@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stnas.choices import DATASETS
 from stnas.errors import ConfigError, DataError
-from stnas.splits import stratified_split
+from stnas.splits import stratified_split, stratified_subset  # noqa: F401  (also stnas.data.stratified_subset)
 from stnas.userdata import is_user_data, load_user_data
 
 if TYPE_CHECKING:
@@ -91,17 +91,6 @@ def read_idx(path) -> np.ndarray:
         raise DataError(f"{path}: {len(raw) - start} data bytes, shape {shape} needs "
                         f"{math.prod(shape) * dtype.itemsize}; re-download it")
     return np.frombuffer(raw, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def stratified_subset(targets, n: int, seed: int = 0) -> np.ndarray:
-    """Sorted positions of ``n`` samples with class shares as in ``targets`` (nested in ``n``)."""
-    y = np.asarray(targets)
-    rng = np.random.default_rng([seed, 1])
-    key = np.empty(len(y))
-    for c in np.unique(y):
-        members = rng.permutation(np.flatnonzero(y == c))
-        key[members] = (np.arange(len(members)) + 0.5) / len(members)  # quantile within class
-    return np.sort(np.argsort(key, kind="stable")[:n])
 
 
 def _places(name: str, root) -> list[Path]:

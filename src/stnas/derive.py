@@ -101,3 +101,12 @@ def preset_for_data(dataset, budgets: list[int] | None = None) -> str:
 
     d = describe(dataset)
     return derived_name(d["channels"], d["size"], d["classes"], max(budgets) if budgets else None)
+
+
+def _register() -> None:
+    from stnas import config
+
+    config.DERIVED.update(derived_preset=derived_preset, preset_for_data=preset_for_data)
+
+
+_register()

@@ -172,6 +172,7 @@ class RunDir:
             yield self
             return
         self.check_is_dir()
+        created = [p for p in (self.path, *self.path.parents) if not p.exists()]
         try:
             self.path.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -190,6 +191,19 @@ class RunDir:
                 fd = _HELD.pop(key)[0]
                 os.ftruncate(fd, 0)  # no holder
                 os.close(fd)  # closing the descriptor releases the lock
+                self._remove_if_unused(created)
+
+    def _remove_if_unused(self, created: list[Path]) -> None:
+        """Removes the folders this lock created when the work left nothing but the lock
+        (bad input found after the lock was taken: nothing is written)."""
+        if not created or [p.name for p in self.path.iterdir()] != [LOCK]:
+            return
+        (self.path / LOCK).unlink()
+        for p in created:  # innermost first
+            try:
+                p.rmdir()
+            except OSError:
+                break
 
     def _acquire(self) -> int:
         path = self.path / LOCK

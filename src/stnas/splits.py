@@ -32,3 +32,14 @@ def stratified_split(targets, val, seed: int = 0) -> tuple[np.ndarray, np.ndarra
         val_idx.append(rng.permutation(members)[:n])
     v = np.sort(np.concatenate(val_idx))
     return np.setdiff1d(np.arange(len(y)), v), v
+
+
+def stratified_subset(targets, n: int, seed: int = 0) -> np.ndarray:
+    """Sorted positions of ``n`` samples with class shares as in ``targets`` (nested in ``n``)."""
+    y = np.asarray(targets)
+    rng = np.random.default_rng([seed, 1])
+    key = np.empty(len(y))
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        key[members] = (np.arange(len(members)) + 0.5) / len(members)  # quantile within class
+    return np.sort(np.argsort(key, kind="stable")[:n])

@@ -93,7 +93,7 @@ class UserData:
         of a stratified ``STATS_IMAGES`` of them)."""
         x = self.x_train
         if self.streamed:
-            from stnas.data import stratified_subset
+            from stnas.splits import stratified_subset
             x = x[stratified_subset(self.y_train, min(STATS_IMAGES, len(self.y_train)))]
         s = np.zeros(x.shape[1]), np.zeros(x.shape[1])
         for start in range(0, len(x), 4096):

@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 
+import stnas.derive  # noqa: F401  (registers the spaces derived from user data with stnas.config)
 from stnas.errors import StnasError, first_line
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
