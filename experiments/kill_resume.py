@@ -52,7 +52,9 @@ TIMING = {"wall_s", "test_s", "images_per_s", "img_per_s", "date", "resumed_at_s
 BYTES = ["supernet.safetensors", "pool/*", "epochs/*", "search/*.jsonl", "search/pareto.json", "search/best.json",
          "search/best/*/*", f"{R}/model/*", f"{R}/arch.json", "config.yaml", "space.yaml"]
 RECORDS = ["metrics.jsonl", f"{R}/metrics.jsonl", "proxy_cache.jsonl"]
-DOCS = ["supernet.json", "search/search.json", f"{R}/model_card.json", "report.json"]
+# the model folder's card repeats the run's card (timing fields included): compared as a document
+CARD = "model_card.json"
+DOCS = ["supernet.json", "search/search.json", f"{R}/model_card.json", f"{R}/model/model_card.json", "report.json"]
 
 
 def _triggered(run: Path, trigger: str) -> bool:
@@ -117,8 +119,9 @@ def compare(ref: Path, cut: Path) -> list[str]:
     """The differences between a reference run and a killed-and-resumed one."""
     diffs = []
     for pattern in BYTES:
-        names = sorted(str(p.relative_to(ref)) for p in ref.glob(pattern) if p.is_file())
-        got = sorted(str(p.relative_to(cut)) for p in cut.glob(pattern) if p.is_file() and ".tmp" not in p.name)
+        names = sorted(str(p.relative_to(ref)) for p in ref.glob(pattern) if p.is_file() and p.name != CARD)
+        got = sorted(str(p.relative_to(cut)) for p in cut.glob(pattern)
+                     if p.is_file() and ".tmp" not in p.name and p.name != CARD)
         if names != got:
             diffs.append(f"{pattern}: files {got} instead of {names}")
         diffs += [f"{n} differs" for n in names if (cut / n).is_file()

@@ -97,7 +97,7 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
         assert 100_000 < r["madds"] <= 200_000
         assert set(r["seeds"]) == {"0", "1"}
         assert all(0.0 <= s["top1"] <= 1.0 and s["test_loss"] > 0 for s in r["seeds"].values())
-    cards = sorted((tmp_path / "work").rglob("model_card.json"))
+    cards = sorted((tmp_path / "work").glob("*/seed*/model_card.json"))
     assert len(cards) == 4
     stamps = [c.stat().st_mtime_ns for c in cards]
     # a larger --n keeps the first draws and their retrainings, and adds one network
@@ -106,7 +106,7 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     assert [r["arch"] for r in table3["rows"][:2]] == [r["arch"] for r in table["rows"]]
     assert table3["rows"][:2] == table["rows"]
     assert [c.stat().st_mtime_ns for c in cards] == stamps  # reused, not retrained
-    assert len(list((tmp_path / "work").rglob("model_card.json"))) == 6
+    assert len(list((tmp_path / "work").glob("*/seed*/model_card.json"))) == 6
     # a retraining killed before its first checkpoint (a folder without one) is started again
     victim = cards[0].parent
     for f in victim.iterdir():

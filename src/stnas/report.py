@@ -38,13 +38,12 @@ LOW_USE = 0.5  # a pick below this share of its budget is flagged
 def budget_notes(chosen: list[dict]) -> list[str]:
     """Flags: a budget whose pick equals a smaller budget's, or uses little of its budget."""
     notes, seen = [], {}
-    for c in sorted(chosen, key=lambda c: c["budget"]):
-        label = f"≤ {fmt_count(c['budget'])}"
+    for c in sorted(chosen, key=lambda c: (c["budget"] or 0, c.get("target") or "")):
+        label = f"≤ {c.get('target') or fmt_count(c['budget'])}"
         if c["arch"] in seen:
-            notes.append(f"{label}: the same architecture as ≤ {fmt_count(seen[c['arch']])} (one retrained model "
-                         f"serves both)")
-        seen.setdefault(c["arch"], c["budget"])
-        if c["madds"] < LOW_USE * c["budget"]:
+            notes.append(f"{label}: the same architecture as {seen[c['arch']]} (one retrained model serves both)")
+        seen.setdefault(c["arch"], label)
+        if c["budget"] and c["madds"] < LOW_USE * c["budget"]:
             notes.append(f"{label}: the pick uses only {c['madds'] / c['budget']:.0%} of its budget "
                          f"(search.budget_floor=0.85 searches within [0.85 B, B])")
     return notes

@@ -31,7 +31,7 @@ from stnas.deploy import preprocessing
 from stnas.errors import ConfigError
 from stnas.export import export_model
 from stnas.model import build_model
-from stnas.rundir import ARCH, CONFIG, TB, RunDir
+from stnas.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.retrain.CARD)
 from stnas.space import SearchSpace, load_arch, load_space
 from stnas.train import Trainer, evaluate, use_amp, use_channels_last
 from stnas.verified import append_jsonl, read_json, write_json
