@@ -80,3 +80,21 @@ def test_out_pointing_at_a_file(tmp_path, capsys):
     (tmp_path / "f").write_text("mine")
     assert main(["supernet", "train", "--preset", "digits", "--data", "digits", "--out", str(tmp_path / "f")]) == 2
     assert "not a directory" in capsys.readouterr().err and (tmp_path / "f").read_text() == "mine"
+
+
+@pytest.mark.parametrize("override, section, key", [("retrain.limit=null", "retrain", "limit"),
+                                                     ("data.limit=null", "data", "limit")])
+def test_null_restores_a_built_in_null_default_over_the_preset(override, section, key):
+    # the fashion-mnist preset sets both limits; null (all images) must still be accepted
+    from stnas import config
+    assert config.resolve("fashion-mnist")[section][key] is not None
+    cfg = config.resolve("fashion-mnist", overrides=[override])
+    config.validate(cfg)
+    assert cfg[section][key] is None
+
+
+def test_count_keys_take_counts_over_a_preset_number():
+    from stnas import config
+    assert config.resolve("fashion-mnist", overrides=["retrain.limit=20k"])["retrain"]["limit"] == 20000
+    with pytest.raises(config.ConfigError, match="supernet.epochs"):
+        config.resolve("fashion-mnist", overrides=["supernet.epochs=null"])

@@ -161,15 +161,15 @@ def _is_number(value: Any) -> bool:
 
 
 def _check_type(path: str, default: Any, value: Any) -> Any:
-    if value is None:
-        if default is None or path in _MAY_BE_NULL:
+    if value is None:  # null is allowed where the built-in default is null, whatever a preset set
+        if default is None or path in _MAY_BE_NULL or path in _NULL_DEFAULT_KINDS:
             return value
         raise ConfigError(f"config key {path!r} must not be null (its default is {_show(default)})")
-    kind = _NULL_DEFAULT_KINDS.get(path) if default is None else None
+    kind = _NULL_DEFAULT_KINDS.get(path)
     if isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config key {path!r} must be true or false, got {_show(value)}")
-    elif isinstance(default, (int, float)) or kind in ("number", "integer"):
+    elif (isinstance(default, (int, float)) and kind != "count") or kind in ("number", "integer"):
         if not _is_number(value):
             want = "between -(2**63 - 1) and 2**63 - 1" if isinstance(value, int) else "a finite number"
             raise ConfigError(f"config key {path!r} must be {want}, got {_show(value)}")
