@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/cost.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/supernet_overhead.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/latency_predictor.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -54,10 +54,11 @@ def percentile_of_pick(scores: np.ndarray, truth: np.ndarray, top: int) -> float
 def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, seed: int = 0) -> dict:
     """{cell: {tau, ci, diff_vs_madds, diff_ci, top1_pct, top3_pct}} for one budget; every
     cell and MAdds share each bootstrap resample of the networks (so the difference is paired)."""
-    rng = np.random.default_rng(seed)
-    n = len(truth)
-    idx = rng.integers(0, n, size=(resamples, n))
-    boot = {c: np.array([_tau(v[i], truth[i]) for i in idx]) for c, v in cells.items()}
+    names = list(cells)
+    dist = stats.bootstrap((np.arange(len(truth)),), lambda i: np.array([_tau(cells[c][i], truth[i]) for c in names]),
+                           vectorized=False, n_resamples=resamples, method="percentile",
+                           random_state=np.random.default_rng(seed)).bootstrap_distribution
+    boot = dict(zip(names, dist))  # scipy resamples the networks; every cell sees each resample
     out = {}
     for c, v in cells.items():
         diff = boot[c] - boot["madds"]

@@ -163,3 +163,24 @@ def test_trainer_keeps_one_loader_with_the_per_epoch_batches(tmp_path, monkeypat
             for x, _ in make_loader(data, 64, train=True, seed=3, epoch=epoch)]
     assert len(seen) == len(want) == 9
     assert all(torch.equal(a, b) for a, b in zip(seen, want))
+
+
+def test_eval_sums_counts_hits_and_loss_by_hand():
+    # the one eval loop: top-1/top-5 hits and summed cross-entropy, checked by hand
+    import math
+
+    import torch
+
+    from stnas.train import eval_sums, rates
+
+    logits = torch.tensor([[3.0, 1.0, 0.0, 0, 0, 0], [0.0, 2.0, 1.0, 0, 0, 0], [-1.0, 0.0, 0.0, 0, 0, 5.0]])
+    y = torch.tensor([0, 2, 0])
+    sums = eval_sums(lambda x: x, [(logits[:2], y[:2]), (logits[2:], y[2:])], torch.device("cpu"),
+                     channels_last=False)
+    lse = [math.log(sum(math.exp(v) for v in row)) for row in logits.tolist()]
+    ce = (lse[0] - 3.0) + (lse[1] - 1.0) + (lse[2] + 1.0)
+    assert sums[:2].tolist() == [1.0, 2.0]  # row 0 right; row 1's class 2 2nd; row 2's class 0 last of 6
+    assert math.isclose(sums[2].item(), ce, rel_tol=1e-6) and sums[3].item() == 3
+    r = rates(sums)
+    assert math.isclose(r["top1"], 1 / 3) and math.isclose(r["loss"], ce / 3, rel_tol=1e-6) and r["n"] == 3
+    assert rates(torch.zeros(4)) == {"top1": 0.0, "top5": 0.0, "loss": 0.0, "n": 0}

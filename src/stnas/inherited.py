@@ -11,12 +11,15 @@ search-val, the number the model card reports beside "inherited, not retrained".
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import torch
 from torch import nn
+from torch.optim.swa_utils import update_bn
 
 from stnas.data import make_loader
+from stnas.train import eval_sums
 
 
 def recalibrate(net: nn.Module, run_dir: str | Path, space) -> dict:
@@ -30,24 +33,12 @@ def recalibrate(net: nn.Module, run_dir: str | Path, space) -> dict:
     px = cfg["proxy"]
     train = dataset_split(cfg, space, "search-train", None, augment=False)
     loader = make_loader(train, px["batch_size"], train=True, seed=cfg["seed"], drop_last=False)
-    bns = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [m.momentum for m in bns]
-    seen = 0
-    with torch.no_grad():
-        for m in bns:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative moving average over the batches
-        net.train()
-        for k, (x, _) in enumerate(loader):
-            if k >= max(1, px["recal_batches"]):
-                break
-            net(x)
-            seen += len(x)
-        for m, mom in zip(bns, momenta):
-            m.momentum = mom
-        net.eval()
-        val = dataset_split(cfg, space, "search-val", "val_limit")
-        correct = 0
-        for x, y in make_loader(val, px["batch_size"], train=False):
-            correct += (net(x).argmax(1) == y).sum().item()
+    batches = [x for x, _ in itertools.islice(loader, max(1, px["recal_batches"]))]
+    device = next(net.parameters()).device
+    with torch.no_grad():  # running statistics reset, then a cumulative average over the batches
+        update_bn(batches, net, device=device)
+    net.eval()
+    val = dataset_split(cfg, space, "search-val", "val_limit")
+    sums = eval_sums(net, make_loader(val, px["batch_size"], train=False), device, channels_last=False)
+    seen, correct = sum(len(x) for x in batches), sums[0].item()
     return {"recal_images": seen, "search_val_top1": correct / max(1, len(val)), "search_val_images": len(val)}

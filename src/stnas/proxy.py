@@ -37,7 +37,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 import torch
-from torch import nn
 from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
@@ -52,7 +51,7 @@ from stnas.pool import SamplePool
 from stnas.rundir import RunDir
 from stnas.score import Score
 from stnas.supernet import Supernet
-from stnas.train import use_amp, use_channels_last
+from stnas.train import eval_sums, rates, use_amp, use_channels_last
 from stnas.verified import append_jsonl, read_jsonl
 from stnas.weights import load_weights
 
@@ -222,19 +221,13 @@ class Proxy:
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
         net.eval()
-        with torch.no_grad(), self._autocast():
-            if self._recal:  # running statistics reset, then a cumulative average over the batches
+        if self._recal:  # running statistics reset, then a cumulative average over the batches
+            with torch.no_grad(), self._autocast():
                 update_bn(self._recal, net)
-            correct, loss, n = 0, 0.0, 0
-            batches = self._val if self._val is not None else (
-                (self._put(x), y.to(self.ctx.device)) for x, y in self._val_loader())
-            for x, y in batches:
-                logits = net(x).float()
-                correct += (logits.argmax(1) == y).sum().item()
-                loss += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-                n += len(y)
+        batches = self._val if self._val is not None else self._val_loader()
+        result = rates(eval_sums(net, batches, self.ctx.device, self.channels_last, self.amp))
         self.evaluations += 1
-        return correct / max(1, n), loss / max(1, n)
+        return result["top1"], result["loss"]
 
     def _run(self, archs: list[Arch], sources, cache: bool = True,
              desc: str = "proxy") -> dict[tuple[str, str], tuple[float, float]]:

@@ -3,9 +3,9 @@
 * Fidelity (``rank_metrics``): Kendall τ (tau-b) and Spearman ρ from ``scipy.stats``
   between proxy scores and stand-alone accuracies, plus the top-k overlap (the share of
   the true top-k that the proxy's top-k contains). Each comes with a 95% percentile
-  bootstrap interval of our own (numpy): architectures are resampled with replacement
-  ``n_boot`` times, the same resamples for all three statistics; resamples on which a
-  statistic is undefined (e.g. all scores tied) are dropped.
+  bootstrap interval: ``scipy.stats.bootstrap`` resamples the architectures (paired, the
+  same resamples for all three statistics) ``n_boot`` times; resamples on which a statistic
+  is undefined (e.g. all scores tied) are dropped before the percentiles are taken.
 * Stability (``stability``): Kendall τ between the proxy rankings of a fixed architecture
   set at consecutive epoch checkpoints (``epochs/epoch_NNN.safetensors``) and between
   consecutive parameter samples of the pool, and how fast the stabilized (running-mean)
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,11 +82,17 @@ def rank_metrics(proxy_scores, truth, top_k: int = 5, n_boot: int = 1000, seed: 
         raise ConfigError(f"ranking needs at least {MIN_ARCHS} architectures, got {len(p)}")
     k = min(top_k, len(p))
     point = _stats(p, t, k)
-    rng = np.random.default_rng(seed)
-    boot = np.array([_stats(p[i], t[i], k) for i in rng.integers(0, len(p), (n_boot, len(p)))]).reshape(-1, 3)
+    if n_boot:
+        with warnings.catch_warnings():  # undefined resamples are dropped below, not warned about
+            warnings.simplefilter("ignore")
+            boot = stats.bootstrap((p, t), lambda a, b: np.array(_stats(a, b, k)), paired=True, vectorized=False,
+                                   n_resamples=n_boot, method="percentile",
+                                   random_state=np.random.default_rng(seed)).bootstrap_distribution
+    else:
+        boot = np.empty((3, 0))
     out = {"n": len(p), "top_k": k, "n_boot": n_boot}
     for j, name in enumerate(("kendall_tau", "spearman_rho", "top_k_overlap")):
-        col = boot[:, j][~np.isnan(boot[:, j])]
+        col = boot[j][~np.isnan(boot[j])]
         lo, hi = (np.percentile(col, [2.5, 97.5]) if len(col) else (math.nan, math.nan))
         out[name] = {"value": point[j], "lo": float(lo), "hi": float(hi)}
     return out

@@ -74,25 +74,38 @@ def lr_at(step: int, recipe: dict, steps_per_epoch: int, main_steps: int) -> flo
     return low + (base - low) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def eval_sums(forward: Callable, batches, device: torch.device, channels_last: bool = True,
+              amp: bool = False) -> torch.Tensor:
+    """The one eval loop (``evaluate``, the proxy): sums over ``batches`` of (top-1 hits,
+    top-5 hits, cross-entropy, samples) of ``forward(x)``, in float64."""
+    sums = torch.zeros(4, dtype=torch.float64)
+    with torch.no_grad():
+        for x, y in batches:
+            x, y = _to(x, device, channels_last), y.to(device)
+            with _autocast(device, amp):
+                logits = forward(x).float()
+            top5 = logits.topk(min(5, logits.shape[1]), 1).indices
+            sums += torch.tensor([(top5[:, 0] == y).sum().item(), (top5 == y[:, None]).any(1).sum().item(),
+                                  nn.functional.cross_entropy(logits, y, reduction="sum").item(), len(y)],
+                                 dtype=torch.float64)
+    return sums
+
+
+def rates(sums: torch.Tensor) -> dict:
+    """``eval_sums`` as top-1, top-5 and mean loss (zeros for no samples)."""
+    n = max(1.0, sums[3].item())
+    return {"top1": sums[0].item() / n, "top5": sums[1].item() / n, "loss": sums[2].item() / n,
+            "n": int(sums[3].item())}
+
+
 def evaluate(forward: Callable, dataset, batch_size: int, ctx: dist.Context, channels_last: bool = True,
              amp: bool = False) -> dict:
     """Top-1, top-5 and mean loss of ``forward(x)`` on ``dataset``, sharded across ranks
     (exact: every sample counted once)."""
     loader = make_loader(dataset, batch_size, train=False, rank=ctx.rank, world_size=ctx.world_size,
                          device=ctx.device)
-    sums = torch.zeros(4, dtype=torch.float64)
-    with torch.no_grad():
-        for x, y in loader:
-            x, y = _to(x, ctx.device, channels_last), y.to(ctx.device)
-            with _autocast(ctx.device, amp):
-                logits = forward(x).float()
-            top5 = logits.topk(min(5, logits.shape[1]), 1).indices
-            sums += torch.tensor([(top5[:, 0] == y).sum().item(), (top5 == y[:, None]).any(1).sum().item(),
-                                  nn.functional.cross_entropy(logits, y, reduction="sum").item(), len(y)],
-                                 dtype=torch.float64)
-    total = sum(dist.all_gather_objects(sums, ctx.world_size))
-    n = max(1.0, total[3].item())
-    return {"top1": total[0].item() / n, "top5": total[1].item() / n, "loss": total[2].item() / n, "n": int(n)}
+    sums = eval_sums(forward, loader, ctx.device, channels_last, amp)
+    return rates(sum(dist.all_gather_objects(sums, ctx.world_size)))
 
 
 def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
