@@ -195,3 +195,30 @@ def test_fingerprint_changes_with_definition(tiny_config):
     a, b = SearchSpace(tiny_config), SearchSpace(dict(tiny_config, num_classes=4))
     assert a.fingerprint != b.fingerprint
     assert SearchSpace(dict(tiny_config)).fingerprint == a.fingerprint
+
+
+@pytest.mark.parametrize("preset", ["digits", "fashion-mnist"])
+def test_fair_sampling_uses_every_op_once_per_block(preset):
+    """fair: each stem edge's ops exactly once in every aligned block of k steps; each branch
+    edge off k times and each op once in every block of 2k steps."""
+    s = load_space(preset)
+    steps = 3 * 2 * int(np.lcm.reduce([len(e.allowed) for e in s.stem_edges + s.branch_edges]))
+    archs = [s.sample_at(11, t, "fair") for t in range(steps)]
+    for i, e in enumerate(s.stem_edges):
+        k = len(e.allowed)
+        for start in range(0, steps, k):
+            assert sorted(a.stem[i] for a in archs[start:start + k]) == sorted(e.allowed)
+    for j, b in enumerate(s.branch_edges):
+        k = len(b.allowed)
+        for start in range(0, steps, 2 * k):
+            got = sorted(a.branches[j] for a in archs[start:start + 2 * k])
+            assert got == sorted([-1] * k + list(b.allowed))
+    assert len({str(a) for a in archs}) > steps // 2  # blocks are shuffled, not a fixed cycle
+
+
+def test_fair_sampling_is_a_pure_function_and_draws_like_topology_without_a_step():
+    s = load_space("fashion-mnist")
+    assert [str(s.sample_at(3, t, "fair")) for t in range(40)] == [str(s.sample_at(3, t, "fair")) for t in range(40)]
+    assert [str(s.sample_at(3, t, "fair")) for t in range(40)] != [str(s.sample_at(4, t, "fair")) for t in range(40)]
+    a, b = np.random.default_rng(5), np.random.default_rng(5)
+    assert [str(s.sample(a, "fair")) for _ in range(20)] == [str(s.sample(b, "topology")) for _ in range(20)]

@@ -273,12 +273,14 @@ class SearchSpace:
         drawn uniformly from [0, 1] per architecture and each branch edge is on with
         probability p, so the number of branches is uniform over 0..E instead of
         binomial around E/2: sparse and dense topologies are trained equally often.
+        ``mode="fair"`` needs a step (``sample_at``); a single draw without one is the
+        same as ``topology``, whose marginals it keeps.
         """
         if mode not in SAMPLING_MODES:
             raise SpaceError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
         stem = tuple(e.allowed[rng.integers(len(e.allowed))] for e in self.stem_edges)
         branches = []
-        density = rng.random() if mode == "density" else 0.5
+        density = rng.random() if mode == "density" else 0.5  # fair without a step: topology
         for b in self.branch_edges:
             if mode != "architecture":
                 on = rng.random() < density
@@ -290,8 +292,26 @@ class SearchSpace:
 
     def sample_at(self, seed: int, step: int, mode: str = "topology") -> Arch:
         """The architecture for training step ``step``: a pure function of (seed, step),
-        so that every process of a distributed run draws the same one."""
-        return self.sample(np.random.default_rng([seed, step, 0x57]), mode)
+        so that every process of a distributed run draws the same one.
+
+        ``mode="fair"`` (strict fairness, after FairNAS, over consecutive steps instead of
+        one accumulated update): a stem edge with k ops uses each exactly once in every
+        aligned block of k steps; a branch edge with k ops is off in k and on with each op
+        once in every block of 2k, so its marginals are ``topology``'s. Each edge's order
+        within a block is a random permutation drawn from (seed, block, edge)."""
+        if mode != "fair":
+            return self.sample(np.random.default_rng([seed, step, 0x57]), mode)
+
+        def fair(e: int, options: tuple[int, ...]) -> int:
+            block, pos = divmod(step, len(options))
+            order = np.random.default_rng([seed, block, 0xFA, e]).permutation(len(options))
+            return options[order[pos]]
+
+        stem = tuple(fair(i, e.allowed) for i, e in enumerate(self.stem_edges))
+        n = len(self.stem_edges)
+        branches = tuple(fair(n + j, (-1,) * len(b.allowed) + tuple(b.allowed))
+                         for j, b in enumerate(self.branch_edges))
+        return Arch._trusted(self, stem, branches)
 
     def sample_constrained(self, rng: np.random.Generator, max_madds: int | None = None,
                            min_madds: int | None = None, max_params: int | None = None,

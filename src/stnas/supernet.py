@@ -93,7 +93,7 @@ class Supernet(nn.Module):
         Args:
             rng: a numpy Generator (``space.sample``); or else
             seed, step: draw ``space.sample_at(seed, step)``, the same in every process.
-            mode: ``"topology"`` or ``"architecture"`` (see ``SearchSpace.sample``).
+            mode: one of ``stnas.choices.SAMPLING_MODES`` (see ``SearchSpace.sample_at``).
         """
         if rng is not None:
             arch = self.space.sample(rng, mode)
