@@ -11,6 +11,9 @@ cache keeps, so K-sample cells and both metrics come from the same evaluations:
   samples; ``averaged@K``: one evaluation under the element-wise mean of the first K;
 * each scored by search-val top-1 and by minus search-val loss.
 
+With ``--epochs``, also ``epochNNN``: the final-weights proxy under each kept epoch checkpoint
+(``epochs/epoch_NNN.safetensors``), the curve of tau against supernet training length.
+
 Baselines: MAdds, params and the sum of the stem edges' kernel sizes. The truth of a network
 is its mean over seeds of test top-1 (``--truth top1``) or of minus test loss (``loss``).
 
@@ -35,6 +38,7 @@ from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.proxy import Proxy
 from stnas.space import load_arch
+from stnas.weights import load_weights
 
 BASELINES = ("madds", "params", "kernel_sum")
 
@@ -90,6 +94,22 @@ def score_run(run_dir: str, archs: list[str], ks: list[int]) -> dict[str, dict[s
     return cells
 
 
+def epoch_cells(run_dir: str, archs: list[str]) -> dict[str, dict[str, float]]:
+    """{"epochNNN/top1" and "epochNNN/loss": {arch: score}}: the single-weights proxy under
+    every epoch checkpoint the run kept (one evaluation per network and epoch gives both)."""
+    files = sorted(Path(run_dir, "epochs").glob("epoch_*.safetensors"))
+    if not files:
+        raise StnasError(f"{run_dir}/epochs holds no epoch weights; train with supernet.keep_epoch_weights=true")
+    proxy = Proxy(run_dir, load_run_config(run_dir))
+    cells: dict[str, dict[str, float]] = {}
+    for f in files:
+        state, _ = load_weights(f, what="epoch weights")
+        scores = proxy.evaluate_weights(state, archs)
+        cells[f"{f.stem.replace('_', '')}/top1"] = {s.arch: s.top1 for s in scores}
+        cells[f"{f.stem.replace('_', '')}/loss"] = {s.arch: -s.loss for s in scores}
+    return cells
+
+
 def baselines(table: dict, space) -> dict[str, dict[str, float]]:
     out = {b: {} for b in BASELINES}
     for r in table["rows"]:
@@ -111,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", nargs="*", default=[], metavar="DIR[:LABEL]", help="supernet run directories")
     ap.add_argument("--k", default="1,2,4,8", help="pool sample counts K")
     ap.add_argument("--truth", choices=("top1", "loss"), default="top1")
+    ap.add_argument("--epochs", action="store_true", help="also score every kept epoch checkpoint (tau vs length)")
     ap.add_argument("--min-seeds", type=int, default=2, help="networks with fewer finished seeds are left out")
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--out", help="write the result JSON here")
@@ -130,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
             run_dir, _, label = spec.partition(":")
             label = label or Path(run_dir).name
             cells |= {f"{label} {c}": v for c, v in score_run(run_dir, archs, ks).items()}
+            if args.epochs:
+                cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
         result = {"table": args.table, "truth": args.truth, "runs": args.runs, "budgets": {}}
         for b in table["budgets"]:
             group = [r for r in rows if r["budget"] == b]

@@ -120,3 +120,27 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "band differ" in err
+
+
+def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
+    # one cell pair per epoch file; the last epoch's weights are the final ones, so its
+    # scores are the single-weights proxy's (computed through another path)
+    from stnas.proxy import Proxy
+    from stnas.space import load_space
+
+    space = load_space("digits")
+    rng = np.random.default_rng(0)
+    archs = sorted({str(space.sample(rng)) for _ in range(4)})
+    files = sorted((trained_copy / "epochs").glob("epoch_*.safetensors"))
+    assert len(files) >= 2
+    cells = fid.epoch_cells(str(trained_copy), archs)
+    assert sorted(cells) == sorted(f"{f.stem.replace('_', '')}/{m}" for f in files for m in ("top1", "loss"))
+    single = {s.arch: s for s in Proxy(trained_copy).score(archs, "single")}
+    last = files[-1].stem.replace("_", "")
+    for a in archs:
+        assert cells[f"{last}/top1"][a] == pytest.approx(single[a].top1, abs=1e-9)
+        assert cells[f"{last}/loss"][a] == pytest.approx(-single[a].loss, abs=1e-9)
+    empty = tmp_path / "run"
+    (empty / "epochs").mkdir(parents=True)
+    with pytest.raises(fid.StnasError, match="keep_epoch_weights"):
+        fid.epoch_cells(str(empty), archs)
