@@ -4,6 +4,7 @@ retrained from scratch with ``stnas retrain`` under several training seeds.
     python experiments/ground_truth.py build --work runs/gt_pilot --out experiments/results/gt_pilot.json \\
         --budgets 4M,6M --n 10 --seeds 0,1 --band 0.8 --set retrain.limit=null --jobs 2
     python experiments/ground_truth.py summary experiments/results/gt_pilot.json
+    python experiments/ground_truth.py recipes experiments/results/gt_pilot.json experiments/results/gt_pilot6.json
 
 ``build`` samples ``--n`` architectures per budget, uniformly (topology mode) among those with
 MAdds in (band x budget, budget], from ``--arch-seed``; the list is fixed in WORK/plan.json on
@@ -176,9 +177,7 @@ def variance_components(rows: list[dict], metric: str, seeds: list[str]) -> dict
 
 
 def summary(args) -> None:
-    table = json.loads(Path(args.table).read_text())
-    if table.get("format") != FORMAT:
-        raise StnasError(f"{args.table} is not a {FORMAT} table")
+    table = _table_file(args.table)
     seeds = [str(s) for s in table["seeds"]]
     out = {"table": args.table, "budgets": {}}
     print(f"{'budget':>7} {'nets':>4} {'metric':>9} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
@@ -195,6 +194,44 @@ def summary(args) -> None:
             ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
             print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>9} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
                   f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6}")
+    if args.json:
+        write_json(Path(args.json), out)
+
+
+def _table_file(path: str) -> dict:
+    table = json.loads(Path(path).read_text())
+    if table.get("format") != FORMAT:
+        raise StnasError(f"{path} is not a {FORMAT} table")
+    return table
+
+
+def recipe_tau(rows_a: list[dict], rows_b: list[dict], metric: str, resamples: int = 2000) -> dict:
+    """Kendall tau between two recipes' seed-mean rankings of the networks both tables hold
+    with every seed, with the paired bootstrap interval of ``seed_tau``."""
+    def means(rows):
+        return {r["arch"]: float(np.mean([v[metric] for v in r["seeds"].values()])) for r in rows if r["seeds"]}
+    a, b = means(rows_a), means(rows_b)
+    pairs = [{"seeds": {"a": {metric: a[k]}, "b": {metric: b[k]}}} for k in sorted(a.keys() & b.keys())]
+    return seed_tau(pairs, metric, ("a", "b"), resamples)
+
+
+def recipes(args) -> None:
+    ta, tb = _table_file(args.table), _table_file(args.other)
+    if ta["space_fingerprint"] != tb["space_fingerprint"]:
+        raise StnasError(f"{args.table} and {args.other} are tables of different spaces")
+    out = {"tables": [args.table, args.other], "budgets": {}}
+    print(f"{'budget':>7} {'metric':>9} {'nets':>4} {'tau':>6} {'95% CI':>16}")
+    def full(t: dict, budget: int) -> list[dict]:
+        return [r for r in t["rows"] if r["budget"] == budget and len(r["seeds"]) == len(t["seeds"])]
+
+    for b in ta["budgets"]:
+        out["budgets"][str(b)] = {}
+        for metric in ("top1", "test_loss"):
+            t = recipe_tau(full(ta, b), full(tb, b), metric, args.resamples)
+            out["budgets"][str(b)][metric] = t
+            ci = f"[{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}]" if t["ci"] else "-"
+            tau = f"{t['tau']:+.2f}" if t["tau"] is not None else "-"
+            print(f"{b / 1e6:>6.1f}M {metric:>9} {t['n']:>4} {tau:>6} {ci:>16}")
     if args.json:
         write_json(Path(args.json), out)
 
@@ -219,12 +256,19 @@ def main(argv: list[str] | None = None) -> None:
     s.add_argument("table")
     s.add_argument("--resamples", type=int, default=2000)
     s.add_argument("--json", help="also write the summary here")
+    r = sub.add_parser("recipes", help="tau between two tables' (recipes') seed-mean rankings")
+    r.add_argument("table")
+    r.add_argument("other")
+    r.add_argument("--resamples", type=int, default=2000)
+    r.add_argument("--json", help="also write the comparison here")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "build":
             if not 0 <= args.band < 1 or args.n < 2 or args.jobs < 1 or args.threads < 0:
                 raise StnasError("need 0 <= --band < 1, --n >= 2, --jobs >= 1, --threads >= 0")
             build(args)
+        elif args.cmd == "recipes":
+            recipes(args)
         else:
             summary(args)
     except (StnasError, OSError, ValueError, KeyError) as exc:

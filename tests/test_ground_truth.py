@@ -144,3 +144,22 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
     (empty / "epochs").mkdir(parents=True)
     with pytest.raises(fid.StnasError, match="keep_epoch_weights"):
         fid.epoch_cells(str(empty), archs)
+
+
+def test_recipe_tau_compares_seed_means_of_shared_networks():
+    # recipe A ranks a0 < a1 < a2 < a3 by seed mean; recipe B reverses a0/a1 and adds a4
+    a = _rows([[0.1, 0.3], [0.3, 0.3], [0.5, 0.5], [0.6, 0.8]])
+    b = _rows([[0.4, 0.4], [0.2, 0.2], [0.5, 0.6], [0.9, 0.9], [0.0, 0.0]])
+    t = gt.recipe_tau(a, b, "top1", resamples=200)
+    assert t["n"] == 4  # a4 is only in B
+    assert t["tau"] == pytest.approx(stats.kendalltau([0.2, 0.3, 0.5, 0.7], [0.4, 0.2, 0.55, 0.9]).statistic)
+    assert t["tau"] == pytest.approx(4 / 6)  # one discordant pair of six
+
+
+def test_recipes_refuses_tables_of_other_spaces(tmp_path, capsys):
+    for name, fp in (("a", "x1"), ("b", "x2")):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"format": gt.FORMAT, "space_fingerprint": fp,
+                                                            "budgets": [1], "seeds": [0, 1], "rows": []}))
+    with pytest.raises(SystemExit) as e:
+        gt.main(["recipes", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
+    assert e.value.code == 2 and "different spaces" in capsys.readouterr().err
