@@ -98,3 +98,12 @@ def test_count_keys_take_counts_over_a_preset_number():
     assert config.resolve("fashion-mnist", overrides=["retrain.limit=20k"])["retrain"]["limit"] == 20000
     with pytest.raises(config.ConfigError, match="supernet.epochs"):
         config.resolve("fashion-mnist", overrides=["supernet.epochs=null"])
+
+
+@pytest.mark.parametrize("mode", ["fair", "sandwich"])
+def test_the_fairness_sampling_modes_are_accepted(mode):
+    from stnas import config
+    cfg = config.resolve("digits", overrides=[f"supernet.sampling={mode}"])
+    config.validate(cfg)
+    with pytest.raises(ConfigError, match="supernet.sampling"):
+        config.validate(config.resolve("digits", overrides=["supernet.sampling=fairest"]))

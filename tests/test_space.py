@@ -222,3 +222,24 @@ def test_fair_sampling_is_a_pure_function_and_draws_like_topology_without_a_step
     assert [str(s.sample_at(3, t, "fair")) for t in range(40)] != [str(s.sample_at(4, t, "fair")) for t in range(40)]
     a, b = np.random.default_rng(5), np.random.default_rng(5)
     assert [str(s.sample(a, "fair")) for _ in range(20)] == [str(s.sample(b, "topology")) for _ in range(20)]
+
+
+@pytest.mark.parametrize("preset", ["digits", "fashion-mnist", "paper"])
+def test_extremes_are_the_madds_range(preset):
+    s = load_space(preset)
+    lo, hi = s.madds_range()
+    assert s.extreme(largest=False).madds == lo and s.extreme(largest=True).madds == hi
+    assert s.extreme(largest=False).num_branches == 0
+    assert s.extreme(largest=True).num_branches == len(s.branch_edges)
+    rng = np.random.default_rng(0)
+    assert all(lo <= s.sample(rng).madds <= hi for _ in range(200))
+
+
+def test_sandwich_sampling_trains_largest_smallest_then_two_random():
+    s = load_space("fashion-mnist")
+    archs = [s.sample_at(2, t, "sandwich") for t in range(40)]
+    big, small = s.extreme(largest=True), s.extreme(largest=False)
+    assert all(str(a) == str(big) for a in archs[0::4]) and all(str(a) == str(small) for a in archs[1::4])
+    middle = [str(a) for i, a in enumerate(archs) if i % 4 >= 2]
+    assert middle == [str(s.sample_at(2, i, "topology")) for i in range(40) if i % 4 >= 2]
+    assert len(set(middle)) == len(middle)

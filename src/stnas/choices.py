@@ -6,7 +6,7 @@ imports without torch.
 """
 
 DATASETS = ("digits", "fashion-mnist", "cifar10", "cifar100", "imagenet")  # stnas.data
-SAMPLING_MODES = ("topology", "architecture", "density", "fair")  # SearchSpace.sample / sample_at
+SAMPLING_MODES = ("topology", "architecture", "density", "fair", "sandwich")  # SearchSpace.sample / sample_at
 OPTIMIZERS = ("sgd", "sgld")  # the supernet's sampling phase (stnas.train)
 SCHEDULES = ("cosine", "step", "constant")  # stnas.train.lr_at
 AMP_MODES = ("auto", "bf16", "off")  # stnas.train.use_amp

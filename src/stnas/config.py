@@ -62,7 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "workers": 0,
     },
     # optimizer: of the closing sampling phase (sgld | sgd); the epochs before it use SGD.
-    # sampling: topology | architecture | density | fair (see SearchSpace.sample_at)
+    # sampling: topology | architecture | density | fair | sandwich (see SearchSpace.sample_at)
     "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold

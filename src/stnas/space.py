@@ -262,6 +262,15 @@ class SearchSpace:
         bmax = sum(max(self._br_m[k][o] for o in b.allowed) for k, b in enumerate(self.branch_edges))
         return self.fixed_madds + smin, self.fixed_madds + smax + bmax
 
+    def extreme(self, largest: bool) -> Arch:
+        """The architecture of the most MAdds (every edge at its costliest op, every branch
+        on) or of the fewest (every stem edge at its cheapest op, no branches)."""
+        pick = max if largest else min
+        stem = tuple(pick(e.allowed, key=lambda o, k=k: self._stem_m[k][o]) for k, e in enumerate(self.stem_edges))
+        branches = tuple(max(b.allowed, key=lambda o, k=k: self._br_m[k][o]) if largest else -1
+                         for k, b in enumerate(self.branch_edges))
+        return Arch._trusted(self, stem, branches)
+
     # ---------------------------------------------------------------- sampling
     def sample(self, rng: np.random.Generator, mode: str = "topology") -> Arch:
         """A uniformly random architecture.
@@ -273,14 +282,14 @@ class SearchSpace:
         drawn uniformly from [0, 1] per architecture and each branch edge is on with
         probability p, so the number of branches is uniform over 0..E instead of
         binomial around E/2: sparse and dense topologies are trained equally often.
-        ``mode="fair"`` needs a step (``sample_at``); a single draw without one is the
-        same as ``topology``, whose marginals it keeps.
+        ``mode="fair"`` and ``"sandwich"`` need a step (``sample_at``); a single draw
+        without one is the same as ``topology``.
         """
         if mode not in SAMPLING_MODES:
             raise SpaceError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
         stem = tuple(e.allowed[rng.integers(len(e.allowed))] for e in self.stem_edges)
         branches = []
-        density = rng.random() if mode == "density" else 0.5  # fair without a step: topology
+        density = rng.random() if mode == "density" else 0.5  # fair/sandwich without a step: topology
         for b in self.branch_edges:
             if mode != "architecture":
                 on = rng.random() < density
@@ -298,9 +307,15 @@ class SearchSpace:
         one accumulated update): a stem edge with k ops uses each exactly once in every
         aligned block of k steps; a branch edge with k ops is off in k and on with each op
         once in every block of 2k, so its marginals are ``topology``'s. Each edge's order
-        within a block is a random permutation drawn from (seed, block, edge)."""
+        within a block is a random permutation drawn from (seed, block, edge).
+
+        ``mode="sandwich"`` (after BigNAS's sandwich rule, over consecutive steps, without
+        in-place distillation): of every 4 steps, the first trains the largest network, the
+        second the smallest (``extreme``), the other two ``topology`` draws."""
+        if mode == "sandwich" and step % 4 < 2:
+            return self.extreme(largest=step % 4 == 0)
         if mode != "fair":
-            return self.sample(np.random.default_rng([seed, step, 0x57]), mode)
+            return self.sample(np.random.default_rng([seed, step, 0x57]), "topology" if mode == "sandwich" else mode)
 
         def fair(e: int, options: tuple[int, ...]) -> int:
             block, pos = divmod(step, len(options))
