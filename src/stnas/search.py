@@ -26,11 +26,12 @@ budgets is our design):
   outside its budget or already seen is redrawn (bounded tries), then replaced by a fresh
   constrained sample.
 
-``screen`` (our addition, default off) is successive halving over each generation: every
-candidate is scored under one pool sample, and only the best ``screen`` share of each target
-budget's candidates under all K; the others keep that one-sample score in the history but
-are never parents, chosen, nor on the Pareto front. With K = 8 and ``screen: 0.2`` a search
-spends 1 + 0.2 x 7 = 2.4 evaluations per candidate instead of 8.
+``screen`` (our addition; off by default, 0.2 in the fashion-mnist preset) is successive
+halving over each generation: every candidate is scored under one pool sample, and only the
+best ``screen`` share of each target budget's candidates under all K; the others keep that
+one-sample score in the history but are never parents, chosen, nor on the Pareto front.
+With K = 8 and ``screen: 0.2`` a search spends 1 + 0.2 x 7 = 2.4 evaluations per
+candidate instead of 8.
 
 Random search draws ``random_samples`` distinct constrained architectures (spread over the
 budgets the same way) and scores them in chunks of P, one "generation" per chunk.
