@@ -29,6 +29,7 @@ import multiprocessing
 import shutil
 import sys
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -154,10 +155,13 @@ def seed_tau(rows: list[dict], metric: str, seeds: tuple[str, str], resamples: i
         return {"n": len(pairs), "tau": None, "ci": None}
     a, b = map(np.asarray, zip(*pairs))
     tau = stats.kendalltau(a, b).statistic
-    res = stats.bootstrap((a, b), lambda x, y: stats.kendalltau(x, y).statistic, paired=True, vectorized=False,
-                          n_resamples=resamples, method="percentile", random_state=np.random.default_rng(0))
-    return {"n": len(pairs), "tau": float(tau), "ci": [float(res.confidence_interval.low),
-                                                         float(res.confidence_interval.high)]}
+    with warnings.catch_warnings():  # resamples of tied values have no tau: dropped below
+        warnings.simplefilter("ignore")
+        dist = stats.bootstrap((a, b), lambda x, y: stats.kendalltau(x, y).statistic, paired=True,
+                               vectorized=False, n_resamples=resamples, method="percentile",
+                               random_state=np.random.default_rng(0)).bootstrap_distribution
+    lo, hi = np.percentile(dist[~np.isnan(dist)], [2.5, 97.5])
+    return {"n": len(pairs), "tau": float(tau), "ci": [float(lo), float(hi)]}
 
 
 def variance_components(rows: list[dict], metric: str, seeds: list[str]) -> dict:
