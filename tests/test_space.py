@@ -228,7 +228,10 @@ def test_fair_sampling_is_a_pure_function_and_draws_like_topology_without_a_step
 def test_extremes_are_the_madds_range(preset):
     s = load_space(preset)
     lo, hi = s.madds_range()
-    assert s.extreme(largest=False).madds == lo and s.extreme(largest=True).madds == hi
+    e = s.stem_table[:, :, 0]  # the cost table, per edge and op (disallowed ops: huge)
+    assert lo == s.fixed_madds + sum(min(e[k, o] for o in edge.allowed) for k, edge in enumerate(s.stem_edges))
+    assert hi == s.fixed_madds + sum(max(e[k, o] for o in edge.allowed) for k, edge in enumerate(s.stem_edges)) + sum(
+        max(s.branch_table[k, o, 0] for o in b.allowed) for k, b in enumerate(s.branch_edges))
     assert s.extreme(largest=False).num_branches == 0
     assert s.extreme(largest=True).num_branches == len(s.branch_edges)
     rng = np.random.default_rng(0)

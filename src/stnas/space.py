@@ -257,10 +257,7 @@ class SearchSpace:
 
     def madds_range(self) -> tuple[int, int]:
         """The smallest and largest MAdds of any architecture."""
-        smin = sum(min(self._stem_m[k][o] for o in e.allowed) for k, e in enumerate(self.stem_edges))
-        smax = sum(max(self._stem_m[k][o] for o in e.allowed) for k, e in enumerate(self.stem_edges))
-        bmax = sum(max(self._br_m[k][o] for o in b.allowed) for k, b in enumerate(self.branch_edges))
-        return self.fixed_madds + smin, self.fixed_madds + smax + bmax
+        return self.madds(self.extreme(largest=False)), self.madds(self.extreme(largest=True))
 
     def extreme(self, largest: bool) -> Arch:
         """The architecture of the most MAdds (every edge at its costliest op, every branch
