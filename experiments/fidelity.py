@@ -20,7 +20,8 @@ is its mean over seeds of test top-1 (``--truth top1``) or of minus test loss (`
 Per budget and cell: Kendall tau with a percentile bootstrap 95% interval over the networks,
 the *paired* interval of (cell tau - MAdds tau) from the same resamples, and the selection
 quality: the true within-budget percentile (1 = best) of the cell's top pick and the mean
-percentile of its top 3.
+percentile of its top 3. ``--contrast A:B`` (repeatable) adds, for every cell that runs A and
+B share (``A single/loss`` with ``B single/loss`` ...), the paired interval of (tau_A - tau_B).
 """
 
 from __future__ import annotations
@@ -55,9 +56,11 @@ def percentile_of_pick(scores: np.ndarray, truth: np.ndarray, top: int) -> float
     return float(np.mean([(truth <= truth[i]).mean() for i in picks]))
 
 
-def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, seed: int = 0) -> dict:
+def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, seed: int = 0,
+            contrasts: list[tuple[str, str]] = ()) -> dict:
     """{cell: {tau, ci, diff_vs_madds, diff_ci, top1_pct, top3_pct}} for one budget; every
-    cell and MAdds share each bootstrap resample of the networks (so the difference is paired)."""
+    cell and MAdds share each bootstrap resample of the networks (so the difference is paired).
+    Each (a, b) of ``contrasts`` adds ``"a - b": {diff, ci}``, paired the same way."""
     names = list(cells)
     dist = stats.bootstrap((np.arange(len(truth)),), lambda i: np.array([_tau(cells[c][i], truth[i]) for c in names]),
                            vectorized=False, n_resamples=resamples, method="percentile",
@@ -71,7 +74,23 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
                   "diff_vs_madds": _tau(v, truth) - _tau(cells["madds"], truth),
                   "diff_ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
                   "top1_pct": percentile_of_pick(v, truth, 1), "top3_pct": percentile_of_pick(v, truth, 3)}
+    for a, b in contrasts:
+        diff = boot[a] - boot[b]
+        out[f"{a} - {b}"] = {"diff": out[a]["tau"] - out[b]["tau"],
+                             "ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
     return out
+
+
+def contrast_pairs(cell_names: list[str], spec: str) -> list[tuple[str, str]]:
+    """The cell pairs of ``--contrast A:B``: every cell of run label A with the same cell of B."""
+    a, sep, b = spec.partition(":")
+    if not sep or not a or not b:
+        raise StnasError(f"--contrast {spec!r}: expected LABEL_A:LABEL_B")
+    pairs = [(c, f"{b} {c[len(a) + 1:]}") for c in cell_names if c.startswith(a + " ")]
+    pairs = [(x, y) for x, y in pairs if y in cell_names]
+    if not pairs:
+        raise StnasError(f"--contrast {spec!r}: runs {a!r} and {b!r} share no cell (labels: see --runs)")
+    return pairs
 
 
 def score_run(run_dir: str, archs: list[str], ks: list[int]) -> dict[str, dict[str, float]]:
@@ -134,6 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", action="store_true", help="also score every kept epoch checkpoint (tau vs length)")
     ap.add_argument("--min-seeds", type=int, default=2, help="networks with fewer finished seeds are left out")
     ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--contrast", action="append", default=[], metavar="A:B",
+                    help="paired interval of tau(A) - tau(B) for every cell runs A and B share")
     ap.add_argument("--out", help="write the result JSON here")
     args = ap.parse_args(argv)
     try:
@@ -153,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
             cells |= {f"{label} {c}": v for c, v in score_run(run_dir, archs, ks).items()}
             if args.epochs:
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
+        pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]
         result = {"table": args.table, "truth": args.truth, "runs": args.runs, "budgets": {}}
         for b in table["budgets"]:
             group = [r for r in rows if r["budget"] == b]
@@ -160,14 +182,17 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             truth = np.array([truth_of(r, args.truth) for r in group])
             vals = {c: np.array([v[r["arch"]] for r in group]) for c, v in cells.items()}
-            res = compare(vals, truth, args.resamples)
-            result["budgets"][str(b)] = {"n": len(group), "cells": res}
+            res = compare(vals, truth, args.resamples, contrasts=pairs)
+            diffs = {k: res.pop(k) for k in [f"{x} - {y}" for x, y in pairs]}
+            result["budgets"][str(b)] = {"n": len(group), "cells": res, "contrasts": diffs}
             print(f"\nbudget {b / 1e6:g}M, {len(group)} networks, truth: test {args.truth}")
             print(f"{'cell':<34} {'tau':>6} {'95% CI':>15} {'- MAdds':>7} {'paired 95% CI':>15} "
                   f"{'pick':>5} {'top3':>5}")
             for c, v in sorted(res.items(), key=lambda kv: -kv[1]["tau"]):
                 print(f"{c:<34} {v['tau']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] {v['diff_vs_madds']:+7.2f} "
                       f"[{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] {v['top1_pct']:5.2f} {v['top3_pct']:5.2f}")
+            for c, v in diffs.items():
+                print(f"contrast {c:<60} {v['diff']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]")
         if args.out:
             write_json(Path(args.out), result)
     except (StnasError, OSError, ValueError, KeyError) as exc:

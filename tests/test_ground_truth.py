@@ -83,6 +83,25 @@ def test_compare_pairs_cells_with_madds():
     assert res["oracle"]["diff_vs_madds"] == pytest.approx(1.0 - res["madds"]["tau"])
 
 
+def test_contrasts_are_paired_differences_between_runs():
+    rng = np.random.default_rng(1)
+    truth = rng.normal(size=10)
+    noisy = truth + rng.normal(scale=1.0, size=10)
+    cells = {"madds": rng.normal(size=10), "a single/loss": truth, "b single/loss": noisy,
+             "c single/loss": noisy.copy(), "a only/loss": truth}
+    pairs = fid.contrast_pairs(list(cells), "a:b") + fid.contrast_pairs(list(cells), "b:c")
+    assert pairs == [("a single/loss", "b single/loss"), ("b single/loss", "c single/loss")]
+    res = fid.compare(cells, truth, resamples=300, contrasts=pairs)
+    ab = res["a single/loss - b single/loss"]
+    assert ab["diff"] == pytest.approx(1.0 - stats.kendalltau(noisy, truth).statistic)
+    # a is the oracle (tau 1 in every resample), so no resample's difference is below 0
+    assert 0.0 <= ab["ci"][0] <= ab["diff"] <= ab["ci"][1] <= 2.0
+    assert res["b single/loss - c single/loss"]["ci"] == pytest.approx([0.0, 0.0], abs=1e-12)
+    for bad in ("a", "a:", ":b", "a:zzz"):
+        with pytest.raises(fid.StnasError, match="--contrast"):
+            fid.contrast_pairs(list(cells), bad)
+
+
 def _build(tmp_path, *extra):
     return ["build", "--preset", "digits", "--work", str(tmp_path / "work"), "--out", str(tmp_path / "t.json"),
             "--budgets", "200k", "--band", "0.5", "--seeds", "0,1", "--jobs", "1", "--threads", "1",
