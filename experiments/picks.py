@@ -1,0 +1,186 @@
+"""Where a search's picks land on the instrument: the picks retrained with the ground-truth
+table's own recipe and seeds, placed among the table's random networks of their budget.
+
+    python experiments/picks.py build --table experiments/results/gt_pilot6.json --work runs/gt_picks \\
+        --out experiments/results/gt_picks.json full-s0=runs/lat_a/search screen-s0=runs/lat_a/search_screen
+    python experiments/picks.py place experiments/results/gt_picks.json experiments/results/gt_pilot6.json
+
+``build`` takes each ``LABEL=SEARCH_DIR`` (a folder ``stnas search`` wrote), its rank-1
+network of every budget the table holds, and retrains it under each of the table's seeds
+with the table's preset and overrides (``ground_truth.py``'s retraining: resumable, a
+finished one reused; a network two searches both picked is trained once). The picks table
+is rewritten atomically after each retraining.
+
+``place`` gives each pick's true within-budget percentile among the table's networks that
+have every seed (1 = better than all of them, 0.75 = the top quartile's edge), by the
+seed-mean test loss (``--metric test_loss``, the instrument's primary metric) or top-1: the
+seed-mean value, a percentile bootstrap 95% interval over the table's networks, and the
+percentile under each seed alone (pick seed s against the networks' seed s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from stnas.config import resolve
+from stnas.errors import StnasError
+from stnas.fileio import write_json
+from stnas.space import load_arch, load_space
+
+FORMAT = "stnas-groundtruth-picks"
+
+
+def _ground_truth():
+    spec = importlib.util.spec_from_file_location("ground_truth", Path(__file__).with_name("ground_truth.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+gt = _ground_truth()
+
+
+def read_picks(spec: str, budgets: list[int]) -> tuple[str, dict[int, str]]:
+    """(label, {budget: rank-1 arch}) of ``LABEL=SEARCH_DIR`` for the table's budgets."""
+    label, sep, folder = spec.partition("=")
+    if not sep or not label or not folder:
+        raise StnasError(f"{spec!r}: expected LABEL=SEARCH_DIR")
+    best = Path(folder, "best.json")
+    if not best.is_file():
+        raise StnasError(f"{best} not found: {folder} is not a folder `stnas search` wrote")
+    try:
+        entries = json.loads(best.read_text())
+    except ValueError as exc:
+        raise StnasError(f"{best} is not JSON ({exc})") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise StnasError(f"{best} is not a list of ranked networks")
+    picks = {int(e["budget"]): str(e["arch"]) for e in entries if e.get("rank") == 1 and e.get("budget") in budgets}
+    missing = [b for b in budgets if b not in picks]
+    if missing:
+        raise StnasError(f"{best} has no rank-1 network for budget(s) {', '.join(f'{b:,}' for b in missing)}")
+    return label, picks
+
+
+def build(args) -> None:
+    table = gt._table_file(args.table)
+    space = load_space(table["preset"])
+    if space.fingerprint != table["space_fingerprint"]:
+        raise StnasError(f"{args.table} was built on another version of the {table['preset']} space")
+    picks = [read_picks(s, table["budgets"]) for s in args.searches]
+    labels = [label for label, _ in picks]
+    if len(set(labels)) != len(labels):
+        raise StnasError(f"labels repeat: {', '.join(labels)}")
+    rows = []
+    for label, by_budget in picks:
+        for b, arch in by_budget.items():
+            a = load_arch(arch, space)
+            if a.madds > b:
+                raise StnasError(f"{label}'s pick for {b:,} has {a.madds:,} MAdds: over its budget")
+            rows.append({"label": label, "budget": b, "arch": arch, "madds": a.madds, "params": a.params, "seeds": {}})
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys((r["arch"], s) for r in rows for s in table["seeds"]))
+    done: dict = {}
+    for i, (arch, s) in enumerate(keys, 1):
+        cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
+        done[(arch, s)] = gt._train(arch, cfg, str(gt._task_dir(work, arch, s)), args.threads)
+        for r in rows:
+            r["seeds"] = {str(t): done[(r["arch"], t)] for t in table["seeds"] if (r["arch"], t) in done}
+        write_json(Path(args.out), {"format": FORMAT, "table": args.table, "preset": table["preset"],
+                                    "space_fingerprint": table["space_fingerprint"], "recipe": table["recipe"],
+                                    "overrides": table["overrides"], "seeds": table["seeds"],
+                                    "searches": args.searches, "rows": rows})
+        res = done[(arch, s)]
+        print(f"[{i}/{len(keys)}] {arch} seed {s}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} "
+              f"({res['wall_s']:.0f} s)", flush=True)
+
+
+def _value(run: dict, metric: str) -> float:
+    """Higher is better: top-1, or minus the test loss."""
+    return run["top1"] if metric == "top1" else -run["test_loss"]
+
+
+def place_one(pick: dict, rows: list[dict], seeds: list[str], metric: str, resamples: int = 2000) -> dict:
+    """The pick's percentile among ``rows`` (networks with every seed), by seed means and per seed."""
+    if not all(s in pick["seeds"] for s in seeds):
+        return {"n": len(rows), "percentile": None}
+    nets = np.array([[_value(r["seeds"][s], metric) for s in seeds] for r in rows])
+    mine = np.array([_value(pick["seeds"][s], metric) for s in seeds])
+    means, me = nets.mean(1), float(mine.mean())
+    pct = float((means <= me).mean())
+    dist = stats.bootstrap((means,), lambda m: (m <= me).mean(), vectorized=False, n_resamples=resamples,
+                           method="percentile", random_state=np.random.default_rng(0)).bootstrap_distribution
+    return {"n": len(rows), "value": me if metric == "top1" else -me, "percentile": pct,
+            "ci": [float(np.percentile(dist, 2.5)), float(np.percentile(dist, 97.5))],
+            "per_seed": {s: float((nets[:, j] <= mine[j]).mean()) for j, s in enumerate(seeds)},
+            "top_quartile": pct >= 0.75}
+
+
+def place(args) -> None:
+    try:
+        picks = json.loads(Path(args.picks).read_text())
+    except ValueError as exc:
+        raise StnasError(f"{args.picks} is not JSON ({exc})") from None
+    if not isinstance(picks, dict) or picks.get("format") != FORMAT:
+        raise StnasError(f"{args.picks} is not a {FORMAT} table")
+    table = gt._table_file(args.table)
+    if (picks["space_fingerprint"], picks["overrides"], picks["seeds"]) != (
+            table["space_fingerprint"], table["overrides"], table["seeds"]):
+        raise StnasError(f"{args.picks} was not retrained with {args.table}'s space, recipe and seeds")
+    seeds = [str(s) for s in table["seeds"]]
+    out = {"picks": args.picks, "table": args.table, "metric": args.metric, "rows": []}
+    print(f"{'pick':<14} {'budget':>6} {'MAdds':>6} {'use':>4} {args.metric:>9} {'pct':>5} {'95% CI':>13} "
+          f"{'per seed':>11} {'nets':>4}")
+    for p in picks["rows"]:
+        rows = [r for r in table["rows"] if r["budget"] == p["budget"] and all(s in r["seeds"] for s in seeds)]
+        if len(rows) < 4:
+            continue
+        res = place_one(p, rows, seeds, args.metric, args.resamples)
+        out["rows"].append({"label": p["label"], "budget": p["budget"], "arch": p["arch"], "madds": p["madds"]} | res)
+        if res["percentile"] is None:
+            continue
+        per = "/".join(f"{v:.2f}" for v in res["per_seed"].values())
+        print(f"{p['label']:<14} {p['budget'] / 1e6:>5g}M {p['madds'] / 1e6:>5.2f}M {p['madds'] / p['budget']:>4.0%} "
+              f"{res['value']:>9.4f} {res['percentile']:>5.2f} [{res['ci'][0]:.2f}, {res['ci'][1]:.2f}] "
+              f"{per:>11} {res['n']:>4}")
+    if args.json:
+        write_json(Path(args.json), out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="retrain the searches' picks with the table's recipe (resumable)")
+    b.add_argument("--table", required=True, help="the stnas-groundtruth table whose recipe and seeds to use")
+    b.add_argument("--work", required=True, help="folder of the retrainings (resumed when rerun)")
+    b.add_argument("--out", required=True, help="the picks table (JSON), rewritten after each retraining")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    b.add_argument("searches", nargs="+", metavar="LABEL=SEARCH_DIR")
+    p = sub.add_parser("place", help="each pick's within-budget percentile among the table's networks")
+    p.add_argument("picks")
+    p.add_argument("table")
+    p.add_argument("--metric", choices=("test_loss", "top1"), default="test_loss")
+    p.add_argument("--resamples", type=int, default=2000)
+    p.add_argument("--json", help="also write the placement here")
+    args = ap.parse_args(argv)
+    try:
+        if args.cmd == "build":
+            if args.threads < 0:
+                raise StnasError("--threads must be >= 0")
+            build(args)
+        else:
+            place(args)
+    except (StnasError, OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
