@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+
 from conftest import load_experiment
 
 pk = load_experiment("picks")
@@ -88,7 +89,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
 
     table["space_fingerprint"] = load_space("digits").fingerprint
     (tmp_path / "t.json").write_text(json.dumps(table))
-    base = ["build", "--table", str(tmp_path / "t.json"), "--work", str(tmp_path / "w"), "--out", str(tmp_path / "p.json")]
+    base = ["build", "--table", str(tmp_path / "t.json"), "--work", str(tmp_path / "w"),
+            "--out", str(tmp_path / "p.json")]
     _fails(base + ["nolabel"], capsys, "LABEL=SEARCH_DIR")
     _fails(base + [f"A={tmp_path}"], capsys, "best.json not found")
     _search_dir(tmp_path, "s4m", "x", budget=4_000_000)
