@@ -3,7 +3,8 @@
     python experiments/fidelity.py experiments/results/gt_pilot.json --runs runs/fm_sgld:sgld-T1 runs/fm_sgd:sgd \\
         --k 1,2,4,8 --out experiments/results/fidelity_pilot.json
 
-For every supernet run (``DIR[:LABEL]``) the table's networks are scored once per weight
+For every supernet run (``DIR[:LABEL[:KEY=VALUE,...]]``; the settings change the proxy's
+``proxy.*`` or ``data.val_limit``, e.g. ``runs/a:recal8:proxy.recal_batches=8``) the table's networks are scored once per weight
 source (every pool sample, the final weights, the averaged pool), which the run's proxy
 cache keeps, so K-sample cells and both metrics come from the same evaluations:
 
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.config import load_run_config
+from stnas.config import apply_layers, load_run_config, user_layers
 from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.proxy import Proxy
@@ -93,9 +94,14 @@ def contrast_pairs(cell_names: list[str], spec: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def score_run(run_dir: str, archs: list[str], ks: list[int]) -> dict[str, dict[str, float]]:
-    """{cell name: {arch: score}} for one supernet run."""
+def score_run(run_dir: str, archs: list[str], ks: list[int],
+              overrides: list[str] = ()) -> dict[str, dict[str, float]]:
+    """{cell name: {arch: score}} for one supernet run, its proxy settings changed by
+    ``overrides`` (``proxy.*`` and ``data.val_limit`` only, e.g. ``proxy.recal_batches=8``)."""
     cfg = load_run_config(run_dir)
+    if overrides:
+        cfg = apply_layers(cfg, user_layers(overrides=list(overrides)), allowed=("proxy", "data.val_limit"),
+                           context="in a fidelity run's proxy settings")
     cells: dict[str, dict[str, float]] = {}
     for metric in ("top1", "loss"):
         c = json.loads(json.dumps(cfg))
@@ -147,7 +153,9 @@ def truth_of(row: dict, metric: str) -> float | None:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("table", help="a stnas-groundtruth table")
-    ap.add_argument("--runs", nargs="*", default=[], metavar="DIR[:LABEL]", help="supernet run directories")
+    ap.add_argument("--runs", nargs="*", default=[], metavar="DIR[:LABEL[:KEY=VALUE,...]]",
+                    help="supernet run directories, optionally with proxy settings, e.g. "
+                         "runs/a:recal8:proxy.recal_batches=8")
     ap.add_argument("--k", default="1,2,4,8", help="pool sample counts K")
     ap.add_argument("--truth", choices=("top1", "loss"), default="top1")
     ap.add_argument("--epochs", action="store_true", help="also score every kept epoch checkpoint (tau vs length)")
@@ -169,9 +177,10 @@ def main(argv: list[str] | None = None) -> None:
         ks = [int(k) for k in args.k.split(",")]
         cells = baselines(table, space)
         for spec in args.runs:
-            run_dir, _, label = spec.partition(":")
+            run_dir, _, rest = spec.partition(":")
+            label, _, sets = rest.partition(":")
             label = label or Path(run_dir).name
-            cells |= {f"{label} {c}": v for c, v in score_run(run_dir, archs, ks).items()}
+            cells |= {f"{label} {c}": v for c, v in score_run(run_dir, archs, ks, sets.split(",") if sets else ()).items()}
             if args.epochs:
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
         pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]

@@ -165,6 +165,29 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
         fid.epoch_cells(str(empty), archs)
 
 
+def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
+    from stnas.proxy import Proxy
+    from stnas.space import load_space
+
+    space = load_space("digits")
+    rng = np.random.default_rng(1)
+    archs = sorted({str(space.sample(rng)) for _ in range(3)})
+    plain = fid.score_run(str(trained_copy), archs, [1, 2])
+    recal1 = fid.score_run(str(trained_copy), archs, [1, 2], ["proxy.recal_batches=1"])
+    assert sorted(plain) == sorted(recal1)
+    # the override reaches the proxy: the same scores as a Proxy built with that setting
+    from stnas.config import load_run_config
+
+    cfg = load_run_config(trained_copy)
+    cfg["proxy"]["recal_batches"] = 1
+    want = {s.arch: s.score for s in Proxy(trained_copy, cfg, mode="single").score(archs, "single")}
+    got = recal1[f"single/{cfg['proxy']['metric']}"]
+    assert got == pytest.approx(want, abs=1e-9)
+    assert got != pytest.approx(plain[f"single/{cfg['proxy']['metric']}"], abs=1e-6)  # not the default's
+    with pytest.raises(fid.StnasError, match="supernet.lr cannot change"):
+        fid.score_run(str(trained_copy), archs, [1], ["supernet.lr=0.5"])
+
+
 def test_recipe_tau_compares_seed_means_of_shared_networks():
     # recipe A ranks a0 < a1 < a2 < a3 by seed mean; recipe B reverses a0/a1 and adds a4
     a = _rows([[0.1, 0.3], [0.3, 0.3], [0.5, 0.5], [0.6, 0.8]])
