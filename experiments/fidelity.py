@@ -4,9 +4,10 @@
         --k 1,2,4,8 --out experiments/results/fidelity_pilot.json
 
 For every supernet run (``DIR[:LABEL[:KEY=VALUE,...]]``; the settings change the proxy's
-``proxy.*`` or ``data.val_limit``, e.g. ``runs/a:recal8:proxy.recal_batches=8``) the table's networks are scored once per weight
-source (every pool sample, the final weights, the averaged pool), which the run's proxy
-cache keeps, so K-sample cells and both metrics come from the same evaluations:
+``proxy.*`` or ``data.val_limit``, e.g. ``runs/a:recal8:proxy.recal_batches=8``) the
+table's networks are scored once per weight source (every pool sample, the final weights,
+the averaged pool), which the run's proxy cache keeps, so K-sample cells and both metrics
+come from the same evaluations:
 
 * ``single``: the final shared weights; ``stabilized@K``: the mean over the first K pool
   samples; ``averaged@K``: one evaluation under the element-wise mean of the first K;
@@ -180,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
             run_dir, _, rest = spec.partition(":")
             label, _, sets = rest.partition(":")
             label = label or Path(run_dir).name
-            cells |= {f"{label} {c}": v for c, v in score_run(run_dir, archs, ks, sets.split(",") if sets else ()).items()}
+            scored = score_run(run_dir, archs, ks, sets.split(",") if sets else ())
+            cells |= {f"{label} {c}": v for c, v in scored.items()}
             if args.epochs:
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
         pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]
