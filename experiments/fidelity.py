@@ -38,7 +38,7 @@ from scipy import stats
 
 from stnas.config import apply_layers, load_run_config, user_layers
 from stnas.errors import StnasError
-from stnas.fileio import write_json
+from stnas.fileio import write_json, write_text
 from stnas.proxy import Proxy
 from stnas.space import load_arch
 from stnas.weights import load_weights
@@ -151,6 +151,40 @@ def truth_of(row: dict, metric: str) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
+def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
+    """{label: (run dir, proxy overrides)} of ``DIR[:LABEL[:KEY=VALUE,...]]`` specs; every
+    run's config is read here, so a missing run fails before any scoring."""
+    runs: dict[str, tuple[str, list[str]]] = {}
+    for spec in specs:
+        run_dir, _, rest = spec.partition(":")
+        label, _, sets = rest.partition(":")
+        label = label or Path(run_dir).name
+        if label in runs:
+            raise StnasError(f"--runs: label {label!r} repeats")
+        load_run_config(run_dir)
+        runs[label] = (run_dir, sets.split(",") if sets else [])
+    return runs
+
+
+def markdown(result: dict) -> str:
+    """The result as markdown tables, one per budget, cells by tau."""
+    out = [f"Truth: seed-mean test {result['truth']} of `{result['table']}`.", ""]
+    for b, res in result["budgets"].items():
+        out += [f"**{int(b) / 1e6:g}M, {res['n']} networks**", "",
+                "| cell | τ [95% CI] | τ − MAdds τ [paired 95% CI] | top pick pct | top-3 pct |",
+                "|---|---|---|---|---|"]
+        for c, v in sorted(res["cells"].items(), key=lambda kv: -kv[1]["tau"]):
+            out.append(f"| {c} | {v['tau']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] "
+                       f"| {v['diff_vs_madds']:+.2f} [{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] "
+                       f"| {v['top1_pct']:.2f} | {v['top3_pct']:.2f} |")
+        if res.get("contrasts"):
+            out += ["", "| contrast | τ difference [paired 95% CI] |", "|---|---|"]
+            out += [f"| {c} | {v['diff']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] |"
+                    for c, v in res["contrasts"].items()]
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("table", help="a stnas-groundtruth table")
@@ -165,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--contrast", action="append", default=[], metavar="A:B",
                     help="paired interval of tau(A) - tau(B) for every cell runs A and B share")
     ap.add_argument("--out", help="write the result JSON here")
+    ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
     try:
         from stnas.space import load_space
@@ -176,12 +211,14 @@ def main(argv: list[str] | None = None) -> None:
         rows = [r for r in table["rows"] if len(r["seeds"]) >= args.min_seeds]
         archs = sorted({r["arch"] for r in rows})
         ks = [int(k) for k in args.k.split(",")]
+        runs = parse_runs(args.runs)
+        for spec in args.contrast:  # every label named before any scoring
+            a, sep, b = spec.partition(":")
+            if not sep or a not in runs or b not in runs:
+                raise StnasError(f"--contrast {spec!r}: expected A:B with two labels of --runs ({', '.join(runs)})")
         cells = baselines(table, space)
-        for spec in args.runs:
-            run_dir, _, rest = spec.partition(":")
-            label, _, sets = rest.partition(":")
-            label = label or Path(run_dir).name
-            scored = score_run(run_dir, archs, ks, sets.split(",") if sets else ())
+        for label, (run_dir, sets) in runs.items():
+            scored = score_run(run_dir, archs, ks, sets)
             cells |= {f"{label} {c}": v for c, v in scored.items()}
             if args.epochs:
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
@@ -206,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"contrast {c:<60} {v['diff']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]")
         if args.out:
             write_json(Path(args.out), result)
+        if args.markdown:
+            write_text(Path(args.markdown), markdown(result))
     except (StnasError, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

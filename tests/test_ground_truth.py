@@ -188,6 +188,30 @@ def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
         fid.score_run(str(trained_copy), archs, [1], ["supernet.lr=0.5"])
 
 
+def test_cli_scores_runs_with_contrasts_and_checks_labels_first(trained_copy, tmp_path, capsys):
+    gt.main(_build(tmp_path, "--n", "4"))
+    base = [str(tmp_path / "t.json"), "--k", "1,2", "--resamples", "200"]
+    cache = trained_copy / "proxy_cache.jsonl"
+    before = cache.read_bytes() if cache.exists() else b""
+    capsys.readouterr()
+    for bad in (["--contrast", "a:zzz"], ["--contrast", "a"]):
+        with pytest.raises(SystemExit) as e:
+            fid.main(base + ["--runs", f"{trained_copy}:a", f"{trained_copy}:b:proxy.recal_batches=1"] + bad)
+        assert e.value.code == 2 and "--contrast" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        fid.main(base + ["--runs", f"{trained_copy}:a", f"{tmp_path}/nothing:b"])
+    assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
+    assert (cache.read_bytes() if cache.exists() else b"") == before  # refused before any scoring
+    fid.main(base + ["--runs", f"{trained_copy}:a", f"{trained_copy}:b:proxy.recal_batches=1",
+                     "--contrast", "a:b", "--out", str(tmp_path / "f.json"), "--markdown", str(tmp_path / "f.md")])
+    res = json.loads((tmp_path / "f.json").read_text())["budgets"]["200000"]
+    assert res["n"] == 4 and {"madds", "a single/loss", "b stabilized@2/top1"} <= set(res["cells"])
+    diff = res["contrasts"]["a single/loss - b single/loss"]
+    assert diff["diff"] == pytest.approx(res["cells"]["a single/loss"]["tau"] - res["cells"]["b single/loss"]["tau"])
+    md = (tmp_path / "f.md").read_text()
+    assert "**0.2M, 4 networks**" in md and "| a single/loss - b single/loss |" in md
+
+
 def test_recipe_tau_compares_seed_means_of_shared_networks():
     # recipe A ranks a0 < a1 < a2 < a3 by seed mean; recipe B reverses a0/a1 and adds a4
     a = _rows([[0.1, 0.3], [0.3, 0.3], [0.5, 0.5], [0.6, 0.8]])
