@@ -49,6 +49,11 @@ def correlation(tau_proxy: float, tau_madds: float, tau_cross: float) -> np.ndar
     return c
 
 
+def _lead(y, m, p):
+    """tau(p, y) - tau(m, y) over a resample of network indices."""
+    return lambda i: _tau(p[i], y[i]) - _tau(m[i], y[i])
+
+
 def power(n: int, corr: np.ndarray, sims: int, resamples: int, rng: np.random.Generator) -> dict:
     """Share of ``sims`` tables of ``n`` networks whose paired interval lies above 0, and
     the mean observed difference."""
@@ -58,8 +63,8 @@ def power(n: int, corr: np.ndarray, sims: int, resamples: int, rng: np.random.Ge
     for _ in range(sims):
         y, m, p = (rng.standard_normal((n, 3)) @ root.T).T
         diffs.append(_tau(p, y) - _tau(m, y))
-        ci = stats.bootstrap((np.arange(n),), lambda i: _tau(p[i], y[i]) - _tau(m[i], y[i]), vectorized=False,
-                             n_resamples=resamples, method="percentile", random_state=rng).confidence_interval
+        ci = stats.bootstrap((np.arange(n),), _lead(y, m, p), vectorized=False, n_resamples=resamples,
+                             method="percentile", random_state=rng).confidence_interval
         above += ci.low > 0
     return {"n": n, "power": above / sims, "mean_diff": float(np.mean(diffs))}
 
