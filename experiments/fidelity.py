@@ -24,6 +24,8 @@ the *paired* interval of (cell tau - MAdds tau) from the same resamples, and the
 quality: the true within-budget percentile (1 = best) of the cell's top pick and the mean
 percentile of its top 3. ``--contrast A:B`` (repeatable) adds, for every cell that runs A and
 B share (``A single/loss`` with ``B single/loss`` ...), the paired interval of (tau_A - tau_B).
+``--few-shot LABEL=E:RUN_OFF,RUN_ON`` scores a few-shot pair (two ``supernet.split``
+children of branch edge E): each network by the child of its side, as one set of cells.
 """
 
 from __future__ import annotations
@@ -166,6 +168,39 @@ def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
     return runs
 
 
+def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
+    """{label: (edge, off run, on run)} of ``LABEL=E:RUN_OFF,RUN_ON``; each child's
+    ``supernet.split`` must be that side of edge E."""
+    from stnas.config import parse_split
+
+    out = {}
+    for spec in specs:
+        label, sep, rest = spec.partition("=")
+        edge, sep2, dirs = rest.partition(":")
+        runs = dirs.split(",")
+        if not (sep and sep2 and label and edge.isdigit() and len(runs) == 2 and all(runs)):
+            raise StnasError(f"--few-shot {spec!r}: expected LABEL=E:RUN_OFF,RUN_ON")
+        e = int(edge)
+        for run, on in zip(runs, (False, True)):
+            split = load_run_config(run)["supernet"].get("split")
+            if split is None or parse_split(split, len(space.branch_edges)) != (e, on):
+                raise StnasError(f"--few-shot {spec!r}: {run} was trained with supernet.split={split}, "
+                                 f"not {e}:{'on' if on else 'off'}")
+        out[label] = (e, runs[0], runs[1])
+    return out
+
+
+def score_few_shot(edge: int, off_run: str, on_run: str, archs: list[str], ks: list[int],
+                   space) -> dict[str, dict[str, float]]:
+    """Cells of a few-shot pair: each network scored by the child of its side of ``edge``."""
+    sides = {False: [], True: []}
+    for a in archs:
+        sides[load_arch(a, space).branches[edge] >= 0].append(a)
+    parts = [score_run(run, sides[on], ks) for run, on in ((off_run, False), (on_run, True)) if sides[on]]
+    names = set.intersection(*(set(p) for p in parts)) if parts else set()
+    return {c: {a: v for p in parts for a, v in p[c].items()} for c in sorted(names)}
+
+
 def markdown(result: dict) -> str:
     """The result as markdown tables, one per budget, cells by tau."""
     out = [f"Truth: seed-mean test {result['truth']} of `{result['table']}`.", ""]
@@ -191,6 +226,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--runs", nargs="*", default=[], metavar="DIR[:LABEL[:KEY=VALUE,...]]",
                     help="supernet run directories, optionally with proxy settings, e.g. "
                          "runs/a:recal8:proxy.recal_batches=8")
+    ap.add_argument("--few-shot", action="append", default=[], metavar="LABEL=E:RUN_OFF,RUN_ON",
+                    help="two supernet.split children of branch edge E, each network scored by its side's")
     ap.add_argument("--k", default="1,2,4,8", help="pool sample counts K")
     ap.add_argument("--truth", choices=("top1", "loss"), default="top1")
     ap.add_argument("--epochs", action="store_true", help="also score every kept epoch checkpoint (tau vs length)")
@@ -212,16 +249,21 @@ def main(argv: list[str] | None = None) -> None:
         archs = sorted({r["arch"] for r in rows})
         ks = [int(k) for k in args.k.split(",")]
         runs = parse_runs(args.runs)
+        few = parse_few_shot(args.few_shot, space)
+        labels = list(runs) + list(few)
         for spec in args.contrast:  # every label named before any scoring
             a, sep, b = spec.partition(":")
-            if not sep or a not in runs or b not in runs:
-                raise StnasError(f"--contrast {spec!r}: expected A:B with two labels of --runs ({', '.join(runs)})")
+            if not sep or a not in labels or b not in labels:
+                raise StnasError(f"--contrast {spec!r}: expected A:B with two labels of --runs or --few-shot "
+                                 f"({', '.join(labels)})")
         cells = baselines(table, space)
         for label, (run_dir, sets) in runs.items():
             scored = score_run(run_dir, archs, ks, sets)
             cells |= {f"{label} {c}": v for c, v in scored.items()}
             if args.epochs:
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
+        for label, (edge, off_run, on_run) in few.items():
+            cells |= {f"{label} {c}": v for c, v in score_few_shot(edge, off_run, on_run, archs, ks, space).items()}
         pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]
         result = {"table": args.table, "truth": args.truth, "runs": args.runs, "budgets": {}}
         for b in table["budgets"]:

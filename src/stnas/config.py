@@ -63,7 +63,9 @@ DEFAULTS: dict[str, Any] = {
     },
     # optimizer: of the closing sampling phase (sgld | sgd); the epochs before it use SGD.
     # sampling: topology | architecture | density | fair | sandwich (see SearchSpace.sample_at)
-    "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True),
+    # split: "E:off" | "E:on": a few-shot sub-supernet that trains only architectures whose
+    # branch edge E is off (on); init: a run directory whose supernet weights start this one
+    "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True, split=None, init=None),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
         "noise_scale": None,  # replaces 2T/N when set
@@ -146,7 +148,8 @@ def _merge(base: dict, new: dict, where: str = "") -> dict:
 _NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "data.val_fraction": "number",
                        "data.limit": "count", "data.val_limit": "count", "pool.lr": "number",
                        "sgld.noise_scale": "number", "proxy.samples": "integer", "search.min_madds": "count",
-                       "search.max_params": "count", "retrain.limit": "count"}
+                       "search.max_params": "count", "retrain.limit": "count", "supernet.split": "string",
+                       "supernet.init": "string"}
 _MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
 
 
@@ -356,6 +359,17 @@ _CHOICES = {
 }  # and the search section's, in check_search
 
 
+def parse_split(text: str, edges: int | None = None) -> tuple[int, bool]:
+    """``"E:off"`` / ``"E:on"`` -> (branch edge E, on); with ``edges``, E must be below it."""
+    m = re.fullmatch(r"\s*(\d{1,4})\s*:\s*(on|off)\s*", str(text))
+    if not m:
+        raise ConfigError(f"supernet.split must be E:on or E:off (E a branch-edge index), got {_show(text)}")
+    edge = int(m.group(1))
+    if edges is not None and edge >= edges:
+        raise ConfigError(f"supernet.split {text!r}: the space has {edges} branch edges (0 to {edges - 1})")
+    return edge, m.group(2) == "on"
+
+
 def pool_lr(cfg: dict) -> float:
     """The sampling phase's learning rate: pool.lr, by default supernet.min_lr."""
     return cfg["supernet"]["min_lr"] if cfg["pool"]["lr"] is None else cfg["pool"]["lr"]
@@ -400,6 +414,8 @@ def validate(cfg: dict) -> None:
                 raise ConfigError(f"{sec}.{key} must be {want}, got {r[key]}")
     if cfg["seed"] < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    if sn["split"] is not None:
+        parse_split(sn["split"])
     d = cfg["data"]
     for key in ("limit", "val_limit"):
         if d[key] is not None:

@@ -14,17 +14,20 @@ from __future__ import annotations
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from stnas import dist
-from stnas.config import check_same_settings, pool_lr
+from stnas.arch import Arch
+from stnas.config import check_same_settings, parse_split, pool_lr
 from stnas.data import dataset_split
+from stnas.errors import ConfigError
 from stnas.rundir import RunDir
 from stnas.space import load_space
 from stnas.supernet import Supernet
 from stnas.train import SamplingPhase, Trainer
 from stnas.verified import write_json
-from stnas.weights import save_weights
+from stnas.weights import load_weights, save_weights
 
 
 def sampling_phase(cfg: dict) -> SamplingPhase:
@@ -33,6 +36,45 @@ def sampling_phase(cfg: dict) -> SamplingPhase:
     return SamplingPhase(optimizer=cfg["supernet"]["optimizer"], samples=p["samples"], steps=0,
                          extra=p["extra_steps"] > 0, lr=pool_lr(cfg),
                          sgld=dict(cfg["sgld"]))
+
+
+def sampler(cfg: dict, space):
+    """step -> the architecture that training step trains: a pure function of (seed, step)
+    (``SearchSpace.sample_at``), restricted to one side of a few-shot split when
+    ``supernet.split`` is set: the edge is forced off, or on with an op drawn from (seed, step)."""
+    mode, seed, split = cfg["supernet"]["sampling"], cfg["seed"], cfg["supernet"]["split"]
+    if split is None:
+        return lambda step: space.sample_at(seed, step, mode)
+    edge, on = parse_split(split, len(space.branch_edges))
+    allowed = space.branch_edges[edge].allowed
+
+    def draw(step: int) -> Arch:
+        a = space.sample_at(seed, step, mode)
+        branches = list(a.branches)
+        if not on:
+            branches[edge] = -1
+        elif branches[edge] < 0:
+            branches[edge] = allowed[np.random.default_rng([seed, step, 0x5B]).integers(len(allowed))]
+        return Arch._trusted(space, a.stem, tuple(branches))
+
+    return draw
+
+
+def initial_weights(cfg: dict, space) -> dict[str, torch.Tensor] | None:
+    """The tensors ``supernet.init`` names (a run directory or its supernet.safetensors),
+    checked to be a supernet of the same space; None when unset."""
+    src = cfg["supernet"]["init"]
+    if src is None:
+        return None
+    run = RunDir(src if Path(src).is_dir() else Path(src).parent)
+    file = run.supernet if Path(src).is_dir() else Path(src)
+    state, _ = load_weights(file, what="supernet.init weights")
+    if run.space_file.is_file() and run.space().fingerprint != space.fingerprint:
+        raise ConfigError(f"supernet.init {src} is a supernet of another space (not {space.name} {space.fingerprint})")
+    want = Supernet(space).state_dict()
+    if set(state) != set(want) or any(state[k].shape != want[k].shape for k in want):
+        raise ConfigError(f"supernet.init {file}: its tensors do not fit the {space.name} supernet")
+    return state
 
 
 # what a resumed (or reused) supernet run must share with the caller's config
@@ -58,22 +100,26 @@ def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dic
     if resume:
         check_same_settings(run.path, cfg, RESUME_SECTIONS)
     space = load_space(cfg["preset"])
+    draw = sampler(cfg, space)  # a bad split or init fails here, before any data is read
+    init = initial_weights(cfg, space)  # a resumed run's checkpoint then replaces it
     train_set = dataset_split(cfg, space, "search-train", "limit")
     if ctx.is_main:
         run.save_space(space)
         run.save_config(cfg)  # last: a run with a config can be resumed
     torch.manual_seed(cfg["seed"])
-    model = Supernet(space).to(ctx.device)
+    model = Supernet(space)
+    if init is not None:
+        model.load_state_dict(init)
+    model = model.to(ctx.device)
     phase = sampling_phase(cfg)
     recipe = cfg["supernet"]
     spe = len(train_set) // ctx.world_size // recipe["batch_size"]
     phase.steps = cfg["pool"]["extra_steps"] or cfg["pool"]["epochs"] * spe
-    mode, seed = recipe["sampling"], cfg["seed"]
 
     def forward(m, x, step):
-        return m(x, space.sample_at(seed, step, mode))
+        return m(x, draw(step))
 
-    trainer = Trainer(model, recipe, train_set, run.path, ctx, seed=seed, forward=forward, phase=phase,
+    trainer = Trainer(model, recipe, train_set, run.path, ctx, seed=cfg["seed"], forward=forward, phase=phase,
                       workers=cfg["data"]["workers"], desc="supernet")
     summary = trainer.fit(resume=resume)
     summary.update(space=space.name, space_fingerprint=space.fingerprint, optimizer=recipe["optimizer"],

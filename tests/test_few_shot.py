@@ -1,0 +1,140 @@
+"""Few-shot sub-supernets: ``supernet.split`` restricts the sampler to one side of a branch
+edge, ``supernet.init`` starts from another run's weights (stnas.supernet_train)."""
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stnas import dist
+from stnas.config import parse_split, resolve
+from stnas.errors import CheckpointError, ConfigError
+from stnas.space import load_space
+from stnas.supernet import Supernet
+from stnas.supernet_train import initial_weights, sampler, train_supernet
+from stnas.weights import load_weights
+
+from conftest import TRAINED_OVERRIDES
+
+
+@pytest.mark.parametrize("mode", ["topology", "fair", "sandwich"])
+def test_split_fixes_one_edge_and_leaves_the_rest_as_drawn(mode):
+    space = load_space("fashion-mnist")
+    edges = len(space.branch_edges)
+    free = sampler(resolve("fashion-mnist", overrides=[f"supernet.sampling={mode}"]), space)
+    for edge in (0, edges - 1):
+        for side in ("off", "on"):
+            cfg = resolve("fashion-mnist", overrides=[f"supernet.sampling={mode}", f"supernet.split={edge}:{side}"])
+            draw = sampler(cfg, space)
+            for step in range(60):
+                a, b = draw(step), free(step)
+                assert (a.branches[edge] >= 0) == (side == "on")
+                if side == "on":
+                    assert a.branches[edge] in space.branch_edges[edge].allowed
+                assert a.stem == b.stem
+                assert [o for j, o in enumerate(a.branches) if j != edge] == \
+                       [o for j, o in enumerate(b.branches) if j != edge]
+                if (b.branches[edge] >= 0) == (side == "on"):
+                    assert a == b  # already on the right side: the draw is kept as it was
+                assert draw(step) == a  # a pure function of the step
+
+
+def test_split_on_draws_every_op_of_the_edge():
+    space = load_space("fashion-mnist")
+    draw = sampler(resolve("fashion-mnist", overrides=["supernet.split=2:on"]), space)
+    seen = {draw(t).branches[2] for t in range(400)}
+    assert seen == set(space.branch_edges[2].allowed)
+
+
+@given(st.text(max_size=12))
+@settings(max_examples=100, deadline=None)
+def test_bad_split_text_is_a_config_error(text):
+    import re
+
+    m = re.fullmatch(r"\s*(\d{1,4})\s*:\s*(on|off)\s*", text)
+    if m:
+        assert parse_split(text) == (int(m.group(1)), m.group(2) == "on")
+        return
+    with pytest.raises(ConfigError, match="supernet.split"):
+        parse_split(text)
+
+
+@pytest.mark.parametrize("value", ["3", "on", "1:maybe", "-1:on", "[1, 2]", "1:on:2"])
+def test_bad_split_in_a_config_names_the_key(value):
+    with pytest.raises(ConfigError, match="supernet.split"):
+        resolve("digits", overrides=[f"supernet.split={value}"])
+
+
+def test_split_edge_out_of_range_is_refused_before_any_work(tmp_path):
+    space = load_space("digits")
+    n = len(space.branch_edges)
+    cfg = resolve("digits", overrides=[f"supernet.split={n}:on"])
+    with pytest.raises(ConfigError, match=f"has {n} branch edges"):
+        sampler(cfg, space)
+    with pytest.raises(ConfigError, match="branch edges"):
+        train_supernet(cfg, tmp_path / "run", ctx=dist.Context())
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
+def test_init_loads_the_runs_weights_and_refuses_others(trained_run, tmp_path):
+    space = load_space("digits")
+    cfg = resolve("digits", overrides=[f"supernet.init={trained_run}"])
+    state = initial_weights(cfg, space)
+    want, _ = load_weights(trained_run / "supernet.safetensors")
+    assert set(state) == set(want) and all(torch.equal(state[k], want[k]) for k in want)
+    file_cfg = resolve("digits", overrides=[f"supernet.init={trained_run / 'supernet.safetensors'}"])
+    assert all(torch.equal(initial_weights(file_cfg, space)[k], want[k]) for k in want)
+    assert initial_weights(resolve("digits"), space) is None
+    with pytest.raises(ConfigError, match="another space"):
+        initial_weights(resolve("fashion-mnist", overrides=[f"supernet.init={trained_run}"]),
+                        load_space("fashion-mnist"))
+    with pytest.raises(CheckpointError):
+        initial_weights(resolve("digits", overrides=[f"supernet.init={tmp_path}"]), space)
+
+
+def test_a_split_child_trains_from_its_parent(trained_run, tmp_path):
+    over = TRAINED_OVERRIDES + ["supernet.epochs=1", "supernet.lr=0.000001", "supernet.min_lr=0.000001",
+                                "supernet.warmup_epochs=0", "pool.epochs=1", f"supernet.init={trained_run}",
+                                "supernet.split=0:off", "supernet.weight_decay=0"]
+    cfg = resolve("digits", overrides=over)
+    train_supernet(cfg, tmp_path / "child", ctx=dist.Context())
+    child, _ = load_weights(tmp_path / "child" / "supernet.safetensors")
+    parent, _ = load_weights(trained_run / "supernet.safetensors")
+    # a tiny learning rate: the child's conv weights stay next to the parent's, far from a fresh init
+    w = [k for k in parent if k.endswith("weight") and parent[k].dim() == 4]
+    gap = max(float((child[k] - parent[k]).abs().max()) for k in w)
+    torch.manual_seed(0)
+    new = Supernet(load_space("digits")).state_dict()
+    fresh = max(float((new[k] - parent[k]).abs().max()) for k in w)
+    assert gap < 0.05 < fresh
+    assert len(list((tmp_path / "child" / "pool").glob("sample_*.safetensors"))) == 2
+    assert np.isfinite(float(child[w[0]].sum()))
+
+
+def test_fidelity_routes_each_network_to_its_side(trained_run, tmp_path):
+    from conftest import load_experiment
+
+    fid = load_experiment("fidelity")
+    space = load_space("digits")
+    children = []
+    for side in ("off", "on"):
+        over = ["supernet.epochs=1", "pool.epochs=1", f"supernet.init={trained_run}", f"supernet.split=1:{side}"]
+        cfg = resolve("digits", overrides=TRAINED_OVERRIDES + over)
+        train_supernet(cfg, tmp_path / side, ctx=dist.Context())
+        children.append(str(tmp_path / side))
+    few = fid.parse_few_shot([f"fs=1:{children[0]},{children[1]}"], space)
+    assert few == {"fs": (1, children[0], children[1])}
+    rng = np.random.default_rng(3)
+    archs = sorted({str(space.sample(rng)) for _ in range(8)})
+    on = [a for a in archs if space.arch(a).branches[1] >= 0]
+    off = [a for a in archs if space.arch(a).branches[1] < 0]
+    assert on and off
+    cells = fid.score_few_shot(1, children[0], children[1], archs, [1, 2], space)
+    want_off, want_on = fid.score_run(children[0], off, [1, 2]), fid.score_run(children[1], on, [1, 2])
+    for c in ("single/loss", "stabilized@2/top1", "averaged@2/loss"):
+        assert cells[c] == {**want_off[c], **want_on[c]}
+    for bad in (f"fs=1:{children[1]},{children[0]}", f"fs=0:{children[0]},{children[1]}",
+                f"fs=1:{trained_run},{children[1]}", "fs=1:onlyone", "fs"):
+        with pytest.raises(fid.StnasError, match="--few-shot"):
+            fid.parse_few_shot([bad], space)
