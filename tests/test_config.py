@@ -1,6 +1,8 @@
 """Run configuration: layered resolution, key and value checks before any work."""
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from stnas.config import DEFAULTS, check_search, resolve
 from stnas.errors import ConfigError
@@ -93,3 +95,24 @@ def test_cli_choices_are_the_configs():
     assert _cli_choices(["run"], "--optimizer") == choices.OPTIMIZERS
     assert _cli_choices(["supernet", "train"], "--optimizer") == choices.OPTIMIZERS
     assert _cli_choices(["space", "sample"], "--mode") == choices.SAMPLING_MODES
+
+
+@given(st.integers(1, 999), st.integers(-9, 0), st.sampled_from(["e", "E"]), st.booleans())
+@settings(max_examples=40, deadline=None)
+def test_exponent_notation_is_a_number_in_overrides(mantissa, exponent, e, dot):
+    # YAML 1.1 reads "1e-06" (no dot) as a string; the config takes it as the number it says
+    text = f"{mantissa}{'.' if dot else ''}{e}{exponent}"
+    assert resolve("digits", overrides=[f"supernet.lr={text}"])["supernet"]["lr"] == pytest.approx(
+        mantissa * 10.0 ** exponent)
+
+
+def test_exponent_notation_in_a_config_file_and_its_limits(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("supernet:\n  lr: 3e-4\n  epochs: 2e1\n")
+    cfg = resolve("digits", config_file=f)
+    assert cfg["supernet"]["lr"] == pytest.approx(3e-4) and cfg["supernet"]["epochs"] == 20
+    assert isinstance(cfg["supernet"]["epochs"], int)
+    for bad, msg in (("1e-4x", "finite number"), ("1e999", "finite number"), ("2.5e0", "integer")):
+        key = "supernet.epochs" if bad == "2.5e0" else "supernet.lr"
+        with pytest.raises(ConfigError, match=msg):
+            resolve("digits", overrides=[f"{key}={bad}"])

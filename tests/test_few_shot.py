@@ -94,7 +94,7 @@ def test_init_loads_the_runs_weights_and_refuses_others(trained_run, tmp_path):
 
 
 def test_a_split_child_trains_from_its_parent(trained_run, tmp_path):
-    over = TRAINED_OVERRIDES + ["supernet.epochs=1", "supernet.lr=0.000001", "supernet.min_lr=0.000001",
+    over = TRAINED_OVERRIDES + ["supernet.epochs=1", "supernet.lr=1e-6", "supernet.min_lr=1e-6",
                                 "supernet.warmup_epochs=0", "pool.epochs=1", f"supernet.init={trained_run}",
                                 "supernet.split=0:off", "supernet.weight_decay=0"]
     cfg = resolve("digits", overrides=over)

@@ -163,6 +163,9 @@ def _is_number(value: Any) -> bool:
     return abs(value) <= MAX_INT if isinstance(value, int) else math.isfinite(value)
 
 
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
 def _check_type(path: str, default: Any, value: Any) -> Any:
     if value is None:  # null is allowed where the built-in default is null, whatever a preset set
         if default is None or path in _MAY_BE_NULL or path in _NULL_DEFAULT_KINDS:
@@ -173,6 +176,8 @@ def _check_type(path: str, default: Any, value: Any) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"config key {path!r} must be true or false, got {_show(value)}")
     elif (isinstance(default, (int, float)) and kind != "count") or kind in ("number", "integer"):
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if not _is_number(value):
             want = "between -(2**63 - 1) and 2**63 - 1" if isinstance(value, int) else "a finite number"
             raise ConfigError(f"config key {path!r} must be {want}, got {_show(value)}")
