@@ -103,6 +103,8 @@ def _table(plan: dict, done: dict, space) -> dict:
 
 
 def build(args) -> None:
+    if not (0 <= args.band < 1 and args.n >= 2 and args.jobs >= 1 and args.threads >= 0):
+        raise StnasError("need 0 <= --band < 1, --n >= 2, --jobs >= 1, --threads >= 0")
     space = load_space(args.preset)
     cfg = resolve(args.preset, overrides=args.overrides)
     plan = _plan(args, space, cfg)
@@ -266,15 +268,13 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--resamples", type=int, default=2000)
     r.add_argument("--json", help="also write the comparison here")
     args = ap.parse_args(argv)
+    one_line_errors({"build": build, "recipes": recipes, "summary": summary}[args.cmd], args)
+
+
+def one_line_errors(fn, *args) -> None:
+    """Runs ``fn(*args)``; bad input ends in one line on stderr and exit code 2."""
     try:
-        if args.cmd == "build":
-            if not 0 <= args.band < 1 or args.n < 2 or args.jobs < 1 or args.threads < 0:
-                raise StnasError("need 0 <= --band < 1, --n >= 2, --jobs >= 1, --threads >= 0")
-            build(args)
-        elif args.cmd == "recipes":
-            recipes(args)
-        else:
-            summary(args)
+        fn(*args)
     except (StnasError, OSError, ValueError, KeyError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

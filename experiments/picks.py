@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +68,8 @@ def read_picks(spec: str, budgets: list[int]) -> tuple[str, dict[int, str]]:
 
 
 def build(args) -> None:
+    if args.threads < 0:
+        raise StnasError("--threads must be >= 0")
     table = gt._table_file(args.table)
     space = load_space(table["preset"])
     if space.fingerprint != table["space_fingerprint"]:
@@ -170,16 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--json", help="also write the placement here")
     args = ap.parse_args(argv)
-    try:
-        if args.cmd == "build":
-            if args.threads < 0:
-                raise StnasError("--threads must be >= 0")
-            build(args)
-        else:
-            place(args)
-    except (StnasError, OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    gt.one_line_errors(build if args.cmd == "build" else place, args)
 
 
 if __name__ == "__main__":
