@@ -20,7 +20,7 @@ power is 1.
 from __future__ import annotations
 
 import argparse
-import math
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -30,13 +30,16 @@ from scipy import stats
 from stnas.fileio import write_json
 
 
-def tau_to_rho(tau: float) -> float:
-    return math.sin(math.pi * tau / 2)
+def _sibling(name: str):
+    """Another experiment script of this folder, imported as a module."""
+    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
-def _tau(a, b) -> float:
-    t = stats.kendalltau(a, b).statistic
-    return 0.0 if np.isnan(t) else float(t)
+tau_to_rho = _sibling("pass_probability").tau_to_rho  # Greiner's relation
+_tau = _sibling("fidelity")._tau  # Kendall's tau, 0 where undefined (as fidelity.py scores)
 
 
 def correlation(tau_proxy: float, tau_madds: float, tau_cross: float) -> np.ndarray:

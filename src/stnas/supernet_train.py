@@ -71,7 +71,8 @@ def initial_weights(cfg: dict, space) -> dict[str, torch.Tensor] | None:
     state, _ = load_weights(file, what="supernet.init weights")
     if run.space_file.is_file() and run.space().fingerprint != space.fingerprint:
         raise ConfigError(f"supernet.init {src} is a supernet of another space (not {space.name} {space.fingerprint})")
-    want = Supernet(space).state_dict()
+    with torch.device("meta"):  # shapes only: no memory, no draw from the seeded generator
+        want = Supernet(space).state_dict()
     if set(state) != set(want) or any(state[k].shape != want[k].shape for k in want):
         raise ConfigError(f"supernet.init {file}: its tensors do not fit the {space.name} supernet")
     return state
