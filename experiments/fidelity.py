@@ -169,9 +169,9 @@ def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 
 def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
-    """{label: (edge, off run, on run)} of ``LABEL=E:RUN_OFF,RUN_ON``; each child's
-    ``supernet.split`` must be that side of edge E."""
-    from stnas.config import parse_split
+    """{label: (edge, off run, on run)} of ``LABEL=E:RUN_OFF,RUN_ON``; the two runs must be a
+    few-shot pair (``stnas.few_shot.check_children``) of edge E, off child first."""
+    from stnas.few_shot import check_children
 
     out = {}
     for spec in specs:
@@ -180,12 +180,13 @@ def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
         runs = dirs.split(",")
         if not (sep and sep2 and label and edge.isdigit() and len(runs) == 2 and all(runs)):
             raise StnasError(f"--few-shot {spec!r}: expected LABEL=E:RUN_OFF,RUN_ON")
-        e = int(edge)
-        for run, on in zip(runs, (False, True)):
-            split = load_run_config(run)["supernet"].get("split")
-            if split is None or parse_split(split, len(space.branch_edges)) != (e, on):
-                raise StnasError(f"--few-shot {spec!r}: {run} was trained with supernet.split={split}, "
-                                 f"not {e}:{'on' if on else 'off'}")
+        try:
+            e, sides = check_children(runs)
+        except StnasError as exc:
+            raise StnasError(f"--few-shot {spec!r}: {exc}") from None
+        if (e, str(sides[False])) != (int(edge), str(Path(runs[0]))):
+            raise StnasError(f"--few-shot {spec!r}: these runs split edge {e} with {sides[False]} "
+                             f"as its off child, not edge {edge} with {runs[0]}")
         out[label] = (e, runs[0], runs[1])
     return out
 
@@ -193,9 +194,11 @@ def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
 def score_few_shot(edge: int, off_run: str, on_run: str, archs: list[str], ks: list[int],
                    space) -> dict[str, dict[str, float]]:
     """Cells of a few-shot pair: each network scored by the child of its side of ``edge``."""
+    from stnas.few_shot import side
+
     sides = {False: [], True: []}
     for a in archs:
-        sides[load_arch(a, space).branches[edge] >= 0].append(a)
+        sides[side(load_arch(a, space), edge)].append(a)
     parts = [score_run(run, sides[on], ks) for run, on in ((off_run, False), (on_run, True)) if sides[on]]
     names = set.intersection(*(set(p) for p in parts)) if parts else set()
     return {c: {a: v for p in parts for a, v in p[c].items()} for c in sorted(names)}

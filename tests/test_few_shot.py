@@ -112,24 +112,35 @@ def test_a_split_child_trains_from_its_parent(trained_run, tmp_path):
     assert np.isfinite(float(child[w[0]].sum()))
 
 
-def test_fidelity_routes_each_network_to_its_side(trained_run, tmp_path):
+@pytest.fixture(scope="module")
+def children(trained_run, tmp_path_factory):
+    """The two children of branch edge 1 of the trained run: [off run, on run]."""
+    root = tmp_path_factory.mktemp("children")
+    out = []
+    for side in ("off", "on"):
+        over = ["supernet.epochs=1", "pool.epochs=1", f"supernet.init={trained_run}", f"supernet.split=1:{side}"]
+        train_supernet(resolve("digits", overrides=TRAINED_OVERRIDES + over), root / side, ctx=dist.Context())
+        out.append(str(root / side))
+    return out
+
+
+def _both_sides(space, n=8, seed=3):
+    rng = np.random.default_rng(seed)
+    archs = sorted({str(space.sample(rng)) for _ in range(n)})
+    on = [a for a in archs if space.arch(a).branches[1] >= 0]
+    off = [a for a in archs if space.arch(a).branches[1] < 0]
+    assert on and off
+    return archs, off, on
+
+
+def test_fidelity_routes_each_network_to_its_side(children, trained_run):
     from conftest import load_experiment
 
     fid = load_experiment("fidelity")
     space = load_space("digits")
-    children = []
-    for side in ("off", "on"):
-        over = ["supernet.epochs=1", "pool.epochs=1", f"supernet.init={trained_run}", f"supernet.split=1:{side}"]
-        cfg = resolve("digits", overrides=TRAINED_OVERRIDES + over)
-        train_supernet(cfg, tmp_path / side, ctx=dist.Context())
-        children.append(str(tmp_path / side))
     few = fid.parse_few_shot([f"fs=1:{children[0]},{children[1]}"], space)
     assert few == {"fs": (1, children[0], children[1])}
-    rng = np.random.default_rng(3)
-    archs = sorted({str(space.sample(rng)) for _ in range(8)})
-    on = [a for a in archs if space.arch(a).branches[1] >= 0]
-    off = [a for a in archs if space.arch(a).branches[1] < 0]
-    assert on and off
+    archs, off, on = _both_sides(space)
     cells = fid.score_few_shot(1, children[0], children[1], archs, [1, 2], space)
     want_off, want_on = fid.score_run(children[0], off, [1, 2]), fid.score_run(children[1], on, [1, 2])
     for c in ("single/loss", "stabilized@2/top1", "averaged@2/loss"):
@@ -138,3 +149,97 @@ def test_fidelity_routes_each_network_to_its_side(trained_run, tmp_path):
                 f"fs=1:{trained_run},{children[1]}", "fs=1:onlyone", "fs"):
         with pytest.raises(fid.StnasError, match="--few-shot"):
             fid.parse_few_shot([bad], space)
+
+
+def test_few_shot_scorer_scores_each_network_with_its_sides_child(children):
+    from stnas.few_shot import FewShotScorer, check_children
+    from stnas.proxy import Proxy
+
+    space = load_space("digits")
+    archs, off, on = _both_sides(space, n=10, seed=5)
+    edge, sides = check_children(children[::-1])  # either order
+    assert edge == 1 and [str(sides[False]), str(sides[True])] == children
+    scorer = FewShotScorer({s: Proxy(r) for s, r in sides.items()}, edge)
+    got = scorer.score(archs[::-1])
+    assert [g.arch for g in got] == archs[::-1]
+    by_arch = {g.arch: g for g in got}
+    for run, part in zip(children, (off, on)):
+        for want in Proxy(run).score(part):  # a fresh proxy: read from the cache the scorer wrote
+            assert by_arch[want.arch].score == want.score and by_arch[want.arch].per_sample == want.per_sample
+    one = scorer.score(archs, samples=1)
+    assert all(len(s.per_sample) == 1 for s in one)
+    assert {a: s.score for a, s in zip(archs, one)} == {a: by_arch[a].per_sample[0] for a in archs}
+    assert scorer.settings["few_shot_edge"] == 1 and scorer.settings["children"]["on"] == children[1]
+    from stnas.config import load_run_config
+
+    other = load_run_config(children[1])
+    other["proxy"]["recal_batches"] = 1
+    with pytest.raises(ConfigError, match="differ in proxy settings"):
+        FewShotScorer({False: Proxy(children[0]), True: Proxy(children[1], cfg=other)}, 1)
+
+
+def _edited_copy(run, dest, **changes):
+    """A copy of ``run`` whose config.yaml has top-level or dotted ``changes``."""
+    import shutil
+
+    from stnas.verified import read_yaml, write_yaml
+
+    shutil.copytree(run, dest)
+    cfg = read_yaml(dest / "config.yaml")
+    for key, value in changes.items():
+        *path, last = key.split("__")
+        node = cfg
+        for part in path:
+            node = node[part]
+        node[last] = value
+    write_yaml(dest / "config.yaml", cfg)
+    return dest
+
+
+def test_a_bad_few_shot_pair_is_refused_with_what_is_wrong(children, trained_run, tmp_path):
+    from pathlib import Path
+
+    from stnas.few_shot import check_children
+
+    off, on = children
+    other_seed = _edited_copy(Path(on), tmp_path / "seed", seed=7)
+    other_edge = _edited_copy(Path(on), tmp_path / "edge", supernet__split="2:on")
+    other_data = _edited_copy(Path(on), tmp_path / "data", data__val_limit=60)
+    cases = [([off], "two children"), ([off, on, on], "two children"), ([off, off], "both trained on side E:off"),
+             ([trained_run, on], "not trained with supernet.split"), ([off, other_edge], "different branch edges"),
+             ([off, other_seed], "seed"), ([off, other_data], "data settings")]
+    for runs, msg in cases:
+        with pytest.raises(ConfigError, match=msg):
+            check_children(runs)
+
+
+def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run, tmp_path):
+    import json
+
+    from stnas.few_shot import side
+
+    from conftest import run_cli
+
+    space = load_space("digits")
+    out = tmp_path / "fs_search"
+    args = ["--algorithm", "random", "--budget", "300k", "--out", out, "search.random_samples=6",
+            "search.population=6"]
+    res = run_cli(["search", children[0], "--few-shot", children[1], *args])
+    assert res.returncode == 0, res.stderr
+    summary = json.loads((out / "search.json").read_text())
+    assert summary["proxy_settings"]["children"] == {"off": children[0], "on": children[1]}
+    history = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    assert len(history) == 6 and {side(space.arch(r["arch"]), 1) for r in history} == {False, True}
+    from stnas.proxy import Proxy
+
+    for rec in history:
+        run = children[side(space.arch(rec["arch"]), 1)]
+        assert rec["score"] == Proxy(run).score([rec["arch"]])[0].score
+    # a plain search may not replace it, and a bad pair does no work
+    res = run_cli(["search", children[0], *args])
+    assert res.returncode == 2 and "other settings" in res.stderr
+    bad = run_cli(["search", children[0], "--few-shot", children[0], "--out", tmp_path / "bad", "--budget", "400k"])
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "side E:off" in bad.stderr
+    assert not (tmp_path / "bad").exists()
+    unsplit = run_cli(["search", trained_run, "--few-shot", children[1], "--out", tmp_path / "bad"])
+    assert unsplit.returncode == 2 and "supernet.split" in unsplit.stderr and not (tmp_path / "bad").exists()

@@ -21,6 +21,9 @@ def register(sub) -> None:
                                    "share one search. Scores are cached in the run, so an interrupted search "
                                    "rerun with the same settings replays without rescoring.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `stnas supernet train`")
+    p.add_argument("--few-shot", metavar="RUN_DIR_2",
+                   help="few-shot search: RUN_DIR and RUN_DIR_2 are the two children of one split "
+                        "(supernet.split=E:off and E:on), each architecture scored by its side's")
     p.add_argument("--budget", type=count_list, metavar="B[,B...]",
                    help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
     p.add_argument("--algorithm", choices=SEARCH_ALGORITHMS, help="config: search.algorithm")
@@ -40,19 +43,22 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_search)
 
 
-def search_config(args) -> dict:
-    """The run's config with the search's flags, --config file and overrides applied."""
+def search_config(args, run_dir=None) -> dict:
+    """The config of ``run_dir`` (default RUN_DIR) with the search's flags, --config file and
+    overrides applied."""
     from stnas.config import apply_layers, load_run_config, user_layers
 
     flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
              "search.generations": args.generations, "search.population": args.population,
              "search.max_params": args.max_params, "device": args.device,
              "data.root": args.data_root, **latency_flags(args)}
-    return apply_layers(load_run_config(args.run_dir), user_layers(args.config, flags, args.overrides),
+    return apply_layers(load_run_config(run_dir or args.run_dir), user_layers(args.config, flags, args.overrides),
                         allowed=_ADJUSTABLE, context="after supernet training")
 
 
 def cmd_search(args) -> int:
+    from contextlib import ExitStack
+
     from stnas import dist
     from stnas.format import budget_label, fmt_count
     from stnas.rundir import RunDir
@@ -60,6 +66,13 @@ def cmd_search(args) -> int:
 
     cfg = search_config(args)
     run = Path(args.run_dir)
+    runs = [run]
+    if args.few_shot is not None:
+        from stnas.few_shot import check_children
+
+        edge, sides = check_children([run, args.few_shot])
+        runs.append(Path(args.few_shot))
+        child_cfgs = {on: search_config(args, r) for on, r in sides.items()}
     se = cfg["search"]
     space = RunDir(run).space()
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
@@ -72,8 +85,16 @@ def cmd_search(args) -> int:
 
     ctx = dist.setup(cfg["device"])
     try:
-        with RunDir(run).lock(ctx.is_main):  # the search writes the run's proxy cache
-            proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
+        with ExitStack() as stack:
+            for r in runs:  # the search writes the runs' proxy caches
+                stack.enter_context(RunDir(r).lock(ctx.is_main))
+            if args.few_shot is None:
+                proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
+            else:
+                from stnas.few_shot import FewShotScorer
+
+                proxy = FewShotScorer({on: Proxy(sides[on], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
+                                       for on, c in child_cfgs.items()}, edge)
             seed = cfg["seed"] if args.seed is None else args.seed
             res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
                          progress=ctx.is_main and cfg["supernet"].get("progress", True),
