@@ -26,6 +26,9 @@ percentile of its top 3. ``--contrast A:B`` (repeatable) adds, for every cell th
 B share (``A single/loss`` with ``B single/loss`` ...), the paired interval of (tau_A - tau_B).
 ``--few-shot LABEL=E:RUN_OFF,RUN_ON`` scores a few-shot pair (two ``supernet.split``
 children of branch edge E): each network by the child of its side, as one set of cells.
+``--mix CELL`` (repeatable) adds ``CELL+madds``: the mean of the cell's within-budget rank and
+MAdds' (equal weights, nothing fitted), which beats MAdds only if the proxy knows something
+MAdds does not.
 """
 
 from __future__ import annotations
@@ -148,6 +151,11 @@ def baselines(table: dict, space) -> dict[str, dict[str, float]]:
     return out
 
 
+def rank_mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The mean of the ranks of ``a`` and of ``b`` (average ranks for ties; high = high)."""
+    return (stats.rankdata(a) + stats.rankdata(b)) / 2
+
+
 def truth_of(row: dict, metric: str) -> float | None:
     vals = [s["top1"] if metric == "top1" else -s["test_loss"] for s in row["seeds"].values()]
     return float(np.mean(vals)) if vals else None
@@ -238,6 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--resamples", type=int, default=2000)
     ap.add_argument("--contrast", action="append", default=[], metavar="A:B",
                     help="paired interval of tau(A) - tau(B) for every cell runs A and B share")
+    ap.add_argument("--mix", action="append", default=[], metavar="CELL",
+                    help="add CELL+madds, the mean of CELL's and MAdds' within-budget ranks, e.g. "
+                         "'sgld-T1 stabilized@8/loss'")
     ap.add_argument("--out", help="write the result JSON here")
     ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
@@ -259,6 +270,10 @@ def main(argv: list[str] | None = None) -> None:
             if not sep or a not in labels or b not in labels:
                 raise StnasError(f"--contrast {spec!r}: expected A:B with two labels of --runs or --few-shot "
                                  f"({', '.join(labels)})")
+        for c in args.mix:  # a cell of a named run or a baseline, before any scoring
+            if c not in BASELINES and c.split(" ")[0] not in labels:
+                raise StnasError(f"--mix {c!r}: expected a baseline ({', '.join(BASELINES)}) or LABEL CELL "
+                                 f"with a label of --runs or --few-shot ({', '.join(labels)})")
         cells = baselines(table, space)
         for label, (run_dir, sets) in runs.items():
             scored = score_run(run_dir, archs, ks, sets)
@@ -267,6 +282,9 @@ def main(argv: list[str] | None = None) -> None:
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
         for label, (edge, off_run, on_run) in few.items():
             cells |= {f"{label} {c}": v for c, v in score_few_shot(edge, off_run, on_run, archs, ks, space).items()}
+        for c in args.mix:
+            if c not in cells:
+                raise StnasError(f"--mix {c!r}: no such cell (cells: {', '.join(sorted(cells))})")
         pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]
         result = {"table": args.table, "truth": args.truth, "runs": args.runs, "budgets": {}}
         for b in table["budgets"]:
@@ -275,6 +293,7 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             truth = np.array([truth_of(r, args.truth) for r in group])
             vals = {c: np.array([v[r["arch"]] for r in group]) for c, v in cells.items()}
+            vals |= {f"{c}+madds": rank_mix(vals[c], vals["madds"]) for c in args.mix}
             res = compare(vals, truth, args.resamples, contrasts=pairs)
             diffs = {k: res.pop(k) for k in [f"{x} - {y}" for x, y in pairs]}
             result["budgets"][str(b)] = {"n": len(group), "cells": res, "contrasts": diffs}

@@ -83,6 +83,15 @@ def test_compare_pairs_cells_with_madds():
     assert res["oracle"]["diff_vs_madds"] == pytest.approx(1.0 - res["madds"]["tau"])
 
 
+def test_rank_mix_by_hand():
+    a, b = np.array([0.1, 0.5, 0.3, 0.9]), np.array([40.0, 10.0, 30.0, 20.0])
+    # ranks of a: 1 3 2 4; of b: 4 1 3 2
+    assert fid.rank_mix(a, b).tolist() == [2.5, 2.0, 2.5, 3.0]
+    assert fid.rank_mix(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])).tolist() == [1.25, 1.75, 3.0]
+    truth = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert fid._tau(fid.rank_mix(truth, truth), truth) == pytest.approx(1.0)
+
+
 def test_contrasts_are_paired_differences_between_runs():
     rng = np.random.default_rng(1)
     truth = rng.normal(size=10)
@@ -194,18 +203,20 @@ def test_cli_scores_runs_with_contrasts_and_checks_labels_first(trained_copy, tm
     cache = trained_copy / "proxy_cache.jsonl"
     before = cache.read_bytes() if cache.exists() else b""
     capsys.readouterr()
-    for bad in (["--contrast", "a:zzz"], ["--contrast", "a"]):
+    for bad in (["--contrast", "a:zzz"], ["--contrast", "a"], ["--mix", "zzz single/loss"], ["--mix", "flops"]):
         with pytest.raises(SystemExit) as e:
             fid.main(base + ["--runs", f"{trained_copy}:a", f"{trained_copy}:b:proxy.recal_batches=1"] + bad)
-        assert e.value.code == 2 and "--contrast" in capsys.readouterr().err
+        assert e.value.code == 2 and bad[0] in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         fid.main(base + ["--runs", f"{trained_copy}:a", f"{tmp_path}/nothing:b"])
     assert e.value.code == 2 and len(capsys.readouterr().err.strip().splitlines()) == 1
     assert (cache.read_bytes() if cache.exists() else b"") == before  # refused before any scoring
     fid.main(base + ["--runs", f"{trained_copy}:a", f"{trained_copy}:b:proxy.recal_batches=1",
-                     "--contrast", "a:b", "--out", str(tmp_path / "f.json"), "--markdown", str(tmp_path / "f.md")])
+                     "--contrast", "a:b", "--mix", "a single/loss", "--mix", "params",
+                     "--out", str(tmp_path / "f.json"), "--markdown", str(tmp_path / "f.md")])
     res = json.loads((tmp_path / "f.json").read_text())["budgets"]["200000"]
     assert res["n"] == 4 and {"madds", "a single/loss", "b stabilized@2/top1"} <= set(res["cells"])
+    assert {"a single/loss+madds", "params+madds"} <= set(res["cells"])
     diff = res["contrasts"]["a single/loss - b single/loss"]
     assert diff["diff"] == pytest.approx(res["cells"]["a single/loss"]["tau"] - res["cells"]["b single/loss"]["tau"])
     md = (tmp_path / "f.md").read_text()
