@@ -36,24 +36,24 @@ def check_children(runs: Sequence[str | Path]) -> tuple[int, dict[bool, Path]]:
     if len(runs) != 2:
         raise ConfigError(f"a few-shot search takes the two children of one split (E:off and E:on), "
                           f"got {len(runs)} run directories")
-    edges, sides, cfgs = set(), {}, []
+    edges, sides, cfgs, spaces = set(), {}, [], []
     for run in runs:
-        cfg = load_run_config(run)
+        cfg, space = load_run_config(run), RunDir(run).space()
         split = cfg["supernet"].get("split")
         if split is None:
             raise ConfigError(f"{run} was not trained with supernet.split: a few-shot search takes two "
                               f"children trained with supernet.split=E:off and E:on")
-        edge, on = parse_split(split, len(RunDir(run).space().branch_edges))
+        edge, on = parse_split(split, len(space.branch_edges))
         if on in sides:
             raise ConfigError(f"{sides[on]} and {run} were both trained on side E:{'on' if on else 'off'}: "
                               f"a few-shot search needs one child of each side")
         edges.add(edge)
         sides[on] = run
         cfgs.append(cfg)
+        spaces.append(space.fingerprint)
     if len(edges) > 1:
         raise ConfigError(f"{runs[0]} and {runs[1]} split different branch edges ({sorted(edges)}): "
                           f"a few-shot pair splits one edge")
-    spaces = [RunDir(r).space().fingerprint for r in runs]
     for what, a, b in (("search space", *spaces), ("seed", cfgs[0]["seed"], cfgs[1]["seed"]),
                        ("data settings", cfgs[0]["data"], cfgs[1]["data"])):
         if a != b:
@@ -83,10 +83,6 @@ class FewShotScorer:
         self.space, self.mode, self.metric = off.space, off.mode, off.metric
         self.settings = {**off.settings, "few_shot_edge": edge,
                          "children": {"off": str(off.run_dir), "on": str(on.run_dir)}}
-
-    @property
-    def evaluations(self) -> int:
-        return sum(p.evaluations for p in self.children.values())
 
     def score(self, archs, mode: str | None = None, samples: int | None = None) -> list[Score]:
         """Scores ``archs`` in order, each by the child of its side (``Proxy.score``'s

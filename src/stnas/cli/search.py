@@ -66,13 +66,12 @@ def cmd_search(args) -> int:
 
     cfg = search_config(args)
     run = Path(args.run_dir)
-    runs = [run]
+    sides = {None: run}  # a plain search: one run; a few-shot one: {False: off child, True: on child}
     if args.few_shot is not None:
         from stnas.few_shot import check_children
 
         edge, sides = check_children([run, args.few_shot])
-        runs.append(Path(args.few_shot))
-        child_cfgs = {on: search_config(args, r) for on, r in sides.items()}
+        cfgs = {on: cfg if r == run else search_config(args, r) for on, r in sides.items()}
     se = cfg["search"]
     space = RunDir(run).space()
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
@@ -86,7 +85,7 @@ def cmd_search(args) -> int:
     ctx = dist.setup(cfg["device"])
     try:
         with ExitStack() as stack:
-            for r in runs:  # the search writes the runs' proxy caches
+            for r in sides.values():  # the search writes the runs' proxy caches
                 stack.enter_context(RunDir(r).lock(ctx.is_main))
             if args.few_shot is None:
                 proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
@@ -94,7 +93,7 @@ def cmd_search(args) -> int:
                 from stnas.few_shot import FewShotScorer
 
                 proxy = FewShotScorer({on: Proxy(sides[on], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
-                                       for on, c in child_cfgs.items()}, edge)
+                                       for on, c in cfgs.items()}, edge)
             seed = cfg["seed"] if args.seed is None else args.seed
             res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
                          progress=ctx.is_main and cfg["supernet"].get("progress", True),
