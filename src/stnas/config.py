@@ -64,8 +64,11 @@ DEFAULTS: dict[str, Any] = {
     # optimizer: of the closing sampling phase (sgld | sgd); the epochs before it use SGD.
     # sampling: topology | architecture | density | fair | sandwich (see SearchSpace.sample_at)
     # split: "E:off" | "E:on": a few-shot sub-supernet that trains only architectures whose
-    # branch edge E is off (on); init: a run directory whose supernet weights start this one
-    "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True, split=None, init=None),
+    # branch edge E is off (on); init: a run directory whose supernet weights start this one;
+    # kernel_sharing: an edge's MBConvs that differ only in kernel size share one module, the
+    # smaller kernels the centre of the largest (OFA's elastic kernel; stnas.ops.NestedKernelMBConv)
+    "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True, split=None, init=None,
+                     kernel_sharing=False),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
         "noise_scale": None,  # replaces 2T/N when set

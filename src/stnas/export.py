@@ -238,7 +238,7 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
     if set(tensors) == set(net.state_dict()):  # a standalone model's weights
         _load_into(net, tensors, path, f"architecture {arch}")
         return net.eval()
-    supernet = Supernet(space)
+    supernet = Supernet.fitting(space, tensors) or Supernet(space)  # plain or kernel-sharing, by its names
     _load_into(supernet, tensors, path, f"the supernet of space {space.name!r}")
     return supernet.extract(arch).eval()
 

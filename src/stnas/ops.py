@@ -30,7 +30,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
 from torch import nn
+from torch.nn import functional as F
 
 from stnas.errors import SpaceError
 
@@ -139,6 +141,54 @@ class MBConv(nn.Module):
         return x + y if self.use_residual else y
 
 
+class NestedKernelMBConv(MBConv):
+    """The MBConvs of one edge that differ only in kernel size, as one module: an MBConv at
+    the largest kernel whose smaller kernels are the centre of its depthwise weight, with
+    the 1x1 convolutions and BNs shared by all (OFA's elastic kernel, without its kernel
+    transformation matrices). ``forward(x, kernel)`` runs one kernel size; its
+    ``sub_state(kernel)`` is the state dict of the standalone ``MBConv`` of that kernel."""
+
+    def __init__(self, c_in: int, c_out: int, kernels: tuple[int, ...], expand: int, stride: int,
+                 act: str = "relu6", residual: bool = True):
+        super().__init__(c_in, c_out, max(kernels), expand, stride, act, residual)
+        self.kernels = tuple(sorted(set(kernels)))
+
+    def _crop(self, kernel: int) -> tuple[slice, slice]:
+        if kernel not in self.kernels:
+            raise ValueError(f"kernel {kernel} is not one of this module's {self.kernels}")
+        c = (max(self.kernels) - kernel) // 2
+        return slice(c, c + kernel), slice(c, c + kernel)
+
+    def forward(self, x, kernel: int | None = None):
+        kernel = max(self.kernels) if kernel is None else kernel
+        conv, rest = self.depthwise[0], self.depthwise[1:]
+        rows, cols = self._crop(kernel)
+        y = x if self.pool is None else self.pool(x)
+        if self.expand is not None:
+            y = self.expand(y)
+        y = F.conv2d(y, conv.weight[:, :, rows, cols], None, conv.stride, kernel // 2, 1, conv.groups)
+        y = self.project(rest(y))
+        return x + y if self.use_residual else y
+
+    def sub_state(self, kernel: int) -> dict[str, torch.Tensor]:
+        """The standalone ``MBConv(kernel)`` state dict (the depthwise weight a view of the centre)."""
+        rows, cols = self._crop(kernel)
+        state = self.state_dict()
+        state["depthwise.0.weight"] = state["depthwise.0.weight"][:, :, rows, cols]
+        return state
+
+    def load_sub_state(self, kernel: int, state: dict[str, torch.Tensor]) -> None:
+        """Writes a standalone ``MBConv(kernel)`` state dict in: the shared tensors whole, its
+        depthwise weight into the centre (the outer ring of a larger kernel is kept)."""
+        rows, cols = self._crop(kernel)
+        full = self.state_dict()
+        w = full["depthwise.0.weight"].clone()
+        if state.get("depthwise.0.weight") is None or state["depthwise.0.weight"].shape != w[:, :, rows, cols].shape:
+            raise ValueError(f"depthwise weight does not fit kernel {kernel}")
+        w[:, :, rows, cols] = state["depthwise.0.weight"]
+        self.load_state_dict({**state, "depthwise.0.weight": w})
+
+
 class Conv1x1(nn.Module):
     """Pool by the stride, then a 1x1 conv with BN."""
 
@@ -160,3 +210,19 @@ def build_op(spec: OpSpec, c_in: int, c_out: int, stride: int, act: str = "relu6
     if spec.kind == "conv1x1":
         return Conv1x1(c_in, c_out, stride)
     return MBConv(c_in, c_out, spec.kernel, spec.expand, stride, act, residual)
+
+
+def kernel_groups(specs: dict[int, OpSpec]) -> dict[int, tuple[int, int]]:
+    """{op index: (index of its group's largest-kernel op, its kernel)} for the MBConvs of
+    ``specs`` (an edge's allowed ops) that share an expansion with another kernel size;
+    the ops of a group become one :class:`NestedKernelMBConv`. Other ops are left out."""
+    by_expand: dict[int, list[int]] = {}
+    for o, s in specs.items():
+        if s.kind == "mb":
+            by_expand.setdefault(s.expand, []).append(o)
+    out = {}
+    for ops in by_expand.values():
+        if len({specs[o].kernel for o in ops}) > 1:
+            top = max(ops, key=lambda o: (specs[o].kernel, -o))
+            out.update({o: (top, specs[o].kernel) for o in ops})
+    return out

@@ -32,7 +32,18 @@ from stnas.arch import Arch, from_json, from_string, read_source
 from stnas.choices import SAMPLING_MODES
 from stnas.config import load_preset
 from stnas.errors import ArchError, SpaceError
-from stnas.ops import ACTIVATIONS, OpSpec, build_op, conv_bn, op_allowed, op_cost, out_size, parse_op
+from stnas.ops import (
+    ACTIVATIONS,
+    NestedKernelMBConv,
+    OpSpec,
+    build_op,
+    conv_bn,
+    kernel_groups,
+    op_allowed,
+    op_cost,
+    out_size,
+    parse_op,
+)
 from stnas.presets import list_presets
 
 __all__ = ["SAMPLING_MODES", "Edge", "SearchSpace", "list_presets", "load_arch", "load_preset", "load_space"]
@@ -425,6 +436,19 @@ class SearchSpace:
     def build_branch_op(self, k: int, op: int) -> nn.Module:
         b = self.branch_edges[k]
         return build_op(self.branch_ops[op], b.c_in, b.c_out, b.stride, self.activation, residual=False)
+
+    def kernel_groups(self, branch: bool, k: int) -> dict[int, tuple[int, int]]:
+        """{op: (its group's largest-kernel op, its kernel)} of stem edge ``k`` (or branch
+        edge ``k``): the allowed MBConvs that share an expansion with another kernel size."""
+        e, ops = (self.branch_edges[k], self.branch_ops) if branch else (self.stem_edges[k], self.ops)
+        return kernel_groups({o: ops[o] for o in e.allowed})
+
+    def build_nested_op(self, branch: bool, k: int, top: int) -> NestedKernelMBConv:
+        """The :class:`NestedKernelMBConv` of the kernel group whose largest-kernel op is ``top``."""
+        e, ops = (self.branch_edges[k], self.branch_ops) if branch else (self.stem_edges[k], self.ops)
+        kernels = tuple(kern for t, kern in self.kernel_groups(branch, k).values() if t == top)
+        return NestedKernelMBConv(e.c_in, e.c_out, kernels, ops[top].expand, e.stride, self.activation,
+                                  residual=not branch)
 
     # ---------------------------------------------------------------- architectures
     def arch(self, source: Arch | str | Path, context: str = "") -> Arch:

@@ -1,16 +1,23 @@
 """The weight-sharing supernet (hypernetwork) of a search space.
 
-Every allowed op of every stem edge and every allowed branch op of every branch edge
-owns its own weights (the SPOS scheme: no kernel sharing across kernel sizes or
-expansions). The stem and head are fixed and shared by all architectures. Modules are
-built by the space's builders, so a supernet slot is the very module a standalone
-:class:`stnas.model.Network` holds, and the names map one to one::
+Every allowed op of every stem edge and every allowed branch op of every branch edge owns
+its own weights (the SPOS scheme: no kernel sharing across kernel sizes or expansions),
+unless ``kernel_sharing`` is set: then the MBConvs of an edge that differ only in kernel
+size are one :class:`stnas.ops.NestedKernelMBConv` (OFA's elastic kernel), held under the
+op index of its largest kernel, and a smaller kernel runs the centre of its depthwise
+weight with the same 1x1 convolutions and BNs. The stem and head are fixed and shared by
+all architectures. Modules are built by the space's builders, so a supernet slot is the
+very module a standalone :class:`stnas.model.Network` holds, and the names map one to
+one::
 
     standalone Network          supernet
     stem.*                      stem.*
     edges.{k}.*                 edges.{k}.{op}.*          (op: index in space.ops)
     branches.{i_j}.*            branches.{i_j}.{op}.*     (op: index in space.branch_ops)
     head.*                      head.*
+
+(with ``kernel_sharing``, a grouped op's slot is ``edges.{k}.{top}``, ``top`` the index of
+its group's largest-kernel op; ``extract`` crops the depthwise weight to the op's kernel).
 
 API in the shape of OFA: ``sample_active`` / ``set_active`` / ``active``, and
 ``extract(arch)`` returns a standalone network carrying copies of the inherited weights.
@@ -28,6 +35,7 @@ same subset of parameters gets gradients on every rank (stnas.dist averages them
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from functools import partial
 
 import numpy as np
 import torch
@@ -51,20 +59,40 @@ class Supernet(nn.Module):
             ``str(op index)`` over the branch edge's allowed ops.
     """
 
-    def __init__(self, space: SearchSpace | str):
+    def __init__(self, space: SearchSpace | str, kernel_sharing: bool = False):
         super().__init__()
         space = load_space(space)
         self.space = space
+        self.kernel_sharing = bool(kernel_sharing)
+        self._groups: dict[str, dict[int, tuple[int, int]]] = {}  # slot prefix -> {op: (top, kernel)}
+
+        def slot(prefix: str, branch: bool, k: int, allowed) -> nn.ModuleDict:
+            groups = space.kernel_groups(branch, k) if self.kernel_sharing else {}
+            self._groups[prefix] = groups
+            build = space.build_branch_op if branch else space.build_stem_op
+            return nn.ModuleDict({str(o): space.build_nested_op(branch, k, o) if o in groups else build(k, o)
+                                  for o in allowed if groups.get(o, (o,))[0] == o})
+
         self.stem = space.build_stem()
-        self.edges = nn.ModuleList(
-            nn.ModuleDict({str(o): space.build_stem_op(k, o) for o in e.allowed})
-            for k, e in enumerate(space.stem_edges))
+        self.edges = nn.ModuleList(slot(f"edges.{k}", False, k, e.allowed) for k, e in enumerate(space.stem_edges))
         self.branches = nn.ModuleDict({
-            branch_key(b.src, b.dst): nn.ModuleDict({str(o): space.build_branch_op(k, o) for o in b.allowed})
+            branch_key(b.src, b.dst): slot(f"branches.{branch_key(b.src, b.dst)}", True, k, b.allowed)
             for k, b in enumerate(space.branch_edges)})
         self.head = space.build_head()
         init_weights(self)
         self._active: Arch | None = None
+
+    @classmethod
+    def fitting(cls, space: SearchSpace | str, names) -> Supernet | None:
+        """A supernet of ``space`` whose state dict has exactly these tensor ``names`` (plain
+        or kernel-sharing), or None when neither layout has them."""
+        names = set(names)
+        for sharing in (False, True):
+            with torch.device("meta"):
+                fits = set(cls(space, sharing).state_dict()) == names
+            if fits:
+                return cls(space, sharing)
+        return None
 
     # ------------------------------------------------------------ architectures
     def _check(self, arch: Arch | str | None) -> Arch:
@@ -108,32 +136,44 @@ class Supernet(nn.Module):
     def forward(self, x: torch.Tensor, arch: Arch | str | None = None) -> torch.Tensor:
         """Logits of ``arch`` (default: the active one); nothing unchosen is computed."""
         arch = self._check(arch)
-        edges = [self.edges[k][str(o)] for k, o in enumerate(arch.stem)]
+        edges = [self._op(self.edges[k], f"edges.{k}", o) for k, o in enumerate(arch.stem)]
         incoming: dict[int, list[tuple[int, nn.Module]]] = {}
         for b, o in zip(self.space.branch_edges, arch.branches):
             if o >= 0:
-                incoming.setdefault(b.dst, []).append((b.src, self.branches[branch_key(b.src, b.dst)][str(o)]))
+                key = branch_key(b.src, b.dst)
+                incoming.setdefault(b.dst, []).append((b.src, self._op(self.branches[key], f"branches.{key}", o)))
         return self.head(forward_nodes(self.stem(x), edges, incoming))
 
+    def _op(self, slot: nn.ModuleDict, prefix: str, o: int):
+        """The module (or, for a kernel group, the module at the op's kernel) that runs op ``o``."""
+        top, kernel = self._groups[prefix].get(o, (o, None))
+        return slot[str(top)] if kernel is None else partial(slot[str(top)], kernel=kernel)
+
     # ------------------------------------------------------------ weights
-    def _slots(self, arch: Arch) -> Iterator[tuple[str, str]]:
-        """(standalone module name, supernet module name) for every module of ``arch``."""
-        yield "stem", "stem"
-        for k, o in enumerate(arch.stem):
-            yield f"edges.{k}", f"edges.{k}.{o}"
-        for b, o in zip(self.space.branch_edges, arch.branches):
-            if o >= 0:
-                key = branch_key(b.src, b.dst)
-                yield f"branches.{key}", f"branches.{key}.{o}"
-        yield "head", "head"
+    def _slots(self, arch: Arch) -> Iterator[tuple[str, str, int | None]]:
+        """(standalone module name, supernet module name, kernel) for every module of
+        ``arch``; the kernel is None unless the module is a kernel group's."""
+        yield "stem", "stem", None
+        slots = [(f"edges.{k}", o) for k, o in enumerate(arch.stem)]
+        slots += [(f"branches.{branch_key(b.src, b.dst)}", o) for b, o in zip(self.space.branch_edges, arch.branches)
+                  if o >= 0]
+        for prefix, o in slots:
+            top, kernel = self._groups[prefix].get(o, (o, None))
+            yield prefix, f"{prefix}.{top}", kernel
+        yield "head", "head", None
+
+    def _state(self, name: str, kernel: int | None) -> dict[str, torch.Tensor]:
+        module = self.get_submodule(name)
+        return module.state_dict() if kernel is None else module.sub_state(kernel)
 
     def arch_state_dict(self, arch: Arch | str) -> dict[str, torch.Tensor]:
         """The state dict (parameters and BN buffers) of ``arch``'s modules, with supernet
-        names. Like ``state_dict()``, the tensors share storage with the supernet."""
+        names. Like ``state_dict()``, the tensors share storage with the supernet (a kernel
+        group's depthwise weight is a view of its centre)."""
         arch = self._check(arch)
         out: dict[str, torch.Tensor] = {}
-        for _, name in self._slots(arch):
-            for n, t in self.get_submodule(name).state_dict().items():
+        for _, name, kernel in self._slots(arch):
+            for n, t in self._state(name, kernel).items():
                 out[f"{name}.{n}"] = t
         return out
 
@@ -145,8 +185,8 @@ class Supernet(nn.Module):
         ref = next(self.parameters())
         net = build_model(arch).to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
-            for sub, name in self._slots(arch):
-                net.get_submodule(sub).load_state_dict(self.get_submodule(name).state_dict())
+            for sub, name, kernel in self._slots(arch):
+                net.get_submodule(sub).load_state_dict(self._state(name, kernel))
         return net
 
     def load_subnet_state(self, arch: Arch | str, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -158,10 +198,10 @@ class Supernet(nn.Module):
         """
         arch = self._check(arch)
         slots = list(self._slots(arch))
-        parts: dict[str, dict[str, torch.Tensor]] = {sub: {} for sub, _ in slots}
+        parts: dict[str, dict[str, torch.Tensor]] = {sub: {} for sub, _, _ in slots}
         unexpected = []
         for key, t in state_dict.items():
-            sub = next((s for s, _ in slots if key.startswith(s + ".")), None)
+            sub = next((s for s, _, _ in slots if key.startswith(s + ".")), None)
             if sub is None:
                 unexpected.append(key)
             else:
@@ -169,7 +209,7 @@ class Supernet(nn.Module):
         if unexpected:
             raise CheckpointError(f"state dict does not fit architecture {arch}: unexpected key(s) "
                                   f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-        for sub, name in slots:
+        for sub, name, kernel in slots:
             module = self.get_submodule(name)
             have, want = set(parts[sub]), set(module.state_dict())
             if have != want:
@@ -178,8 +218,11 @@ class Supernet(nn.Module):
                 raise CheckpointError(f"state dict does not fit architecture {arch}: missing "
                                       f"{missing[:5]}, unexpected {extra[:5]}")
             try:
-                module.load_state_dict(parts[sub])
-            except RuntimeError as exc:
+                if kernel is None:
+                    module.load_state_dict(parts[sub])
+                else:
+                    module.load_sub_state(kernel, parts[sub])
+            except (RuntimeError, ValueError) as exc:
                 raise CheckpointError(f"state dict does not fit architecture {arch}: "
                                       f"{state_dict_detail(exc)}") from None
 
@@ -192,6 +235,7 @@ class Supernet(nn.Module):
         s = self.space
         n_stem = sum(len(e.allowed) for e in s.stem_edges)
         n_br = sum(len(b.allowed) for b in s.branch_edges)
-        return (f"Supernet(space={s.name!r}, stem_edges={s.num_edges} ({n_stem} ops), "
+        sharing = ", kernel_sharing=True" if self.kernel_sharing else ""
+        return (f"Supernet(space={s.name!r}{sharing}, stem_edges={s.num_edges} ({n_stem} ops), "
                 f"branch_edges={len(s.branch_edges)} ({n_br} ops), params={self.num_params_total():,}, "
                 f"active={str(self._active) if self._active else None})")
