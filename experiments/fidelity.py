@@ -26,9 +26,10 @@ percentile of its top 3. ``--contrast A:B`` (repeatable) adds, for every cell th
 B share (``A single/loss`` with ``B single/loss`` ...), the paired interval of (tau_A - tau_B).
 ``--few-shot LABEL=E:RUN_OFF,RUN_ON`` scores a few-shot pair (two ``supernet.split``
 children of branch edge E): each network by the child of its side, as one set of cells.
-``--mix CELL`` (repeatable) adds ``CELL+madds``: the mean of the cell's within-budget rank and
-MAdds' (equal weights, nothing fitted), which beats MAdds only if the proxy knows something
-MAdds does not.
+``--exclude TABLE`` leaves out the networks another table holds: a reading on networks
+added after a hypothesis was chosen on that table. ``--mix CELL`` (repeatable) adds
+``CELL+madds``: the mean of the cell's within-budget rank and MAdds' (equal weights,
+nothing fitted), which beats MAdds only if the proxy knows something MAdds does not.
 """
 
 from __future__ import annotations
@@ -249,6 +250,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mix", action="append", default=[], metavar="CELL",
                     help="add CELL+madds, the mean of CELL's and MAdds' within-budget ranks, e.g. "
                          "'sgld-T1 stabilized@8/loss'")
+    ap.add_argument("--exclude", metavar="TABLE",
+                    help="leave out the networks another table holds (e.g. those a hypothesis was chosen on)")
     ap.add_argument("--out", help="write the result JSON here")
     ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
@@ -260,6 +263,12 @@ def main(argv: list[str] | None = None) -> None:
             raise StnasError(f"{args.table} is not a stnas-groundtruth table")
         space = load_space(table["preset"])
         rows = [r for r in table["rows"] if len(r["seeds"]) >= args.min_seeds]
+        if args.exclude:
+            other = json.loads(Path(args.exclude).read_text())
+            if not isinstance(other, dict) or other.get("format") != "stnas-groundtruth":
+                raise StnasError(f"--exclude {args.exclude} is not a stnas-groundtruth table")
+            seen = {r["arch"] for r in other["rows"]}
+            rows = [r for r in rows if r["arch"] not in seen]
         archs = sorted({r["arch"] for r in rows})
         ks = [int(k) for k in args.k.split(",")]
         runs = parse_runs(args.runs)
@@ -286,7 +295,8 @@ def main(argv: list[str] | None = None) -> None:
             if c not in cells:
                 raise StnasError(f"--mix {c!r}: no such cell (cells: {', '.join(sorted(cells))})")
         pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]
-        result = {"table": args.table, "truth": args.truth, "runs": args.runs, "budgets": {}}
+        result = {"table": args.table, "truth": args.truth, "runs": args.runs, "exclude": args.exclude,
+                  "budgets": {}}
         for b in table["budgets"]:
             group = [r for r in rows if r["budget"] == b]
             if len(group) < 4:

@@ -1,0 +1,137 @@
+"""What the proxy misranks, and by which architecture features (issue 14, item 3: why).
+
+    python experiments/proxy_bias.py experiments/results/gt_pilot6.json --run runs/lat_a \\
+        --out experiments/results/proxy_bias.json --markdown experiments/results/proxy_bias.md
+
+For every budget of a ground-truth table (``ground_truth.py``) and every architecture
+feature below, three Kendall taus over the networks with every seed, each with a percentile
+bootstrap 95% interval over the networks:
+
+* ``truth``: the feature against the seed-mean truth (minus test loss, or top-1): what wins;
+* ``proxy``: the feature against the run's proxy score (its own preset proxy: mode, K and
+  metric as configured): what the supernet rewards;
+* ``bias``: the feature against (proxy rank - truth rank): above 0, the proxy overrates the
+  networks high in the feature, below 0 it underrates them.
+
+Features (all analytic, from the architecture alone): MAdds, params, the stem edges' kernel
+sum and expansion-6 count, the number of active branch edges, the share of MAdds on branch
+edges, and the share of MAdds in the last stage. Nothing here is fitted or decides anything;
+it says where a proxy's errors lie, so that a fix can be chosen and then measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from stnas.config import load_run_config
+from stnas.errors import StnasError
+from stnas.fileio import write_json, write_text
+from stnas.proxy import Proxy
+from stnas.space import load_arch, load_space
+
+FEATURES = ("madds", "params", "kernel_sum", "exp6_stem", "branches", "branch_share", "last_stage_share")
+
+
+def features(arch, space) -> dict[str, float]:
+    """The analytic features of one architecture (see the module docstring)."""
+    rows = space.edge_cost(arch)
+    total = float(space.madds(arch))
+    last = max(e.stage for e in space.stem_edges)
+    return {
+        "madds": total,
+        "params": float(space.params(arch)),
+        "kernel_sum": float(sum(space.ops[o].kernel for o in arch.stem)),
+        "exp6_stem": float(sum(space.ops[o].expand == 6 for o in arch.stem)),
+        "branches": float(sum(b >= 0 for b in arch.branches)),
+        "branch_share": sum(m for e, _, m, _ in rows if e in space.branch_edges) / total,
+        "last_stage_share": sum(m for e, _, m, _ in rows if e.stage == last) / total,
+    }
+
+
+def _tau(a, b) -> float:
+    t = stats.kendalltau(a, b).statistic
+    return 0.0 if np.isnan(t) else float(t)
+
+
+def bias_table(feats: dict[str, np.ndarray], proxy: np.ndarray, truth: np.ndarray,
+               resamples: int = 2000, seed: int = 0) -> dict[str, dict]:
+    """{feature: {truth, proxy, bias: {tau, ci}}} for one budget (high truth/proxy = better)."""
+    def taus(i):
+        err = stats.rankdata(proxy[i]) - stats.rankdata(truth[i])
+        return np.array([f(feats[n][i]) for n in feats for f in
+                         (lambda x: _tau(x, truth[i]), lambda x: _tau(x, proxy[i]), lambda x: _tau(x, err))])
+    point = taus(np.arange(len(truth)))
+    dist = stats.bootstrap((np.arange(len(truth)),), taus, vectorized=False, n_resamples=resamples,
+                           method="percentile", random_state=np.random.default_rng(seed)).bootstrap_distribution
+    out, j = {}, 0
+    for n in feats:
+        out[n] = {}
+        for what in ("truth", "proxy", "bias"):
+            out[n][what] = {"tau": float(point[j]),
+                            "ci": [float(np.percentile(dist[j], 2.5)), float(np.percentile(dist[j], 97.5))]}
+            j += 1
+    return out
+
+
+def markdown(result: dict) -> str:
+    lines = []
+    for b, r in result["budgets"].items():
+        lines += [f"### {int(b) / 1e6:g}M ({r['n']} networks; proxy vs truth tau {r['proxy_tau']:+.2f})", "",
+                  "| feature | vs truth | vs proxy | bias (vs proxy rank - truth rank) |", "|---|---|---|---|"]
+        for n, v in r["features"].items():
+            cells = [f"{v[w]['tau']:+.2f} [{v[w]['ci'][0]:+.2f}, {v[w]['ci'][1]:+.2f}]"
+                     for w in ("truth", "proxy", "bias")]
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("table", help="a stnas-groundtruth table")
+    ap.add_argument("--run", required=True, help="a supernet run directory (its preset proxy is used)")
+    ap.add_argument("--truth", choices=("top1", "loss"), default="loss")
+    ap.add_argument("--min-seeds", type=int, default=2)
+    ap.add_argument("--resamples", type=int, default=2000)
+    ap.add_argument("--out", help="write the result JSON here")
+    ap.add_argument("--markdown", help="write the tables as markdown here")
+    args = ap.parse_args(argv)
+    try:
+        table = json.loads(Path(args.table).read_text())
+        if table.get("format") != "stnas-groundtruth":
+            raise StnasError(f"{args.table} is not a stnas-groundtruth table")
+        space = load_space(table["preset"])
+        rows = [r for r in table["rows"] if len(r["seeds"]) >= args.min_seeds]
+        if not rows:
+            raise StnasError(f"{args.table} has no network with {args.min_seeds} seeds")
+        proxy = Proxy(args.run, load_run_config(args.run), progress=True)
+        scores = {s.arch: s.score for s in proxy.score(sorted({r["arch"] for r in rows}))}
+    except (StnasError, OSError, ValueError) as exc:
+        print(f"proxy_bias: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    result = {"table": args.table, "run": args.run, "truth": args.truth, "budgets": {}}
+    for b in sorted({r["budget"] for r in rows}):
+        sub = [r for r in rows if r["budget"] == b]
+        truth = np.array([np.mean([s["top1"] if args.truth == "top1" else -s["test_loss"]
+                                   for s in r["seeds"].values()]) for r in sub])
+        prox = np.array([scores[r["arch"]] for r in sub])
+        fs = [features(load_arch(r["arch"], space), space) for r in sub]
+        feats = {n: np.array([f[n] for f in fs]) for n in FEATURES}
+        result["budgets"][str(b)] = {"n": len(sub), "proxy_tau": _tau(prox, truth),
+                                     "features": bias_table(feats, prox, truth, args.resamples)}
+    md = markdown(result)
+    print(md)
+    if args.out:
+        write_json(args.out, result)
+    if args.markdown:
+        write_text(args.markdown, md + "\n")
+
+
+if __name__ == "__main__":
+    main()
