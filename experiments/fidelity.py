@@ -157,6 +157,14 @@ def rank_mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (stats.rankdata(a) + stats.rankdata(b)) / 2
 
 
+def read_table(path, min_seeds: int = 0) -> tuple[dict, list[dict]]:
+    """A stnas-groundtruth table and its rows with at least ``min_seeds`` finished seeds."""
+    table = json.loads(Path(path).read_text())
+    if not isinstance(table, dict) or table.get("format") != "stnas-groundtruth":
+        raise StnasError(f"{path} is not a stnas-groundtruth table")
+    return table, [r for r in table["rows"] if len(r["seeds"]) >= min_seeds]
+
+
 def truth_of(row: dict, metric: str) -> float | None:
     vals = [s["top1"] if metric == "top1" else -s["test_loss"] for s in row["seeds"].values()]
     return float(np.mean(vals)) if vals else None
@@ -258,16 +266,10 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from stnas.space import load_space
 
-        table = json.loads(Path(args.table).read_text())
-        if table.get("format") != "stnas-groundtruth":
-            raise StnasError(f"{args.table} is not a stnas-groundtruth table")
+        table, rows = read_table(args.table, args.min_seeds)
         space = load_space(table["preset"])
-        rows = [r for r in table["rows"] if len(r["seeds"]) >= args.min_seeds]
         if args.exclude:
-            other = json.loads(Path(args.exclude).read_text())
-            if not isinstance(other, dict) or other.get("format") != "stnas-groundtruth":
-                raise StnasError(f"--exclude {args.exclude} is not a stnas-groundtruth table")
-            seen = {r["arch"] for r in other["rows"]}
+            seen = {r["arch"] for r in read_table(args.exclude)[1]}
             rows = [r for r in rows if r["arch"] not in seen]
         archs = sorted({r["arch"] for r in rows})
         ks = [int(k) for k in args.k.split(",")]

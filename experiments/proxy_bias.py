@@ -22,7 +22,7 @@ it says where a proxy's errors lie, so that a fix can be chosen and then measure
 from __future__ import annotations
 
 import argparse
-import json
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -34,6 +34,16 @@ from stnas.errors import StnasError
 from stnas.fileio import write_json, write_text
 from stnas.proxy import Proxy
 from stnas.space import load_arch, load_space
+
+
+def _fidelity():
+    spec = importlib.util.spec_from_file_location("fidelity", Path(__file__).with_name("fidelity.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fid = _fidelity()
 
 FEATURES = ("madds", "params", "kernel_sum", "exp6_stem", "branches", "branch_share", "last_stage_share")
 
@@ -54,18 +64,12 @@ def features(arch, space) -> dict[str, float]:
     }
 
 
-def _tau(a, b) -> float:
-    t = stats.kendalltau(a, b).statistic
-    return 0.0 if np.isnan(t) else float(t)
-
-
 def bias_table(feats: dict[str, np.ndarray], proxy: np.ndarray, truth: np.ndarray,
                resamples: int = 2000, seed: int = 0) -> dict[str, dict]:
     """{feature: {truth, proxy, bias: {tau, ci}}} for one budget (high truth/proxy = better)."""
     def taus(i):
         err = stats.rankdata(proxy[i]) - stats.rankdata(truth[i])
-        return np.array([f(feats[n][i]) for n in feats for f in
-                         (lambda x: _tau(x, truth[i]), lambda x: _tau(x, proxy[i]), lambda x: _tau(x, err))])
+        return np.array([fid._tau(feats[n][i], against) for n in feats for against in (truth[i], proxy[i], err)])
     point = taus(np.arange(len(truth)))
     dist = stats.bootstrap((np.arange(len(truth)),), taus, vectorized=False, n_resamples=resamples,
                            method="percentile", random_state=np.random.default_rng(seed)).bootstrap_distribution
@@ -103,11 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
     try:
-        table = json.loads(Path(args.table).read_text())
-        if table.get("format") != "stnas-groundtruth":
-            raise StnasError(f"{args.table} is not a stnas-groundtruth table")
+        table, rows = fid.read_table(args.table, args.min_seeds)
         space = load_space(table["preset"])
-        rows = [r for r in table["rows"] if len(r["seeds"]) >= args.min_seeds]
         if not rows:
             raise StnasError(f"{args.table} has no network with {args.min_seeds} seeds")
         proxy = Proxy(args.run, load_run_config(args.run), progress=True)
@@ -118,12 +119,11 @@ def main(argv: list[str] | None = None) -> None:
     result = {"table": args.table, "run": args.run, "truth": args.truth, "budgets": {}}
     for b in sorted({r["budget"] for r in rows}):
         sub = [r for r in rows if r["budget"] == b]
-        truth = np.array([np.mean([s["top1"] if args.truth == "top1" else -s["test_loss"]
-                                   for s in r["seeds"].values()]) for r in sub])
+        truth = np.array([fid.truth_of(r, args.truth) for r in sub])
         prox = np.array([scores[r["arch"]] for r in sub])
         fs = [features(load_arch(r["arch"], space), space) for r in sub]
         feats = {n: np.array([f[n] for f in fs]) for n in FEATURES}
-        result["budgets"][str(b)] = {"n": len(sub), "proxy_tau": _tau(prox, truth),
+        result["budgets"][str(b)] = {"n": len(sub), "proxy_tau": fid._tau(prox, truth),
                                      "features": bias_table(feats, prox, truth, args.resamples)}
     md = markdown(result)
     print(md)

@@ -23,6 +23,20 @@ TRAINED_OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.s
                      "supernet.checkpoint_every=1000"]
 
 
+def randomise_bn(net):
+    """``net`` with every BN's affine and running statistics randomised (in place), so that
+    moving weights between modules must carry the buffers too."""
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.normal_(0, 0.1)
+                m.running_mean.normal_(0, 0.1)
+                m.running_var.uniform_(0.5, 2.0)
+                m.num_batches_tracked.fill_(7)
+    return net
+
+
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory):
     """One trained run (``TRAINED_OVERRIDES``) for every test that needs one, trained once per

@@ -18,25 +18,13 @@ from stnas.space import load_space
 from stnas.supernet import Supernet
 from stnas.supernet_train import train_supernet
 
-from conftest import TRAINED_OVERRIDES
-
-
-def _randomised(net):
-    torch.manual_seed(1)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.normal_(0, 0.1)
-                m.running_mean.normal_(0, 0.1)
-                m.running_var.uniform_(0.5, 2.0)
-    return net
+from conftest import TRAINED_OVERRIDES, randomise_bn
 
 
 @pytest.fixture(scope="module")
 def shared():
     torch.manual_seed(0)
-    return _randomised(Supernet("fashion-mnist", kernel_sharing=True))
+    return randomise_bn(Supernet("fashion-mnist", kernel_sharing=True))
 
 
 def test_groups_are_the_ops_that_differ_only_in_kernel():

@@ -17,6 +17,8 @@ from stnas.errors import ArchError, CheckpointError
 from stnas.model import branch_key
 from stnas.supernet import Supernet, forward_nodes
 
+from conftest import randomise_bn
+
 SMALL = ["digits", "fashion-mnist", "cifar"]
 
 
@@ -28,16 +30,7 @@ def supernet(name: str) -> Supernet:
     that extraction must carry buffers too). Tests that modify weights deep-copy it."""
     if name not in _NETS:
         torch.manual_seed(0)
-        net = Supernet(name)
-        with torch.no_grad():
-            for m in net.modules():
-                if isinstance(m, nn.BatchNorm2d):
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.normal_(0, 0.1)
-                    m.running_mean.normal_(0, 0.1)
-                    m.running_var.uniform_(0.5, 2.0)
-                    m.num_batches_tracked.fill_(7)
-        _NETS[name] = net
+        _NETS[name] = randomise_bn(Supernet(name))
     return _NETS[name]
 
 
