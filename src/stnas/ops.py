@@ -134,10 +134,14 @@ class MBConv(nn.Module):
         self.use_residual = residual and stride == 1 and c_in == c_out
 
     def forward(self, x):
+        return self._run(x, self.depthwise)
+
+    def _run(self, x, depthwise):
+        """The block around ``depthwise`` (pool, expand, project, residual)."""
         y = x if self.pool is None else self.pool(x)
         if self.expand is not None:
             y = self.expand(y)
-        y = self.project(self.depthwise(y))
+        y = self.project(depthwise(y))
         return x + y if self.use_residual else y
 
 
@@ -163,12 +167,8 @@ class NestedKernelMBConv(MBConv):
         kernel = max(self.kernels) if kernel is None else kernel
         conv, rest = self.depthwise[0], self.depthwise[1:]
         rows, cols = self._crop(kernel)
-        y = x if self.pool is None else self.pool(x)
-        if self.expand is not None:
-            y = self.expand(y)
-        y = F.conv2d(y, conv.weight[:, :, rows, cols], None, conv.stride, kernel // 2, 1, conv.groups)
-        y = self.project(rest(y))
-        return x + y if self.use_residual else y
+        return self._run(x, lambda y: rest(F.conv2d(y, conv.weight[:, :, rows, cols], None, conv.stride,
+                                                    kernel // 2, 1, conv.groups)))
 
     def sub_state(self, kernel: int) -> dict[str, torch.Tensor]:
         """The standalone ``MBConv(kernel)`` state dict (the depthwise weight a view of the centre)."""

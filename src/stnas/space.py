@@ -437,15 +437,18 @@ class SearchSpace:
         b = self.branch_edges[k]
         return build_op(self.branch_ops[op], b.c_in, b.c_out, b.stride, self.activation, residual=False)
 
+    def _edge_ops(self, branch: bool, k: int) -> tuple[Edge, tuple[OpSpec, ...]]:
+        return (self.branch_edges[k], self.branch_ops) if branch else (self.stem_edges[k], self.ops)
+
     def kernel_groups(self, branch: bool, k: int) -> dict[int, tuple[int, int]]:
         """{op: (its group's largest-kernel op, its kernel)} of stem edge ``k`` (or branch
         edge ``k``): the allowed MBConvs that share an expansion with another kernel size."""
-        e, ops = (self.branch_edges[k], self.branch_ops) if branch else (self.stem_edges[k], self.ops)
+        e, ops = self._edge_ops(branch, k)
         return kernel_groups({o: ops[o] for o in e.allowed})
 
     def build_nested_op(self, branch: bool, k: int, top: int) -> NestedKernelMBConv:
         """The :class:`NestedKernelMBConv` of the kernel group whose largest-kernel op is ``top``."""
-        e, ops = (self.branch_edges[k], self.branch_ops) if branch else (self.stem_edges[k], self.ops)
+        e, ops = self._edge_ops(branch, k)
         kernels = tuple(kern for t, kern in self.kernel_groups(branch, k).values() if t == top)
         return NestedKernelMBConv(e.c_in, e.c_out, kernels, ops[top].expand, e.stride, self.activation,
                                   residual=not branch)
