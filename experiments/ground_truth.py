@@ -13,7 +13,9 @@ retraining lives in its own folder under WORK: a finished one (model_card.json) 
 interrupted one is resumed from its checkpoint, and one killed before its first checkpoint is
 started again. Tasks run network by network (both seeds, budgets alternating), so a table cut
 short still holds complete pairs. After each retraining the table is rewritten atomically to
-``--out``: commit it as it grows.
+``--out``: commit it as it grows. An existing ``--out`` is the record: its results are kept
+and not retrained, so a table committed from another machine grows on in a fresh WORK (it
+must be of the same plan: space, recipe, overrides, band, seeds and drawn networks).
 
 ``summary`` gives, per budget, the seed-to-seed Kendall tau (seed A vs seed B over the
 networks, with a paired bootstrap 95% interval) for test top-1 and test loss, and the
@@ -102,6 +104,35 @@ def _table(plan: dict, done: dict, space) -> dict:
             "planned_networks": {str(b): len(plan["archs"][str(b)]) for b in plan["budgets"]}, "rows": rows}
 
 
+def _recorded(path: Path, plan: dict) -> dict:
+    """{(arch, seed): result} from an existing table of ``plan`` at ``path`` ({} if none)."""
+    if not path.exists():
+        return {}
+    try:
+        table = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StnasError(f"{path} is not a readable table ({exc}); move it away or choose another --out") from None
+    if not isinstance(table, dict) or table.get("format") != FORMAT or not isinstance(table.get("rows"), list):
+        raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
+    keys = {"preset": "preset", "space_fingerprint": "space_fingerprint", "recipe": "recipe",
+            "overrides": "overrides", "band": "band", "seeds": "seeds"}
+    diff = sorted(k for k, pk in keys.items() if table.get(k) != json.loads(json.dumps(plan[pk])))
+    if diff:
+        raise StnasError(f"{path} holds a table of another plan ({', '.join(diff)} differ); choose another --out")
+    done = {}
+    fields = ("top1", "test_loss", "wall_s", "images_per_s", "train_images", "threads")
+    for r in table["rows"]:
+        drawn = plan["archs"].get(str(r.get("budget")), [])
+        if r.get("arch") not in drawn:
+            raise StnasError(f"{path} holds {r.get('arch')!r} at budget {r.get('budget')}, which this plan "
+                             f"does not draw (is --n smaller than the table's?)")
+        for s, res in r.get("seeds", {}).items():
+            if int(s) not in plan["seeds"] or not isinstance(res, dict) or not all(f in res for f in fields):
+                raise StnasError(f"{path}: {r['arch']} seed {s} is not a result of this plan")
+            done[(r["arch"], int(s))] = {f: res[f] for f in fields}
+    return done
+
+
 def build(args) -> None:
     if not (0 <= args.band < 1 and args.n >= 2 and args.jobs >= 1 and args.threads >= 0):
         raise StnasError("need 0 <= --band < 1, --n >= 2, --jobs >= 1, --threads >= 0")
@@ -116,21 +147,22 @@ def build(args) -> None:
         diff = sorted(k for k in new if k not in ("n", "archs") and saved.get(k) != new[k])
         if diff:
             raise StnasError(f"{plan_file} holds another plan ({', '.join(diff)} differ); choose another --work")
+    done = _recorded(Path(args.out), plan)  # checked before anything is written
     work.mkdir(parents=True, exist_ok=True)
     write_json(plan_file, plan)  # the same plan, or one with more networks (a prefix of the same draws)
     order = [(arch, s) for i in range(args.n) for b in plan["budgets"] for arch in [plan["archs"][str(b)][i]]
-             for s in plan["seeds"]]
+             for s in plan["seeds"] if (arch, s) not in done]
     tasks = {}
     for arch, s in order:
         c = resolve(args.preset, overrides=args.overrides + [f"seed={s}"])
         tasks[(arch, s)] = (arch, c, str(_task_dir(work, arch, s)), args.threads)
-    done: dict = {}
+    total = len(done) + len(tasks)
     t0 = time.time()
 
     def record(key, result):
         done[key] = result
         write_json(Path(args.out), _table(plan, done, space))
-        print(f"[{len(done)}/{len(tasks)}] {key[0]} seed {key[1]}: top-1 {result['top1']:.4f} "
+        print(f"[{len(done)}/{total}] {key[0]} seed {key[1]}: top-1 {result['top1']:.4f} "
               f"loss {result['test_loss']:.4f} ({result['wall_s']:.0f} s; {time.time() - t0:.0f} s in all)",
               flush=True)
 

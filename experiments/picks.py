@@ -9,7 +9,9 @@ table's own recipe and seeds, placed among the table's random networks of their 
 network of every budget the table holds, and retrains it under each of the table's seeds
 with the table's preset and overrides (``ground_truth.py``'s retraining: resumable, a
 finished one reused; a network two searches both picked is trained once). The picks table
-is rewritten atomically after each retraining.
+is rewritten atomically after each retraining. An existing ``--out`` is the record: its
+results are kept, not retrained, and a search whose folder is gone (another machine's)
+keeps the picks it recorded.
 
 ``place`` gives each pick's true within-budget percentile among the table's networks that
 have every seed (1 = better than all of them, 0.75 = the top quartile's edge), by the
@@ -46,12 +48,16 @@ def _ground_truth():
 gt = _ground_truth()
 
 
-def read_picks(spec: str, budgets: list[int]) -> tuple[str, dict[int, str]]:
-    """(label, {budget: rank-1 arch}) of ``LABEL=SEARCH_DIR`` for the table's budgets."""
+def read_picks(spec: str, budgets: list[int], recorded: dict | None = None) -> tuple[str, dict[int, str]]:
+    """(label, {budget: rank-1 arch}) of ``LABEL=SEARCH_DIR`` for the table's budgets; a
+    folder that is gone falls back on ``recorded`` ({label: {budget: arch}}), the picks table."""
     label, sep, folder = spec.partition("=")
     if not sep or not label or not folder:
         raise StnasError(f"{spec!r}: expected LABEL=SEARCH_DIR")
     best = Path(folder, "best.json")
+    mine = (recorded or {}).get(label, {})
+    if not Path(folder).exists() and all(b in mine for b in budgets):
+        return label, {b: mine[b] for b in budgets}
     if not best.is_file():
         raise StnasError(f"{best} not found: {folder} is not a folder `stnas search` wrote")
     try:
@@ -74,7 +80,11 @@ def build(args) -> None:
     space = load_space(table["preset"])
     if space.fingerprint != table["space_fingerprint"]:
         raise StnasError(f"{args.table} was built on another version of the {table['preset']} space")
-    picks = [read_picks(s, table["budgets"]) for s in args.searches]
+    record = _record(Path(args.out), table)
+    recorded = {}
+    for r in record.get("rows", []):
+        recorded.setdefault(r["label"], {})[r["budget"]] = r["arch"]
+    picks = [read_picks(s, table["budgets"], recorded) for s in args.searches]
     labels = [label for label, _ in picks]
     if len(set(labels)) != len(labels):
         raise StnasError(f"labels repeat: {', '.join(labels)}")
@@ -88,10 +98,11 @@ def build(args) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys((r["arch"], s) for r in rows for s in table["seeds"]))
-    done: dict = {}
+    done = {(r["arch"], int(s)): res for r in record.get("rows", []) for s, res in r["seeds"].items()}
     for i, (arch, s) in enumerate(keys, 1):
-        cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
-        done[(arch, s)] = gt._train(arch, cfg, str(gt._task_dir(work, arch, s)), args.threads)
+        if (arch, s) not in done:
+            cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
+            done[(arch, s)] = gt._train(arch, cfg, str(gt._task_dir(work, arch, s)), args.threads)
         for r in rows:
             r["seeds"] = {str(t): done[(r["arch"], t)] for t in table["seeds"] if (r["arch"], t) in done}
         write_json(Path(args.out), {"format": FORMAT, "table": args.table, "preset": table["preset"],
@@ -101,6 +112,27 @@ def build(args) -> None:
         res = done[(arch, s)]
         print(f"[{i}/{len(keys)}] {arch} seed {s}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} "
               f"({res['wall_s']:.0f} s)", flush=True)
+
+
+def _record(path: Path, table: dict) -> dict:
+    """The picks table already at ``path`` ({} if none), checked to be of ``table``'s recipe."""
+    if not path.exists():
+        return {}
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StnasError(f"{path} is not readable JSON ({exc}); move it away or choose another --out") from None
+    if not isinstance(record, dict) or record.get("format") != FORMAT:
+        raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
+    if [record.get(k) for k in ("space_fingerprint", "recipe", "overrides", "seeds")] != [
+            table[k] for k in ("space_fingerprint", "recipe", "overrides", "seeds")]:
+        raise StnasError(f"{path} was retrained with another space, recipe or seeds; choose another --out")
+    fields = ("top1", "test_loss", "wall_s")
+    for r in record.get("rows", []):
+        if not (isinstance(r, dict) and isinstance(r.get("seeds"), dict) and all(
+                isinstance(v, dict) and all(f in v for f in fields) for v in r["seeds"].values())):
+            raise StnasError(f"{path} has a malformed row: {str(r)[:80]}")
+    return record
 
 
 def _value(run: dict, metric: str) -> float:

@@ -140,6 +140,11 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     for f in victim.iterdir():
         if f.is_file():
             f.unlink()
+    t = json.loads((tmp_path / "t.json").read_text())  # and it never reached the table
+    for r in t["rows"]:
+        if gt._task_dir(tmp_path / "work", r["arch"], int(victim.name[4:])) == victim:
+            del r["seeds"][victim.name[4:]]
+    (tmp_path / "t.json").write_text(json.dumps(t))
     gt.main(_build(tmp_path, "--n", "3"))
     assert (victim / "model_card.json").is_file()
     capsys.readouterr()
@@ -148,6 +153,30 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "band differ" in err
+
+
+def test_build_keeps_the_recorded_table_when_the_work_folder_is_lost(tmp_path, capsys):
+    gt.main(_build(tmp_path, "--n", "2"))
+    table = json.loads((tmp_path / "t.json").read_text())
+    (tmp_path / "t.json").write_text(json.dumps(table))  # the committed copy, as another machine has it
+    new = tmp_path / "fresh"
+    argv = _build(tmp_path, "--n", "3")
+    argv[argv.index("--work") + 1] = str(new)
+    gt.main(argv)  # the recorded 4 results are kept: only the third network is trained
+    assert len(list(new.glob("*/seed*/model_card.json"))) == 2
+    grown = json.loads((tmp_path / "t.json").read_text())
+    assert grown["rows"][:2] == table["rows"] and len(grown["rows"]) == 3
+    # a table of another plan, or one holding a network the plan does not draw, is refused untouched
+    for edit in ({"band": 0.6}, {"rows": [dict(table["rows"][0], arch="digits:000/")]}):
+        bad = json.dumps(table | edit)
+        (tmp_path / "t.json").write_text(bad)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            gt.main(argv)
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "t.json" in err, err
+        assert (tmp_path / "t.json").read_text() == bad
 
 
 def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):

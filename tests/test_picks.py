@@ -65,6 +65,14 @@ def test_build_retrains_picks_with_the_tables_recipe_and_places_them(tmp_path, c
     stamps = [c.stat().st_mtime_ns for c in cards]
     pk.main(argv)  # rerun: every retraining reused
     assert [c.stat().st_mtime_ns for c in cards] == stamps
+    # on another machine: the work folder and search B are gone, the picks table is the record
+    import shutil
+
+    shutil.rmtree(tmp_path / "pw")
+    shutil.rmtree(b)
+    pk.main(argv)
+    assert not list((tmp_path / "pw").glob("*/seed*/model_card.json"))
+    assert json.loads((tmp_path / "p.json").read_text()) == picks
     capsys.readouterr()
     pk.main(["place", str(tmp_path / "p.json"), str(tmp_path / "t.json"), "--json", str(tmp_path / "pl.json")])
     assert "A" in capsys.readouterr().out
@@ -105,3 +113,10 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     (tmp_path / "other.json").write_text(json.dumps({"format": "something"}))
     _fails(["place", str(tmp_path / "other.json"), str(tmp_path / "t.json")], capsys, "not a stnas-groundtruth-picks")
     assert not (tmp_path / "w").exists() and not (tmp_path / "p.json").exists()  # nothing done before the checks
+    _search_dir(tmp_path, "ok", "digits:whatever")
+    for junk in ("{not json", json.dumps({"format": "something"}),
+                 json.dumps({"format": pk.FORMAT, "space_fingerprint": "x", "recipe": {}, "overrides": [],
+                             "seeds": [0, 1]})):
+        (tmp_path / "p.json").write_text(junk)
+        _fails(base + [f"A={tmp_path / 'ok'}"], capsys, "p.json")
+        assert (tmp_path / "p.json").read_text() == junk and not (tmp_path / "w").exists()
