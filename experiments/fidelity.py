@@ -26,6 +26,9 @@ percentile of its top 3. ``--contrast A:B`` (repeatable) adds, for every cell th
 B share (``A single/loss`` with ``B single/loss`` ...), the paired interval of (tau_A - tau_B).
 ``--few-shot LABEL=E:RUN_OFF,RUN_ON`` scores a few-shot pair (two ``supernet.split``
 children of branch edge E): each network by the child of its side, as one set of cells.
+A run may also be a *proxy record* (``proxy_record.py``, a committed ``.json``): the cells a
+supernet gave every planned network, kept so that a reading needs no supernet on the
+machine; every network of the table must be in it.
 ``--exclude TABLE`` leaves out the networks another table holds: a reading on networks
 added after a hypothesis was chosen on that table. ``--mix CELL`` (repeatable) adds
 ``CELL+madds``: the mean of the cell's within-budget rank and MAdds' (equal weights,
@@ -50,6 +53,7 @@ from stnas.space import load_arch
 from stnas.weights import load_weights
 
 BASELINES = ("madds", "params", "kernel_sum")
+RECORD, RECORD_VERSION = "stnas-proxy-record", 1
 
 
 def _tau(a, b) -> float:
@@ -126,6 +130,42 @@ def score_run(run_dir: str, archs: list[str], ks: list[int],
     return cells
 
 
+def read_record(path: str | Path) -> dict:
+    """A proxy record (``proxy_record.py``), its shape checked."""
+    try:
+        rec = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StnasError(f"{path} is not a readable proxy record ({exc})") from None
+    if not isinstance(rec, dict) or rec.get("format") != RECORD or rec.get("version") != RECORD_VERSION:
+        raise StnasError(f"{path} is not a {RECORD} version {RECORD_VERSION} file")
+    cells = rec.get("cells")
+    if not isinstance(cells, dict) or not cells or not all(
+            isinstance(v, dict) and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v.values())
+            for v in cells.values()):
+        raise StnasError(f"{path}: 'cells' must map cell names to {{arch: finite score}}")
+    if not isinstance(rec.get("label"), str) or rec.get("preset_cell") not in cells:
+        raise StnasError(f"{path}: needs a 'label' and a 'preset_cell' among its cells")
+    return rec
+
+
+def run_cells(run: str, archs: list[str], ks: list[int], overrides: list[str] = ()) -> dict[str, dict[str, float]]:
+    """``score_run`` for a run directory; for a proxy record, its cells of ``archs`` (the
+    K it was made with; every network must be in it)."""
+    if not _is_record(run):
+        return score_run(run, archs, ks, overrides)
+    rec = read_record(run)
+    missing = sorted({a for v in rec["cells"].values() for a in archs if a not in v})
+    if missing:
+        raise StnasError(f"{run} lacks {len(missing)} of the table's networks (e.g. {missing[0]}); "
+                         f"add them with proxy_record.py on the supernet it was made from")
+    keep = [c for c in rec["cells"] if "@" not in c or int(c.split("@")[1].split("/")[0]) in ks]
+    return {c: {a: float(rec["cells"][c][a]) for a in archs} for c in keep}
+
+
+def _is_record(run: str) -> bool:
+    return run.endswith(".json")
+
+
 def epoch_cells(run_dir: str, archs: list[str]) -> dict[str, dict[str, float]]:
     """{"epochNNN/top1" and "epochNNN/loss": {arch: score}}: the single-weights proxy under
     every epoch checkpoint the run kept (one evaluation per network and epoch gives both)."""
@@ -171,16 +211,23 @@ def truth_of(row: dict, metric: str) -> float | None:
 
 
 def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
-    """{label: (run dir, proxy overrides)} of ``DIR[:LABEL[:KEY=VALUE,...]]`` specs; every
-    run's config is read here, so a missing run fails before any scoring."""
+    """{label: (run dir or record, proxy overrides)} of ``DIR[:LABEL[:KEY=VALUE,...]]`` or
+    ``RECORD.json[:LABEL]`` specs; every run's config (or record) is read here, so a missing
+    run fails before any scoring."""
     runs: dict[str, tuple[str, list[str]]] = {}
     for spec in specs:
         run_dir, _, rest = spec.partition(":")
         label, _, sets = rest.partition(":")
-        label = label or Path(run_dir).name
+        if _is_record(run_dir):
+            rec = read_record(run_dir)
+            if sets:
+                raise StnasError(f"--runs {spec!r}: a proxy record's settings are fixed ({rec.get('overrides')})")
+            label = label or rec["label"]
+        else:
+            label = label or Path(run_dir).name
+            load_run_config(run_dir)
         if label in runs:
             raise StnasError(f"--runs: label {label!r} repeats")
-        load_run_config(run_dir)
         runs[label] = (run_dir, sets.split(",") if sets else [])
     return runs
 
@@ -287,9 +334,9 @@ def main(argv: list[str] | None = None) -> None:
                                  f"with a label of --runs or --few-shot ({', '.join(labels)})")
         cells = baselines(table, space)
         for label, (run_dir, sets) in runs.items():
-            scored = score_run(run_dir, archs, ks, sets)
+            scored = run_cells(run_dir, archs, ks, sets)
             cells |= {f"{label} {c}": v for c, v in scored.items()}
-            if args.epochs:
+            if args.epochs and not _is_record(run_dir):
                 cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
         for label, (edge, off_run, on_run) in few.items():
             cells |= {f"{label} {c}": v for c, v in score_few_shot(edge, off_run, on_run, archs, ks, space).items()}

@@ -99,7 +99,8 @@ def markdown(result: dict) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("table", help="a stnas-groundtruth table")
-    ap.add_argument("--run", required=True, help="a supernet run directory (its preset proxy is used)")
+    ap.add_argument("--run", required=True,
+                    help="a supernet run directory or a proxy record .json (its configured proxy is used)")
     ap.add_argument("--truth", choices=("top1", "loss"), default="loss")
     ap.add_argument("--min-seeds", type=int, default=2)
     ap.add_argument("--resamples", type=int, default=2000)
@@ -111,8 +112,12 @@ def main(argv: list[str] | None = None) -> None:
         space = load_space(table["preset"])
         if not rows:
             raise StnasError(f"{args.table} has no network with {args.min_seeds} seeds")
-        proxy = Proxy(args.run, load_run_config(args.run), progress=True)
-        scores = {s.arch: s.score for s in proxy.score(sorted({r["arch"] for r in rows}))}
+        archs = sorted({r["arch"] for r in rows})
+        if fid._is_record(args.run):  # a proxy record: its run's own configured proxy
+            rec = fid.read_record(args.run)
+            scores = fid.run_cells(args.run, archs, rec["ks"])[rec["preset_cell"]]
+        else:
+            scores = {s.arch: s.score for s in Proxy(args.run, load_run_config(args.run), progress=True).score(archs)}
     except (StnasError, OSError, ValueError) as exc:
         print(f"proxy_bias: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -1,0 +1,117 @@
+"""A supernet run's proxy scores of every planned network, kept as a small committed file.
+
+    python experiments/proxy_record.py runs/lat_a:sgld-T1 --archs experiments/results/gt_pilot6_plan.json \\
+        --out experiments/results/proxy_records/sgld-T1.json
+
+A supernet run (its weights and pool, tens of MB) lives on one machine; the ground-truth table
+it is read against grows over many sessions and machines. A record holds what the readings
+need from the run: every ``fidelity.py`` cell (single, stabilized@K, averaged@K, each by
+top-1 and by loss) for every network of ``--archs`` (ground-truth plans, tables or picks
+tables), the run's resolved config and proxy settings, and the SHA-256 of the weights that
+produced them. ``fidelity.py --runs RECORD.json[:LABEL]`` and ``proxy_bias.py --run
+RECORD.json`` then read it instead of the run.
+
+Rerun with more networks to extend a record: it must be of the same weights and settings,
+and only the new networks are scored (the run's proxy cache already holds the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+from stnas.config import apply_layers, load_run_config, user_layers
+from stnas.errors import StnasError
+from stnas.fileio import sha256_file, write_json
+from stnas.pool import SamplePool
+from stnas.rundir import RunDir
+
+
+def _fidelity():
+    spec = importlib.util.spec_from_file_location("fidelity", Path(__file__).with_name("fidelity.py"))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+fid = _fidelity()
+
+
+def planned_archs(path: str) -> list[str]:
+    """The networks of a ground-truth plan (``archs``), table or picks table (``rows``)."""
+    try:
+        obj = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise StnasError(f"--archs {path}: not readable JSON ({exc})") from None
+    if isinstance(obj, dict) and isinstance(obj.get("archs"), dict):
+        return [a for v in obj["archs"].values() for a in v]
+    if isinstance(obj, dict) and isinstance(obj.get("rows"), list):
+        return [r["arch"] for r in obj["rows"] if isinstance(r, dict) and "arch" in r]
+    raise StnasError(f"--archs {path}: neither a ground-truth plan ('archs') nor a table ('rows')")
+
+
+def preset_cell(cfg: dict, pool_size: int) -> str:
+    """The fidelity cell a run's own configured proxy is (what ``stnas search`` uses)."""
+    p = cfg["proxy"]
+    metric = p.get("metric", "top1")
+    if p["mode"] == "single":
+        return f"single/{metric}"
+    return f"{p['mode']}@{p.get('samples') or pool_size}/{metric}"
+
+
+def identity(run_dir: str, overrides: list[str]) -> dict:
+    """What the scores depend on: the resolved config (with the proxy overrides) and the weights."""
+    cfg = load_run_config(run_dir)
+    if overrides:
+        cfg = apply_layers(cfg, user_layers(overrides=list(overrides)), allowed=("proxy", "data.val_limit"),
+                           context="in a proxy record's settings")
+    run = RunDir(run_dir)
+    pool = SamplePool(run.pool)
+    final = sha256_file(run.supernet) if run.supernet.is_file() else None
+    return {"config": cfg, "weights": {"final": final, "pool": [e["sha256"] for e in pool.entries]},
+            "preset_cell": preset_cell(cfg, len(pool))}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run", metavar="DIR[:LABEL[:KEY=VALUE,...]]", help="a supernet run, as fidelity.py --runs")
+    ap.add_argument("--archs", nargs="+", required=True, help="ground-truth plans, tables or picks tables")
+    ap.add_argument("--k", default="1,2,4,8", help="pool sample counts K")
+    ap.add_argument("--out", required=True, help="the record (JSON); an existing one is extended")
+    args = ap.parse_args(argv)
+    try:
+        (label, (run_dir, sets)), = fid.parse_runs([args.run]).items()
+        if fid._is_record(run_dir):
+            raise StnasError(f"{run_dir} is a record already: give the supernet run directory")
+        ks = [int(k) for k in args.k.split(",")]
+        archs = list(dict.fromkeys(a for f in args.archs for a in planned_archs(f)))
+        me = {"format": fid.RECORD, "version": fid.RECORD_VERSION, "label": label, "run": run_dir,
+              "overrides": sets, "ks": ks} | identity(run_dir, sets)
+        cell = me["preset_cell"]
+        if "@" in cell and int(cell.split("@")[1].split("/")[0]) not in ks:
+            raise StnasError(f"the run's own proxy is {cell}, not among --k {args.k}: add its K")
+        out = Path(args.out)
+        cells: dict[str, dict[str, float]] = {}
+        if out.exists():
+            old = fid.read_record(out)
+            same = {k: old.get(k) for k in ("config", "weights", "ks", "overrides")}
+            if same != json.loads(json.dumps({k: me[k] for k in same})):
+                raise StnasError(f"{out} records other weights or settings; choose another --out")
+            cells = old["cells"]
+        todo = [a for a in archs if not cells or any(a not in v for v in cells.values())]
+        if todo:
+            for c, v in fid.score_run(run_dir, todo, ks, sets).items():
+                cells.setdefault(c, {}).update(v)
+        write_json(out, me | {"cells": cells})
+        print(f"{out}: {len(next(iter(cells.values())))} networks x {len(cells)} cells "
+              f"({len(todo)} scored now)")
+    except (StnasError, OSError, ValueError, KeyError) as exc:
+        print(f"proxy_record: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
