@@ -148,17 +148,22 @@ def read_record(path: str | Path) -> dict:
     return rec
 
 
-def run_cells(run: str, archs: list[str], ks: list[int], overrides: list[str] = ()) -> dict[str, dict[str, float]]:
-    """``score_run`` for a run directory; for a proxy record, its cells of ``archs`` (the
-    K it was made with; every network must be in it)."""
+def run_cells(run: str, archs: list[str], ks: list[int], overrides: list[str] = (),
+              epochs: bool = False) -> dict[str, dict[str, float]]:
+    """``score_run`` (and with ``epochs`` ``epoch_cells``) for a run directory; for a proxy
+    record, its cells of ``archs`` for the K of ``ks`` (every network must be in it)."""
     if not _is_record(run):
-        return score_run(run, archs, ks, overrides)
+        cells = score_run(run, archs, ks, overrides)
+        return cells | epoch_cells(run, archs) if epochs else cells
     rec = read_record(run)
+    if epochs and not any(c.startswith("epoch") for c in rec["cells"]):
+        raise StnasError(f"{run} holds no epoch cells; make it with proxy_record.py --epochs")
     missing = sorted({a for v in rec["cells"].values() for a in archs if a not in v})
     if missing:
         raise StnasError(f"{run} lacks {len(missing)} of the table's networks (e.g. {missing[0]}); "
                          f"add them with proxy_record.py on the supernet it was made from")
-    keep = [c for c in rec["cells"] if "@" not in c or int(c.split("@")[1].split("/")[0]) in ks]
+    keep = [c for c in rec["cells"] if (epochs or not c.startswith("epoch"))
+            and ("@" not in c or int(c.split("@")[1].split("/")[0]) in ks)]
     return {c: {a: float(rec["cells"][c][a]) for a in archs} for c in keep}
 
 
@@ -334,10 +339,8 @@ def main(argv: list[str] | None = None) -> None:
                                  f"with a label of --runs or --few-shot ({', '.join(labels)})")
         cells = baselines(table, space)
         for label, (run_dir, sets) in runs.items():
-            scored = run_cells(run_dir, archs, ks, sets)
+            scored = run_cells(run_dir, archs, ks, sets, epochs=args.epochs)
             cells |= {f"{label} {c}": v for c, v in scored.items()}
-            if args.epochs and not _is_record(run_dir):
-                cells |= {f"{label} {c}": v for c, v in epoch_cells(run_dir, archs).items()}
         for label, (edge, off_run, on_run) in few.items():
             cells |= {f"{label} {c}": v for c, v in score_few_shot(edge, off_run, on_run, archs, ks, space).items()}
         for c in args.mix:

@@ -1,6 +1,8 @@
 """Few-shot sub-supernets: ``supernet.split`` restricts the sampler to one side of a branch
 edge, ``supernet.init`` starts from another run's weights (stnas.supernet_train)."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -243,3 +245,19 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
     assert not (tmp_path / "bad").exists()
     unsplit = run_cli(["search", trained_run, "--few-shot", children[1], "--out", tmp_path / "bad"])
     assert unsplit.returncode == 2 and "supernet.split" in unsplit.stderr and not (tmp_path / "bad").exists()
+
+
+def test_a_few_shot_record_reads_as_the_pair(children, tmp_path):
+    from conftest import load_experiment
+
+    pr = load_experiment("proxy_record")
+    space = load_space("digits")
+    archs, _, _ = _both_sides(space, n=8, seed=7)
+    (tmp_path / "plan.json").write_text(json.dumps({"archs": {"1": archs}}))
+    rec = tmp_path / "fs.json"
+    pr.main(["--few-shot", f"fs=1:{children[0]},{children[1]}", "--archs", str(tmp_path / "plan.json"),
+             "--k", "1,2", "--out", str(rec)])
+    got = json.loads(rec.read_text())
+    assert got["label"] == "fs" and got["edge"] == 1 and got["run"] == children
+    assert got["cells"] == pr.fid.score_few_shot(1, children[0], children[1], archs, [1, 2], space)
+    assert pr.fid.run_cells(str(rec), archs, [1, 2]) == got["cells"]

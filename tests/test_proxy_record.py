@@ -104,3 +104,21 @@ def test_stale_short_or_broken_records_are_refused(trained_copy, tmp_path, capsy
         (tmp_path / "junk.json").write_text(junk)
         _fails(fid.main, [str(table), "--runs", str(tmp_path / "junk.json")], capsys, "junk.json")
     _fails(pr.main, [str(rec), "--archs", str(table), "--out", str(tmp_path / "r2.json")], capsys, "a record already")
+
+
+def test_epoch_cells_are_recorded_on_request_and_read_only_with_epochs(trained_copy, tmp_path, capsys):
+    space = load_space("digits")
+    rng = np.random.default_rng(8)
+    archs = list(dict.fromkeys(str(space.sample(rng)) for _ in range(6)))[:4]
+    table = _table(tmp_path, archs)
+    rec = tmp_path / "rec.json"
+    pr.main([str(trained_copy), "--epochs", "--archs", str(table), "--k", "1,2", "--out", str(rec)])
+    got = json.loads(rec.read_text())
+    epochs = fid.epoch_cells(str(trained_copy), archs)
+    assert {c: got["cells"][c] for c in epochs} == epochs and set(got["weights"]["epochs"])
+    assert not any(c.startswith("epoch") for c in fid.run_cells(str(rec), archs, [1, 2]))
+    assert fid.run_cells(str(rec), archs, [1, 2], epochs=True) == got["cells"]
+    plain = tmp_path / "plain.json"
+    pr.main([str(trained_copy), "--archs", str(table), "--k", "1,2", "--out", str(plain)])
+    _fails(fid.main, [str(table), "--runs", str(plain), "--epochs", "--resamples", "50"], capsys, "no epoch cells")
+    _fails(pr.main, ["--archs", str(table), "--out", str(tmp_path / "x.json")], capsys, "not both")
