@@ -1,5 +1,5 @@
 """Kernel sharing (``supernet.kernel_sharing``): an edge's MBConvs that differ only in kernel
-size are one module, the smaller kernels the centre of the largest (stnas.ops.NestedKernelMBConv)."""
+size are one module, the smaller kernels the centre of the largest (stnas.ops.NestedMBConv)."""
 
 import copy
 
@@ -12,7 +12,7 @@ from torch import nn
 
 from stnas import dist
 from stnas.config import resolve
-from stnas.ops import NestedKernelMBConv, kernel_groups, parse_op
+from stnas.ops import NestedMBConv, nested_groups, parse_op
 from stnas.proxy import Proxy
 from stnas.space import load_space
 from stnas.supernet import Supernet
@@ -29,9 +29,9 @@ def shared():
 
 def test_groups_are_the_ops_that_differ_only_in_kernel():
     names = ["mb_k3_e3", "mb_k3_e6", "mb_k5_e3", "mb_k7_e6", "skip", "conv1x1", "mb_k5_e1"]
-    groups = kernel_groups({o: parse_op(n) for o, n in enumerate(names)})
+    groups = nested_groups({o: parse_op(n) for o, n in enumerate(names)})
     # e3: k3 (0) and k5 (2), headed by k5; e6: k3 (1) and k7 (3), headed by k7; a lone e1 and non-MBConvs stay apart
-    assert groups == {0: (2, 3), 2: (2, 5), 1: (3, 3), 3: (3, 7)}
+    assert groups == {0: (2, 3, 3), 2: (2, 5, 3), 1: (3, 3, 6), 3: (3, 7, 6)}
 
 
 def test_one_module_per_group_holds_the_largest_kernel(shared):
@@ -43,7 +43,7 @@ def test_one_module_per_group_holds_the_largest_kernel(shared):
         assert set(shared.edges[k]) == {str(o) for o in tops}
         for o in tops:
             m = shared.edges[k][str(o)]
-            assert isinstance(m, NestedKernelMBConv) and m.depthwise[0].weight.shape[-1] == 7
+            assert isinstance(m, NestedMBConv) and m.depthwise[0].weight.shape[-1] == 7
     assert shared.num_params_total() < plain.num_params_total()
 
 
@@ -112,7 +112,7 @@ def test_load_subnet_state_round_trip_keeps_the_outer_ring(shared):
 @given(st.sampled_from([1, 2, 4, 6, 9]))
 @settings(max_examples=10, deadline=None)
 def test_a_kernel_outside_the_group_is_refused(kernel):
-    m = NestedKernelMBConv(8, 8, (3, 5, 7), 3, 1)
+    m = NestedMBConv(8, 8, (3, 5, 7), (3,), 1)
     with pytest.raises(ValueError, match="not one of"):
         m(torch.randn(1, 8, 6, 6), kernel=kernel)
 

@@ -66,9 +66,11 @@ DEFAULTS: dict[str, Any] = {
     # split: "E:off" | "E:on": a few-shot sub-supernet that trains only architectures whose
     # branch edge E is off (on); init: a run directory whose supernet weights start this one;
     # kernel_sharing: an edge's MBConvs that differ only in kernel size share one module, the
-    # smaller kernels the centre of the largest (OFA's elastic kernel; stnas.ops.NestedKernelMBConv)
+    # smaller kernels the centre of the largest (OFA's elastic kernel; stnas.ops.NestedMBConv);
+    # width_sharing: those that differ only in expansion share one, the smaller expansions its
+    # first hidden channels (elastic width); both: one module per edge for all its MBConvs
     "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True, split=None, init=None,
-                     kernel_sharing=False),
+                     kernel_sharing=False, width_sharing=False),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
         "noise_scale": None,  # replaces 2T/N when set

@@ -134,59 +134,107 @@ class MBConv(nn.Module):
         self.use_residual = residual and stride == 1 and c_in == c_out
 
     def forward(self, x):
-        return self._run(x, self.depthwise)
+        return self._run(x, self.expand, self.depthwise, self.project)
 
-    def _run(self, x, depthwise):
-        """The block around ``depthwise`` (pool, expand, project, residual)."""
+    def _run(self, x, expand, depthwise, project):
+        """The block (pool, ``expand`` unless expansion 1, ``depthwise``, ``project``, residual)."""
         y = x if self.pool is None else self.pool(x)
         if self.expand is not None:
-            y = self.expand(y)
-        y = self.project(depthwise(y))
+            y = expand(y)
+        y = project(depthwise(y))
         return x + y if self.use_residual else y
 
 
-class NestedKernelMBConv(MBConv):
-    """The MBConvs of one edge that differ only in kernel size, as one module: an MBConv at
-    the largest kernel whose smaller kernels are the centre of its depthwise weight, with
-    the 1x1 convolutions and BNs shared by all (OFA's elastic kernel, without its kernel
-    transformation matrices). ``forward(x, kernel)`` runs one kernel size; its
-    ``sub_state(kernel)`` is the state dict of the standalone ``MBConv`` of that kernel."""
+class NestedMBConv(MBConv):
+    """The MBConvs of one edge as one module: an MBConv at the largest kernel and expansion
+    whose smaller kernels are the centre of its depthwise weight (OFA's elastic kernel,
+    without its kernel transformation matrices) and whose smaller expansions ``e`` are its
+    first ``e * c_in`` hidden channels (elastic width, as in slimmable networks and OFA);
+    the projection's output and its BN are shared by all. ``forward(x, kernel, expand)`` runs
+    one op; ``sub_state(kernel, expand)`` is the state dict of the standalone ``MBConv`` of
+    that op, and ``load_sub_state`` writes one back."""
 
-    def __init__(self, c_in: int, c_out: int, kernels: tuple[int, ...], expand: int, stride: int,
+    def __init__(self, c_in: int, c_out: int, kernels: tuple[int, ...], expands: tuple[int, ...], stride: int,
                  act: str = "relu6", residual: bool = True):
-        super().__init__(c_in, c_out, max(kernels), expand, stride, act, residual)
+        if 1 in expands and len(set(expands)) > 1:
+            raise ValueError("expansion 1 has no expand layer to nest in: it cannot share a module")
+        super().__init__(c_in, c_out, max(kernels), max(expands), stride, act, residual)
+        self.c_in = c_in
         self.kernels = tuple(sorted(set(kernels)))
+        self.expands = tuple(sorted(set(expands)))
 
-    def _crop(self, kernel: int) -> tuple[slice, slice]:
+    def _choice(self, kernel: int | None, expand: int | None) -> tuple[int, int]:
+        kernel = max(self.kernels) if kernel is None else kernel
+        expand = max(self.expands) if expand is None else expand
         if kernel not in self.kernels:
             raise ValueError(f"kernel {kernel} is not one of this module's {self.kernels}")
-        c = (max(self.kernels) - kernel) // 2
-        return slice(c, c + kernel), slice(c, c + kernel)
+        if expand not in self.expands:
+            raise ValueError(f"expansion {expand} is not one of this module's {self.expands}")
+        return kernel, expand
 
-    def forward(self, x, kernel: int | None = None):
-        kernel = max(self.kernels) if kernel is None else kernel
-        conv, rest = self.depthwise[0], self.depthwise[1:]
-        rows, cols = self._crop(kernel)
-        return self._run(x, lambda y: rest(F.conv2d(y, conv.weight[:, :, rows, cols], None, conv.stride,
-                                                    kernel // 2, 1, conv.groups)))
+    def _slices(self, kernel: int | None, expand: int | None) -> dict[str, tuple[slice, ...]]:
+        """{state name: index} of the tensors the op (kernel, expand) uses a part of."""
+        kernel, expand = self._choice(kernel, expand)
+        h, c = slice(0, self.c_in * expand), (max(self.kernels) - kernel) // 2
+        out = {"depthwise.0.weight": (h, slice(None), slice(c, c + kernel), slice(c, c + kernel)),
+               "project.0.weight": (slice(None), h)}
+        bns = ("depthwise.1",) if self.expand is None else ("expand.1", "depthwise.1")
+        out |= {f"{b}.{n}": (h,) for b in bns for n in ("weight", "bias", "running_mean", "running_var")}
+        if self.expand is not None:
+            out["expand.0.weight"] = (h,)
+        return out
 
-    def sub_state(self, kernel: int) -> dict[str, torch.Tensor]:
-        """The standalone ``MBConv(kernel)`` state dict (the depthwise weight a view of the centre)."""
-        rows, cols = self._crop(kernel)
-        state = self.state_dict()
-        state["depthwise.0.weight"] = state["depthwise.0.weight"][:, :, rows, cols]
-        return state
+    def forward(self, x, kernel: int | None = None, expand: int | None = None):
+        kernel, expand = self._choice(kernel, expand)
+        dw = self._slices(kernel, expand)["depthwise.0.weight"]
+        h = self.c_in * expand
 
-    def load_sub_state(self, kernel: int, state: dict[str, torch.Tensor]) -> None:
-        """Writes a standalone ``MBConv(kernel)`` state dict in: the shared tensors whole, its
-        depthwise weight into the centre (the outer ring of a larger kernel is kept)."""
-        rows, cols = self._crop(kernel)
+        def expand_(y):
+            conv, bn, act = self.expand
+            return act(_bn(bn, F.conv2d(y, conv.weight[:h]), h))
+
+        def depthwise(y):
+            conv, bn, act = self.depthwise
+            return act(_bn(bn, F.conv2d(y, conv.weight[dw], None, conv.stride, kernel // 2, 1, h), h))
+
+        return self._run(x, expand_, depthwise, lambda y: self.project[1](F.conv2d(y, self.project[0].weight[:, :h])))
+
+    def sub_state(self, kernel: int | None = None, expand: int | None = None) -> dict[str, torch.Tensor]:
+        """The standalone ``MBConv(kernel, expand)`` state dict (its tensors views of this module's)."""
+        idx = self._slices(kernel, expand)
+        return {n: t[idx[n]] if n in idx else t for n, t in self.state_dict().items()}
+
+    def load_sub_state(self, kernel: int | None, state: dict[str, torch.Tensor], expand: int | None = None) -> None:
+        """Writes a standalone ``MBConv(kernel, expand)`` state dict in: the shared tensors
+        whole, the op's part of the others (the outer ring of a larger kernel and the hidden
+        channels of a larger expansion are kept)."""
+        idx = self._slices(kernel, expand)
         full = self.state_dict()
-        w = full["depthwise.0.weight"].clone()
-        if state.get("depthwise.0.weight") is None or state["depthwise.0.weight"].shape != w[:, :, rows, cols].shape:
-            raise ValueError(f"depthwise weight does not fit kernel {kernel}")
-        w[:, :, rows, cols] = state["depthwise.0.weight"]
-        self.load_state_dict({**state, "depthwise.0.weight": w})
+        out = {}
+        for n, t in full.items():
+            if n not in idx:
+                out[n] = state.get(n, t)
+                continue
+            if state.get(n) is None or state[n].shape != t[idx[n]].shape:
+                raise ValueError(f"{n} does not fit kernel {kernel}, expansion {expand}")
+            w = t.clone()
+            w[idx[n]] = state[n]
+            out[n] = w
+        self.load_state_dict(out)
+
+
+def _bn(bn: nn.BatchNorm2d, y: torch.Tensor, h: int) -> torch.Tensor:
+    """``bn`` on the first ``h`` of its channels (the module itself when it is all of them)."""
+    if h == bn.num_features:
+        return bn(y)
+    training = bn.training or bn.running_mean is None
+    factor = 0.0
+    if bn.training and bn.track_running_stats:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    mean = bn.running_mean[:h] if bn.running_mean is not None and (not bn.training or bn.track_running_stats) else None
+    var = bn.running_var[:h] if bn.running_var is not None and (not bn.training or bn.track_running_stats) else None
+    return F.batch_norm(y, mean, var, bn.weight[:h], bn.bias[:h], training, factor, bn.eps)
 
 
 class Conv1x1(nn.Module):
@@ -212,17 +260,21 @@ def build_op(spec: OpSpec, c_in: int, c_out: int, stride: int, act: str = "relu6
     return MBConv(c_in, c_out, spec.kernel, spec.expand, stride, act, residual)
 
 
-def kernel_groups(specs: dict[int, OpSpec]) -> dict[int, tuple[int, int]]:
-    """{op index: (index of its group's largest-kernel op, its kernel)} for the MBConvs of
-    ``specs`` (an edge's allowed ops) that share an expansion with another kernel size;
-    the ops of a group become one :class:`NestedKernelMBConv`. Other ops are left out."""
-    by_expand: dict[int, list[int]] = {}
+def nested_groups(specs: dict[int, OpSpec], kernel: bool = True,
+                  width: bool = False) -> dict[int, tuple[int, int, int]]:
+    """{op index: (index of its group's head op, its kernel, its expansion)} for the MBConvs of
+    ``specs`` (an edge's allowed ops) that share one :class:`NestedMBConv`: with ``kernel``,
+    those that differ only in kernel size; with ``width``, those that differ only in
+    expansion (1 excepted: it has no expand layer); with both, all of them but expansion 1.
+    The head is the group's op of the largest kernel, then expansion. Other ops are left out."""
+    groups: dict[tuple, list[int]] = {}
     for o, s in specs.items():
         if s.kind == "mb":
-            by_expand.setdefault(s.expand, []).append(o)
+            key = (None if kernel else s.kernel, None if width and s.expand > 1 else s.expand)
+            groups.setdefault(key, []).append(o)
     out = {}
-    for ops in by_expand.values():
-        if len({specs[o].kernel for o in ops}) > 1:
-            top = max(ops, key=lambda o: (specs[o].kernel, -o))
-            out.update({o: (top, specs[o].kernel) for o in ops})
+    for ops in groups.values():
+        if len({(specs[o].kernel, specs[o].expand) for o in ops}) > 1:
+            top = max(ops, key=lambda o: (specs[o].kernel, specs[o].expand, -o))
+            out.update({o: (top, specs[o].kernel, specs[o].expand) for o in ops})
     return out

@@ -205,7 +205,7 @@ class Proxy:
     # ------------------------------------------------------------------ evaluation
     def _supernet(self, state: Mapping[str, torch.Tensor]) -> Supernet:
         if self._net is None:
-            self._net = Supernet(self.space, self.cfg["supernet"].get("kernel_sharing", False)).to(self.ctx.device)
+            self._net = Supernet.for_config(self.space, self.cfg).to(self.ctx.device)
         try:
             self._net.load_state_dict(state)
         except RuntimeError as e:

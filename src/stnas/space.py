@@ -34,11 +34,11 @@ from stnas.config import load_preset
 from stnas.errors import ArchError, SpaceError
 from stnas.ops import (
     ACTIVATIONS,
-    NestedKernelMBConv,
+    NestedMBConv,
     OpSpec,
     build_op,
     conv_bn,
-    kernel_groups,
+    nested_groups,
     op_allowed,
     op_cost,
     out_size,
@@ -440,18 +440,21 @@ class SearchSpace:
     def _edge_ops(self, branch: bool, k: int) -> tuple[Edge, tuple[OpSpec, ...]]:
         return (self.branch_edges[k], self.branch_ops) if branch else (self.stem_edges[k], self.ops)
 
-    def kernel_groups(self, branch: bool, k: int) -> dict[int, tuple[int, int]]:
-        """{op: (its group's largest-kernel op, its kernel)} of stem edge ``k`` (or branch
-        edge ``k``): the allowed MBConvs that share an expansion with another kernel size."""
+    def nested_groups(self, branch: bool, k: int, kernel: bool = True,
+                      width: bool = False) -> dict[int, tuple[int, int, int]]:
+        """{op: (its group's head op, its kernel, its expansion)} of stem edge ``k`` (or
+        branch edge ``k``): the allowed MBConvs that share one module
+        (:func:`stnas.ops.nested_groups`)."""
         e, ops = self._edge_ops(branch, k)
-        return kernel_groups({o: ops[o] for o in e.allowed})
+        return nested_groups({o: ops[o] for o in e.allowed}, kernel, width)
 
-    def build_nested_op(self, branch: bool, k: int, top: int) -> NestedKernelMBConv:
-        """The :class:`NestedKernelMBConv` of the kernel group whose largest-kernel op is ``top``."""
-        e, ops = self._edge_ops(branch, k)
-        kernels = tuple(kern for t, kern in self.kernel_groups(branch, k).values() if t == top)
-        return NestedKernelMBConv(e.c_in, e.c_out, kernels, ops[top].expand, e.stride, self.activation,
-                                  residual=not branch)
+    def build_nested_op(self, branch: bool, k: int, top: int, kernel: bool = True,
+                        width: bool = False) -> NestedMBConv:
+        """The :class:`NestedMBConv` of the group headed by op ``top``."""
+        e, _ = self._edge_ops(branch, k)
+        members = [(kern, x) for t, kern, x in self.nested_groups(branch, k, kernel, width).values() if t == top]
+        return NestedMBConv(e.c_in, e.c_out, tuple(m[0] for m in members), tuple(m[1] for m in members), e.stride,
+                            self.activation, residual=not branch)
 
     # ---------------------------------------------------------------- architectures
     def arch(self, source: Arch | str | Path, context: str = "") -> Arch:

@@ -2,11 +2,12 @@
 
 Every allowed op of every stem edge and every allowed branch op of every branch edge owns
 its own weights (the SPOS scheme: no kernel sharing across kernel sizes or expansions),
-unless ``kernel_sharing`` is set: then the MBConvs of an edge that differ only in kernel
-size are one :class:`stnas.ops.NestedKernelMBConv` (OFA's elastic kernel), held under the
-op index of its largest kernel, and a smaller kernel runs the centre of its depthwise
-weight with the same 1x1 convolutions and BNs. The stem and head are fixed and shared by
-all architectures. Modules are built by the space's builders, so a supernet slot is the
+unless ``kernel_sharing`` or ``width_sharing`` is set: then the MBConvs of an edge that
+differ only in kernel size (``kernel_sharing``), only in expansion (``width_sharing``) or
+in either (both) are one :class:`stnas.ops.NestedMBConv`, held under the op index of the
+group's largest op: a smaller kernel runs the centre of its depthwise weight (OFA's
+elastic kernel), a smaller expansion its first hidden channels (elastic width). The stem
+and head are fixed and shared by all architectures. Modules are built by the space's builders, so a supernet slot is the
 very module a standalone :class:`stnas.model.Network` holds, and the names map one to
 one::
 
@@ -16,8 +17,8 @@ one::
     branches.{i_j}.*            branches.{i_j}.{op}.*     (op: index in space.branch_ops)
     head.*                      head.*
 
-(with ``kernel_sharing``, a grouped op's slot is ``edges.{k}.{top}``, ``top`` the index of
-its group's largest-kernel op; ``extract`` crops the depthwise weight to the op's kernel).
+(with sharing, a grouped op's slot is ``edges.{k}.{top}``, ``top`` the index of its group's
+largest op; ``extract`` crops the tensors to the op's kernel and hidden channels).
 
 API in the shape of OFA: ``sample_active`` / ``set_active`` / ``active``, and
 ``extract(arch)`` returns a standalone network carrying copies of the inherited weights.
@@ -59,18 +60,19 @@ class Supernet(nn.Module):
             ``str(op index)`` over the branch edge's allowed ops.
     """
 
-    def __init__(self, space: SearchSpace | str, kernel_sharing: bool = False):
+    def __init__(self, space: SearchSpace | str, kernel_sharing: bool = False, width_sharing: bool = False):
         super().__init__()
         space = load_space(space)
         self.space = space
-        self.kernel_sharing = bool(kernel_sharing)
-        self._groups: dict[str, dict[int, tuple[int, int]]] = {}  # slot prefix -> {op: (top, kernel)}
+        self.kernel_sharing, self.width_sharing = bool(kernel_sharing), bool(width_sharing)
+        share = (self.kernel_sharing, self.width_sharing)
+        self._groups: dict[str, dict[int, tuple[int, int, int]]] = {}  # prefix -> {op: (top, kernel, expand)}
 
         def slot(prefix: str, branch: bool, k: int, allowed) -> nn.ModuleDict:
-            groups = space.kernel_groups(branch, k) if self.kernel_sharing else {}
+            groups = space.nested_groups(branch, k, *share) if any(share) else {}
             self._groups[prefix] = groups
             build = space.build_branch_op if branch else space.build_stem_op
-            return nn.ModuleDict({str(o): space.build_nested_op(branch, k, o) if o in groups else build(k, o)
+            return nn.ModuleDict({str(o): space.build_nested_op(branch, k, o, *share) if o in groups else build(k, o)
                                   for o in allowed if groups.get(o, (o,))[0] == o})
 
         self.stem = space.build_stem()
@@ -83,15 +85,21 @@ class Supernet(nn.Module):
         self._active: Arch | None = None
 
     @classmethod
+    def for_config(cls, space: SearchSpace | str, cfg: dict) -> Supernet:
+        """The supernet a resolved config trains (its ``supernet.*_sharing``)."""
+        sec = cfg["supernet"]
+        return cls(space, sec.get("kernel_sharing", False), sec.get("width_sharing", False))
+
+    @classmethod
     def fitting(cls, space: SearchSpace | str, names) -> Supernet | None:
-        """A supernet of ``space`` whose state dict has exactly these tensor ``names`` (plain
-        or kernel-sharing), or None when neither layout has them."""
+        """A supernet of ``space`` whose state dict has exactly these tensor ``names`` (plain,
+        kernel-, width- or kernel-and-width-sharing), or None when no layout has them."""
         names = set(names)
-        for sharing in (False, True):
+        for sharing in ((False, False), (True, False), (False, True), (True, True)):
             with torch.device("meta"):
-                fits = set(cls(space, sharing).state_dict()) == names
+                fits = set(cls(space, *sharing).state_dict()) == names
             if fits:
-                return cls(space, sharing)
+                return cls(space, *sharing)
         return None
 
     # ------------------------------------------------------------ architectures
@@ -145,35 +153,37 @@ class Supernet(nn.Module):
         return self.head(forward_nodes(self.stem(x), edges, incoming))
 
     def _op(self, slot: nn.ModuleDict, prefix: str, o: int):
-        """The module (or, for a kernel group, the module at the op's kernel) that runs op ``o``."""
-        top, kernel = self._groups[prefix].get(o, (o, None))
-        return slot[str(top)] if kernel is None else partial(slot[str(top)], kernel=kernel)
+        """The module (or, for a group, its module at the op's kernel and expansion) that runs op ``o``."""
+        if o not in self._groups[prefix]:
+            return slot[str(o)]
+        top, kernel, expand = self._groups[prefix][o]
+        return partial(slot[str(top)], kernel=kernel, expand=expand)
 
     # ------------------------------------------------------------ weights
-    def _slots(self, arch: Arch) -> Iterator[tuple[str, str, int | None]]:
-        """(standalone module name, supernet module name, kernel) for every module of
-        ``arch``; the kernel is None unless the module is a kernel group's."""
+    def _slots(self, arch: Arch) -> Iterator[tuple[str, str, tuple[int, int] | None]]:
+        """(standalone module name, supernet module name, choice) for every module of
+        ``arch``; the choice, (kernel, expansion), is None unless the module is a group's."""
         yield "stem", "stem", None
         slots = [(f"edges.{k}", o) for k, o in enumerate(arch.stem)]
         slots += [(f"branches.{branch_key(b.src, b.dst)}", o) for b, o in zip(self.space.branch_edges, arch.branches)
                   if o >= 0]
         for prefix, o in slots:
-            top, kernel = self._groups[prefix].get(o, (o, None))
-            yield prefix, f"{prefix}.{top}", kernel
+            top, *choice = self._groups[prefix].get(o, (o, None, None))
+            yield prefix, f"{prefix}.{top}", None if choice[0] is None else tuple(choice)
         yield "head", "head", None
 
-    def _state(self, name: str, kernel: int | None) -> dict[str, torch.Tensor]:
+    def _state(self, name: str, choice: tuple[int, int] | None) -> dict[str, torch.Tensor]:
         module = self.get_submodule(name)
-        return module.state_dict() if kernel is None else module.sub_state(kernel)
+        return module.state_dict() if choice is None else module.sub_state(*choice)
 
     def arch_state_dict(self, arch: Arch | str) -> dict[str, torch.Tensor]:
         """The state dict (parameters and BN buffers) of ``arch``'s modules, with supernet
-        names. Like ``state_dict()``, the tensors share storage with the supernet (a kernel
-        group's depthwise weight is a view of its centre)."""
+        names. Like ``state_dict()``, the tensors share storage with the supernet (a group's
+        op's tensors are views of its part)."""
         arch = self._check(arch)
         out: dict[str, torch.Tensor] = {}
-        for _, name, kernel in self._slots(arch):
-            for n, t in self._state(name, kernel).items():
+        for _, name, choice in self._slots(arch):
+            for n, t in self._state(name, choice).items():
                 out[f"{name}.{n}"] = t
         return out
 
@@ -185,8 +195,8 @@ class Supernet(nn.Module):
         ref = next(self.parameters())
         net = build_model(arch).to(device=ref.device, dtype=ref.dtype)
         with torch.no_grad():
-            for sub, name, kernel in self._slots(arch):
-                net.get_submodule(sub).load_state_dict(self._state(name, kernel))
+            for sub, name, choice in self._slots(arch):
+                net.get_submodule(sub).load_state_dict(self._state(name, choice))
         return net
 
     def load_subnet_state(self, arch: Arch | str, state_dict: Mapping[str, torch.Tensor]) -> None:
@@ -209,7 +219,7 @@ class Supernet(nn.Module):
         if unexpected:
             raise CheckpointError(f"state dict does not fit architecture {arch}: unexpected key(s) "
                                   f"{', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}")
-        for sub, name, kernel in slots:
+        for sub, name, choice in slots:
             module = self.get_submodule(name)
             have, want = set(parts[sub]), set(module.state_dict())
             if have != want:
@@ -218,10 +228,10 @@ class Supernet(nn.Module):
                 raise CheckpointError(f"state dict does not fit architecture {arch}: missing "
                                       f"{missing[:5]}, unexpected {extra[:5]}")
             try:
-                if kernel is None:
+                if choice is None:
                     module.load_state_dict(parts[sub])
                 else:
-                    module.load_sub_state(kernel, parts[sub])
+                    module.load_sub_state(choice[0], parts[sub], choice[1])
             except (RuntimeError, ValueError) as exc:
                 raise CheckpointError(f"state dict does not fit architecture {arch}: "
                                       f"{state_dict_detail(exc)}") from None
@@ -235,7 +245,7 @@ class Supernet(nn.Module):
         s = self.space
         n_stem = sum(len(e.allowed) for e in s.stem_edges)
         n_br = sum(len(b.allowed) for b in s.branch_edges)
-        sharing = ", kernel_sharing=True" if self.kernel_sharing else ""
+        sharing = "".join(f", {n}=True" for n in ("kernel_sharing", "width_sharing") if getattr(self, n))
         return (f"Supernet(space={s.name!r}{sharing}, stem_edges={s.num_edges} ({n_stem} ops), "
                 f"branch_edges={len(s.branch_edges)} ({n_br} ops), params={self.num_params_total():,}, "
                 f"active={str(self._active) if self._active else None})")

@@ -72,7 +72,7 @@ def initial_weights(cfg: dict, space) -> dict[str, torch.Tensor] | None:
     if run.space_file.is_file() and run.space().fingerprint != space.fingerprint:
         raise ConfigError(f"supernet.init {src} is a supernet of another space (not {space.name} {space.fingerprint})")
     with torch.device("meta"):  # shapes only: no memory, no draw from the seeded generator
-        want = Supernet(space, cfg["supernet"]["kernel_sharing"]).state_dict()
+        want = Supernet.for_config(space, cfg).state_dict()
     if set(state) != set(want) or any(state[k].shape != want[k].shape for k in want):
         raise ConfigError(f"supernet.init {file}: its tensors do not fit the {space.name} supernet")
     return state
@@ -108,7 +108,7 @@ def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dic
         run.save_space(space)
         run.save_config(cfg)  # last: a run with a config can be resumed
     torch.manual_seed(cfg["seed"])
-    model = Supernet(space, cfg["supernet"]["kernel_sharing"])
+    model = Supernet.for_config(space, cfg)
     if init is not None:
         model.load_state_dict(init)
     model = model.to(ctx.device)
