@@ -335,3 +335,20 @@ def test_imagenet_folder(tmp_path):
     a = next(iter(make_loader(tr, 6, train=True, seed=1)))[0]
     b = next(iter(make_loader(tr, 6, train=True, seed=1)))[0]
     assert a.shape == (6, 3, 32, 32) and torch.equal(a, b)
+
+
+def test_split_seed_fixes_the_data_across_training_seeds():
+    from stnas.config import resolve
+    from stnas.data import dataset_split
+    from stnas.space import load_space
+
+    space = load_space("digits")
+
+    def val(*over):
+        return dataset_split(resolve("digits", overrides=list(over)), space, "search-val", "val_limit").indices
+
+    base = val("data.val_limit=100")
+    np.testing.assert_array_equal(val("seed=1", "data.split_seed=0", "data.val_limit=100"), base)
+    assert not np.array_equal(val("seed=1", "data.val_limit=100"), base)  # by default the seed splits
+    np.testing.assert_array_equal(val("seed=0", "data.split_seed=1", "data.val_limit=100"),
+                                  val("seed=1", "data.val_limit=100"))

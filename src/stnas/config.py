@@ -59,6 +59,9 @@ DEFAULTS: dict[str, Any] = {
         "val_fraction": None,  # search-val share of train (default per dataset)
         "limit": None,  # supernet training on a stratified subset of search-train
         "val_limit": None,  # proxy scoring on a stratified subset of search-val
+        # seeds the search split, the limit subsets and the proxy's recalibration batches
+        # (default: seed); e.g. supernet replicates that differ only in their training seed
+        "split_seed": None,
         "workers": 0,
     },
     # optimizer: of the closing sampling phase (sgld | sgd); the epochs before it use SGD.
@@ -424,6 +427,9 @@ def validate(cfg: dict) -> None:
                 raise ConfigError(f"{sec}.{key} must be {want}, got {r[key]}")
     if cfg["seed"] < 0:
         raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    ss = cfg["data"]["split_seed"]
+    if ss is not None and (isinstance(ss, bool) or not isinstance(ss, int) or ss < 0):
+        raise ConfigError(f"data.split_seed must be an integer >= 0 or null (the seed), got {ss!r}")
     if sn["split"] is not None:
         parse_split(sn["split"])
     d = cfg["data"]

@@ -397,13 +397,19 @@ def check_data_fits(space: SearchSpace, dataset, image_size=None) -> None:
     check_fits(space, dataset, image_size)
 
 
+def split_seed(cfg: dict) -> int:
+    """The seed of a config's data split and subsets: ``data.split_seed``, else ``seed``."""
+    ss = cfg["data"].get("split_seed")
+    return cfg["seed"] if ss is None else ss
+
+
 def dataset_split(cfg: dict, space: SearchSpace, split: str, limit_key: str | None = None, augment=None):
     """One split of the run's dataset (``cfg["data"]``), at the space's input size unless
     ``data.image_size`` says otherwise; ``limit_key``: the ``data`` key that caps its size."""
     d = cfg["data"]
     check_data_fits(space, d["dataset"], d["image_size"])
     return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
-                       val_fraction=d["val_fraction"], split_seed=cfg["seed"],
+                       val_fraction=d["val_fraction"], split_seed=split_seed(cfg),
                        limit=d[limit_key] if limit_key else None, augment=augment)
 
 

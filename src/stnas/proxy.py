@@ -44,7 +44,7 @@ from stnas import dist
 from stnas.arch import Arch
 from stnas.choices import PROXY_METRICS, PROXY_MODES
 from stnas.config import load_run_config
-from stnas.data import dataset_split, make_loader
+from stnas.data import dataset_split, make_loader, split_seed
 from stnas.errors import CheckpointError, ConfigError, state_dict_detail
 from stnas.fileio import sha256_file
 from stnas.pool import SamplePool
@@ -100,6 +100,8 @@ class Proxy:
                          "seed": self.cfg["seed"], "dataset": d["dataset"], "val_limit": d["val_limit"],
                          "val_fraction": d["val_fraction"], "image_size": d["image_size"], "amp": self.amp,
                          "space": self.space.fingerprint}
+        if d.get("split_seed") is not None:  # (absent when it is the seed: older caches stay valid)
+            self.settings["split_seed"] = d["split_seed"]
         self._data_ready = False
         self._net: Supernet | None = None
         self._ids: dict[str, str] = {}
@@ -139,7 +141,7 @@ class Proxy:
         val = dataset_split(self.cfg, self.space, "search-val", "val_limit")
         self._recal, epoch = [], 0
         while len(self._recal) < self.recal_batches:  # the same batches in every process
-            loader = make_loader(train, self.batch_size, train=True, seed=self.cfg["seed"], epoch=epoch,
+            loader = make_loader(train, self.batch_size, train=True, seed=split_seed(self.cfg), epoch=epoch,
                                  drop_last=False)
             got = [self._put(x) for x, _ in itertools.islice(loader, self.recal_batches - len(self._recal))]
             if not got:

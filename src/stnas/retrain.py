@@ -26,7 +26,7 @@ from stnas import dist
 from stnas.arch import Arch, save_arch
 from stnas.checkpoint import CheckpointManager
 from stnas.config import check_same_settings, parse_count
-from stnas.data import check_data_fits, get_dataset
+from stnas.data import check_data_fits, get_dataset, split_seed
 from stnas.deploy import preprocessing
 from stnas.errors import ConfigError
 from stnas.export import export_model
@@ -75,7 +75,7 @@ def _splits(cfg: dict, space: SearchSpace):
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
     check_data_fits(space, d["dataset"], d["image_size"])
-    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=cfg["seed"])
+    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=split_seed(cfg))
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
 
