@@ -29,6 +29,11 @@ children of branch edge E): each network by the child of its side, as one set of
 A run may also be a *proxy record* (``proxy_record.py``, a committed ``.json``): the cells a
 supernet gave every planned network, kept so that a reading needs no supernet on the
 machine; every network of the table must be in it.
+``--replicates LABEL=A,B[,...]`` groups runs that are replicates of one configuration
+(supernets of one recipe, other training seeds): cells ``LABEL cell`` whose tau is the mean
+of the members' (per bootstrap resample too), with every member's tau and their sd; a
+contrast of two groups also gives the replicate standard error of the difference and
+whether it is resolved (interval excludes 0 and the difference exceeds twice that error).
 ``--exclude TABLE`` leaves out the networks another table holds: a reading on networks
 added after a hypothesis was chosen on that table. ``--mix CELL`` (repeatable) adds
 ``CELL+madds``: the mean of the cell's within-budget rank and MAdds' (equal weights,
@@ -69,10 +74,14 @@ def percentile_of_pick(scores: np.ndarray, truth: np.ndarray, top: int) -> float
 
 
 def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, seed: int = 0,
-            contrasts: list[tuple[str, str]] = ()) -> dict:
+            contrasts: list[tuple[str, str]] = (), groups: dict[str, list[str]] | None = None) -> dict:
     """{cell: {tau, ci, diff_vs_madds, diff_ci, top1_pct, top3_pct}} for one budget; every
     cell and MAdds share each bootstrap resample of the networks (so the difference is paired).
-    Each (a, b) of ``contrasts`` adds ``"a - b": {diff, ci}``, paired the same way."""
+    ``groups`` ({name: member cells}, replicates of one configuration) add cells whose tau is
+    the mean of their members' (in every resample too), with ``members`` and ``rep_sd``.
+    Each (a, b) of ``contrasts`` adds ``"a - b": {diff, ci}``, paired the same way; between
+    two groups also ``rep_se``, the replicate standard error of the difference, and
+    ``resolved``: the interval excludes 0 and the difference exceeds twice ``rep_se``."""
     names = list(cells)
     dist = stats.bootstrap((np.arange(len(truth)),), lambda i: np.array([_tau(cells[c][i], truth[i]) for c in names]),
                            vectorized=False, n_resamples=resamples, method="percentile",
@@ -80,16 +89,45 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
     boot = dict(zip(names, dist))  # scipy resamples the networks; every cell sees each resample
     out = {}
     for c, v in cells.items():
+        out[c] = {"tau": _tau(v, truth), "top1_pct": percentile_of_pick(v, truth, 1),
+                  "top3_pct": percentile_of_pick(v, truth, 3)}
+    for g, members in (groups or {}).items():
+        boot[g] = np.mean([boot[m] for m in members], axis=0)
+        taus = [out[m]["tau"] for m in members]
+        out[g] = {"tau": float(np.mean(taus)), "members": taus, "rep_sd": float(np.std(taus, ddof=1)),
+                  "top1_pct": float(np.mean([out[m]["top1_pct"] for m in members])),
+                  "top3_pct": float(np.mean([out[m]["top3_pct"] for m in members]))}
+    madds = out["madds"]["tau"]
+    for c, v in out.items():
         diff = boot[c] - boot["madds"]
-        ci = [float(np.percentile(boot[c], 2.5)), float(np.percentile(boot[c], 97.5))]
-        out[c] = {"tau": _tau(v, truth), "ci": ci,
-                  "diff_vs_madds": _tau(v, truth) - _tau(cells["madds"], truth),
-                  "diff_ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
-                  "top1_pct": percentile_of_pick(v, truth, 1), "top3_pct": percentile_of_pick(v, truth, 3)}
+        v |= {"ci": [float(np.percentile(boot[c], 2.5)), float(np.percentile(boot[c], 97.5))],
+              "diff_vs_madds": v["tau"] - madds,
+              "diff_ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
     for a, b in contrasts:
         diff = boot[a] - boot[b]
-        out[f"{a} - {b}"] = {"diff": out[a]["tau"] - out[b]["tau"],
-                             "ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
+        res = {"diff": out[a]["tau"] - out[b]["tau"],
+               "ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
+        if "rep_sd" in out[a] and "rep_sd" in out[b]:
+            se = float(np.sqrt(out[a]["rep_sd"] ** 2 / len(out[a]["members"])
+                               + out[b]["rep_sd"] ** 2 / len(out[b]["members"])))
+            res |= {"rep_se": se, "resolved": bool((res["ci"][0] > 0 or res["ci"][1] < 0)
+                                                   and abs(res["diff"]) > 2 * se)}
+        out[f"{a} - {b}"] = res
+    return out
+
+
+def replicate_groups(cell_names: list[str], spec: str) -> dict[str, list[str]]:
+    """The groups of ``--replicates LABEL=A,B[,...]``: ``LABEL cell`` for every cell that
+    runs A, B, ... all have, its members their cells."""
+    label, sep, rest = spec.partition("=")
+    members = rest.split(",")
+    if not sep or not label or len(members) < 2 or not all(members) or len(set(members)) < len(members):
+        raise StnasError(f"--replicates {spec!r}: expected LABEL=RUN_A,RUN_B[,...] (two or more run labels)")
+    suffixes = [c[len(members[0]) + 1:] for c in cell_names if c.startswith(members[0] + " ")]
+    out = {f"{label} {x}": [f"{m} {x}" for m in members] for x in suffixes
+           if all(f"{m} {x}" in cell_names for m in members)}
+    if not out:
+        raise StnasError(f"--replicates {spec!r}: runs {', '.join(members)} share no cell (labels: see --runs)")
     return out
 
 
@@ -281,12 +319,16 @@ def markdown(result: dict) -> str:
                 "| cell | τ [95% CI] | τ − MAdds τ [paired 95% CI] | top pick pct | top-3 pct |",
                 "|---|---|---|---|---|"]
         for c, v in sorted(res["cells"].items(), key=lambda kv: -kv[1]["tau"]):
-            out.append(f"| {c} | {v['tau']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] "
+            reps = f" (replicates {', '.join(f'{t:+.2f}' for t in v['members'])}; sd {v['rep_sd']:.2f})" \
+                if "members" in v else ""
+            out.append(f"| {c}{reps} | {v['tau']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] "
                        f"| {v['diff_vs_madds']:+.2f} [{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] "
                        f"| {v['top1_pct']:.2f} | {v['top3_pct']:.2f} |")
         if res.get("contrasts"):
             out += ["", "| contrast | τ difference [paired 95% CI] |", "|---|---|"]
-            out += [f"| {c} | {v['diff']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] |"
+            out += [f"| {c} | {v['diff']:+.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]"
+                    + (f"; replicate se {v['rep_se']:.2f}, {'resolved' if v['resolved'] else 'not resolved'}"
+                       if "rep_se" in v else "") + " |"
                     for c, v in res["contrasts"].items()]
         out.append("")
     return "\n".join(out)
@@ -310,6 +352,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--mix", action="append", default=[], metavar="CELL",
                     help="add CELL+madds, the mean of CELL's and MAdds' within-budget ranks, e.g. "
                          "'sgld-T1 stabilized@8/loss'")
+    ap.add_argument("--replicates", action="append", default=[], metavar="LABEL=A,B[,...]",
+                    help="replicates of one configuration (run labels): cells 'LABEL cell' with the mean tau "
+                         "over them and its replicate sd; usable in --contrast")
     ap.add_argument("--exclude", metavar="TABLE",
                     help="leave out the networks another table holds (e.g. those a hypothesis was chosen on)")
     ap.add_argument("--out", help="write the result JSON here")
@@ -328,6 +373,12 @@ def main(argv: list[str] | None = None) -> None:
         runs = parse_runs(args.runs)
         few = parse_few_shot(args.few_shot, space)
         labels = list(runs) + list(few)
+        for spec in args.replicates:  # replicate members are run labels; the group's a label too
+            g, _, rest = spec.partition("=")
+            if not all(m in labels for m in rest.split(",")) or g in labels:
+                raise StnasError(f"--replicates {spec!r}: expected a new LABEL and labels of --runs "
+                                 f"({', '.join(labels)})")
+            labels.append(g)
         for spec in args.contrast:  # every label named before any scoring
             a, sep, b = spec.partition(":")
             if not sep or a not in labels or b not in labels:
@@ -346,9 +397,10 @@ def main(argv: list[str] | None = None) -> None:
         for c in args.mix:
             if c not in cells:
                 raise StnasError(f"--mix {c!r}: no such cell (cells: {', '.join(sorted(cells))})")
-        pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells), spec)]
-        result = {"table": args.table, "truth": args.truth, "runs": args.runs, "exclude": args.exclude,
-                  "budgets": {}}
+        groups = {k: v for spec in args.replicates for k, v in replicate_groups(list(cells), spec).items()}
+        pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells) + list(groups), spec)]
+        result = {"table": args.table, "truth": args.truth, "runs": args.runs, "replicates": args.replicates,
+                  "exclude": args.exclude, "budgets": {}}
         for b in table["budgets"]:
             group = [r for r in rows if r["budget"] == b]
             if len(group) < 4:
@@ -356,7 +408,7 @@ def main(argv: list[str] | None = None) -> None:
             truth = np.array([truth_of(r, args.truth) for r in group])
             vals = {c: np.array([v[r["arch"]] for r in group]) for c, v in cells.items()}
             vals |= {f"{c}+madds": rank_mix(vals[c], vals["madds"]) for c in args.mix}
-            res = compare(vals, truth, args.resamples, contrasts=pairs)
+            res = compare(vals, truth, args.resamples, contrasts=pairs, groups=groups)
             diffs = {k: res.pop(k) for k in [f"{x} - {y}" for x, y in pairs]}
             result["budgets"][str(b)] = {"n": len(group), "cells": res, "contrasts": diffs}
             print(f"\nbudget {b / 1e6:g}M, {len(group)} networks, truth: test {args.truth}")
@@ -366,7 +418,9 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{c:<34} {v['tau']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] {v['diff_vs_madds']:+7.2f} "
                       f"[{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] {v['top1_pct']:5.2f} {v['top3_pct']:5.2f}")
             for c, v in diffs.items():
-                print(f"contrast {c:<60} {v['diff']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]")
+                rep = (f" replicate se {v['rep_se']:.2f} ({'' if v['resolved'] else 'not '}resolved)"
+                       if "rep_se" in v else "")
+                print(f"contrast {c:<60} {v['diff']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]{rep}")
         if args.out:
             write_json(Path(args.out), result)
         if args.markdown:

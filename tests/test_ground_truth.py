@@ -83,6 +83,33 @@ def test_compare_pairs_cells_with_madds():
     assert res["oracle"]["diff_vs_madds"] == pytest.approx(1.0 - res["madds"]["tau"])
 
 
+def test_replicate_groups_average_their_members_tau():
+    rng = np.random.default_rng(2)
+    truth = rng.normal(size=14)
+    cells = {"madds": truth + rng.normal(scale=2.0, size=14)}
+    for r in ("a0", "a1", "a2"):  # replicates of a good proxy, of a poor one
+        cells[f"{r} single/loss"] = truth + rng.normal(scale=0.3, size=14)
+    for r in ("b0", "b1"):
+        cells[f"{r} single/loss"] = truth + rng.normal(scale=3.0, size=14)
+    groups = fid.replicate_groups(list(cells), "A=a0,a1,a2") | fid.replicate_groups(list(cells), "B=b0,b1")
+    assert groups == {"A single/loss": ["a0 single/loss", "a1 single/loss", "a2 single/loss"],
+                      "B single/loss": ["b0 single/loss", "b1 single/loss"]}
+    res = fid.compare(cells, truth, resamples=300, groups=groups,
+                      contrasts=[("A single/loss", "B single/loss"), ("a0 single/loss", "b0 single/loss")])
+    taus = [stats.kendalltau(cells[m], truth).statistic for m in groups["A single/loss"]]
+    assert res["A single/loss"]["tau"] == pytest.approx(np.mean(taus))
+    assert res["A single/loss"]["rep_sd"] == pytest.approx(np.std(taus, ddof=1))
+    c = res["A single/loss - B single/loss"]
+    tb = [stats.kendalltau(cells[m], truth).statistic for m in groups["B single/loss"]]
+    assert c["diff"] == pytest.approx(np.mean(taus) - np.mean(tb))
+    assert c["rep_se"] == pytest.approx(np.sqrt(np.var(taus, ddof=1) / 3 + np.var(tb, ddof=1) / 2))
+    assert c["resolved"] == ((c["ci"][0] > 0 or c["ci"][1] < 0) and abs(c["diff"]) > 2 * c["rep_se"])
+    assert "rep_se" not in res["a0 single/loss - b0 single/loss"]  # single runs: no replicate error
+    for bad in ("A=a0", "A", "=a0,a1", "A=a0,a0", "A=zz,yy"):
+        with pytest.raises(fid.StnasError, match="--replicates"):
+            fid.replicate_groups(list(cells), bad)
+
+
 def test_rank_mix_by_hand():
     a, b = np.array([0.1, 0.5, 0.3, 0.9]), np.array([40.0, 10.0, 30.0, 20.0])
     # ranks of a: 1 3 2 4; of b: 4 1 3 2
