@@ -10,11 +10,13 @@
 #   fidelity_loss.*        the 11 configurations + the rank mix, truth test loss (fidelity.md)
 #   fidelity_top1.*        the same, truth test top-1
 #   fidelity_loss_new.*    rule 6: kernel sharing vs the default on the networks added after it was chosen
+#   fidelity_loss_rule7.*  rule 7: kernel and width sharing, the same way
 #   bias_<run>.*           the proxy's errors by architecture feature (proxy_bias.py)
 #   epochs_long.*          tau against supernet training length (the 48-epoch run)
 #   place_<picks>.json     each picks table placed on it (picks.md), test loss
-# Proxy scores are cached in the runs, so only networks new since the last reading cost
-# anything. Run with PYTHON=... to choose the interpreter (default .venv/bin/python).
+# The supernets are read through their proxy records (experiments/results/proxy_records/,
+# proxy_record.py: every planned network's cells), so a reading needs no supernet on the
+# machine. Run with PYTHON=... to choose the interpreter (default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 name=${1:?usage: experiments/reading.sh NAME}
@@ -29,26 +31,48 @@ t=$out/table.json
 
 $py experiments/ground_truth.py summary "$t" --json "$out/summary.json"
 
-runs=(runs/lat_a:sgld-T1 runs/fid_sgd:sgd runs/fid_t10:sgld-T10 runs/fid_t100:sgld-T100
-      runs/fid_fair:fair runs/fid_sandwich:sandwich runs/fid_long:long
-      runs/lat_a:recal8:proxy.recal_batches=8 runs/lat_a:val5k:data.val_limit=5000 runs/fid_ks:ks)
+R=$res/proxy_records
+runs=() have=" "
+for r in sgld-T1 sgld-T1-s1 sgld-T1-s2 sgd sgld-T10 sgld-T100 fair sandwich long recal8 val5k ks ks-s1 ks-s2 ksw fs; do
+  if [ -f $R/$r.json ]; then runs+=($R/$r.json); have+="$r "; else echo "reading.sh: no record $R/$r.json yet: left out" >&2; fi
+done
 contrasts=()
 for c in fs:sgld-T1 fs:long sgld-T1:sgd sgld-T10:sgd sgld-T100:sgd fair:sgld-T1 sandwich:sgld-T1 \
-         long:sgld-T1 recal8:sgld-T1 val5k:sgld-T1 ks:sgld-T1; do contrasts+=(--contrast "$c"); done
+         long:sgld-T1 recal8:sgld-T1 val5k:sgld-T1 ks:sgld-T1 ksw:sgld-T1 ksw:ks; do
+  case "$have" in *" ${c%%:*} "*) case "$have" in *" ${c##*:} "*) contrasts+=(--contrast "$c");; esac;; esac
+done
+# rule 8: replicates of the default and of ks (every member recorded so far, at least two)
+reps=()
+for g in "T1rep=sgld-T1 sgld-T1-s1 sgld-T1-s2" "ksrep=ks ks-s1 ks-s2"; do
+  m=(); for r in ${g#*=}; do case "$have" in *" $r "*) m+=($r);; esac; done
+  [ ${#m[@]} -ge 2 ] && reps+=(--replicates "${g%%=*}=$(IFS=,; echo "${m[*]}")") && have+="${g%%=*} "
+done
+case "$have" in *" T1rep "*) case "$have" in *" ksrep "*) contrasts+=(--contrast ksrep:T1rep);; esac;; esac
 for truth in loss top1; do
-  $py experiments/fidelity.py "$t" --truth $truth --k 1,2,4,8 --runs "${runs[@]}" \
-      --few-shot fs=0:runs/fid_fs_off,runs/fid_fs_on "${contrasts[@]}" --mix 'sgld-T1 stabilized@8/loss' \
+  $py experiments/fidelity.py "$t" --truth $truth --k 1,2,4,8 --runs "${runs[@]}" "${reps[@]}" \
+      "${contrasts[@]}" --mix 'sgld-T1 stabilized@8/loss' \
       --out "$out/fidelity_$truth.json" --markdown "$out/fidelity_$truth.md"
 done
 # rule 6 (fidelity.md): kernel sharing on the networks added after its hypothesis was chosen
-$py experiments/fidelity.py "$t" --truth loss --k 1,2,4,8 --runs runs/lat_a:sgld-T1 runs/fid_ks:ks \
-    --contrast ks:sgld-T1 --exclude $res/proxy_bias_17/table.json \
-    --out "$out/fidelity_loss_new.json" --markdown "$out/fidelity_loss_new.md"
-for r in lat_a fid_ks fid_long; do
-  $py experiments/proxy_bias.py "$t" --run runs/$r --out "$out/bias_$r.json" --markdown "$out/bias_$r.md"
+if [ -f $R/ks.json ]; then
+  $py experiments/fidelity.py "$t" --truth loss --k 1,2,4,8 --runs "${runs[@]}" "${reps[@]}" \
+      --contrast ks:sgld-T1 "${contrasts[@]}" --exclude $res/proxy_bias_17/table.json \
+      --out "$out/fidelity_loss_new.json" --markdown "$out/fidelity_loss_new.md"
+fi
+# rule 7 (fidelity.md): kernel and width sharing on the networks added after its snapshot
+if [ -f $R/ksw.json ] && [ -f $R/ks.json ]; then
+  $py experiments/fidelity.py "$t" --truth loss --k 1,2,4,8 --runs $R/sgld-T1.json $R/ks.json $R/ksw.json \
+      --contrast ksw:sgld-T1 --contrast ksw:ks --exclude $res/rule7_seen/table.json \
+      --out "$out/fidelity_loss_rule7.json" --markdown "$out/fidelity_loss_rule7.md"
+fi
+for r in sgld-T1 ks ksw long; do
+  [ -f $R/$r.json ] || continue
+  $py experiments/proxy_bias.py "$t" --run $R/$r.json --out "$out/bias_$r.json" --markdown "$out/bias_$r.md"
 done
-$py experiments/fidelity.py "$t" --truth loss --k 8 --runs runs/fid_long:long --epochs \
-    --out "$out/epochs_long.json" --markdown "$out/epochs_long.md"
+if [ -f $R/long.json ]; then
+  $py experiments/fidelity.py "$t" --truth loss --k 8 --runs $R/long.json --epochs \
+      --out "$out/epochs_long.json" --markdown "$out/epochs_long.md"
+fi
 
 for picks in $res/gt_picks*.json; do
   case "$picks" in *_place.json) continue;; esac
