@@ -34,6 +34,8 @@ machine; every network of the table must be in it.
 of the members' (per bootstrap resample too), with every member's tau and their sd; a
 contrast of two groups also gives the replicate standard error of the difference and
 whether it is resolved (interval excludes 0 and the difference exceeds twice that error).
+``--ensemble LABEL=A,B[,...]`` adds cells ``LABEL cell`` that score each network by the mean of
+the members' scores (an ensemble of supernets sharing one search-val set).
 ``--exclude TABLE`` leaves out the networks another table holds: a reading on networks
 added after a hypothesis was chosen on that table. ``--mix CELL`` (repeatable) adds
 ``CELL+madds``: the mean of the cell's within-budget rank and MAdds' (equal weights,
@@ -116,19 +118,26 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
     return out
 
 
-def replicate_groups(cell_names: list[str], spec: str) -> dict[str, list[str]]:
-    """The groups of ``--replicates LABEL=A,B[,...]``: ``LABEL cell`` for every cell that
-    runs A, B, ... all have, its members their cells."""
+def replicate_groups(cell_names: list[str], spec: str, option: str = "--replicates") -> dict[str, list[str]]:
+    """The groups of ``--replicates LABEL=A,B[,...]`` (or ``--ensemble``): ``LABEL cell`` for
+    every cell that runs A, B, ... all have, its members their cells."""
     label, sep, rest = spec.partition("=")
     members = rest.split(",")
     if not sep or not label or len(members) < 2 or not all(members) or len(set(members)) < len(members):
-        raise StnasError(f"--replicates {spec!r}: expected LABEL=RUN_A,RUN_B[,...] (two or more run labels)")
+        raise StnasError(f"{option} {spec!r}: expected LABEL=RUN_A,RUN_B[,...] (two or more run labels)")
     suffixes = [c[len(members[0]) + 1:] for c in cell_names if c.startswith(members[0] + " ")]
     out = {f"{label} {x}": [f"{m} {x}" for m in members] for x in suffixes
            if all(f"{m} {x}" in cell_names for m in members)}
     if not out:
-        raise StnasError(f"--replicates {spec!r}: runs {', '.join(members)} share no cell (labels: see --runs)")
+        raise StnasError(f"{option} {spec!r}: runs {', '.join(members)} share no cell (labels: see --runs)")
     return out
+
+
+def ensemble_cells(cells: dict[str, dict[str, float]], spec: str) -> dict[str, dict[str, float]]:
+    """The cells of ``--ensemble LABEL=A,B[,...]``: a network's score is the mean of the
+    members' scores of the same cell (members scored on the same search-val set)."""
+    return {g: {a: float(np.mean([cells[m][a] for m in members])) for a in cells[members[0]]}
+            for g, members in replicate_groups(list(cells), spec, "--ensemble").items()}
 
 
 def contrast_pairs(cell_names: list[str], spec: str) -> list[tuple[str, str]]:
@@ -355,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--replicates", action="append", default=[], metavar="LABEL=A,B[,...]",
                     help="replicates of one configuration (run labels): cells 'LABEL cell' with the mean tau "
                          "over them and its replicate sd; usable in --contrast")
+    ap.add_argument("--ensemble", action="append", default=[], metavar="LABEL=A,B[,...]",
+                    help="an ensemble of runs (labels): cells 'LABEL cell' scoring each network by the mean "
+                         "of the members' scores; usable in --contrast and --replicates")
     ap.add_argument("--exclude", metavar="TABLE",
                     help="leave out the networks another table holds (e.g. those a hypothesis was chosen on)")
     ap.add_argument("--out", help="write the result JSON here")
@@ -373,6 +385,12 @@ def main(argv: list[str] | None = None) -> None:
         runs = parse_runs(args.runs)
         few = parse_few_shot(args.few_shot, space)
         labels = list(runs) + list(few)
+        for spec in args.ensemble:  # members are run labels; the ensemble is a label too
+            g, _, rest = spec.partition("=")
+            if not all(m in labels for m in rest.split(",")) or g in labels:
+                raise StnasError(f"--ensemble {spec!r}: expected a new LABEL and labels of --runs "
+                                 f"({', '.join(labels)})")
+            labels.append(g)
         for spec in args.replicates:  # replicate members are run labels; the group's a label too
             g, _, rest = spec.partition("=")
             if not all(m in labels for m in rest.split(",")) or g in labels:
@@ -397,9 +415,12 @@ def main(argv: list[str] | None = None) -> None:
         for c in args.mix:
             if c not in cells:
                 raise StnasError(f"--mix {c!r}: no such cell (cells: {', '.join(sorted(cells))})")
+        for spec in args.ensemble:
+            cells |= ensemble_cells(cells, spec)
         groups = {k: v for spec in args.replicates for k, v in replicate_groups(list(cells), spec).items()}
         pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells) + list(groups), spec)]
         result = {"table": args.table, "truth": args.truth, "runs": args.runs, "replicates": args.replicates,
+                  "ensemble": args.ensemble,
                   "exclude": args.exclude, "budgets": {}}
         for b in table["budgets"]:
             group = [r for r in rows if r["budget"] == b]

@@ -110,6 +110,15 @@ def test_replicate_groups_average_their_members_tau():
             fid.replicate_groups(list(cells), bad)
 
 
+def test_ensemble_cells_average_the_members_scores():
+    cells = {"a single/loss": {"x": 1.0, "y": 4.0}, "b single/loss": {"x": 3.0, "y": 0.0},
+             "a single/top1": {"x": 0.5, "y": 0.7}, "madds": {"x": 1.0, "y": 2.0}}
+    # only the cells both members have; x: (1 + 3) / 2, y: (4 + 0) / 2
+    assert fid.ensemble_cells(cells, "E=a,b") == {"E single/loss": {"x": 2.0, "y": 2.0}}
+    with pytest.raises(fid.StnasError, match="--ensemble"):
+        fid.ensemble_cells(cells, "E=a")
+
+
 def test_rank_mix_by_hand():
     a, b = np.array([0.1, 0.5, 0.3, 0.9]), np.array([40.0, 10.0, 30.0, 20.0])
     # ranks of a: 1 3 2 4; of b: 4 1 3 2

@@ -67,6 +67,20 @@ def test_a_record_reads_as_its_run_and_grows_by_the_new_networks(trained_copy, t
     fid.main(base + ["--runs", str(rec), "--out", str(out_rec)])
     got, want = (json.loads(p.read_text())["budgets"]["1"]["cells"] for p in (out_rec, out_run))
     assert {c: v["tau"] for c, v in got.items()} == pytest.approx({c: v["tau"] for c, v in want.items()})
+    # replicate groups and ensembles of records: two copies of one run are replicates with
+    # no spread, and their ensemble scores as either does
+    twin = tmp_path / "twin.json"
+    twin.write_text(json.dumps(json.loads(rec.read_text()) | {"label": "t"}))
+    out_g = tmp_path / "g.json"
+    fid.main(base + ["--runs", str(rec), str(twin), "--replicates", "G=r,t", "--ensemble", "E=r,t",
+                     "--contrast", "E:G", "--out", str(out_g)])
+    g = json.loads(out_g.read_text())["budgets"]["1"]
+    for c in ("single/loss", "stabilized@2/loss"):
+        assert g["cells"][f"G {c}"]["rep_sd"] == 0
+        assert g["cells"][f"G {c}"]["tau"] == pytest.approx(want[f"r {c}"]["tau"])
+        assert g["cells"][f"E {c}"]["tau"] == pytest.approx(want[f"r {c}"]["tau"])
+        assert g["contrasts"][f"E {c} - G {c}"]["diff"] == pytest.approx(0.0)
+    _fails(fid.main, base + ["--runs", str(rec), "--replicates", "G=r,zz"], capsys, "--replicates")
     # proxy_bias.py too, by the run's own configured proxy
     pb = load_experiment("proxy_bias")
     for run, out in ((str(trained_copy), "b_run.json"), (str(rec), "b_rec.json")):
