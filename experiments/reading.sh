@@ -41,11 +41,16 @@ for c in fs:sgld-T1 fs:long sgld-T1:sgd sgld-T10:sgd sgld-T100:sgd fair:sgld-T1 
          long:sgld-T1 recal8:sgld-T1 val5k:sgld-T1 ks:sgld-T1 ksw:sgld-T1 ksw:ks; do
   case "$have" in *" ${c%%:*} "*) case "$have" in *" ${c##*:} "*) contrasts+=(--contrast "$c");; esac;; esac
 done
-# rule 8: replicates of the default and of ks (every member recorded so far, at least two)
+# rules 8 and 9: replicates of the default and of ks (every member recorded so far, at least
+# two), their replicate means (T1rep, ksrep) and their ensembles (T1ens, ksens)
 reps=()
-for g in "T1rep=sgld-T1 sgld-T1-s1 sgld-T1-s2" "ksrep=ks ks-s1 ks-s2"; do
+for g in "T1=sgld-T1 sgld-T1-s1 sgld-T1-s2" "ks=ks ks-s1 ks-s2"; do
   m=(); for r in ${g#*=}; do case "$have" in *" $r "*) m+=($r);; esac; done
-  [ ${#m[@]} -ge 2 ] && reps+=(--replicates "${g%%=*}=$(IFS=,; echo "${m[*]}")") && have+="${g%%=*} "
+  if [ ${#m[@]} -ge 2 ]; then
+    members=$(IFS=,; echo "${m[*]}")
+    reps+=(--replicates "${g%%=*}rep=$members" --ensemble "${g%%=*}ens=$members")
+    contrasts+=(--contrast "${g%%=*}ens:${g%%=*}rep"); have+="${g%%=*}rep "
+  fi
 done
 case "$have" in *" T1rep "*) case "$have" in *" ksrep "*) contrasts+=(--contrast ksrep:T1rep);; esac;; esac
 for truth in loss top1; do
