@@ -23,8 +23,8 @@ percentile under each seed alone (pick seed s against the networks' seed s).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +38,8 @@ from stnas.space import load_arch, load_space
 FORMAT = "stnas-groundtruth-picks"
 
 
-def _ground_truth():
-    spec = importlib.util.spec_from_file_location("ground_truth", Path(__file__).with_name("ground_truth.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gt = _ground_truth()
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
+import ground_truth as gt  # noqa: E402
 
 
 def read_picks(spec: str, budgets: list[int], recorded: dict | None = None) -> tuple[str, dict[int, str]]:

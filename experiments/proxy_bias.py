@@ -22,7 +22,6 @@ it says where a proxy's errors lie, so that a fix can be chosen and then measure
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -35,15 +34,8 @@ from stnas.fileio import write_json, write_text
 from stnas.proxy import Proxy
 from stnas.space import load_arch, load_space
 
-
-def _fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity", Path(__file__).with_name("fidelity.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fid = _fidelity()
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
+import fidelity as fid  # noqa: E402
 
 FEATURES = ("madds", "params", "kernel_sum", "exp6_stem", "branches", "branch_share", "last_stage_share")
 

@@ -20,7 +20,6 @@ and only the new networks are scored (the run's proxy cache already holds the re
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -31,15 +30,8 @@ from stnas.fileio import sha256_file, write_json
 from stnas.pool import SamplePool
 from stnas.rundir import RunDir
 
-
-def _fidelity():
-    spec = importlib.util.spec_from_file_location("fidelity", Path(__file__).with_name("fidelity.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-fid = _fidelity()
+sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
+import fidelity as fid  # noqa: E402
 
 
 def planned_archs(path: str) -> list[str]:
