@@ -7,6 +7,7 @@ from pathlib import Path
 from stnas.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.cli.common import count, count_list, positive_int, seed_arg, table
 from stnas.cli.latency import add_latency_args, latency_flags
+from stnas.errors import ConfigError
 
 # what a search may change in a trained run's config (the rest, the seed included, fixes the
 # trained supernet and the data split)
@@ -24,6 +25,10 @@ def register(sub) -> None:
     p.add_argument("--few-shot", metavar="RUN_DIR_2",
                    help="few-shot search: RUN_DIR and RUN_DIR_2 are the two children of one split "
                         "(supernet.split=E:off and E:on), each architecture scored by its side's")
+    p.add_argument("--ensemble", nargs="+", metavar="RUN_DIR_2",
+                   help="ensemble search: RUN_DIR and these runs (supernets of one space trained on the same "
+                        "data, e.g. --seed 1 data.split_seed=0) score every architecture by the mean of their "
+                        "scores")
     p.add_argument("--budget", type=count_list, metavar="B[,B...]",
                    help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
     p.add_argument("--algorithm", choices=SEARCH_ALGORITHMS, help="config: search.algorithm")
@@ -67,6 +72,13 @@ def cmd_search(args) -> int:
     cfg = search_config(args)
     run = Path(args.run_dir)
     sides = {None: run}  # a plain search: one run; a few-shot one: {False: off child, True: on child}
+    if args.few_shot is not None and args.ensemble:
+        raise ConfigError("--few-shot and --ensemble do not combine: choose one")
+    if args.ensemble:  # every member's config read (and checked) before any weights load
+        sides = {i: Path(r) for i, r in enumerate([run, *args.ensemble])}
+        if len(set(map(str, sides.values()))) < len(sides):
+            raise ConfigError("--ensemble: a run is named twice")
+        cfgs = {i: cfg if i == 0 else search_config(args, r) for i, r in sides.items()}
     if args.few_shot is not None:
         from stnas.few_shot import check_children
 
@@ -87,7 +99,12 @@ def cmd_search(args) -> int:
         with ExitStack() as stack:
             for r in sides.values():  # the search writes the runs' proxy caches
                 stack.enter_context(RunDir(r).lock(ctx.is_main))
-            if args.few_shot is None:
+            if args.ensemble:
+                from stnas.ensemble import EnsembleScorer
+
+                proxy = EnsembleScorer([Proxy(sides[i], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
+                                        for i, c in cfgs.items()])
+            elif args.few_shot is None:
                 proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
             else:
                 from stnas.few_shot import FewShotScorer
