@@ -418,7 +418,8 @@ def main(argv: list[str] | None = None) -> None:
         for spec in args.ensemble:
             cells |= ensemble_cells(cells, spec)
         groups = {k: v for spec in args.replicates for k, v in replicate_groups(list(cells), spec).items()}
-        pairs = [p for spec in args.contrast for p in contrast_pairs(list(cells) + list(groups), spec)]
+        named = list(cells) + list(groups)  # a contrast named twice is read once
+        pairs = list(dict.fromkeys(p for spec in args.contrast for p in contrast_pairs(named, spec)))
         result = {"table": args.table, "truth": args.truth, "runs": args.runs, "replicates": args.replicates,
                   "ensemble": args.ensemble,
                   "exclude": args.exclude, "budgets": {}}

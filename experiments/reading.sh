@@ -61,7 +61,7 @@ done
 # rule 6 (fidelity.md): kernel sharing on the networks added after its hypothesis was chosen
 if [ -f $R/ks.json ]; then
   $py experiments/fidelity.py "$t" --truth loss --k 1,2,4,8 --runs "${runs[@]}" "${reps[@]}" \
-      --contrast ks:sgld-T1 "${contrasts[@]}" --exclude $res/proxy_bias_17/table.json \
+      "${contrasts[@]}" --exclude $res/proxy_bias_17/table.json \
       --out "$out/fidelity_loss_new.json" --markdown "$out/fidelity_loss_new.md"
 fi
 # rule 7 (fidelity.md): kernel and width sharing on the networks added after its snapshot
