@@ -114,9 +114,8 @@ def _recorded(path: Path, plan: dict) -> dict:
         raise StnasError(f"{path} is not a readable table ({exc}); move it away or choose another --out") from None
     if not isinstance(table, dict) or table.get("format") != FORMAT or not isinstance(table.get("rows"), list):
         raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
-    keys = {"preset": "preset", "space_fingerprint": "space_fingerprint", "recipe": "recipe",
-            "overrides": "overrides", "band": "band", "seeds": "seeds"}
-    diff = sorted(k for k, pk in keys.items() if table.get(k) != json.loads(json.dumps(plan[pk])))
+    keys = ("preset", "space_fingerprint", "recipe", "overrides", "band", "seeds")
+    diff = sorted(k for k in keys if table.get(k) != json.loads(json.dumps(plan[k])))
     if diff:
         raise StnasError(f"{path} holds a table of another plan ({', '.join(diff)} differ); choose another --out")
     done = {}
