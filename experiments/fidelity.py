@@ -32,8 +32,9 @@ machine; every network of the table must be in it.
 ``--replicates LABEL=A,B[,...]`` groups runs that are replicates of one configuration
 (supernets of one recipe, other training seeds): cells ``LABEL cell`` whose tau is the mean
 of the members' (per bootstrap resample too), with every member's tau and their sd; a
-contrast of two groups also gives the replicate standard error of the difference and
-whether it is resolved (interval excludes 0 and the difference exceeds twice that error).
+contrast with a group also gives the replicate standard error of the difference (a single
+run taken to spread as its counterpart group does) and whether it is resolved (interval
+excludes 0 and the difference exceeds twice that error).
 ``--ensemble LABEL=A,B[,...]`` adds cells ``LABEL cell`` that score each network by the mean of
 the members' scores (an ensemble of supernets sharing one search-val set).
 ``--exclude TABLE`` leaves out the networks another table holds: a reading on networks
@@ -81,9 +82,10 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
     cell and MAdds share each bootstrap resample of the networks (so the difference is paired).
     ``groups`` ({name: member cells}, replicates of one configuration) add cells whose tau is
     the mean of their members' (in every resample too), with ``members`` and ``rep_sd``.
-    Each (a, b) of ``contrasts`` adds ``"a - b": {diff, ci}``, paired the same way; between
-    two groups also ``rep_se``, the replicate standard error of the difference, and
-    ``resolved``: the interval excludes 0 and the difference exceeds twice ``rep_se``."""
+    Each (a, b) of ``contrasts`` adds ``"a - b": {diff, ci}``, paired the same way; where
+    either is a group also ``rep_se``, the replicate standard error of the difference (a
+    single draw taken to have its counterpart group's sd), and ``resolved``: the interval
+    excludes 0 and the difference exceeds twice ``rep_se``."""
     names = list(cells)
     dist = stats.bootstrap((np.arange(len(truth)),), lambda i: np.array([_tau(cells[c][i], truth[i]) for c in names]),
                            vectorized=False, n_resamples=resamples, method="percentile",
@@ -109,9 +111,11 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
         diff = boot[a] - boot[b]
         res = {"diff": out[a]["tau"] - out[b]["tau"],
                "ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
-        if "rep_sd" in out[a] and "rep_sd" in out[b]:
-            se = float(np.sqrt(out[a]["rep_sd"] ** 2 / len(out[a]["members"])
-                               + out[b]["rep_sd"] ** 2 / len(out[b]["members"])))
+        if "rep_sd" in out[a] or "rep_sd" in out[b]:
+            # a single draw against a group has the group's spread (rule 10, fidelity.md)
+            sd_a, sd_b = (out[x].get("rep_sd", out[y].get("rep_sd")) for x, y in ((a, b), (b, a)))
+            se = float(np.sqrt(sd_a ** 2 / len(out[a].get("members", [0]))
+                               + sd_b ** 2 / len(out[b].get("members", [0]))))
             res |= {"rep_se": se, "resolved": bool((res["ci"][0] > 0 or res["ci"][1] < 0)
                                                    and abs(res["diff"]) > 2 * se)}
         out[f"{a} - {b}"] = res

@@ -105,6 +105,10 @@ def test_replicate_groups_average_their_members_tau():
     assert c["rep_se"] == pytest.approx(np.sqrt(np.var(taus, ddof=1) / 3 + np.var(tb, ddof=1) / 2))
     assert c["resolved"] == ((c["ci"][0] > 0 or c["ci"][1] < 0) and abs(c["diff"]) > 2 * c["rep_se"])
     assert "rep_se" not in res["a0 single/loss - b0 single/loss"]  # single runs: no replicate error
+    one = fid.compare(cells, truth, resamples=300, groups=groups, contrasts=[("b0 single/loss", "A single/loss")])
+    c1 = one["b0 single/loss - A single/loss"]  # one draw vs a group: the group's sd for both sides
+    assert c1["rep_se"] == pytest.approx(np.std(taus, ddof=1) * np.sqrt(1 + 1 / 3))
+    assert c1["resolved"] == ((c1["ci"][0] > 0 or c1["ci"][1] < 0) and abs(c1["diff"]) > 2 * c1["rep_se"])
     for bad in ("A=a0", "A", "=a0,a1", "A=a0,a0", "A=zz,yy"):
         with pytest.raises(fid.StnasError, match="--replicates"):
             fid.replicate_groups(list(cells), bad)
