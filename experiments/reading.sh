@@ -10,7 +10,7 @@
 #   fidelity_loss.*        the 11 configurations + the rank mix, truth test loss (fidelity.md)
 #   fidelity_top1.*        the same, truth test top-1
 #   fidelity_loss_new.*    rule 6: kernel sharing vs the default on the networks added after it was chosen
-#   fidelity_loss_rule7.*  rule 7: kernel and width sharing, the same way
+#   fidelity_loss_rule7.*  rule 7: kernel and width sharing, the same way (replicate means, rule 10)
 #   bias_<run>.*           the proxy's errors by architecture feature (proxy_bias.py)
 #   epochs_long.*          tau against supernet training length (the 48-epoch run)
 #   place_<picks>.json     each picks table placed on it (picks.md), test loss
@@ -33,7 +33,7 @@ $py experiments/ground_truth.py summary "$t" --json "$out/summary.json"
 
 R=$res/proxy_records
 runs=() have=" "
-for r in sgld-T1 sgld-T1-s1 sgld-T1-s2 sgd sgld-T10 sgld-T100 fair sandwich long recal8 val5k ks ks-s1 ks-s2 ksw fs; do
+for r in sgld-T1 sgld-T1-s1 sgld-T1-s2 sgd sgd-s1 sgd-s2 sgld-T10 sgld-T100 fair sandwich long recal8 val5k ks ks-s1 ks-s2 ksw fs; do
   if [ -f $R/$r.json ]; then runs+=($R/$r.json); have+="$r "; else echo "reading.sh: no record $R/$r.json yet: left out" >&2; fi
 done
 contrasts=()
@@ -41,10 +41,10 @@ for c in fs:sgld-T1 fs:long sgld-T1:sgd sgld-T10:sgd sgld-T100:sgd fair:sgld-T1 
          long:sgld-T1 recal8:sgld-T1 val5k:sgld-T1 ks:sgld-T1 ksw:sgld-T1 ksw:ks; do
   case "$have" in *" ${c%%:*} "*) case "$have" in *" ${c##*:} "*) contrasts+=(--contrast "$c");; esac;; esac
 done
-# rules 8 and 9: replicates of the default and of ks (every member recorded so far, at least
-# two), their replicate means (T1rep, ksrep) and their ensembles (T1ens, ksens)
+# rules 8-10: replicates of the default, ks and sgd (every member recorded so far, at least
+# two), their replicate means (T1rep, ksrep, sgdrep) and their ensembles (T1ens, ...)
 reps=()
-for g in "T1=sgld-T1 sgld-T1-s1 sgld-T1-s2" "ks=ks ks-s1 ks-s2"; do
+for g in "T1=sgld-T1 sgld-T1-s1 sgld-T1-s2" "ks=ks ks-s1 ks-s2" "sgd=sgd sgd-s1 sgd-s2"; do
   m=(); for r in ${g#*=}; do case "$have" in *" $r "*) m+=($r);; esac; done
   if [ ${#m[@]} -ge 2 ]; then
     members=$(IFS=,; echo "${m[*]}")
@@ -52,7 +52,10 @@ for g in "T1=sgld-T1 sgld-T1-s1 sgld-T1-s2" "ks=ks ks-s1 ks-s2"; do
     contrasts+=(--contrast "${g%%=*}ens:${g%%=*}rep"); have+="${g%%=*}rep "
   fi
 done
-case "$have" in *" T1rep "*) case "$have" in *" ksrep "*) contrasts+=(--contrast ksrep:T1rep);; esac;; esac
+# rule 10: SGLD vs SGD on replicate means; single draws against the default's replicates
+for c in ksrep:T1rep T1rep:sgdrep sgld-T10:T1rep sgld-T100:T1rep fair:T1rep sandwich:T1rep ksw:T1rep ksw:ksrep; do
+  case "$have" in *" ${c%%:*} "*) case "$have" in *" ${c##*:} "*) contrasts+=(--contrast "$c");; esac;; esac
+done
 for truth in loss top1; do
   $py experiments/fidelity.py "$t" --truth $truth --k 1,2,4,8 --runs "${runs[@]}" "${reps[@]}" \
       "${contrasts[@]}" --mix 'sgld-T1 stabilized@8/loss' \
@@ -66,8 +69,8 @@ if [ -f $R/ks.json ]; then
 fi
 # rule 7 (fidelity.md): kernel and width sharing on the networks added after its snapshot
 if [ -f $R/ksw.json ] && [ -f $R/ks.json ]; then
-  $py experiments/fidelity.py "$t" --truth loss --k 1,2,4,8 --runs $R/sgld-T1.json $R/ks.json $R/ksw.json \
-      --contrast ksw:sgld-T1 --contrast ksw:ks --exclude $res/rule7_seen/table.json \
+  $py experiments/fidelity.py "$t" --truth loss --k 1,2,4,8 --runs "${runs[@]}" "${reps[@]}" \
+      "${contrasts[@]}" --exclude $res/rule7_seen/table.json \
       --out "$out/fidelity_loss_rule7.json" --markdown "$out/fidelity_loss_rule7.md"
 fi
 for r in sgld-T1 ks ksw long; do
