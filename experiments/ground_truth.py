@@ -19,7 +19,8 @@ must be of the same plan: space, recipe, overrides, band, seeds and drawn networ
 
 ``summary`` gives, per budget, the seed-to-seed Kendall tau (seed A vs seed B over the
 networks, with a paired bootstrap 95% interval) for test top-1 and test loss, and the
-random-effects variance components (architecture sd, seed-noise sd) of a two-way layout.
+random-effects variance components (architecture sd, seed-noise sd) of a two-way layout,
+and the ceiling: the tau a perfect proxy would reach against the table's seed-mean truth.
 """
 
 from __future__ import annotations
@@ -213,24 +214,39 @@ def variance_components(rows: list[dict], metric: str, seeds: list[str]) -> dict
             "ratio": float(np.sqrt(arch_var / ms_res)) if ms_res > 0 else None}
 
 
+def ceiling(ratio: float, seeds: int) -> float:
+    """Kendall tau that a *perfect* proxy (one that ranks networks by their true architecture
+    effect) reaches against a truth that is the mean of ``seeds`` training seeds, when
+    architecture effects and seed noise are normal with sd ratio ``ratio`` (R): the truth
+    correlates with the effect at sqrt(k R^2 / (1 + k R^2)), and for a bivariate normal
+    tau = (2/pi) asin(r). With ``seeds=1`` and r = R^2 / (1 + R^2) instead, the same law
+    gives the seed-to-seed tau (ground_truth.md)."""
+    if ratio < 0 or seeds < 1:
+        raise ValueError(f"ceiling needs ratio >= 0 and seeds >= 1, got {ratio}, {seeds}")
+    r2 = seeds * ratio ** 2
+    return float(2 / np.pi * np.arcsin(np.sqrt(r2 / (1 + r2))))
+
+
 def summary(args) -> None:
     table = _table_file(args.table)
     seeds = [str(s) for s in table["seeds"]]
     out = {"table": args.table, "budgets": {}}
     print(f"{'budget':>7} {'nets':>4} {'metric':>9} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
-          f"{'ratio':>6}")
+          f"{'ratio':>6} {'ceiling':>7}")
     for b in table["budgets"]:
         rows = [r for r in table["rows"] if r["budget"] == b]
         out["budgets"][str(b)] = {}
         for metric in ("top1", "test_loss"):
             t = seed_tau(rows, metric, (seeds[0], seeds[1]), args.resamples)
             v = variance_components(rows, metric, seeds)
+            if v.get("ratio") is not None:  # what a perfect proxy reaches on this table's seed-mean truth
+                v["ceiling_tau"] = ceiling(v["ratio"], len(seeds))
             out["budgets"][str(b)][metric] = {"seed_tau": t, "components": v}
             ci = f"[{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}]" if t["ci"] else "-"
             tau = f"{t['tau']:+.2f}" if t["tau"] is not None else "-"
             ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
             print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>9} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
-                  f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6}")
+                  f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6} {v.get('ceiling_tau', float('nan')):>+7.2f}")
     if args.json:
         write_json(Path(args.json), out)
 

@@ -58,6 +58,31 @@ def test_seed_tau_is_kendalls_tau(vals):
     assert -1.0 <= t["ci"][0] <= t["ci"][1] <= 1.0
 
 
+@pytest.mark.parametrize("ratio,k", [(0.6, 1), (0.6, 2), (1.0, 4), (2.0, 2)])
+def test_ceiling_is_what_a_perfect_proxy_reaches_in_simulation(ratio, k):
+    # networks with normal architecture effects (sd = ratio) measured under k unit-noise seeds:
+    # the tau of the true effect against the seed mean, on many simulated networks
+    rng = np.random.default_rng(7)
+    effect = rng.normal(0, ratio, 4000)
+    truth = effect + rng.normal(0, 1, (4000, k)).mean(1)
+    assert gt.ceiling(ratio, k) == pytest.approx(stats.kendalltau(effect, truth).statistic, abs=0.025)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.floats(0, 20), st.integers(1, 8))
+def test_ceiling_grows_with_the_ratio_and_the_seeds(ratio, k):
+    c = gt.ceiling(ratio, k)
+    assert 0 <= c < 1 or (c == pytest.approx(1) and ratio > 5)
+    assert gt.ceiling(ratio * 1.5 + 0.01, k) >= c and gt.ceiling(ratio, k + 1) >= c
+    assert gt.ceiling(0.0, k) == 0.0
+
+
+def test_ceiling_refuses_what_has_no_meaning():
+    for bad in ((-0.1, 2), (1.0, 0)):
+        with pytest.raises(ValueError, match="ceiling"):
+            gt.ceiling(*bad)
+
+
 def test_seed_tau_needs_pairs():
     rows = _rows([[0.9], [0.8], [0.7], [0.6], [0.5]])
     assert gt.seed_tau(rows, "top1", ("0", "1"))["tau"] is None
