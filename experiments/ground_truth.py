@@ -6,16 +6,18 @@ retrained from scratch with ``stnas retrain`` under several training seeds.
     python experiments/ground_truth.py summary experiments/results/gt_pilot.json
     python experiments/ground_truth.py recipes experiments/results/gt_pilot.json experiments/results/gt_pilot6.json
 
-``build`` samples ``--n`` architectures per budget, uniformly (topology mode) among those with
-MAdds in (band x budget, budget], from ``--arch-seed``; the list is fixed in WORK/plan.json on
-the first call, and a later call with other settings is refused. Every (architecture, seed)
-retraining lives in its own folder under WORK: a finished one (model_card.json) is reused, an
-interrupted one is resumed from its checkpoint, and one killed before its first checkpoint is
-started again. Tasks run network by network (both seeds, budgets alternating), so a table cut
-short still holds complete pairs. After each retraining the table is rewritten atomically to
-``--out``: commit it as it grows. An existing ``--out`` is the record: its results are kept
-and not retrained, so a table committed from another machine grows on in a fresh WORK (it
-must be of the same plan: space, recipe, overrides, band, seeds and drawn networks).
+``build`` samples ``--n`` architectures per budget, uniformly (topology mode) among those
+with MAdds in (band x budget, budget], from ``--arch-seed``; the list is fixed in
+WORK/plan.json on the first call, and a later call with other settings is refused. Every
+(architecture, seed) retraining lives in its own folder under WORK: a finished one
+(model_card.json) is reused, an interrupted one is resumed from its checkpoint, and one
+killed before its first checkpoint is started again; a worker ends with its build, however
+the build is killed. Tasks run network by network (both seeds, budgets alternating), so a
+table cut short still holds complete pairs. After each retraining the table is rewritten
+atomically to ``--out``: commit it as it grows. An existing ``--out`` is the record: its
+results are kept and not retrained, so a table committed from another machine grows on in a
+fresh WORK (it must be of the same plan: space, recipe, overrides, band, seeds and drawn
+networks).
 
 ``summary`` gives, per budget, the seed-to-seed Kendall tau (seed A vs seed B over the
 networks, with a paired bootstrap 95% interval) for test top-1 and test loss, and the
@@ -29,8 +31,10 @@ import argparse
 import hashlib
 import json
 import multiprocessing
+import os
 import shutil
 import sys
+import threading
 import time
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -47,13 +51,28 @@ from stnas.space import load_arch, load_space
 FORMAT, VERSION = "stnas-groundtruth", 1
 
 
-def _train(arch: str, cfg: dict, out: str, threads: int) -> dict:
-    """Retrains ``arch`` into ``out`` with ``threads`` CPU threads; the model card's numbers."""
+def exit_with(parent: int, every: float = 2.0) -> None:
+    """Ends this (worker) process once ``parent`` is gone: a build killed by a signal must
+    leave no retraining running on its own, holding that retraining's lock, while the next
+    build waits for it."""
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(3)  # checkpoints are written atomically: the retraining resumes from the last
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+def _train(arch: str, cfg: dict, out: str, threads: int, parent: int | None = None) -> dict:
+    """Retrains ``arch`` into ``out`` with ``threads`` CPU threads; the model card's numbers.
+    In a worker, ``parent`` is the build's pid (``exit_with``)."""
     import torch
 
     from stnas import dist
     from stnas.retrain import retrain
 
+    if parent is not None:
+        exit_with(parent)
     if threads:
         torch.set_num_threads(threads)
     out_dir = Path(out)
@@ -171,7 +190,7 @@ def build(args) -> None:
             record(key, _train(*tasks[key]))
         return
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {key: pool.submit(_train, *tasks[key]) for key in order}
+        futures = {key: pool.submit(_train, *tasks[key], os.getpid()) for key in order}
         try:
             for key, fut in futures.items():
                 record(key, fut.result())

@@ -3,6 +3,11 @@ builder's plan, resume and refusal on the digits preset."""
 
 import importlib.util
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -218,6 +223,38 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "band differ" in err
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (exited, not yet reaped by its new parent) is not alive
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_a_worker_ends_when_its_build_is_killed():
+    # a "build" that starts a worker watching it, then is killed as `kill -9` would
+    worker = ("import os, sys, time; sys.path.insert(0, sys.argv[1]); import ground_truth as g; "
+              "g.exit_with(os.getppid(), every=0.1); print('ready', flush=True); time.sleep(120)")
+    build = ("import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]], "
+             "stdout=subprocess.PIPE, text=True); assert w.stdout.readline().strip() == 'ready'; "
+             "print(w.pid, flush=True); time.sleep(120)")
+    parent = subprocess.Popen([sys.executable, "-c", build, worker, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(parent.stdout.readline())
+        time.sleep(1.0)
+        assert _alive(pid)  # its build is alive: the worker goes on
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 20
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(pid)
+    finally:
+        parent.kill()
+        if "pid" in locals() and _alive(pid):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_build_keeps_the_recorded_table_when_the_work_folder_is_lost(tmp_path, capsys):
