@@ -33,7 +33,7 @@ $py experiments/ground_truth.py summary "$t" --json "$out/summary.json"
 
 R=$res/proxy_records
 runs=() have=" "
-for r in sgld-T1 sgld-T1-s1 sgld-T1-s2 sgd sgd-s1 sgd-s2 sgld-T10 sgld-T100 fair sandwich long recal8 val5k ks ks-s1 ks-s2 ksw fs; do
+for r in sgld-T1 sgld-T1-s1 sgld-T1-s2 sgd sgd-s1 sgd-s2 sgld-T10 sgld-T100 fair sandwich long recal8 val5k ks ks-s1 ks-s2 ksw fs zc; do
   if [ -f $R/$r.json ]; then runs+=($R/$r.json); have+="$r "; else echo "reading.sh: no record $R/$r.json yet: left out" >&2; fi
 done
 contrasts=()
