@@ -30,6 +30,7 @@ from stnas.fileio import write_json
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402
+from ground_truth import one_line_errors  # noqa: E402
 
 
 def parse_group(spec: str) -> tuple[str, list[str]]:
@@ -115,8 +116,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except StnasError as exc:  # one line, exit 2 (the project's bad-input contract)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    one_line_errors(main)  # bad input: one line, exit 2

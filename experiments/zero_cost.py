@@ -37,6 +37,7 @@ from stnas.space import load_arch, load_space
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402
+from ground_truth import one_line_errors  # noqa: E402
 from proxy_record import planned_archs  # noqa: E402
 
 RELUS = (nn.ReLU, nn.ReLU6)
@@ -139,8 +140,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except StnasError as exc:  # one line, exit 2 (the project's bad-input contract)
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    one_line_errors(main)  # bad input: one line, exit 2
