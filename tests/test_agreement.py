@@ -1,6 +1,5 @@
 """experiments/agreement.py: replicate supernets' agreement, by hand and from the command line."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -9,11 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import load_experiment
+
 ROOT = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(ROOT))
-spec = importlib.util.spec_from_file_location("exp_agreement", ROOT / "agreement.py")
-ag = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ag)
+ag = load_experiment("agreement")
 
 
 def test_mean_pairwise_tau_by_hand():

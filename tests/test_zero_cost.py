@@ -1,7 +1,6 @@
 """experiments/zero_cost.py: NASWOT and synflow checked against their definitions on small
 networks worked out independently, and the record it writes read back by fidelity.py."""
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -14,12 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import load_experiment
+
 ROOT = Path(__file__).resolve().parents[1] / "experiments"
-sys.path.insert(0, str(ROOT))
-spec = importlib.util.spec_from_file_location("exp_zero_cost", ROOT / "zero_cost.py")
-zc = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(zc)
-import fidelity as fid  # noqa: E402
+zc = load_experiment("zero_cost")
+fid = load_experiment("fidelity")
 
 
 def test_naswot_is_the_log_determinant_of_the_hamming_kernel():
