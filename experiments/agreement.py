@@ -41,9 +41,13 @@ def parse_group(spec: str) -> tuple[str, list[str]]:
     return name, labels
 
 
+def pairwise_taus(scores: np.ndarray) -> list[float]:
+    """Kendall tau of every pair of rows (members) of ``scores`` (members x networks)."""
+    return [float(stats.kendalltau(a, b).statistic) for a, b in itertools.combinations(scores, 2)]
+
+
 def mean_pairwise_tau(scores: np.ndarray) -> float:
-    """Mean Kendall tau over all pairs of rows (members) of ``scores`` (members x networks)."""
-    return float(np.mean([stats.kendalltau(a, b).statistic for a, b in itertools.combinations(scores, 2)]))
+    return float(np.mean(pairwise_taus(scores)))
 
 
 def agreement(groups: dict[str, np.ndarray], contrasts: list[tuple[str, str]], resamples: int = 2000,
@@ -54,12 +58,11 @@ def agreement(groups: dict[str, np.ndarray], contrasts: list[tuple[str, str]], r
     stat = lambda i: np.array([mean_pairwise_tau(groups[g][:, i]) for g in names])  # noqa: E731
     dist = stats.bootstrap((np.arange(n),), stat, vectorized=False, n_resamples=resamples, method="percentile",
                            random_state=np.random.default_rng(seed)).bootstrap_distribution
-    point = stat(np.arange(n))
     out = {}
     for k, g in enumerate(names):
-        m = groups[g]
-        out[g] = {"tau": float(point[k]), "ci": [float(x) for x in np.nanpercentile(dist[k], [2.5, 97.5])],
-                  "pairs": [float(stats.kendalltau(a, b).statistic) for a, b in itertools.combinations(m, 2)]}
+        pairs = pairwise_taus(groups[g])
+        out[g] = {"tau": float(np.mean(pairs)), "ci": [float(x) for x in np.nanpercentile(dist[k], [2.5, 97.5])],
+                  "pairs": pairs}
     for a, b in contrasts:
         d = dist[names.index(a)] - dist[names.index(b)]
         out[f"{a} - {b}"] = {"diff": out[a]["tau"] - out[b]["tau"],
