@@ -16,13 +16,17 @@ the build is killed. Tasks run network by network (both seeds, budgets alternati
 table cut short still holds complete pairs. After each retraining the table is rewritten
 atomically to ``--out``: commit it as it grows. An existing ``--out`` is the record: its
 results are kept and not retrained, so a table committed from another machine grows on in a
-fresh WORK (it must be of the same plan: space, recipe, overrides, band, seeds and drawn
-networks).
+fresh WORK (it must be of the same plan: space, recipe, overrides, band and drawn networks).
+A larger ``--n`` adds networks, and a longer ``--seeds`` list that starts with the recorded
+seeds adds its new seeds to every network (``0,1`` grown to ``0,1,2,3``), network by network.
 
 ``summary`` gives, per budget, the seed-to-seed Kendall tau (seed A vs seed B over the
 networks, with a paired bootstrap 95% interval) for test top-1 and test loss, and the
 random-effects variance components (architecture sd, seed-noise sd) of a two-way layout,
-and the ceiling: the tau a perfect proxy would reach against the table's seed-mean truth.
+and the ceiling: the tau a perfect proxy would reach against a two-seed-mean truth, all on
+the first two seeds. A table of four or more seeds also gets, over the networks with every
+seed, the components, the ceiling on the all-seed mean, and the tau between the means of
+the first and the second half of its seeds.
 """
 
 from __future__ import annotations
@@ -124,6 +128,12 @@ def _table(plan: dict, done: dict, space) -> dict:
             "planned_networks": {str(b): len(plan["archs"][str(b)]) for b in plan["budgets"]}, "rows": rows}
 
 
+def _extends(saved, seeds: list[int]) -> bool:
+    """A plan may add training seeds after the recorded ones (``--seeds 0,1`` grown to
+    ``0,1,2,3``): the finished seeds are kept; any other change of seeds is another plan."""
+    return isinstance(saved, list) and seeds[:len(saved)] == saved
+
+
 def _recorded(path: Path, plan: dict) -> dict:
     """{(arch, seed): result} from an existing table of ``plan`` at ``path`` ({} if none)."""
     if not path.exists():
@@ -134,8 +144,10 @@ def _recorded(path: Path, plan: dict) -> dict:
         raise StnasError(f"{path} is not a readable table ({exc}); move it away or choose another --out") from None
     if not isinstance(table, dict) or table.get("format") != FORMAT or not isinstance(table.get("rows"), list):
         raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
-    keys = ("preset", "space_fingerprint", "recipe", "overrides", "band", "seeds")
+    keys = ("preset", "space_fingerprint", "recipe", "overrides", "band")
     diff = sorted(k for k in keys if table.get(k) != json.loads(json.dumps(plan[k])))
+    if not _extends(table.get("seeds"), plan["seeds"]):
+        diff.append("seeds")
     if diff:
         raise StnasError(f"{path} holds a table of another plan ({', '.join(diff)} differ); choose another --out")
     done = {}
@@ -155,6 +167,9 @@ def _recorded(path: Path, plan: dict) -> dict:
 def build(args) -> None:
     if not (0 <= args.band < 1 and args.n >= 2 and args.jobs >= 1 and args.threads >= 0):
         raise StnasError("need 0 <= --band < 1, --n >= 2, --jobs >= 1, --threads >= 0")
+    seeds = args.seeds.split(",")
+    if len(set(seeds)) != len(seeds) or len(seeds) < 2:
+        raise StnasError(f"--seeds needs two or more different seeds, got {args.seeds!r}")
     space = load_space(args.preset)
     cfg = resolve(args.preset, overrides=args.overrides)
     plan = _plan(args, space, cfg)
@@ -163,12 +178,14 @@ def build(args) -> None:
     if plan_file.is_file():
         saved = json.loads(plan_file.read_text())
         new = json.loads(json.dumps(plan))
-        diff = sorted(k for k in new if k not in ("n", "archs") and saved.get(k) != new[k])
+        diff = sorted(k for k in new if k not in ("n", "archs", "seeds") and saved.get(k) != new[k])
+        if not _extends(saved.get("seeds"), new["seeds"]):
+            diff.append("seeds")
         if diff:
             raise StnasError(f"{plan_file} holds another plan ({', '.join(diff)} differ); choose another --work")
     done = _recorded(Path(args.out), plan)  # checked before anything is written
     work.mkdir(parents=True, exist_ok=True)
-    write_json(plan_file, plan)  # the same plan, or one with more networks (a prefix of the same draws)
+    write_json(plan_file, plan)  # the same plan, or one with more networks or seeds (extending the same draws)
     order = [(arch, s) for i in range(args.n) for b in plan["budgets"] for arch in [plan["archs"][str(b)][i]]
              for s in plan["seeds"] if (arch, s) not in done]
     tasks = {}
@@ -249,7 +266,7 @@ def ceiling(ratio: float, seeds: int) -> float:
 def summary(args) -> None:
     table = _table_file(args.table)
     seeds = [str(s) for s in table["seeds"]]
-    out = {"table": args.table, "budgets": {}}
+    out, extra = {"table": args.table, "budgets": {}}, []
     print(f"{'budget':>7} {'nets':>4} {'metric':>9} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
           f"{'ratio':>6} {'ceiling':>7}")
     for b in table["budgets"]:
@@ -257,17 +274,45 @@ def summary(args) -> None:
         out["budgets"][str(b)] = {}
         for metric in ("top1", "test_loss"):
             t = seed_tau(rows, metric, (seeds[0], seeds[1]), args.resamples)
-            v = variance_components(rows, metric, seeds)
-            if v.get("ratio") is not None:  # what a perfect proxy reaches on this table's seed-mean truth
-                v["ceiling_tau"] = ceiling(v["ratio"], len(seeds))
+            v = variance_components(rows, metric, seeds[:2])
+            if v.get("ratio") is not None:  # what a perfect proxy reaches on a two-seed-mean truth
+                v["ceiling_tau"] = ceiling(v["ratio"], 2)
             out["budgets"][str(b)][metric] = {"seed_tau": t, "components": v}
+            if len(seeds) >= 4:  # the truth of the networks with every seed, and its reliability
+                out["budgets"][str(b)][metric]["all_seeds"] = every = all_seeds(rows, metric, seeds, args.resamples)
+                extra.append((b, metric, every))
             ci = f"[{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}]" if t["ci"] else "-"
             tau = f"{t['tau']:+.2f}" if t["tau"] is not None else "-"
             ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
             print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>9} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
                   f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6} {v.get('ceiling_tau', float('nan')):>+7.2f}")
+    for b, metric, e in extra:
+        h, v = e["halves_tau"], e["components"]
+        ci = f"[{h['ci'][0]:+.2f}, {h['ci'][1]:+.2f}]" if h["ci"] else "-"
+        tau = f"{h['tau']:+.2f}" if h["tau"] is not None else "-"
+        ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
+        print(f"{b / 1e6:>6.1f}M {metric:>9}, all {len(seeds)} seeds: {v['networks']} networks, half-mean tau {tau} "
+              f"{ci}, arch sd {v.get('arch_sd', float('nan')):.4f}, noise sd {v.get('noise_sd', float('nan')):.4f}, "
+              f"ratio {ratio}, ceiling {v.get('ceiling_tau', float('nan')):+.2f}")
     if args.json:
         write_json(Path(args.json), out)
+
+
+def all_seeds(rows: list[dict], metric: str, seeds: list[str], resamples: int = 2000) -> dict:
+    """For the networks with every one of ``seeds``: the variance components, the ceiling on
+    their all-seed mean, and the Kendall tau between the means of the first and the second
+    half of the seeds (the reliability of a half-size truth; R x sqrt(k/2) under the normal
+    model)."""
+    full = [r for r in rows if all(s in r["seeds"] for s in seeds)]
+    v = variance_components(full, metric, seeds)
+    if v.get("ratio") is not None:
+        v["ceiling_tau"] = ceiling(v["ratio"], len(seeds))
+    half = len(seeds) // 2
+    means = [{"seeds": {"a": {metric: float(np.mean([r["seeds"][s][metric] for s in seeds[:half]]))},
+                        "b": {metric: float(np.mean([r["seeds"][s][metric] for s in seeds[half:2 * half]]))}}}
+             for r in full]
+    return {"seeds": seeds, "components": v, "halves": [seeds[:half], seeds[half:2 * half]],
+            "halves_tau": seed_tau(means, metric, ("a", "b"), resamples)}
 
 
 def _table_file(path: str) -> dict:

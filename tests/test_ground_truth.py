@@ -225,6 +225,60 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "band differ" in err
 
 
+def test_build_adds_seeds_to_every_network_and_keeps_the_finished_ones(tmp_path, capsys):
+    gt.main(_build(tmp_path, "--n", "2"))
+    cards = sorted((tmp_path / "work").glob("*/seed*/model_card.json"))
+    stamps = [c.stat().st_mtime_ns for c in cards]
+    before = json.loads((tmp_path / "t.json").read_text())
+    gt.main(_build(tmp_path, "--n", "2", "--seeds", "0,1,2"))
+    table = json.loads((tmp_path / "t.json").read_text())
+    assert table["seeds"] == [0, 1, 2]
+    assert [set(r["seeds"]) for r in table["rows"]] == [{"0", "1", "2"}] * 2
+    for old, new in zip(before["rows"], table["rows"]):
+        assert {s: new["seeds"][s] for s in ("0", "1")} == old["seeds"]  # kept, not retrained
+    assert [c.stat().st_mtime_ns for c in cards] == stamps
+    assert len(list((tmp_path / "work").glob("*/seed2/model_card.json"))) == 2
+    # seeds that do not extend the recorded ones (reordered, dropped, repeated) are refused untouched
+    recorded = (tmp_path / "t.json").read_text()
+    for bad in ("1,0,2", "0,2", "0,1,1", "0"):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            gt.main(_build(tmp_path, "--n", "2", "--seeds", bad))
+        assert e.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and "seeds" in err, (bad, err)
+        assert (tmp_path / "t.json").read_text() == recorded
+
+
+def test_all_seeds_compares_the_means_of_the_two_halves_by_hand():
+    # 5 networks x 4 seeds; half means (seeds 0,1) and (seeds 2,3) computed by hand
+    x = [[0.90, 0.92, 0.91, 0.95], [0.93, 0.91, 0.90, 0.90], [0.95, 0.97, 0.96, 0.94],
+         [0.88, 0.86, 0.89, 0.91], [0.92, 0.96, 0.93, 0.93]]
+    rows = _rows(x) + _rows([[0.99, 0.99]])  # a network with two seeds only is left out
+    e = gt.all_seeds(rows, "top1", ["0", "1", "2", "3"], resamples=200)
+    a = [(v[0] + v[1]) / 2 for v in x]
+    b = [(v[2] + v[3]) / 2 for v in x]
+    assert e["halves_tau"]["n"] == 5
+    assert e["halves_tau"]["tau"] == pytest.approx(stats.kendalltau(a, b).statistic)
+    assert e["components"]["networks"] == 5
+    assert e["components"]["ceiling_tau"] == pytest.approx(gt.ceiling(e["components"]["ratio"], 4))
+
+
+def test_summary_of_four_seeds_reports_the_issue_criterion_on_the_first_two(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    rows = [{"arch": f"a{i}", "budget": 1000, "madds": 900, "params": 10,
+             "seeds": {str(s): {"top1": float(v), "test_loss": float(-v)} for s, v in
+                       enumerate(e + rng.normal(0, 0.01, 4 if i < 8 else 2))}}
+            for i, e in enumerate(rng.normal(0.9, 0.01, 12))]
+    table = {"format": "stnas-groundtruth", "budgets": [1000], "seeds": [0, 1, 2, 3], "rows": rows}
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    gt.main(["summary", str(tmp_path / "t.json"), "--resamples", "200", "--json", str(tmp_path / "s.json")])
+    out = json.loads((tmp_path / "s.json").read_text())["budgets"]["1000"]["top1"]
+    assert out["seed_tau"]["n"] == 12 and out["components"]["networks"] == 12  # every network, seeds 0 and 1
+    assert out["all_seeds"]["halves_tau"]["n"] == 8 and out["all_seeds"]["components"]["networks"] == 8
+    assert "all 4 seeds: 8 networks" in capsys.readouterr().out
+
+
 def _alive(pid: int) -> bool:
     try:  # a zombie (exited, not yet reaped by its new parent) is not alive
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
