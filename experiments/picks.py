@@ -14,7 +14,8 @@ results are kept, not retrained, and a search whose folder is gone (another mach
 keeps the picks it recorded.
 
 ``place`` gives each pick's true within-budget percentile among the table's networks that
-have every seed (1 = better than all of them, 0.75 = the top quartile's edge), by the
+have every seed of the picks (the table's, or its first seeds when the table has grown more
+since the picks were retrained; ``build`` then adds the new seeds to the picks) (1 = better than all of them, 0.75 = the top quartile's edge), by the
 seed-mean test loss (``--metric test_loss``, the instrument's primary metric) or top-1: the
 seed-mean value, a percentile bootstrap 95% interval over the table's networks, and the
 percentile under each seed alone (pick seed s against the networks' seed s).
@@ -118,8 +119,9 @@ def _record(path: Path, table: dict) -> dict:
         raise StnasError(f"{path} is not readable JSON ({exc}); move it away or choose another --out") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
-    if [record.get(k) for k in ("space_fingerprint", "recipe", "overrides", "seeds")] != [
-            table[k] for k in ("space_fingerprint", "recipe", "overrides", "seeds")]:
+    if [record.get(k) for k in ("space_fingerprint", "recipe", "overrides")] != [
+            table[k] for k in ("space_fingerprint", "recipe", "overrides")] or not gt._extends(
+            record.get("seeds"), table["seeds"]):
         raise StnasError(f"{path} was retrained with another space, recipe or seeds; choose another --out")
     fields = ("top1", "test_loss", "wall_s")
     for r in record.get("rows", []):
@@ -158,11 +160,11 @@ def place(args) -> None:
     if not isinstance(picks, dict) or picks.get("format") != FORMAT:
         raise StnasError(f"{args.picks} is not a {FORMAT} table")
     table = gt._table_file(args.table)
-    if (picks["space_fingerprint"], picks["overrides"], picks["seeds"]) != (
-            table["space_fingerprint"], table["overrides"], table["seeds"]):
+    if (picks["space_fingerprint"], picks["overrides"]) != (table["space_fingerprint"], table["overrides"]) or \
+            not gt._extends(picks["seeds"], table["seeds"]):
         raise StnasError(f"{args.picks} was not retrained with {args.table}'s space, recipe and seeds")
-    seeds = [str(s) for s in table["seeds"]]
-    out = {"picks": args.picks, "table": args.table, "metric": args.metric, "rows": []}
+    seeds = [str(s) for s in picks["seeds"]]  # the table's, or the first of them (a table grown since)
+    out = {"picks": args.picks, "table": args.table, "metric": args.metric, "seeds": seeds, "rows": []}
     print(f"{'pick':<14} {'budget':>6} {'MAdds':>6} {'use':>4} {args.metric:>9} {'pct':>5} {'95% CI':>13} "
           f"{'per seed':>11} {'nets':>4}")
     for p in picks["rows"]:

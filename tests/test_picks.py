@@ -79,6 +79,20 @@ def test_build_retrains_picks_with_the_tables_recipe_and_places_them(tmp_path, c
     placed = json.loads((tmp_path / "pl.json").read_text())["rows"]
     means = [np.mean([s["test_loss"] for s in r["seeds"].values()]) for r in table["rows"]]
     assert placed[0]["percentile"] == pytest.approx(np.mean([m >= means[0] for m in means]))
+    # the table grows a seed: the picks are placed on the seeds they have, until build adds it
+    pk.gt.main(["build", "--preset", "digits", "--work", str(tmp_path / "gt"), "--out", str(tmp_path / "t.json"),
+                "--budgets", "200k", "--band", "0.5", "--n", "4", "--seeds", "0,1,2", "--jobs", "1",
+                "--threads", "1", "--set", "retrain.epochs=1", "--set", "retrain.limit=300"])
+    pk.main(["place", str(tmp_path / "p.json"), str(tmp_path / "t.json"), "--json", str(tmp_path / "pl2.json")])
+    again = json.loads((tmp_path / "pl2.json").read_text())
+    assert again["seeds"] == ["0", "1"] and again["rows"][0]["percentile"] == placed[0]["percentile"]
+    pk.main(argv)
+    grown = json.loads((tmp_path / "p.json").read_text())
+    assert grown["seeds"] == [0, 1, 2] and [set(r["seeds"]) for r in grown["rows"]] == [{"0", "1", "2"}] * 2
+    assert all(grown["rows"][i]["seeds"]["0"] == picks["rows"][i]["seeds"]["0"] for i in range(2))  # kept
+    pk.main(["place", str(tmp_path / "p.json"), str(tmp_path / "t.json"), "--json", str(tmp_path / "pl3.json")])
+    three = json.loads((tmp_path / "pl3.json").read_text())
+    assert three["seeds"] == ["0", "1", "2"] and set(three["rows"][0]["per_seed"]) == {"0", "1", "2"}
 
 
 def _fails(argv, capsys, match):
