@@ -75,6 +75,11 @@ def build(args) -> None:
     space = load_space(table["preset"])
     if space.fingerprint != table["space_fingerprint"]:
         raise StnasError(f"{args.table} was built on another version of the {table['preset']} space")
+    if args.seeds is not None:  # the table's first seeds only (a table still growing more)
+        seeds = [int(s) if s.strip().isdigit() else None for s in args.seeds.split(",")]
+        if not (seeds and None not in seeds and gt._extends(seeds, table["seeds"])):
+            raise StnasError(f"--seeds must be the first of {args.table}'s seeds {table['seeds']}, got {args.seeds!r}")
+        table = table | {"seeds": seeds}
     record = _record(Path(args.out), table)
     recorded = {}
     for r in record.get("rows", []):
@@ -191,6 +196,7 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--work", required=True, help="folder of the retrainings (resumed when rerun)")
     b.add_argument("--out", required=True, help="the picks table (JSON), rewritten after each retraining")
     b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    b.add_argument("--seeds", help="retrain under only the table's first seeds, e.g. 0,1 (default: all)")
     b.add_argument("searches", nargs="+", metavar="LABEL=SEARCH_DIR")
     p = sub.add_parser("place", help="each pick's within-budget percentile among the table's networks")
     p.add_argument("picks")

@@ -114,6 +114,8 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     base = ["build", "--table", str(tmp_path / "t.json"), "--work", str(tmp_path / "w"),
             "--out", str(tmp_path / "p.json")]
     _fails(base + ["nolabel"], capsys, "LABEL=SEARCH_DIR")
+    for bad in ("1", "0,1,2", "1,0", "x"):  # not the first of the table's seeds (0, 1)
+        _fails(base + ["--seeds", bad, "A=whatever"], capsys, "--seeds must be the first")
     _fails(base + [f"A={tmp_path}"], capsys, "best.json not found")
     _search_dir(tmp_path, "s4m", "x", budget=4_000_000)
     _fails(base + [f"A={tmp_path / 's4m'}"], capsys, "no rank-1 network for budget(s) 200,000")
