@@ -8,8 +8,8 @@ table's own recipe and seeds, placed among the table's random networks of their 
 ``build`` takes each ``LABEL=SEARCH_DIR`` (a folder ``stnas search`` wrote), its rank-1
 network of every budget the table holds, and retrains it under each of the table's seeds
 with the table's preset and overrides (``ground_truth.py``'s retraining: resumable, a
-finished one reused; a network two searches both picked is trained once). The picks table
-is rewritten atomically after each retraining. An existing ``--out`` is the record: its
+finished one reused; a network two searches both picked is trained once; ``--jobs`` at a
+time). The picks table is rewritten atomically after each retraining. An existing ``--out`` is the record: its
 results are kept, not retrained, and a search whose folder is gone (another machine's)
 keeps the picks it recorded.
 
@@ -69,8 +69,8 @@ def read_picks(spec: str, budgets: list[int], recorded: dict | None = None) -> t
 
 
 def build(args) -> None:
-    if args.threads < 0:
-        raise StnasError("--threads must be >= 0")
+    if args.threads < 0 or args.jobs < 1:
+        raise StnasError("need --threads >= 0 and --jobs >= 1")
     table = gt._table_file(args.table)
     space = load_space(table["preset"])
     if space.fingerprint != table["space_fingerprint"]:
@@ -99,19 +99,42 @@ def build(args) -> None:
     work.mkdir(parents=True, exist_ok=True)
     keys = list(dict.fromkeys((r["arch"], s) for r in rows for s in table["seeds"]))
     done = {(r["arch"], int(s)): res for r in record.get("rows", []) for s, res in r["seeds"].items()}
-    for i, (arch, s) in enumerate(keys, 1):
-        if (arch, s) not in done:
-            cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
-            done[(arch, s)] = gt._train(arch, cfg, str(gt._task_dir(work, arch, s)), args.threads)
-        for r in rows:
-            r["seeds"] = {str(t): done[(r["arch"], t)] for t in table["seeds"] if (r["arch"], t) in done}
-        write_json(Path(args.out), {"format": FORMAT, "table": args.table, "preset": table["preset"],
-                                    "space_fingerprint": table["space_fingerprint"], "recipe": table["recipe"],
-                                    "overrides": table["overrides"], "seeds": table["seeds"],
-                                    "searches": args.searches, "rows": rows})
-        res = done[(arch, s)]
-        print(f"[{i}/{len(keys)}] {arch} seed {s}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} "
-              f"({res['wall_s']:.0f} s)", flush=True)
+
+    def task(arch, s):
+        cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
+        return arch, cfg, str(gt._task_dir(work, arch, s)), args.threads
+
+    todo = [k for k in keys if k not in done]
+    pool = None
+    if args.jobs > 1 and len(todo) > 1:  # retrainings at a time, each ending with this build (gt.exit_with)
+        import multiprocessing
+        import os
+        from concurrent.futures import ProcessPoolExecutor
+
+        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
+        futures = {k: pool.submit(gt._train, *task(*k), os.getpid()) for k in todo}
+    try:
+        for i, (arch, s) in enumerate(keys, 1):
+            if (arch, s) not in done:
+                done[(arch, s)] = futures[(arch, s)].result() if pool else gt._train(*task(arch, s))
+                _write_picks(args, table, rows, done)
+            res = done[(arch, s)]
+            print(f"[{i}/{len(keys)}] {arch} seed {s}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} "
+                  f"({res['wall_s']:.0f} s)", flush=True)
+        _write_picks(args, table, rows, done)
+    finally:
+        if pool:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _write_picks(args, table: dict, rows: list[dict], done: dict) -> None:
+    """Rewrites the picks table (atomically) with every result so far."""
+    for r in rows:
+        r["seeds"] = {str(t): done[(r["arch"], t)] for t in table["seeds"] if (r["arch"], t) in done}
+    write_json(Path(args.out), {"format": FORMAT, "table": args.table, "preset": table["preset"],
+                                "space_fingerprint": table["space_fingerprint"], "recipe": table["recipe"],
+                                "overrides": table["overrides"], "seeds": table["seeds"],
+                                "searches": args.searches, "rows": rows})
 
 
 def _record(path: Path, table: dict) -> dict:
@@ -195,7 +218,8 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--table", required=True, help="the stnas-groundtruth table whose recipe and seeds to use")
     b.add_argument("--work", required=True, help="folder of the retrainings (resumed when rerun)")
     b.add_argument("--out", required=True, help="the picks table (JSON), rewritten after each retraining")
-    b.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    b.add_argument("--threads", type=int, default=1, help="torch CPU threads per retraining")
+    b.add_argument("--jobs", type=int, default=1, help="retrainings at a time")
     b.add_argument("--seeds", help="retrain under only the table's first seeds, e.g. 0,1 (default: all)")
     b.add_argument("searches", nargs="+", metavar="LABEL=SEARCH_DIR")
     p = sub.add_parser("place", help="each pick's within-budget percentile among the table's networks")

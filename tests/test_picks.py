@@ -53,7 +53,7 @@ def test_build_retrains_picks_with_the_tables_recipe_and_places_them(tmp_path, c
     a, b = _search_dir(tmp_path, "sa", pick), _search_dir(tmp_path, "sb", other)
     argv = ["build", "--table", str(tmp_path / "t.json"), "--work", str(tmp_path / "pw"),
             "--out", str(tmp_path / "p.json"), f"A={a}", f"B={b}"]
-    pk.main(argv)
+    pk.main(argv + ["--jobs", "2"])  # two retrainings at a time: the same results as one by one
     picks = json.loads((tmp_path / "p.json").read_text())
     assert [(r["label"], r["arch"]) for r in picks["rows"]] == [("A", pick), ("B", other)]
     for r, want in zip(picks["rows"], table["rows"][:2]):
