@@ -9,16 +9,17 @@ table's own recipe and seeds, placed among the table's random networks of their 
 network of every budget the table holds, and retrains it under each of the table's seeds
 with the table's preset and overrides (``ground_truth.py``'s retraining: resumable, a
 finished one reused; a network two searches both picked is trained once; ``--jobs`` at a
-time). The picks table is rewritten atomically after each retraining. An existing ``--out`` is the record: its
-results are kept, not retrained, and a search whose folder is gone (another machine's)
-keeps the picks it recorded.
+time). The picks table is rewritten atomically after each retraining. An existing
+``--out`` is the record: its results are kept, not retrained, and a search whose folder
+is gone (another machine's) keeps the picks it recorded.
 
 ``place`` gives each pick's true within-budget percentile among the table's networks that
-have every seed of the picks (the table's, or its first seeds when the table has grown more
-since the picks were retrained; ``build`` then adds the new seeds to the picks) (1 = better than all of them, 0.75 = the top quartile's edge), by the
-seed-mean test loss (``--metric test_loss``, the instrument's primary metric) or top-1: the
-seed-mean value, a percentile bootstrap 95% interval over the table's networks, and the
-percentile under each seed alone (pick seed s against the networks' seed s).
+have every seed of the picks (the table's, or its first seeds when the table has grown
+more since the picks were retrained; ``build`` then adds the new seeds to the picks)
+(1 = better than all of them, 0.75 = the top quartile's edge), by the seed-mean test loss
+(``--metric test_loss``, the instrument's primary metric) or top-1: the seed-mean value,
+a percentile bootstrap 95% interval over the table's networks, and the percentile under
+each seed alone (pick seed s against the networks' seed s).
 """
 
 from __future__ import annotations
