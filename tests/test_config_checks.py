@@ -83,9 +83,11 @@ def test_out_pointing_at_a_file(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("override, section, key", [("retrain.limit=null", "retrain", "limit"),
-                                                     ("data.limit=null", "data", "limit")])
+                                                     ("data.limit=null", "data", "limit"),
+                                                     ("search.screen=null", "search", "screen")])
 def test_null_restores_a_built_in_null_default_over_the_preset(override, section, key):
-    # the fashion-mnist preset sets both limits; null (all images) must still be accepted
+    # the fashion-mnist preset sets both limits and the screening share; null (all images,
+    # no screening) must still be accepted
     from stnas import config
     assert config.resolve("fashion-mnist")[section][key] is not None
     cfg = config.resolve("fashion-mnist", overrides=[override])

@@ -156,9 +156,22 @@ def _merge(base: dict, new: dict, where: str = "") -> dict:
 _NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "data.val_fraction": "number",
                        "data.limit": "count", "data.val_limit": "count", "pool.lr": "number",
                        "sgld.noise_scale": "number", "proxy.samples": "integer", "search.min_madds": "count",
-                       "search.max_params": "count", "retrain.limit": "count", "supernet.split": "string",
-                       "supernet.init": "string"}
+                       "search.max_params": "count", "search.screen": "number", "retrain.limit": "count",
+                       "supernet.split": "string", "supernet.init": "string"}
 _MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
+
+
+def _built_in(path: str) -> Any:
+    """The built-in default at a dotted path (``DEFAULTS``, before any preset)."""
+    node: Any = DEFAULTS
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return _MISSING
+        node = node[key]
+    return node
+
+
+_MISSING = object()
 
 
 def _show(value: Any) -> str:
@@ -176,7 +189,7 @@ _EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 def _check_type(path: str, default: Any, value: Any) -> Any:
     if value is None:  # null is allowed where the built-in default is null, whatever a preset set
-        if default is None or path in _MAY_BE_NULL or path in _NULL_DEFAULT_KINDS:
+        if default is None or path in _MAY_BE_NULL or _built_in(path) is None:
             return value
         raise ConfigError(f"config key {path!r} must not be null (its default is {_show(default)})")
     kind = _NULL_DEFAULT_KINDS.get(path)
