@@ -161,6 +161,9 @@ _NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "dat
 _MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
 
 
+_MISSING = object()
+
+
 def _built_in(path: str) -> Any:
     """The built-in default at a dotted path (``DEFAULTS``, before any preset)."""
     node: Any = DEFAULTS
@@ -169,9 +172,6 @@ def _built_in(path: str) -> Any:
             return _MISSING
         node = node[key]
     return node
-
-
-_MISSING = object()
 
 
 def _show(value: Any) -> str:
