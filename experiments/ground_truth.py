@@ -202,12 +202,18 @@ def build(args) -> None:
               f"loss {result['test_loss']:.4f} ({result['wall_s']:.0f} s; {time.time() - t0:.0f} s in all)",
               flush=True)
 
-    if args.jobs <= 1:
-        for key in order:
-            record(key, _train(*tasks[key]))
+    train_all(tasks, args.jobs, record)
+
+
+def train_all(tasks: dict, jobs: int, record) -> None:
+    """``_train(*tasks[key])`` for every key, ``jobs`` at a time (spawned processes that end
+    with this one, ``exit_with``), each result passed to ``record(key, result)`` in key order."""
+    if jobs <= 1 or len(tasks) <= 1:
+        for key, task in tasks.items():
+            record(key, _train(*task))
         return
-    with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {key: pool.submit(_train, *tasks[key], os.getpid()) for key in order}
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = {key: pool.submit(_train, *task, os.getpid()) for key, task in tasks.items()}
         try:
             for key, fut in futures.items():
                 record(key, fut.result())

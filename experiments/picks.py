@@ -105,27 +105,22 @@ def build(args) -> None:
         cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
         return arch, cfg, str(gt._task_dir(work, arch, s)), args.threads
 
-    todo = [k for k in keys if k not in done]
-    pool = None
-    if args.jobs > 1 and len(todo) > 1:  # retrainings at a time, each ending with this build (gt.exit_with)
-        import multiprocessing
-        import os
-        from concurrent.futures import ProcessPoolExecutor
+    todo = {k: task(*k) for k in keys if k not in done}
+    for i, (arch, s) in enumerate(keys, 1):
+        if (arch, s) in done:
+            _report(i, len(keys), arch, s, done[(arch, s)], "recorded")
 
-        pool = ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"))
-        futures = {k: pool.submit(gt._train, *task(*k), os.getpid()) for k in todo}
-    try:
-        for i, (arch, s) in enumerate(keys, 1):
-            if (arch, s) not in done:
-                done[(arch, s)] = futures[(arch, s)].result() if pool else gt._train(*task(arch, s))
-                _write_picks(args, table, rows, done)
-            res = done[(arch, s)]
-            print(f"[{i}/{len(keys)}] {arch} seed {s}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} "
-                  f"({res['wall_s']:.0f} s)", flush=True)
+    def record(key, result):
+        done[key] = result
         _write_picks(args, table, rows, done)
-    finally:
-        if pool:
-            pool.shutdown(wait=False, cancel_futures=True)
+        _report(keys.index(key) + 1, len(keys), *key, result, f"{result['wall_s']:.0f} s")
+
+    gt.train_all(todo, args.jobs, record)
+    _write_picks(args, table, rows, done)
+
+
+def _report(i: int, n: int, arch: str, seed: int, res: dict, note: str) -> None:
+    print(f"[{i}/{n}] {arch} seed {seed}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} ({note})", flush=True)
 
 
 def _write_picks(args, table: dict, rows: list[dict], done: dict) -> None:
