@@ -294,6 +294,9 @@ def summary(args) -> None:
                   f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6} {v.get('ceiling_tau', float('nan')):>+7.2f}")
     for b, metric, e in extra:
         h, v = e["halves_tau"], e["components"]
+        if "arch_sd" not in v:  # fewer than 3 networks have every seed
+            print(f"{b / 1e6:>6.1f}M {metric:>9}, all {len(seeds)} seeds: {v['networks']} networks, too few yet")
+            continue
         ci = f"[{h['ci'][0]:+.2f}, {h['ci'][1]:+.2f}]" if h["ci"] else "-"
         tau = f"{h['tau']:+.2f}" if h["tau"] is not None else "-"
         ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"

@@ -425,3 +425,17 @@ def test_recipes_refuses_tables_of_other_spaces(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         gt.main(["recipes", str(tmp_path / "a.json"), str(tmp_path / "b.json")])
     assert e.value.code == 2 and "different spaces" in capsys.readouterr().err
+
+
+def test_summary_says_when_too_few_networks_have_every_seed(tmp_path, capsys):
+    # two of six networks have four seeds: no components for all four yet, and no nan printed
+    rng = np.random.default_rng(4)
+    rows = [{"arch": f"a{i}", "budget": 1000, "madds": 900, "params": 10,
+             "seeds": {str(s): {"top1": float(v), "test_loss": float(-v)} for s, v in
+                       enumerate(e + rng.normal(0, 0.01, 4 if i < 2 else 2))}}
+            for i, e in enumerate(rng.normal(0.9, 0.01, 6))]
+    table = {"format": "stnas-groundtruth", "budgets": [1000], "seeds": [0, 1, 2, 3], "rows": rows}
+    (tmp_path / "t.json").write_text(json.dumps(table))
+    gt.main(["summary", str(tmp_path / "t.json"), "--resamples", "50"])
+    out = capsys.readouterr().out
+    assert "all 4 seeds: 2 networks, too few yet" in out and "nan" not in out
