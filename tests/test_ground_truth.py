@@ -264,14 +264,20 @@ def test_all_seeds_compares_the_means_of_the_two_halves_by_hand():
     assert e["components"]["ceiling_tau"] == pytest.approx(gt.ceiling(e["components"]["ratio"], 4))
 
 
-def test_summary_of_four_seeds_reports_the_issue_criterion_on_the_first_two(tmp_path, capsys):
-    rng = np.random.default_rng(3)
+def _four_seed_table(path: Path, rng_seed: int, networks: int, with_four: int) -> None:
+    """A table of ``networks`` noisy networks, the first ``with_four`` of them on seeds 0-3, the
+    rest on seeds 0 and 1."""
+    rng = np.random.default_rng(rng_seed)
     rows = [{"arch": f"a{i}", "budget": 1000, "madds": 900, "params": 10,
              "seeds": {str(s): {"top1": float(v), "test_loss": float(-v)} for s, v in
-                       enumerate(e + rng.normal(0, 0.01, 4 if i < 8 else 2))}}
-            for i, e in enumerate(rng.normal(0.9, 0.01, 12))]
+                       enumerate(e + rng.normal(0, 0.01, 4 if i < with_four else 2))}}
+            for i, e in enumerate(rng.normal(0.9, 0.01, networks))]
     table = {"format": "stnas-groundtruth", "budgets": [1000], "seeds": [0, 1, 2, 3], "rows": rows}
-    (tmp_path / "t.json").write_text(json.dumps(table))
+    path.write_text(json.dumps(table))
+
+
+def test_summary_of_four_seeds_reports_the_issue_criterion_on_the_first_two(tmp_path, capsys):
+    _four_seed_table(tmp_path / "t.json", 3, 12, 8)
     gt.main(["summary", str(tmp_path / "t.json"), "--resamples", "200", "--json", str(tmp_path / "s.json")])
     out = json.loads((tmp_path / "s.json").read_text())["budgets"]["1000"]["top1"]
     assert out["seed_tau"]["n"] == 12 and out["components"]["networks"] == 12  # every network, seeds 0 and 1
@@ -429,13 +435,7 @@ def test_recipes_refuses_tables_of_other_spaces(tmp_path, capsys):
 
 def test_summary_says_when_too_few_networks_have_every_seed(tmp_path, capsys):
     # two of six networks have four seeds: no components for all four yet, and no nan printed
-    rng = np.random.default_rng(4)
-    rows = [{"arch": f"a{i}", "budget": 1000, "madds": 900, "params": 10,
-             "seeds": {str(s): {"top1": float(v), "test_loss": float(-v)} for s, v in
-                       enumerate(e + rng.normal(0, 0.01, 4 if i < 2 else 2))}}
-            for i, e in enumerate(rng.normal(0.9, 0.01, 6))]
-    table = {"format": "stnas-groundtruth", "budgets": [1000], "seeds": [0, 1, 2, 3], "rows": rows}
-    (tmp_path / "t.json").write_text(json.dumps(table))
+    _four_seed_table(tmp_path / "t.json", 4, 6, 2)
     gt.main(["summary", str(tmp_path / "t.json"), "--resamples", "50"])
     out = capsys.readouterr().out
     assert "all 4 seeds: 2 networks, too few yet" in out and "nan" not in out
