@@ -240,9 +240,11 @@ def seed_tau(rows: list[dict], metric: str, seeds: tuple[str, str], resamples: i
     return {"n": len(pairs), "tau": float(tau), "ci": [float(lo), float(hi)]}
 
 
-def variance_components(rows: list[dict], metric: str, seeds: list[str]) -> dict:
+def variance_components(rows: list[dict], metric: str, seeds: list[str], level: float = 0.95) -> dict:
     """Two-way (network x seed) random-effects components without interaction: a seed's
-    effect shared by all networks is removed; noise_sd is the residual sd."""
+    effect shared by all networks is removed; noise_sd is the residual sd. ``ratio_ci`` is
+    the classical ``level`` interval for R = arch sd / noise sd: MS_arch / MS_res is
+    (1 + k R^2) times an F(n - 1, (n - 1)(k - 1)) variable, so its quantiles bound R."""
     full = [[r["seeds"][s][metric] for s in seeds] for r in rows if all(s in r["seeds"] for s in seeds)]
     if len(full) < 3 or len(seeds) < 2:
         return {"networks": len(full)}
@@ -252,8 +254,13 @@ def variance_components(rows: list[dict], metric: str, seeds: list[str]) -> dict
     ms_res = (resid ** 2).sum() / ((n - 1) * (k - 1))
     ms_arch = k * ((x.mean(1) - x.mean()) ** 2).sum() / (n - 1)
     arch_var = max(0.0, (ms_arch - ms_res) / k)
-    return {"networks": n, "arch_sd": float(np.sqrt(arch_var)), "noise_sd": float(np.sqrt(ms_res)),
-            "ratio": float(np.sqrt(arch_var / ms_res)) if ms_res > 0 else None}
+    out = {"networks": n, "arch_sd": float(np.sqrt(arch_var)), "noise_sd": float(np.sqrt(ms_res)),
+           "ratio": float(np.sqrt(arch_var / ms_res)) if ms_res > 0 else None}
+    if ms_res > 0:
+        f, df = ms_arch / ms_res, (n - 1, (n - 1) * (k - 1))
+        bounds = [f / stats.f.ppf(q, *df) for q in ((1 + level) / 2, (1 - level) / 2)]
+        out["ratio_ci"] = [float(np.sqrt(max(0.0, (b - 1) / k))) for b in bounds]
+    return out
 
 
 def ceiling(ratio: float, seeds: int) -> float:
@@ -274,7 +281,7 @@ def summary(args) -> None:
     seeds = [str(s) for s in table["seeds"]]
     out, extra = {"table": args.table, "budgets": {}}, []
     print(f"{'budget':>7} {'nets':>4} {'metric':>9} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
-          f"{'ratio':>6} {'ceiling':>7}")
+          f"{'ratio':>6} {'ratio 95% CI':>13} {'ceiling':>7}")
     for b in table["budgets"]:
         rows = [r for r in table["rows"] if r["budget"] == b]
         out["budgets"][str(b)] = {}
@@ -290,8 +297,10 @@ def summary(args) -> None:
             ci = f"[{t['ci'][0]:+.2f}, {t['ci'][1]:+.2f}]" if t["ci"] else "-"
             tau = f"{t['tau']:+.2f}" if t["tau"] is not None else "-"
             ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
+            rci = "[{:.2f}, {:.2f}]".format(*v["ratio_ci"]) if "ratio_ci" in v else "-"
             print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>9} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
-                  f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6} {v.get('ceiling_tau', float('nan')):>+7.2f}")
+                  f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6} {rci:>13} "
+                  f"{v.get('ceiling_tau', float('nan')):>+7.2f}")
     for b, metric, e in extra:
         h, v = e["halves_tau"], e["components"]
         if "arch_sd" not in v:  # fewer than 3 networks have every seed

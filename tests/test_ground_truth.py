@@ -51,6 +51,19 @@ def test_variance_components_by_hand():
     assert w["arch_sd"] == 0.0  # the networks' means are equal
 
 
+@pytest.mark.parametrize("ratio,n,k", [(0.5, 10, 2), (1.5, 10, 2), (1.0, 30, 4)])
+def test_ratio_interval_covers_the_true_ratio_95_percent_of_the_time(ratio, n, k):
+    # simulated instruments of n networks x k seeds with a known ratio and a shared seed effect
+    rng = np.random.default_rng(11)
+    hits, sims = 0, 600
+    for _ in range(sims):
+        x = rng.normal(0, ratio, (n, 1)) + rng.normal(0, 1, (1, k)) + rng.normal(0, 1, (n, k))
+        lo, hi = gt.variance_components(_rows(x.tolist()), "top1", [str(s) for s in range(k)])["ratio_ci"]
+        assert 0 <= lo <= hi
+        hits += lo <= ratio <= hi
+    assert 0.92 <= hits / sims <= 0.98
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.lists(st.floats(0.5, 1.0, allow_nan=False), min_size=5, max_size=12, unique=True))
 def test_seed_tau_is_kendalls_tau(vals):
