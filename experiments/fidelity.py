@@ -16,7 +16,8 @@ come from the same evaluations:
 With ``--epochs``, also ``epochNNN``: the final-weights proxy under each kept epoch checkpoint
 (``epochs/epoch_NNN.safetensors``), the curve of tau against supernet training length.
 
-Baselines: MAdds, params and the sum of the stem edges' kernel sizes. The truth of a network
+Baselines: MAdds, params, the sum of the stem edges' kernel sizes (a skip has none) and the
+depth (stem edges that are not skips; constant in a space without skips). The truth of a network
 is its mean over seeds of test top-1 (``--truth top1``) or of minus test loss (``loss``).
 
 Per budget and cell: Kendall tau with a percentile bootstrap 95% interval over the networks,
@@ -60,7 +61,7 @@ from stnas.proxy import Proxy
 from stnas.space import load_arch
 from stnas.weights import load_weights
 
-BASELINES = ("madds", "params", "kernel_sum")
+BASELINES = ("madds", "params", "kernel_sum", "depth")
 RECORD, RECORD_VERSION = "stnas-proxy-record", 1
 
 
@@ -238,13 +239,19 @@ def epoch_cells(run_dir: str, archs: list[str]) -> dict[str, dict[str, float]]:
     return cells
 
 
+def shape_features(arch, space) -> dict[str, float]:
+    """The stem's kernel-size sum (a skip has no kernel) and depth (its edges that are not skips)."""
+    ops = [space.ops[o] for o in arch.stem if space.ops[o].kind != "skip"]
+    return {"kernel_sum": float(sum(op.kernel for op in ops)), "depth": float(len(ops))}
+
+
 def baselines(table: dict, space) -> dict[str, dict[str, float]]:
     out = {b: {} for b in BASELINES}
     for r in table["rows"]:
-        a = load_arch(r["arch"], space)
         out["madds"][r["arch"]] = float(r["madds"])
         out["params"][r["arch"]] = float(r["params"])
-        out["kernel_sum"][r["arch"]] = float(sum(space.ops[o].kernel for o in a.stem))
+        for name, v in shape_features(load_arch(r["arch"], space), space).items():
+            out[name][r["arch"]] = v
     return out
 
 

@@ -14,8 +14,9 @@ bootstrap 95% interval over the networks:
   networks high in the feature, below 0 it underrates them.
 
 Features (all analytic, from the architecture alone): MAdds, params, the stem edges' kernel
-sum and expansion-6 count, the number of active branch edges, the share of MAdds on branch
-edges, and the share of MAdds in the last stage. Nothing here is fitted or decides anything;
+sum (a skip has none), depth (stem edges that are not skips) and expansion-6 count, the
+number of active branch edges, the share of MAdds on branch edges, and the share of MAdds
+in the last stage. Nothing here is fitted or decides anything;
 it says where a proxy's errors lie, so that a fix can be chosen and then measured.
 """
 
@@ -37,7 +38,7 @@ from stnas.space import load_arch, load_space
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402
 
-FEATURES = ("madds", "params", "kernel_sum", "exp6_stem", "branches", "branch_share", "last_stage_share")
+FEATURES = ("madds", "params", "kernel_sum", "depth", "exp6_stem", "branches", "branch_share", "last_stage_share")
 
 
 def features(arch, space) -> dict[str, float]:
@@ -48,7 +49,7 @@ def features(arch, space) -> dict[str, float]:
     return {
         "madds": total,
         "params": float(space.params(arch)),
-        "kernel_sum": float(sum(space.ops[o].kernel for o in arch.stem)),
+        **fid.shape_features(arch, space),
         "exp6_stem": float(sum(space.ops[o].expand == 6 for o in arch.stem)),
         "branches": float(sum(b >= 0 for b in arch.branches)),
         "branch_share": sum(m for e, _, m, _ in rows if e in space.branch_edges) / total,

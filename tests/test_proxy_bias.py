@@ -25,6 +25,17 @@ def test_features_of_a_known_architecture():
     assert pb.features(none, space)["branch_share"] == 0
 
 
+def test_a_skip_adds_no_kernel_and_no_depth():
+    space = load_space("digits")
+    # ops: 0 mb_k3_e3, 1 mb_k3_e6, 2 mb_k5_e3, 3 skip; stem edges 0 and 2 change shape (no skip)
+    off = "." * len(space.branch_edges)
+    deep, shallow = space.arch(f"digits:022222/{off}"), space.arch(f"digits:032323/{off}")
+    assert pb.features(deep, space)["kernel_sum"] == 3 + 5 * 5
+    assert pb.features(deep, space)["depth"] == 6
+    assert pb.features(shallow, space)["kernel_sum"] == 3 + 5 + 5
+    assert pb.features(shallow, space)["depth"] == 3
+
+
 def test_a_proxy_that_overrates_a_feature_has_positive_bias():
     rng = np.random.default_rng(0)
     n = 40
