@@ -279,13 +279,17 @@ def ceiling(ratio: float, seeds: int) -> float:
 def summary(args) -> None:
     table = _table_file(args.table)
     seeds = [str(s) for s in table["seeds"]]
+    metrics = args.metrics.split(",")
+    missing = sorted({m for r in table["rows"] for v in r["seeds"].values() for m in metrics if m not in v})
+    if missing:
+        raise StnasError(f"{args.table} has no {', '.join(missing)} for some results (--metrics)")
     out, extra = {"table": args.table, "budgets": {}}, []
-    print(f"{'budget':>7} {'nets':>4} {'metric':>9} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
+    print(f"{'budget':>7} {'nets':>4} {'metric':>12} {'seed tau':>9} {'95% CI':>16} {'arch sd':>8} {'noise sd':>8} "
           f"{'ratio':>6} {'ratio 95% CI':>13} {'ceiling':>7}")
     for b in table["budgets"]:
         rows = [r for r in table["rows"] if r["budget"] == b]
         out["budgets"][str(b)] = {}
-        for metric in ("top1", "test_loss"):
+        for metric in metrics:
             t = seed_tau(rows, metric, (seeds[0], seeds[1]), args.resamples)
             v = variance_components(rows, metric, seeds[:2])
             if v.get("ratio") is not None:  # what a perfect proxy reaches on a two-seed-mean truth
@@ -298,7 +302,7 @@ def summary(args) -> None:
             tau = f"{t['tau']:+.2f}" if t["tau"] is not None else "-"
             ratio = f"{v['ratio']:.2f}" if v.get("ratio") is not None else "-"
             rci = "[{:.2f}, {:.2f}]".format(*v["ratio_ci"]) if "ratio_ci" in v else "-"
-            print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>9} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
+            print(f"{b / 1e6:>6.1f}M {t['n']:>4} {metric:>12} {tau:>9} {ci:>16} {v.get('arch_sd', float('nan')):>8.4f} "
                   f"{v.get('noise_sd', float('nan')):>8.4f} {ratio:>6} {rci:>13} "
                   f"{v.get('ceiling_tau', float('nan')):>+7.2f}")
     for b, metric, e in extra:
@@ -390,6 +394,8 @@ def main(argv: list[str] | None = None) -> None:
     s = sub.add_parser("summary", help="seed-to-seed tau and variance components per budget")
     s.add_argument("table")
     s.add_argument("--resamples", type=int, default=2000)
+    s.add_argument("--metrics", default="top1,test_loss",
+                   help="per-seed metrics to read (truth_metrics.py adds test_loss_ts)")
     s.add_argument("--json", help="also write the summary here")
     r = sub.add_parser("recipes", help="tau between two tables' (recipes') seed-mean rankings")
     r.add_argument("table")
