@@ -23,7 +23,7 @@ from pathlib import Path
 
 from scipy import stats
 
-from stnas.config import parse_count
+from stnas.config_checks import parse_count
 from stnas.fileio import write_json
 
 ROLE = re.compile(r"^(?:found (?P<a>\S+)|random \d+ within (?P<b>\S+))$")

@@ -47,7 +47,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.config import parse_count, resolve
+from stnas.config import resolve
+from stnas.config_checks import parse_count
 from stnas.errors import StnasError
 from stnas.fileio import write_json
 from stnas.space import load_arch, load_space

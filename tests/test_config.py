@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.config import DEFAULTS, check_search, resolve
+from stnas.config import DEFAULTS, resolve
+from stnas.config_checks import check_search
 from stnas.errors import ConfigError
 
 
@@ -88,7 +89,7 @@ def _cli_choices(command: list[str], flag: str) -> tuple:
 
 def test_cli_choices_are_the_configs():
     from stnas import choices
-    from stnas.config import _CHOICES
+    from stnas.config_checks import _CHOICES
 
     assert _CHOICES[("proxy", "mode")] == choices.PROXY_MODES
     assert _cli_choices(["search"], "--mode") == choices.PROXY_MODES

@@ -6,7 +6,8 @@ import time
 import pytest
 
 from stnas.cli import main
-from stnas.config import parse_count, resolve
+from stnas.config import resolve
+from stnas.config_checks import parse_count
 from stnas.errors import ConfigError
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b]\n" \
@@ -88,10 +89,10 @@ def test_out_pointing_at_a_file(tmp_path, capsys):
 def test_null_restores_a_built_in_null_default_over_the_preset(override, section, key):
     # the fashion-mnist preset sets both limits and the screening share; null (all images,
     # no screening) must still be accepted
-    from stnas import config
+    from stnas import config, config_checks
     assert config.resolve("fashion-mnist")[section][key] is not None
     cfg = config.resolve("fashion-mnist", overrides=[override])
-    config.validate(cfg)
+    config_checks.validate(cfg)
     assert cfg[section][key] is None
 
 
@@ -104,8 +105,8 @@ def test_count_keys_take_counts_over_a_preset_number():
 
 @pytest.mark.parametrize("mode", ["fair", "sandwich"])
 def test_the_fairness_sampling_modes_are_accepted(mode):
-    from stnas import config
+    from stnas import config, config_checks
     cfg = config.resolve("digits", overrides=[f"supernet.sampling={mode}"])
-    config.validate(cfg)
+    config_checks.validate(cfg)
     with pytest.raises(ConfigError, match="supernet.sampling"):
-        config.validate(config.resolve("digits", overrides=["supernet.sampling=fairest"]))
+        config_checks.validate(config.resolve("digits", overrides=["supernet.sampling=fairest"]))

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stnas import dist
-from stnas.config import parse_split, resolve
+from stnas.config import resolve
+from stnas.config_checks import parse_split
 from stnas.errors import CheckpointError, ConfigError
 from stnas.space import load_space
 from stnas.supernet import Supernet

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from stnas import latency as lat
 from stnas.arch import Arch
 from stnas.cli import main
-from stnas.config import DEFAULTS, check_search
+from stnas.config import DEFAULTS
+from stnas.config_checks import check_search
 from stnas.errors import ConfigError, LatencyTableError, SpaceError
 from stnas.latency_measure import build_table, ensure_table, summarize, time_calls
 from stnas.score import Score

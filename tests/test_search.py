@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.config import DEFAULTS, check_search, parse_count
+from stnas.config import DEFAULTS
+from stnas.config_checks import check_search, parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.format import budget_label
 from stnas.score import Score

@@ -79,7 +79,7 @@ def is_derived(name) -> bool:
 
 def derived_preset(name: str) -> dict:
     """The preset dict (space + search budgets) a derived name stands for."""
-    from stnas.config import parse_count
+    from stnas.config_checks import parse_count
 
     m = _NAME.fullmatch(name)
     if not m:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Sequence
 
 from stnas.arch import Arch
-from stnas.config import load_run_config, parse_split
+from stnas.config import load_run_config
+from stnas.config_checks import parse_split
 from stnas.errors import ConfigError
 from stnas.rundir import RunDir
 from stnas.score import Score

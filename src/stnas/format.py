@@ -1,5 +1,5 @@
 """Counts as text: the one place that writes MAdds, parameter and budget counts for people
-(the reverse, text to a count, is ``stnas.config.parse_count``)."""
+(the reverse, text to a count, is ``stnas.config_checks.parse_count``)."""
 
 from __future__ import annotations
 

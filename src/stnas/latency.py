@@ -92,7 +92,7 @@ class Target:
 
 def check_section(lat: dict) -> None:
     """The checks of a ``latency`` section (runtime, device, batch, threads, timing, table);
-    ``search.latency_budgets`` is checked with the search section (``stnas.config.check_search``)."""
+    ``search.latency_budgets`` is checked with the search section (``stnas.config_checks.check_search``)."""
     if lat["runtime"] not in RUNTIMES:
         raise ConfigError(f"latency.runtime must be one of {', '.join(RUNTIMES)}, got {lat['runtime']!r}")
     if lat["device"] not in DEVICES:

@@ -25,7 +25,8 @@ import torch
 from stnas import dist
 from stnas.arch import Arch, save_arch
 from stnas.checkpoint import CheckpointManager
-from stnas.config import check_same_settings, parse_count
+from stnas.config import check_same_settings
+from stnas.config_checks import parse_count
 from stnas.data import check_data_fits, get_dataset, split_seed
 from stnas.deploy import preprocessing
 from stnas.errors import ConfigError

@@ -254,7 +254,7 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
         scorer: ``list[Arch] -> list[Score]`` (:class:`stnas.score.Score`) in the same order
             (``Proxy.score``); ``select: largest_tied`` pairs the ``per_sample`` scores (with
             fewer than two, a record ties with none).
-        cfg_search: the config's ``search`` section as ``stnas.config.check_search`` leaves
+        cfg_search: the config's ``search`` section as ``stnas.config_checks.check_search`` leaves
             it (``resolve`` runs it): algorithm, budgets, min_madds, budget_floor, select,
             tie_alpha, max_params, population, parents, mutation_prob, crossover,
             generations, random_samples, top.

@@ -48,7 +48,7 @@ from typing import Callable, Iterable
 
 import torch
 
-from stnas.config import check_sgld_settings
+from stnas.config_checks import check_sgld_settings
 from stnas.errors import ConfigError
 
 _STATE_KEY = "sgld"

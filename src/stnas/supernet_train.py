@@ -19,7 +19,8 @@ import torch
 
 from stnas import dist
 from stnas.arch import Arch
-from stnas.config import check_same_settings, parse_split, pool_lr
+from stnas.config import check_same_settings
+from stnas.config_checks import parse_split, pool_lr
 from stnas.data import dataset_split
 from stnas.errors import ConfigError
 from stnas.rundir import RunDir

@@ -6,7 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
-from stnas.config import load_run_config, parse_count
+from stnas.config import load_run_config
+from stnas.config_checks import parse_count
 from stnas.errors import ConfigError
 
 
