@@ -25,6 +25,7 @@ import numpy as np
 from scipy import stats
 
 from stnas import latency as lat
+from stnas.config_checks import check_latency_section
 from stnas.fileio import write_json
 from stnas.latency_measure import build_table, device_info, measure_networks, runtime_info
 from stnas.space import load_space
@@ -104,7 +105,8 @@ def main(argv=None) -> int:
     if args.paper_archs > 0:
         jobs += [("paper", r, args.paper_archs) for r in args.runtimes.split(",") if r]
     for _, r, _n in jobs:  # refuse an unknown runtime or device before measuring anything
-        lat.check_section(dict(lat_defaults(), runtime=r, device=args.device, batch=args.batch, threads=args.threads))
+        check_latency_section(dict(lat_defaults(), runtime=r, device=args.device, batch=args.batch,
+                                   threads=args.threads))
         runtime_info(r, args.device)
     rows = []
     for preset, runtime, n in jobs:

@@ -25,6 +25,9 @@ BOMB = "a: &a [x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*
     ("search.budgets=[[1]]", "search.budgets"), ("search.budgets=.inf", "search.budgets"),
     ("data.limit=" + "9" * 400, "data.limit"), ("data.root=[a]", "data.root"), ("device=cudaX", "device"),
     ("proxy.samples=99", "proxy.samples"), ("search.budgets=" + "[" * 100 + "]" * 100, "search.budgets"),
+    ("latency.runtime=tflite", "latency.runtime"), ("latency.device=tpu", "latency.device"),
+    ("latency.repeats=2", "latency.repeats"), ("latency.table=[a]", "latency.table"),
+    ("search.latency_budgets=[5]", "latency_budgets"), ("search.latency_budgets=[-1ms]", "latency_budgets"),
 ])
 def test_bad_value_is_refused_naming_the_key(override, key):
     with pytest.raises(ConfigError, match=key) as err:

@@ -14,7 +14,7 @@ from stnas import latency as lat
 from stnas.arch import Arch
 from stnas.cli import main
 from stnas.config import DEFAULTS
-from stnas.config_checks import check_search
+from stnas.config_checks import check_search, parse_latency
 from stnas.errors import ConfigError, LatencyTableError, SpaceError
 from stnas.latency_measure import build_table, ensure_table, summarize, time_calls
 from stnas.score import Score
@@ -210,13 +210,13 @@ def test_cache_is_built_once_and_reused(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ budgets
 @pytest.mark.parametrize("text,ms", [("1.2ms", 1.2), ("800us", 0.8), ("0.5s", 500.0), (" 2 ms ", 2.0), ("1e-1ms", 0.1)])
 def test_parse_latency(text, ms):
-    assert lat.parse_latency(text) == pytest.approx(ms)
+    assert parse_latency(text) == pytest.approx(ms)
 
 
 @pytest.mark.parametrize("bad", ["0ms", "-1ms", "abc", "1.2", "inf", "infms", "1e999ms", "nanms", "", "1.2 ms ms"])
 def test_bad_latency_budgets(bad, capsys, tmp_path):
     with pytest.raises(ConfigError):
-        lat.parse_latency(bad)
+        parse_latency(bad)
     for cmd in (["search", str(tmp_path / "nope")], ["run", "--preset", "digits", "--out", str(tmp_path / "r")]):
         rc, out = cli([*cmd, "--latency-budget", bad], capsys)
         assert rc == 2 and len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
@@ -270,7 +270,7 @@ def test_no_scored_candidate_exceeds_its_latency_budget(table, tmp_path, quantil
     spread = sorted(pred(SPACE.sample(rng)) for _ in range(300))
     limit = max(spread[int(quantile * 299)], pred.min_ms() * 1.01)  # 0.02: a far-tail budget (repairs)
     budgets = [f"{limit!r}ms", f"{(limit + spread[-1]) / 2!r}ms"]
-    scorer = Scorer(pred, max(lat.parse_latency(b) for b in budgets))
+    scorer = Scorer(pred, max(parse_latency(b) for b in budgets))
     res = search(SPACE, scorer, search_cfg(algorithm=algorithm, latency_budgets=budgets, random_samples=48),
                  tmp_path, seed=1, progress=False, latency=pred)
     assert scorer.scored and len(scorer.scored) == len(set(scorer.scored))
@@ -278,13 +278,13 @@ def test_no_scored_candidate_exceeds_its_latency_budget(table, tmp_path, quantil
         assert recs and all(r.latency_ms <= target.latency_ms for r in recs)
     history = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
     assert all(h["latency_ms"] == pytest.approx(pred(load_arch(h["arch"], SPACE))) for h in history)
-    assert all(h["latency_ms"] <= lat.parse_latency(budgets[1]) for h in history)
+    assert all(h["latency_ms"] <= parse_latency(budgets[1]) for h in history)
     assert (tmp_path / "pareto_latency.json").is_file()
     best = json.loads((tmp_path / "best.json").read_text())
     assert {b["target"] for b in best} == {t.label for t in res.best}
     # the small budget's candidates all meet it (every other candidate targets it)
     first = [a for a in scorer.scored[::2]]
-    assert all(pred(a) <= lat.parse_latency(budgets[0]) for a in first)
+    assert all(pred(a) <= parse_latency(budgets[0]) for a in first)
 
 
 def test_latency_and_madds_budgets_together(table):

@@ -15,3 +15,5 @@ PROXY_MODES = ("single", "stabilized", "averaged")  # stnas.proxy
 PROXY_METRICS = ("top1", "loss")  # stnas.proxy
 SEARCH_ALGORITHMS = ("evolution", "random")  # stnas.search
 SEARCH_SELECT = ("best", "largest_tied")  # stnas.search
+LATENCY_RUNTIMES = ("torch", "onnxruntime")  # stnas.latency_measure
+LATENCY_DEVICES = ("cpu", "cuda")  # stnas.latency_measure

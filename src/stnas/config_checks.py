@@ -1,7 +1,8 @@
 """Value checks of a run configuration that types alone do not catch: ``validate`` runs them
 on a merged config (``stnas.config`` merges and type-checks), and the section checks and
-parsers here (``check_search``, ``check_sgld_settings``, ``parse_count``, ``parse_split``) are
-what the stages call on the values they are given."""
+parsers here (``check_search``, ``check_latency_section``, ``check_sgld_settings``,
+``parse_count``, ``parse_latency``, ``parse_split``) are what the stages call on the values
+they are given."""
 
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ from typing import Any
 
 from stnas import choices
 from stnas.errors import ConfigError
-from stnas.latency import check_section as check_latency_section
-from stnas.latency import parse_latency
 from stnas.limits import MAX_INT, check_config_bounds
 
 
@@ -212,3 +211,31 @@ def parse_count(value: Any, what: str = "count") -> int:
         raise ConfigError(f"{what}: {show(value)} is not a count from 1 to 2**63 - 1 (examples: 300M, 3.5M, "
                           f"800k, 1200000)")
     return int(round(number))
+
+
+_UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
+
+
+def parse_latency(value: Any, what: str = "latency budget") -> float:
+    """``1.2ms``, ``800us``, ``0.5s`` -> milliseconds. A unit is required; the value must be
+    finite and > 0."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s)\s*", str(value))
+    if not m:
+        raise ConfigError(f"{what}: {value!r} is not a latency with a unit (examples: 1.2ms, 800us, 0.5s)")
+    ms = float(m.group(1)) * _UNITS[m.group(2)]
+    if not (math.isfinite(ms) and ms > 0):
+        raise ConfigError(f"{what}: {value!r} must be a finite latency > 0 (examples: 1.2ms, 800us)")
+    return ms
+
+
+def check_latency_section(lat: dict) -> None:
+    """The checks of a ``latency`` section (runtime, device, batch, threads, timing, table);
+    ``search.latency_budgets`` is checked with the search section (``stnas.config_checks.check_search``)."""
+    for key, allowed in (("runtime", choices.LATENCY_RUNTIMES), ("device", choices.LATENCY_DEVICES)):
+        if lat[key] not in allowed:
+            raise ConfigError(f"latency.{key} must be one of {', '.join(allowed)}, got {lat[key]!r}")
+    for key, low in (("batch", 1), ("threads", 1), ("warmup", 0), ("repeats", 3), ("rounds", 1), ("fit_networks", 2)):
+        if type(lat[key]) is not int or lat[key] < low:
+            raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")
+    if lat["table"] is not None and not isinstance(lat["table"], str):
+        raise ConfigError(f"latency.table must be a file path or null (the cache), got {lat['table']!r}")

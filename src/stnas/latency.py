@@ -1,8 +1,9 @@
 """Latency on the user's device: budgets, lookup tables and the predictor (no torch here).
 
 The measuring half (PyTorch eager / ONNX Runtime timers) is :mod:`stnas.latency_measure`;
-this module only parses, checks, stores and sums, so the config check can use it without
-importing torch.
+this module only keys, stores, checks and sums, without importing torch. Parsing a budget
+(``parse_latency``) and checking the ``latency`` config section are config checks
+(:mod:`stnas.config_checks`).
 
 Module keys (one per distinct module a space can place; identical modules are measured once)::
 
@@ -31,7 +32,6 @@ import hashlib
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stnas.errors import ConfigError, LatencyTableError
+from stnas.errors import LatencyTableError
 from stnas.fileio import write_json
 
 if TYPE_CHECKING:
@@ -48,28 +48,11 @@ if TYPE_CHECKING:
 
 FORMAT = "stnas-latency-table"
 VERSION = 1
-RUNTIMES = ("torch", "onnxruntime")
-DEVICES = ("cpu", "cuda")
 SEARCH_TABLE = "latency_table.json"  # a copy of the table a search used, in its output folder
 MODEL_LATENCY = "latency.json"  # the measured latency of a chosen model, in its retrain folder
 IDENTITY = ("space_fingerprint", "device", "runtime", "batch", "threads", "dtype")
 
 # ------------------------------------------------------------------ budgets
-_UNITS = {"ms": 1.0, "us": 1e-3, "µs": 1e-3, "s": 1e3}
-
-
-def parse_latency(value: Any, what: str = "latency budget") -> float:
-    """``1.2ms``, ``800us``, ``0.5s`` -> milliseconds. A unit is required; the value must be
-    finite and > 0."""
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(ms|us|µs|s)\s*", str(value))
-    if not m:
-        raise ConfigError(f"{what}: {value!r} is not a latency with a unit (examples: 1.2ms, 800us, 0.5s)")
-    ms = float(m.group(1)) * _UNITS[m.group(2)]
-    if not (math.isfinite(ms) and ms > 0):
-        raise ConfigError(f"{what}: {value!r} must be a finite latency > 0 (examples: 1.2ms, 800us)")
-    return ms
-
-
 def latency_label(ms: float) -> str:
     """1.2 -> '1.2ms', 0.8 -> '800us' (6 significant digits: folder names of budgets)."""
     return f"{ms:.6g}ms" if ms >= 1 else f"{ms * 1e3:.6g}us"
@@ -88,20 +71,6 @@ class Target:
 
         parts = [budget_label(self.madds)] if self.madds is not None else []
         return "+".join(parts + ([latency_label(self.latency_ms)] if self.latency_ms is not None else []))
-
-
-def check_section(lat: dict) -> None:
-    """The checks of a ``latency`` section (runtime, device, batch, threads, timing, table);
-    ``search.latency_budgets`` is checked with the search section (``stnas.config_checks.check_search``)."""
-    if lat["runtime"] not in RUNTIMES:
-        raise ConfigError(f"latency.runtime must be one of {', '.join(RUNTIMES)}, got {lat['runtime']!r}")
-    if lat["device"] not in DEVICES:
-        raise ConfigError(f"latency.device must be one of {', '.join(DEVICES)}, got {lat['device']!r}")
-    for key, low in (("batch", 1), ("threads", 1), ("warmup", 0), ("repeats", 3), ("rounds", 1), ("fit_networks", 2)):
-        if type(lat[key]) is not int or lat[key] < low:
-            raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")
-    if lat["table"] is not None and not isinstance(lat["table"], str):
-        raise ConfigError(f"latency.table must be a file path or null (the cache), got {lat['table']!r}")
 
 
 def enabled(cfg: dict) -> bool:

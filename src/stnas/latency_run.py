@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stnas import latency as lat
 from stnas.arch import Arch
+from stnas.config_checks import parse_latency
 from stnas.fileio import write_json
 from stnas.latency_measure import Timer, device_info, ensure_table, measure_networks
 from stnas.search import check_latency_budgets
@@ -35,7 +36,7 @@ def search_predictor(space: SearchSpace, cfg: dict, this_device: bool = True, ti
     if not this_device and table["device"] != device_info(cfg["latency"]["device"]):
         log(f"latency: the table {path} is of another device ({lat.describe(table)}); predictions are for it")
     pred = lat.Predictor(table, space)
-    check_latency_budgets(pred, [lat.parse_latency(v) for v in cfg["search"]["latency_budgets"] or []])
+    check_latency_budgets(pred, [parse_latency(v) for v in cfg["search"]["latency_budgets"] or []])
     return pred, {"latency_table": {"checksum": table["checksum"], "device": lat.describe(table)}}
 
 

@@ -72,10 +72,11 @@ from scipy import stats
 from tqdm import tqdm
 
 from stnas.arch import Arch, save_arch
+from stnas.config_checks import parse_latency
 from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
 from stnas.format import budget_label
-from stnas.latency import Target, latency_label, parse_latency
+from stnas.latency import Target, latency_label
 from stnas.score import Score
 from stnas.space import SearchSpace
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from stnas import choices
 from stnas.cli.common import table as text_table
 from stnas.config import DEFAULTS
 from stnas.errors import ConfigError
@@ -11,7 +12,7 @@ from stnas.errors import ConfigError
 
 def latency_list(text: str) -> list[str]:
     """argparse type for comma-separated latencies with units: 1.2ms,800us."""
-    from stnas.latency import parse_latency
+    from stnas.config_checks import parse_latency
 
     try:
         return [f"{parse_latency(t)!r}ms" for t in str(text).split(",")]
@@ -48,8 +49,8 @@ def register(sub) -> None:
     d = DEFAULTS["latency"]
     b = ss.add_parser("build", help="measure the table of a space (cached for later searches)")
     b.add_argument("space", metavar="PRESET|FILE", help="a preset or a space YAML file")
-    b.add_argument("--runtime", choices=["torch", "onnxruntime"], default=d["runtime"])
-    b.add_argument("--device", choices=["cpu", "cuda"], default=d["device"])
+    b.add_argument("--runtime", choices=choices.LATENCY_RUNTIMES, default=d["runtime"])
+    b.add_argument("--device", choices=choices.LATENCY_DEVICES, default=d["device"])
     b.add_argument("--batch", type=int, default=d["batch"])
     b.add_argument("--threads", type=int, default=d["threads"])
     b.add_argument("--warmup", type=int, default=d["warmup"], help="untimed calls per module and round")
@@ -73,13 +74,14 @@ def cmd_build(args) -> int:
     from pathlib import Path
 
     from stnas import latency as lat
+    from stnas.config_checks import check_latency_section
     from stnas.latency_measure import build_table, want_identity
     from stnas.space import load_space
 
     settings = {"runtime": args.runtime, "device": args.device, "batch": args.batch, "threads": args.threads,
                 "table": None, "measure": False, "warmup": args.warmup, "repeats": args.repeats,
                 "rounds": args.rounds, "fit_networks": args.fit_networks}
-    lat.check_section(settings)
+    check_latency_section(settings)
     space = load_space(args.space)
     want = want_identity(space, settings)
     out = Path(args.out) if args.out else lat.cache_path(space, want["device"], want["runtime"], args.batch,
