@@ -317,30 +317,3 @@ class Predictor:
 
     def describe(self) -> str:
         return describe(self.table)
-
-
-def repair(arch: Arch, rng: np.random.Generator, limits: list[tuple[np.ndarray, np.ndarray, float, float]],
-           max_moves: int = 200) -> Arch | None:
-    """Random moves (an op swapped, a branch turned off) that lower a violated cost until every
-    ``(stem_cost[k, o], branch_cost[k, o (-1 = off)], fixed, limit)`` holds; None if it cannot."""
-    from stnas.arch import Arch as _Arch
-
-    space = arch.space
-    stem, br = list(arch.stem), list(arch.branches)
-
-    def total(c):
-        return c[2] + sum(c[0][k, o] for k, o in enumerate(stem)) + sum(c[1][k, o] for k, o in enumerate(br))
-
-    for _ in range(max_moves):
-        over = [c for c in limits if total(c) > c[3]]
-        if not over:
-            return _Arch._trusted(space, tuple(stem), tuple(br))
-        st, bt = over[0][0], over[0][1]
-        moves = [(0, k, o) for k, e in enumerate(space.stem_edges) for o in e.allowed if st[k, o] < st[k, stem[k]]]
-        moves += [(1, k, o) for k, b in enumerate(space.branch_edges) for o in (-1, *b.allowed)
-                  if bt[k, o] < bt[k, br[k]]]
-        if not moves:
-            return None
-        kind, k, o = moves[rng.integers(len(moves))]
-        (stem if kind == 0 else br)[k] = o
-    return None

@@ -77,6 +77,7 @@ from stnas.errors import ConfigError, SpaceError
 from stnas.fileio import write_json, write_text
 from stnas.format import budget_label
 from stnas.latency import Target, latency_label
+from stnas.sampling import repair
 from stnas.score import Score
 from stnas.space import SearchSpace
 
@@ -215,8 +216,6 @@ class _Sampler:
 
     def _fresh_latency(self, target) -> Arch | None:
         """Rejection sampling within the MAdds/params constraints, then repaired draws."""
-        from stnas.latency import repair
-
         sp, pred = self.space, self.latency
         limits = [(sp.stem_table[:, :, 1], sp.branch_table[:, :, 1], sp.fixed_params, self.max_params),
                   (sp.stem_table[:, :, 0], sp.branch_table[:, :, 0], sp.fixed_madds, target.madds),

@@ -29,7 +29,6 @@ import numpy as np
 from torch import nn
 
 from stnas.arch import Arch, from_json, from_string, read_source
-from stnas.choices import SAMPLING_MODES
 from stnas.config import load_preset
 from stnas.errors import ArchError, SpaceError
 from stnas.ops import (
@@ -45,8 +44,9 @@ from stnas.ops import (
     parse_op,
 )
 from stnas.presets import list_presets
+from stnas.sampling import Sampling
 
-__all__ = ["SAMPLING_MODES", "Edge", "SearchSpace", "list_presets", "load_arch", "load_preset", "load_space"]
+__all__ = ["Edge", "SearchSpace", "list_presets", "load_arch", "load_preset", "load_space"]
 
 
 
@@ -83,7 +83,7 @@ _DEFAULTS: dict[str, Any] = {
 }
 
 
-class SearchSpace:
+class SearchSpace(Sampling):
     """A search space built from a config dict (the ``space`` section of a preset)."""
 
     def __init__(self, config: dict):
@@ -277,138 +277,6 @@ class SearchSpace:
         stem = tuple(pick(e.allowed, key=lambda o, k=k: self._stem_m[k][o]) for k, e in enumerate(self.stem_edges))
         branches = tuple(max(b.allowed, key=lambda o, k=k: self._br_m[k][o]) if largest else -1
                          for k, b in enumerate(self.branch_edges))
-        return Arch._trusted(self, stem, branches)
-
-    # ---------------------------------------------------------------- sampling
-    def sample(self, rng: np.random.Generator, mode: str = "topology") -> Arch:
-        """A uniformly random architecture.
-
-        ``mode="topology"``: each branch edge is on with probability 1/2 (every
-        topology equally likely), then every op uniformly. ``mode="architecture"``:
-        every architecture of the space equally likely (a branch edge with m ops is
-        off with probability 1/(m+1)). ``mode="density"`` (our addition): a density p is
-        drawn uniformly from [0, 1] per architecture and each branch edge is on with
-        probability p, so the number of branches is uniform over 0..E instead of
-        binomial around E/2: sparse and dense topologies are trained equally often.
-        ``mode="fair"`` and ``"sandwich"`` need a step (``sample_at``); a single draw
-        without one is the same as ``topology``.
-        """
-        if mode not in SAMPLING_MODES:
-            raise SpaceError(f"sampling mode must be one of {SAMPLING_MODES}, got {mode!r}")
-        stem = tuple(e.allowed[rng.integers(len(e.allowed))] for e in self.stem_edges)
-        branches = []
-        density = rng.random() if mode == "density" else 0.5  # fair/sandwich without a step: topology
-        for b in self.branch_edges:
-            if mode != "architecture":
-                on = rng.random() < density
-                branches.append(b.allowed[rng.integers(len(b.allowed))] if on else -1)
-            else:
-                k = rng.integers(len(b.allowed) + 1)
-                branches.append(b.allowed[k - 1] if k > 0 else -1)
-        return Arch._trusted(self, stem, tuple(branches))
-
-    def sample_at(self, seed: int, step: int, mode: str = "topology") -> Arch:
-        """The architecture for training step ``step``: a pure function of (seed, step),
-        so that every process of a distributed run draws the same one.
-
-        ``mode="fair"`` (strict fairness, after FairNAS, over consecutive steps instead of
-        one accumulated update): a stem edge with k ops uses each exactly once in every
-        aligned block of k steps; a branch edge with k ops is off in k and on with each op
-        once in every block of 2k, so its marginals are ``topology``'s. Each edge's order
-        within a block is a random permutation drawn from (seed, block, edge).
-
-        ``mode="sandwich"`` (after BigNAS's sandwich rule, over consecutive steps, without
-        in-place distillation): of every 4 steps, the first trains the largest network, the
-        second the smallest (``extreme``), the other two ``topology`` draws."""
-        if mode == "sandwich" and step % 4 < 2:
-            return self.extreme(largest=step % 4 == 0)
-        if mode != "fair":
-            return self.sample(np.random.default_rng([seed, step, 0x57]), "topology" if mode == "sandwich" else mode)
-
-        def fair(e: int, options: tuple[int, ...]) -> int:
-            block, pos = divmod(step, len(options))
-            order = np.random.default_rng([seed, block, 0xFA, e]).permutation(len(options))
-            return options[order[pos]]
-
-        stem = tuple(fair(i, e.allowed) for i, e in enumerate(self.stem_edges))
-        n = len(self.stem_edges)
-        branches = tuple(fair(n + j, (-1,) * len(b.allowed) + tuple(b.allowed))
-                         for j, b in enumerate(self.branch_edges))
-        return Arch._trusted(self, stem, branches)
-
-    def sample_constrained(self, rng: np.random.Generator, max_madds: int | None = None,
-                           min_madds: int | None = None, max_params: int | None = None,
-                           mode: str = "topology", tries: int = 2_000) -> Arch:
-        """A random architecture that meets the constraints.
-
-        Rejection sampling first (uniform over the feasible set, in ``mode``'s sense). A
-        budget in the far tail of the cost distribution (330M in the ``paper`` space, whose
-        random architectures have a median of about 630M) is seldom hit by chance: after
-        ``tries`` draws, a fresh draw is *repaired* by random cost-lowering moves (a branch
-        turned off, an op swapped for a cheaper one) until it fits. Repaired samples are
-        feasible but not uniform.
-        """
-        lo, hi = self.madds_range()
-        if max_madds is not None and max_madds < lo:
-            raise SpaceError(f"no architecture of space {self.name!r} has MAdds <= {max_madds:,} "
-                             f"(the smallest has {lo:,})")
-        if min_madds is not None and min_madds > hi:
-            raise SpaceError(f"no architecture of space {self.name!r} has MAdds >= {min_madds:,} "
-                             f"(the largest has {hi:,})")
-        for _ in range(tries):
-            a = self.sample(rng, mode)
-            if self.satisfies(a, max_madds, min_madds, max_params):
-                return a
-        for _ in range(max(1, tries // 10)):
-            a = self._repair(self.sample(rng, mode), rng, max_madds, max_params)
-            if a is not None and self.satisfies(a, max_madds, min_madds, max_params):
-                return a
-        raise SpaceError(f"found no architecture of space {self.name!r} meeting the constraints "
-                         f"(MAdds {min_madds or 0:,}..{max_madds or hi:,}, params <= {max_params or 'any'})")
-
-    def _repair(self, arch: Arch, rng: np.random.Generator, max_madds, max_params) -> Arch | None:
-        """Random cost-lowering moves until MAdds and params fit (None if they cannot)."""
-        stem, br = list(arch.stem), list(arch.branches)
-        m, p = self.madds(arch), self.params(arch)
-        while (max_madds is not None and m > max_madds) or (max_params is not None and p > max_params):
-            col = 0 if max_madds is not None and m > max_madds else 1
-            moves = [(0, k, o) for k, e in enumerate(self.stem_edges) for o in e.allowed
-                     if self.stem_table[k, o, col] < self.stem_table[k, stem[k], col]]
-            moves += [(1, k, o) for k, b in enumerate(self.branch_edges) for o in (-1, *b.allowed)
-                      if self.branch_table[k, o, col] < self.branch_table[k, br[k], col]]
-            if not moves:
-                return None
-            kind, k, o = moves[rng.integers(len(moves))]
-            table, choice = (self.stem_table, stem) if kind == 0 else (self.branch_table, br)
-            m += int(table[k, o, 0] - table[k, choice[k], 0])
-            p += int(table[k, o, 1] - table[k, choice[k], 1])
-            choice[k] = o
-        return Arch._trusted(self, tuple(stem), tuple(br))
-
-    def satisfies(self, arch: Arch, max_madds=None, min_madds=None, max_params=None) -> bool:
-        m = self.madds(arch)
-        return ((max_madds is None or m <= max_madds) and (min_madds is None or m >= min_madds)
-                and (max_params is None or self.params(arch) <= max_params))
-
-    def mutate(self, arch: Arch, rng: np.random.Generator, prob: float = 0.1) -> Arch:
-        """Each stem edge (op) and branch edge (off or op) is redrawn with probability ``prob``."""
-        stem = list(arch.stem)
-        for k, e in enumerate(self.stem_edges):
-            if rng.random() < prob:
-                stem[k] = e.allowed[rng.integers(len(e.allowed))]
-        branches = list(arch.branches)
-        for k, b in enumerate(self.branch_edges):
-            if rng.random() < prob:
-                choice = rng.integers(len(b.allowed) + 1)
-                branches[k] = b.allowed[choice - 1] if choice > 0 else -1
-        return Arch._trusted(self, tuple(stem), tuple(branches))
-
-    def crossover(self, a: Arch, b: Arch, rng: np.random.Generator) -> Arch:
-        """Uniform crossover: every edge's choice comes from either parent."""
-        ms = rng.random(self.num_edges) < 0.5
-        mb = rng.random(len(self.branch_edges)) < 0.5
-        stem = tuple(x if m else y for x, y, m in zip(a.stem, b.stem, ms))
-        branches = tuple(x if m else y for x, y, m in zip(a.branches, b.branches, mb))
         return Arch._trusted(self, stem, branches)
 
     # ---------------------------------------------------------------- modules
