@@ -14,7 +14,8 @@ from stnas.config_checks import check_search, parse_count
 from stnas.errors import ConfigError, SpaceError
 from stnas.format import budget_label
 from stnas.score import Score
-from stnas.search import pareto_front, search
+from stnas.search import search
+from stnas.search_history import pareto_front
 from stnas.space import SearchSpace, load_arch, load_space
 
 SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures
@@ -391,7 +392,7 @@ def test_budget_floor_out_of_range_is_a_config_error(floor):
 
 
 def _rec(per, madds=100_000, name="r"):
-    from stnas.search import Record
+    from stnas.search_history import Record
 
     per = None if per is None else tuple(float(v) for v in per)
     return Record(name, madds, 1, float(np.mean(per)) if per else 0.0, 0.0, 0, per_sample=per)
@@ -401,7 +402,7 @@ def test_tied_with_best_is_a_paired_one_sided_t_test():
     """Per-sample differences d = -m + a*(+1, -1, ...) over K=8 samples have mean -m and
     sd a*sqrt(8/7), so t = -m*sqrt(7)/a. The one-sided 5% critical value of Student's t with
     7 degrees of freedom is -1.895 (tables): t = -1.5 ties, t = -2.5 does not."""
-    from stnas.search import tied_with_best
+    from stnas.search_history import tied_with_best
 
     base = np.array([0.50, 0.52, 0.48, 0.51, 0.49, 0.50, 0.53, 0.47])
     alt = np.array([1, -1] * 4) * 0.01
@@ -559,7 +560,7 @@ def test_ties_follow_the_paired_t_test_by_hand(best, shifts, alpha):
     sqrt(n)), p = P(T_{n-1} <= t)) keeps H0 at ``alpha``, or when d is constant and >= 0."""
     from scipy import stats as sps
 
-    from stnas.search import Record, tied_with_best
+    from stnas.search_history import Record, tied_with_best
 
     n = len(best)
     other = [b + s for b, s in zip(best, shifts[:n])]

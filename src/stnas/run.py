@@ -22,7 +22,8 @@ from stnas.proxy import Proxy
 from stnas.report import write_report
 from stnas.retrain import retrain
 from stnas.rundir import RunDir
-from stnas.search import check_constraints, search, target_json
+from stnas.search import check_constraints, search
+from stnas.search_history import target_json
 from stnas.space import load_space
 from stnas.supernet_train import train_supernet
 
