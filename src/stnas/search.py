@@ -122,10 +122,9 @@ class _Sampler:
     def _fresh_latency(self, target) -> Arch | None:
         """Rejection sampling within the MAdds/params constraints, then repaired draws."""
         sp, pred = self.space, self.latency
-        limits = [(sp.stem_table[:, :, 1], sp.branch_table[:, :, 1], sp.fixed_params, self.max_params),
-                  (sp.stem_table[:, :, 0], sp.branch_table[:, :, 0], sp.fixed_madds, target.madds),
-                  (pred.stem_ms, pred.branch_ms, pred.fixed_ms, target.latency_ms)]
-        limits = [c for c in limits if c[3] is not None]
+        limits = sp.cost_limits(target.madds, self.max_params)
+        if target.latency_ms is not None:
+            limits.append((pred.stem_ms, pred.branch_ms, pred.fixed_ms, target.latency_ms))
         for i in range(FRESH_TRIES * 10):
             a = sp.sample_constrained(self.rng, target.madds, self.floor[target], self.max_params)
             if i >= FRESH_TRIES:  # far-tail budgets: cost-lowering moves
