@@ -167,8 +167,9 @@ def run_dir(trained_copy):
 
 def test_export_from_run_equals_supernet_in_eval(run_dir, tmp_path):
     space = load_space("digits")
-    sup = Supernet(space)
-    sup.load_state_dict(load_file(run_dir / "supernet.safetensors"))
+    state = load_file(run_dir / "supernet.safetensors")
+    sup = Supernet.fitting(space, state)  # the run's layout (the preset shares kernels and widths)
+    sup.load_state_dict(state)
     sup.eval()
     x = _input(space, 5, 11)
     for k, arch in enumerate([space.sample(np.random.default_rng(21)), _all_branches(space)]):
@@ -187,8 +188,9 @@ def test_export_from_pool_sample_and_model_dir(run_dir, tmp_path):
     space = load_space("digits")
     arch = space.sample(np.random.default_rng(8))
     sample = run_dir / "pool" / "sample_000.safetensors"  # an earlier step than the final weights
-    sup = Supernet(space)
-    sup.load_state_dict(load_file(sample))
+    state = load_file(sample)
+    sup = Supernet.fitting(space, state)
+    sup.load_state_dict(state)
     x = _input(space, 3)
     net = inherited_model(run_dir, arch, sample)
     with torch.no_grad():

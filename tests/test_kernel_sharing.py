@@ -127,7 +127,8 @@ def test_fitting_tells_the_layouts_apart(shared):
 def test_a_kernel_sharing_run_trains_scores_and_exports(tmp_path):
     from stnas.export import inherited_model
 
-    cfg = resolve("digits", overrides=TRAINED_OVERRIDES + ["supernet.kernel_sharing=true"])
+    over = ["supernet.kernel_sharing=true", "supernet.width_sharing=false"]
+    cfg = resolve("digits", overrides=TRAINED_OVERRIDES + over)
     run = tmp_path / "run"
     train_supernet(cfg, run, ctx=dist.Context())
     space = load_space("digits")

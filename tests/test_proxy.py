@@ -60,7 +60,7 @@ def reference_top1(run, state, arch, recal_batches=2, with_loss=False):
     the proxy's docstring, independently of it."""
     cfg = resolve("digits", overrides=OVERRIDES)
     space = load_space("digits")
-    sn = Supernet(space)
+    sn = Supernet.fitting(space, state)  # the run's layout (the preset shares kernels and widths)
     sn.load_state_dict(state)
     net = sn.extract(arch).to(memory_format=torch.channels_last)  # the layout the proxy uses
     train = dataset_split(cfg, space, "search-train", None, augment=False)

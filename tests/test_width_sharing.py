@@ -164,15 +164,17 @@ def test_fitting_tells_the_four_layouts_apart():
         assert (got.kernel_sharing, got.width_sharing) == sharing
 
 
-def test_a_width_sharing_run_trains_scores_and_exports(tmp_path):
+@pytest.mark.parametrize("sharing", [(True, True), (False, False)], ids=["shared", "plain"])
+def test_a_run_of_either_layout_trains_scores_and_exports(tmp_path, sharing):
+    """The digits preset shares kernels and widths; a plain supernet stays one override away."""
     from stnas.export import inherited_model
     from stnas.weights import load_weights
 
-    over = ["supernet.kernel_sharing=true", "supernet.width_sharing=true"]
+    over = [f"supernet.kernel_sharing={str(sharing[0]).lower()}", f"supernet.width_sharing={str(sharing[1]).lower()}"]
     train_supernet(resolve("digits", overrides=TRAINED_OVERRIDES + over), tmp_path / "run", ctx=dist.Context())
     space = load_space("digits")
     state, _ = load_weights(tmp_path / "run" / "supernet.safetensors", what="supernet")
-    shared = Supernet(space, kernel_sharing=True, width_sharing=True)
+    shared = Supernet(space, kernel_sharing=sharing[0], width_sharing=sharing[1])
     assert set(state) == set(shared.state_dict())
     shared.load_state_dict(state)
     arch = space.sample(np.random.default_rng(2))
