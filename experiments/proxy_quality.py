@@ -67,7 +67,9 @@ from stnas.supernet_train import train_supernet
 
 HERE = Path(__file__).resolve().parent
 GT_DEFAULT = ["retrain.epochs=2", "retrain.limit=10000", "retrain.progress=false"]
-SN_DEFAULT = ["supernet.progress=false", "supernet.keep_epoch_weights=true"]
+# the proxies of this experiment are search-val top-1, judged against test top-1 (issue 5),
+# whatever metric the preset scores by
+SN_DEFAULT = ["supernet.progress=false", "supernet.keep_epoch_weights=true", "proxy.metric=top1"]
 SMOKE = {"preset": "digits", "n_archs": 6, "n_seed2": 3, "draws": 500, "pool_samples": 3, "temperatures": "1,10",
          "k_values": "2,3", "n_boot": 200, "gt_base": ["retrain.epochs=2", "retrain.progress=false"],
          "sn_base": ["supernet.epochs=6", "pool.epochs=2"]}
