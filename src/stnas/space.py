@@ -49,7 +49,6 @@ from stnas.sampling import Sampling
 __all__ = ["Edge", "SearchSpace", "list_presets", "load_arch", "load_preset", "load_space"]
 
 
-
 @dataclass(frozen=True)
 class Edge:
     """A stem or branch edge: its endpoints, geometry and the op indices it allows."""
