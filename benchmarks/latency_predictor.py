@@ -1,4 +1,4 @@
-"""How well the lookup-table predictor (stnas.latency) predicts measured end-to-end latency.
+"""How well the lookup-table predictor (stnas.latency.table) predicts measured end-to-end latency.
 
 For each preset and runtime: build a fresh table on this machine (``stnas latency build``'s
 code: every distinct module, then the overhead fit on a few whole networks), draw random
@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas import latency as lat
-from stnas.config_checks import check_latency_section
-from stnas.fileio import write_json
-from stnas.latency_measure import build_table, device_info, measure_networks, runtime_info
-from stnas.space import load_space
+from stnas.core.fileio import write_json
+from stnas.latency import table as lat
+from stnas.latency.measure import build_table, device_info, measure_networks, runtime_info
+from stnas.pipeline.checks import check_latency_section
+from stnas.space.catalog import load_space
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -131,7 +131,7 @@ def main(argv=None) -> int:
 
 
 def lat_defaults() -> dict:
-    from stnas.config import DEFAULTS
+    from stnas.pipeline.config import DEFAULTS
     return dict(DEFAULTS["latency"])
 
 

@@ -31,9 +31,9 @@ import torch
 from torch import nn
 
 from stnas import build_model, load_space
-from stnas.fileio import write_json
-from stnas.format import fmt_count
-from stnas.supernet import Supernet
+from stnas.core.fileio import write_json
+from stnas.core.units import fmt_count
+from stnas.nn.supernet import Supernet
 
 HERE = Path(__file__).resolve().parent
 

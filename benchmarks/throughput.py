@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from stnas import load_space
-from stnas.supernet import Supernet
+from stnas.nn.supernet import Supernet
 
 
 def _sync(device):

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.errors import StnasError
-from stnas.fileio import write_json
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402

@@ -54,12 +54,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.config import apply_layers, load_run_config, user_layers
-from stnas.errors import StnasError
-from stnas.fileio import write_json, write_text
-from stnas.proxy import Proxy
-from stnas.space import load_arch
-from stnas.weights import load_weights
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json, write_text
+from stnas.core.weights import load_weights
+from stnas.pipeline.config import apply_layers, load_run_config, user_layers
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_arch
 
 BASELINES = ("madds", "params", "kernel_sum", "depth")
 RECORD, RECORD_VERSION = "stnas-proxy-record", 1
@@ -297,8 +297,8 @@ def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
     """{label: (edge, off run, on run)} of ``LABEL=E:RUN_OFF,RUN_ON``; the two runs must be a
-    few-shot pair (``stnas.few_shot.check_children``) of edge E, off child first."""
-    from stnas.few_shot import check_children
+    few-shot pair (``stnas.proxy.few_shot.check_children``) of edge E, off child first."""
+    from stnas.proxy.few_shot import check_children
 
     out = {}
     for spec in specs:
@@ -321,7 +321,7 @@ def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
 def score_few_shot(edge: int, off_run: str, on_run: str, archs: list[str], ks: list[int],
                    space) -> dict[str, dict[str, float]]:
     """Cells of a few-shot pair: each network scored by the child of its side of ``edge``."""
-    from stnas.few_shot import side
+    from stnas.proxy.few_shot import side
 
     sides = {False: [], True: []}
     for a in archs:
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
     try:
-        from stnas.space import load_space
+        from stnas.space.catalog import load_space
 
         table, rows = read_table(args.table, args.min_seeds)
         space = load_space(table["preset"])

@@ -23,8 +23,8 @@ from pathlib import Path
 
 from scipy import stats
 
-from stnas.config_checks import parse_count
-from stnas.fileio import write_json
+from stnas.core.fileio import write_json
+from stnas.core.units import parse_count
 
 ROLE = re.compile(r"^(?:found (?P<a>\S+)|random \d+ within (?P<b>\S+))$")
 
@@ -61,7 +61,7 @@ def fidelity(rank: dict, truth: dict) -> dict:
 def madds_scores(truth: dict) -> dict:
     """A rank-JSON-like {"MAdds": {"scores": ...}} that scores every network by its MAdds: the
     baseline a proxy must beat within a budget too."""
-    from stnas.space import load_arch, load_space
+    from stnas.space.catalog import load_arch, load_space
 
     space = load_space(truth["preset"])
     archs = {r["arch"] for r in truth["results"]}

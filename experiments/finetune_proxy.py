@@ -25,15 +25,15 @@ import time
 import torch
 import torch.nn.functional as F
 
-from stnas import dist
-from stnas.config import load_run_config
-from stnas.data import dataset_split, make_loader
-from stnas.errors import StnasError
-from stnas.export import inherited_model
-from stnas.model import build_model
-from stnas.ranking import load_truth
-from stnas.rundir import RunDir
-from stnas.train import evaluate, lr_at
+from stnas.analysis.ranking import load_truth
+from stnas.core import dist
+from stnas.core.errors import StnasError
+from stnas.data.datasets import dataset_split, make_loader
+from stnas.deploy.export import inherited_model
+from stnas.nn.model import build_model
+from stnas.pipeline.config import load_run_config
+from stnas.space.catalog import run_space
+from stnas.train.engine import evaluate, lr_at
 
 
 def finetune_score(net: torch.nn.Module, train, val, steps: int, lr: float, batch_size: int, seed: int,
@@ -76,7 +76,7 @@ def main() -> None:
         if args.steps < 1 or args.lr <= 0:
             raise StnasError("--steps must be >= 1 and --lr > 0")
         cfg = load_run_config(args.run)
-        space = RunDir(args.run).space()
+        space = run_space(args.run)
         truth = load_truth(args.truth, space)
         train = dataset_split(cfg, space, "search-train", "limit", augment=False)
         val = dataset_split(cfg, space, "search-val", "val_limit")

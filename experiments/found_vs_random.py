@@ -36,14 +36,14 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas import dist
-from stnas.config import apply_layers, effective_settings, load_run_config, parse_override
-from stnas.errors import StnasError
-from stnas.fileio import write_json
-from stnas.format import budget_label
-from stnas.ranking import TRUTH_FORMAT, TRUTH_VERSION
-from stnas.retrain import retrain
-from stnas.space import load_space
+from stnas.analysis.ranking import TRUTH_FORMAT, TRUTH_VERSION
+from stnas.core import dist
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json
+from stnas.core.units import budget_label
+from stnas.pipeline.config import apply_layers, effective_settings, load_run_config, parse_override
+from stnas.pipeline.retrain import retrain
+from stnas.space.catalog import load_space
 
 
 def train(arch: str, cfg: dict, out: str, threads: int = 0) -> float:

@@ -47,11 +47,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.config import resolve
-from stnas.config_checks import parse_count
-from stnas.errors import StnasError
-from stnas.fileio import write_json
-from stnas.space import load_arch, load_space
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json
+from stnas.core.units import parse_count
+from stnas.pipeline.config import resolve
+from stnas.space.catalog import load_arch, load_space
 
 FORMAT, VERSION = "stnas-groundtruth", 1
 
@@ -73,8 +73,8 @@ def _train(arch: str, cfg: dict, out: str, threads: int, parent: int | None = No
     In a worker, ``parent`` is the build's pid (``exit_with``)."""
     import torch
 
-    from stnas import dist
-    from stnas.retrain import retrain
+    from stnas.core import dist
+    from stnas.pipeline.retrain import retrain
 
     if parent is not None:
         exit_with(parent)

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from stnas.fileio import write_json
-from stnas.format import budget_label
+from stnas.core.fileio import write_json
+from stnas.core.units import budget_label
 
 
 def tau_to_rho(tau: float) -> float:

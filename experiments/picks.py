@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.config import resolve
-from stnas.errors import StnasError
-from stnas.fileio import write_json
-from stnas.space import load_arch, load_space
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json
+from stnas.pipeline.config import resolve
+from stnas.space.catalog import load_arch, load_space
 
 FORMAT = "stnas-groundtruth-picks"
 

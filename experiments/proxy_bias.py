@@ -29,11 +29,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.config import load_run_config
-from stnas.errors import StnasError
-from stnas.fileio import write_json, write_text
-from stnas.proxy import Proxy
-from stnas.space import load_arch, load_space
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json, write_text
+from stnas.pipeline.config import load_run_config
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_arch, load_space
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402

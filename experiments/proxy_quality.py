@@ -3,7 +3,7 @@
 1. Ground truth: ``--n-archs`` architectures of the preset, drawn with a fixed seed and
    stratified by MAdds (``--draws`` uniform draws sorted by MAdds, cut into equal-count
    strata, one at random per stratum), each trained from scratch with ONE short recipe
-   through ``stnas.retrain.retrain`` (default overrides: retrain.epochs=2 retrain.limit=10000)
+   through ``stnas.pipeline.retrain.retrain`` (default overrides: retrain.epochs=2 retrain.limit=10000)
    with ``seed=1``; the test top-1 of its model card is the stand-alone accuracy (the test
    split is used only here, to judge the proxy). ``--n-seed2`` of them, spread over the
    strata, are trained again with ``seed=2``. Caveat: ``seed`` also seeds the stratified
@@ -17,13 +17,13 @@
    last pool.epochs=3 of them the sampling phase at constant LR supernet.min_lr, which
    fills a pool of ``--pool-samples``), changeable with ``--supernet-override``.
 3. Proxies: every supernet is scored in the modes single / stabilized / averaged with
-   ``stnas.proxy.Proxy`` on search-val; the K sweep (``--k-values``, ``proxy.samples``)
+   ``stnas.proxy.scorer.Proxy`` on search-val; the K sweep (``--k-values``, ``proxy.samples``)
    runs on the SGD and the first-temperature (T=1) SGLD supernets. Per cell: Kendall tau,
-   Spearman rho and top-5 overlap against the seed-1 truth (``stnas.ranking.rank_metrics``, bootstrap 95% over
+   Spearman rho and top-5 overlap against the seed-1 truth (``stnas.analysis.ranking.rank_metrics``, bootstrap 95% over
    architectures) and rank stability: the mean Kendall tau between the rankings at
    consecutive points of the last ``--stability-points`` points (single: the last epoch
    weight files; stabilized: the running mean of the first k pool samples, as
-   ``stnas.ranking.stability``'s pool_running_mean; averaged: the first k samples
+   ``stnas.analysis.ranking.stability``'s pool_running_mean; averaged: the first k samples
    weight-averaged), k up to the cell's K; its 95% interval is a bootstrap over
    architectures (the same resample in every ranking). The ceiling: tau/rho between the
    seed-1 and seed-2 stand-alone accuracies.
@@ -53,17 +53,17 @@ from pathlib import Path
 
 import numpy as np
 
-from stnas.checkpoint import CheckpointManager
-from stnas.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
-from stnas.data import dataset_split
-from stnas.errors import StnasError
-from stnas.fileio import write_json, write_text
-from stnas.proxy import Proxy
-from stnas.ranking import kendall, rank_metrics
-from stnas.retrain import CARD, retrain
-from stnas.space import load_space
-from stnas.supernet_train import RESUME_SECTIONS as SUPERNET_SECTIONS
-from stnas.supernet_train import train_supernet
+from stnas.analysis.ranking import kendall, rank_metrics
+from stnas.core.checkpoint import CheckpointManager
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json, write_text
+from stnas.data.datasets import dataset_split
+from stnas.pipeline.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
+from stnas.pipeline.retrain import CARD, retrain
+from stnas.pipeline.supernet import RESUME_SECTIONS as SUPERNET_SECTIONS
+from stnas.pipeline.supernet import train_supernet
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_space
 
 HERE = Path(__file__).resolve().parent
 GT_DEFAULT = ["retrain.epochs=2", "retrain.limit=10000", "retrain.progress=false"]
@@ -142,7 +142,7 @@ def supernet_configs(args) -> dict[str, dict]:
 
 
 def noise_std(cfg: dict, n: int) -> float:
-    """Per-step SGLD noise std: sqrt((1-beta) * eta * s), s = noise_scale or 2T/N (stnas.sgld)."""
+    """Per-step SGLD noise std: sqrt((1-beta) * eta * s), s = noise_scale or 2T/N (stnas.train.sgld)."""
     s, p = cfg["sgld"], cfg["pool"]
     eta = p["lr"] if p["lr"] is not None else cfg["supernet"]["min_lr"]
     scale = s["noise_scale"] if s["noise_scale"] is not None else 2 * s["temperature"] / n
@@ -164,7 +164,7 @@ def plan_cells(args, names: list[str], pool_k: int) -> list[tuple[str, str, int 
 
 def estimate(args, cfg_gt: dict, sn_cfgs: dict, space, cells, seed2: list[int]) -> dict:
     """Seconds of remaining work by phase, from the machine's known speeds (fashion-mnist)."""
-    from stnas.data import get_dataset
+    from stnas.data.datasets import get_dataset
 
     d = cfg_gt["data"]
     n_train = len(get_dataset(d["dataset"], "train", d["root"], limit=cfg_gt["retrain"]["limit"]))
@@ -345,7 +345,7 @@ def table(cells: list[dict], ceiling: dict, baselines: dict, sn: dict, cmd: str,
 def plots(cells: list[dict], truth, gt2: dict, out: Path) -> None:
     import matplotlib.pyplot as plt
 
-    from stnas.plots import save_figure
+    from stnas.pipeline.plots import save_figure
 
     panels = cells + [None]
     cols = 4

@@ -24,11 +24,11 @@ import json
 import sys
 from pathlib import Path
 
-from stnas.config import apply_layers, load_run_config, user_layers
-from stnas.errors import StnasError
-from stnas.fileio import sha256_file, write_json
-from stnas.pool import SamplePool
-from stnas.rundir import RunDir
+from stnas.core.errors import StnasError
+from stnas.core.fileio import sha256_file, write_json
+from stnas.core.rundir import RunDir
+from stnas.pipeline.config import apply_layers, load_run_config, user_layers
+from stnas.train.pool import SamplePool
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402
@@ -78,7 +78,7 @@ def _target(args) -> tuple[str, dict, list[str], object]:
     if args.few_shot is not None:
         if args.epochs:
             raise StnasError("--epochs is for a single run, not a few-shot pair")
-        from stnas.space import load_space
+        from stnas.space.catalog import load_space
 
         (label, (edge, off, on)), = fid.parse_few_shot([args.few_shot], None).items()
         space = load_space(load_run_config(off)["preset"])

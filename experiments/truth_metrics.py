@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from scipy import optimize
 
-from stnas.config import load_run_config
-from stnas.errors import StnasError
-from stnas.fileio import write_json
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json
+from stnas.pipeline.config import load_run_config
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import ground_truth as gt  # noqa: E402
@@ -45,9 +45,9 @@ def scaled_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, floa
 
 def test_logits(run_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """The retrained model's float64 logits on its run's test split, and the labels."""
-    from stnas.data import get_dataset, make_loader
-    from stnas.export import load_model
-    from stnas.space import load_space
+    from stnas.data.datasets import get_dataset, make_loader
+    from stnas.deploy.export import load_model
+    from stnas.space.catalog import load_space
 
     d = load_run_config(run_dir)["data"]
     size = d["image_size"] or load_space(run_dir / "space.yaml").input_size

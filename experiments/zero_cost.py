@@ -4,7 +4,7 @@ untrained, recorded as a proxy record that ``fidelity.py --runs`` reads like a s
     python experiments/zero_cost.py --archs experiments/results/gt_pilot6_plan.json \\
         --out experiments/results/proxy_records/zc.json
 
-Each network is built freshly initialised (``stnas.model.build_model``) under ``--inits``
+Each network is built freshly initialised (``stnas.nn.model.build_model``) under ``--inits``
 seeds and scored on one fixed batch of ``--batch`` search-train images (the run config's
 ``data.split_seed``; never the test split); a cell is the mean over the initialisations:
 
@@ -28,12 +28,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from stnas.config import resolve
-from stnas.data import dataset_split, split_seed
-from stnas.errors import StnasError
-from stnas.fileio import write_json
-from stnas.model import build_model
-from stnas.space import load_arch, load_space
+from stnas.core.errors import StnasError
+from stnas.core.fileio import write_json
+from stnas.data.datasets import dataset_split, split_seed
+from stnas.nn.model import build_model
+from stnas.pipeline.config import resolve
+from stnas.space.catalog import load_arch, load_space
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
 import fidelity as fid  # noqa: E402

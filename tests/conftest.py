@@ -43,9 +43,9 @@ def randomise_bn(net):
 def trained_run(tmp_path_factory):
     """One trained run (``TRAINED_OVERRIDES``) for every test that needs one, trained once per
     test process. Never modified: tests that write into a run use ``trained_copy``."""
-    from stnas import dist
-    from stnas.config import resolve
-    from stnas.supernet_train import train_supernet
+    from stnas.core import dist
+    from stnas.pipeline.config import resolve
+    from stnas.pipeline.supernet import train_supernet
 
     run = tmp_path_factory.mktemp("trained") / "run"
     train_supernet(resolve("digits", overrides=TRAINED_OVERRIDES), run, ctx=dist.Context())

@@ -7,12 +7,12 @@ import sys
 
 import torch
 
-from stnas import dist
-from stnas.config import DEFAULTS
-from stnas.data import get_dataset
-from stnas.space import load_space
-from stnas.supernet import Supernet
-from stnas.train import SamplingPhase, Trainer, save_weights
+from stnas.core import dist
+from stnas.data.datasets import get_dataset
+from stnas.nn.supernet import Supernet
+from stnas.pipeline.config import DEFAULTS
+from stnas.space.catalog import load_space
+from stnas.train.engine import SamplingPhase, Trainer, save_weights
 
 
 def main():

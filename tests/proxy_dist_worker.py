@@ -8,8 +8,8 @@ from dataclasses import asdict
 import torch
 from safetensors.torch import load_file
 
-from stnas import dist
-from stnas.proxy import Proxy
+from stnas.core import dist
+from stnas.proxy.scorer import Proxy
 
 
 def main():

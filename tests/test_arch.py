@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stnas import Arch, ArchError, load_arch, load_space, save_arch
-from stnas.arch import from_json, from_string, to_string
+from stnas.space.arch import from_json, from_string, to_string
 
 from conftest import ALL_PRESETS
 

@@ -11,7 +11,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stnas.checkpoint import (
+from stnas.core.checkpoint import (
     CheckpointManager,
     capture_rng_state,
     load_checkpoint,
@@ -20,7 +20,7 @@ from stnas.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from stnas.errors import CheckpointError
+from stnas.core.errors import CheckpointError
 
 
 def _realistic_state():

@@ -4,9 +4,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.config import DEFAULTS, resolve
-from stnas.config_checks import check_search
-from stnas.errors import ConfigError
+from stnas.core.errors import ConfigError
+from stnas.pipeline.checks import check_search
+from stnas.pipeline.config import DEFAULTS, resolve
 
 
 def test_config_resolution_and_errors(tmp_path):
@@ -88,8 +88,8 @@ def _cli_choices(command: list[str], flag: str) -> tuple:
 
 
 def test_cli_choices_are_the_configs():
-    from stnas import choices
-    from stnas.config_checks import _CHOICES
+    from stnas.core import choices
+    from stnas.pipeline.checks import _CHOICES
 
     assert _CHOICES[("proxy", "mode")] == choices.PROXY_MODES
     assert _cli_choices(["search"], "--mode") == choices.PROXY_MODES

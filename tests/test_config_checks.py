@@ -6,9 +6,9 @@ import time
 import pytest
 
 from stnas.cli import main
-from stnas.config import resolve
-from stnas.config_checks import parse_count
-from stnas.errors import ConfigError
+from stnas.core.errors import ConfigError
+from stnas.core.units import parse_count
+from stnas.pipeline.config import resolve
 
 BOMB = "a: &a [x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b]\n" \
        "d: &d [*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d]\nsearch: {budgets: [*e,*e,*e,*e]}\n"
@@ -92,7 +92,8 @@ def test_out_pointing_at_a_file(tmp_path, capsys):
 def test_null_restores_a_built_in_null_default_over_the_preset(override, section, key):
     # the fashion-mnist preset sets both limits and the screening share; null (all images,
     # no screening) must still be accepted
-    from stnas import config, config_checks
+    from stnas.pipeline import checks as config_checks
+    from stnas.pipeline import config
     assert config.resolve("fashion-mnist")[section][key] is not None
     cfg = config.resolve("fashion-mnist", overrides=[override])
     config_checks.validate(cfg)
@@ -100,7 +101,7 @@ def test_null_restores_a_built_in_null_default_over_the_preset(override, section
 
 
 def test_count_keys_take_counts_over_a_preset_number():
-    from stnas import config
+    from stnas.pipeline import config
     assert config.resolve("fashion-mnist", overrides=["retrain.limit=20k"])["retrain"]["limit"] == 20000
     with pytest.raises(config.ConfigError, match="supernet.epochs"):
         config.resolve("fashion-mnist", overrides=["supernet.epochs=null"])
@@ -108,7 +109,8 @@ def test_count_keys_take_counts_over_a_preset_number():
 
 @pytest.mark.parametrize("mode", ["fair", "sandwich"])
 def test_the_fairness_sampling_modes_are_accepted(mode):
-    from stnas import config, config_checks
+    from stnas.pipeline import checks as config_checks
+    from stnas.pipeline import config
     cfg = config.resolve("digits", overrides=[f"supernet.sampling={mode}"])
     config_checks.validate(cfg)
     with pytest.raises(ConfigError, match="supernet.sampling"):

@@ -6,8 +6,8 @@ import shutil
 import pytest
 
 from stnas.cli import main
-from stnas.proxy import Proxy
-from stnas.rundir import RunDir
+from stnas.core.rundir import RunDir
+from stnas.proxy.scorer import Proxy
 
 ARCH = "digits:012012/.1.0....."
 TRAIN = ["supernet", "train", "--preset", "digits", "--data", "digits", "supernet.progress=false",
@@ -61,8 +61,8 @@ def test_damaged_exported_model(run, tmp_path, capsys):
     flip(run.path / "exported" / "model.safetensors")
     one_line_error(["export", str(run.path), "--arch", ARCH, "--weights", str(run.path / "exported"),
                     "--out", str(tmp_path / "x"), "--no-onnx"], capsys, "model.safetensors")
-    from stnas.errors import CheckpointError
-    from stnas.export import load_model
+    from stnas.core.errors import CheckpointError
+    from stnas.deploy.export import load_model
 
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_model(run.path / "exported")

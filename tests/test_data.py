@@ -1,4 +1,4 @@
-"""Tests for stnas.data: IDX reading, splits, lookup errors, deterministic loaders. No network."""
+"""Tests for stnas.data.datasets: IDX reading, splits, lookup errors, deterministic loaders. No network."""
 
 import gzip
 import struct
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
-from stnas import data
-from stnas.data import ArrayDataset, get_dataset, make_loader, read_idx, stratified_split, stratified_subset
-from stnas.errors import ConfigError, DataError
+from stnas.core.errors import ConfigError, DataError
+from stnas.data import datasets as data
+from stnas.data.datasets import ArrayDataset, get_dataset, make_loader, read_idx, stratified_split, stratified_subset
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
@@ -338,9 +338,9 @@ def test_imagenet_folder(tmp_path):
 
 
 def test_split_seed_fixes_the_data_across_training_seeds():
-    from stnas.config import resolve
-    from stnas.data import dataset_split
-    from stnas.space import load_space
+    from stnas.data.datasets import dataset_split
+    from stnas.pipeline.config import resolve
+    from stnas.space.catalog import load_space
 
     space = load_space("digits")
 

@@ -1,14 +1,15 @@
-"""The derived space (stnas.derive): the documented rule, its name, and resolve() using it."""
+"""The derived space (stnas.space.derive): the documented rule, its name, and resolve() using it."""
 
 import numpy as np
 import pytest
 from synthdata import write_folder
 
 from stnas.cli import main
-from stnas.config import resolve
-from stnas.derive import WIDTHS, derived_name, derived_preset, space_config
-from stnas.errors import ArchError, SpaceError
-from stnas.space import SearchSpace, load_arch, load_space
+from stnas.core.errors import ArchError, SpaceError
+from stnas.pipeline.config import resolve
+from stnas.space.catalog import load_arch, load_space
+from stnas.space.derive import WIDTHS, derived_name, derived_preset, space_config
+from stnas.space.searchspace import SearchSpace
 
 
 @pytest.mark.parametrize("size, stem_stride, stages", [(4, 1, 1), (8, 1, 1), (12, 1, 1), (16, 1, 2), (28, 1, 2),

@@ -1,4 +1,4 @@
-"""Ensemble search (stnas.ensemble): several supernets of one space, trained on the same data,
+"""Ensemble search (stnas.proxy.ensemble): several supernets of one space, trained on the same data,
 score every architecture by the mean of their scores; members that would not compare are
 refused before any weights load."""
 
@@ -7,13 +7,13 @@ import json
 import numpy as np
 import pytest
 
-from stnas import dist
-from stnas.config import load_run_config, resolve
-from stnas.ensemble import EnsembleScorer
-from stnas.errors import ConfigError
-from stnas.proxy import Proxy
-from stnas.space import load_space
-from stnas.supernet_train import train_supernet
+from stnas.core import dist
+from stnas.core.errors import ConfigError
+from stnas.pipeline.config import load_run_config, resolve
+from stnas.pipeline.supernet import train_supernet
+from stnas.proxy.ensemble import EnsembleScorer
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_space
 
 from conftest import TRAINED_OVERRIDES, run_cli
 

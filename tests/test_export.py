@@ -12,15 +12,15 @@ from hypothesis import strategies as st
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from stnas import __version__
-from stnas.arch import Arch, save_arch
 from stnas.cli import main
-from stnas.errors import ArchError, CheckpointError, ConfigError
-from stnas.export import export_from_run, export_model, inherited_model, load_model
-from stnas.model import build_model
-from stnas.space import load_arch, load_space
-from stnas.supernet import Supernet
-from stnas.weights import save_weights
+from stnas.core import __version__
+from stnas.core.errors import ArchError, CheckpointError, ConfigError
+from stnas.core.weights import save_weights
+from stnas.deploy.export import export_from_run, export_model, inherited_model, load_model
+from stnas.nn.model import build_model
+from stnas.nn.supernet import Supernet
+from stnas.space.arch import Arch, save_arch
+from stnas.space.catalog import load_arch, load_space
 
 
 def _randomize_bn(model: torch.nn.Module, seed: int) -> torch.nn.Module:
@@ -112,7 +112,7 @@ def test_load_model_round_trip(seed, tmp_path):
 
 
 def test_load_model_uses_the_directory_space_for_yaml_spaces(tmp_path, tiny_config):
-    from stnas.space import SearchSpace
+    from stnas.space.searchspace import SearchSpace
 
     space = SearchSpace(tiny_config)
     arch = Arch(space, [0, 0, 0], [0] * len(space.branch_edges))
@@ -271,8 +271,8 @@ def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
 
 
 def test_inherited_export_recalibrates_bn_and_says_so(run_dir, tmp_path, capsys):
-    from stnas.config import load_run_config
-    from stnas.data import dataset_split, make_loader
+    from stnas.data.datasets import dataset_split, make_loader
+    from stnas.pipeline.config import load_run_config
 
     space = load_space("digits")
     arch = space.sample(np.random.default_rng(5))

@@ -1,5 +1,5 @@
 """Few-shot sub-supernets: ``supernet.split`` restricts the sampler to one side of a branch
-edge, ``supernet.init`` starts from another run's weights (stnas.supernet_train)."""
+edge, ``supernet.init`` starts from another run's weights (stnas.pipeline.supernet)."""
 
 import json
 
@@ -9,14 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas import dist
-from stnas.config import resolve
-from stnas.config_checks import parse_split
-from stnas.errors import CheckpointError, ConfigError
-from stnas.space import load_space
-from stnas.supernet import Supernet
-from stnas.supernet_train import initial_weights, sampler, train_supernet
-from stnas.weights import load_weights
+from stnas.core import dist
+from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core.weights import load_weights
+from stnas.nn.supernet import Supernet
+from stnas.pipeline.config import resolve
+from stnas.pipeline.supernet import initial_weights, sampler, train_supernet
+from stnas.space.catalog import load_space
+from stnas.space.sampling import parse_split
 
 from conftest import TRAINED_OVERRIDES
 
@@ -155,8 +155,8 @@ def test_fidelity_routes_each_network_to_its_side(children, trained_run):
 
 
 def test_few_shot_scorer_scores_each_network_with_its_sides_child(children):
-    from stnas.few_shot import FewShotScorer, check_children
-    from stnas.proxy import Proxy
+    from stnas.proxy.few_shot import FewShotScorer, check_children
+    from stnas.proxy.scorer import Proxy
 
     space = load_space("digits")
     archs, off, on = _both_sides(space, n=10, seed=5)
@@ -173,7 +173,7 @@ def test_few_shot_scorer_scores_each_network_with_its_sides_child(children):
     assert all(len(s.per_sample) == 1 for s in one)
     assert {a: s.score for a, s in zip(archs, one)} == {a: by_arch[a].per_sample[0] for a in archs}
     assert scorer.settings["few_shot_edge"] == 1 and scorer.settings["children"]["on"] == children[1]
-    from stnas.config import load_run_config
+    from stnas.pipeline.config import load_run_config
 
     other = load_run_config(children[1])
     other["proxy"]["recal_batches"] = 1
@@ -185,7 +185,7 @@ def _edited_copy(run, dest, **changes):
     """A copy of ``run`` whose config.yaml has top-level or dotted ``changes``."""
     import shutil
 
-    from stnas.verified import read_yaml, write_yaml
+    from stnas.core.verified import read_yaml, write_yaml
 
     shutil.copytree(run, dest)
     cfg = read_yaml(dest / "config.yaml")
@@ -202,7 +202,7 @@ def _edited_copy(run, dest, **changes):
 def test_a_bad_few_shot_pair_is_refused_with_what_is_wrong(children, trained_run, tmp_path):
     from pathlib import Path
 
-    from stnas.few_shot import check_children
+    from stnas.proxy.few_shot import check_children
 
     off, on = children
     other_seed = _edited_copy(Path(on), tmp_path / "seed", seed=7)
@@ -219,7 +219,7 @@ def test_a_bad_few_shot_pair_is_refused_with_what_is_wrong(children, trained_run
 def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run, tmp_path):
     import json
 
-    from stnas.few_shot import side
+    from stnas.proxy.few_shot import side
 
     from conftest import run_cli
 
@@ -233,7 +233,7 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
     assert summary["proxy_settings"]["children"] == {"off": children[0], "on": children[1]}
     history = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
     assert len(history) == 6 and {side(space.arch(r["arch"]), 1) for r in history} == {False, True}
-    from stnas.proxy import Proxy
+    from stnas.proxy.scorer import Proxy
 
     for rec in history:
         run = children[side(space.arch(rec["arch"]), 1)]

@@ -1,4 +1,4 @@
-"""stnas.fileio: atomic writes keep the old file on failure, leave no temp files, and give
+"""stnas.core.fileio: atomic writes keep the old file on failure, leave no temp files, and give
 new files the usual mode (not mkstemp's 0600), whoever writes them."""
 
 import os
@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load_file, save_file
 
-from stnas.fileio import atomic_write, write_bytes
+from stnas.core.fileio import atomic_write, write_bytes
 
 
 def _usual_mode() -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from stnas.space import load_space
+from stnas.space.catalog import load_space
 
 from conftest import TRAINED_OVERRIDES
 

@@ -20,11 +20,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stnas.cli import main
-from stnas.config import DEFAULTS
-from stnas.data import get_dataset
-from stnas.errors import StnasError
-from stnas.rundir import LOCK, RunDir
-from stnas.space import load_preset
+from stnas.core.errors import StnasError
+from stnas.core.rundir import LOCK, RunDir
+from stnas.data.datasets import get_dataset
+from stnas.pipeline.config import DEFAULTS
+from stnas.space.catalog import load_preset, save_run_space
 
 EXAMPLES = int(os.environ.get("STNAS_FUZZ_EXAMPLES", "25"))
 REPORT = os.environ.get("STNAS_FUZZ_REPORT")
@@ -118,8 +118,8 @@ def saved_run(tmp_path_factory):
     """A run directory that holds a run (its config and space), which no input may change."""
     run = RunDir(tmp_path_factory.mktemp("saved") / "run")
     run.path.mkdir()
-    run.save_space(__import__("stnas.space", fromlist=["load_space"]).load_space("digits"))
-    from stnas.config import resolve
+    save_run_space(run, __import__("stnas.space.catalog", fromlist=["load_space"]).load_space("digits"))
+    from stnas.pipeline.config import resolve
     run.save_config(resolve("digits"))
     (run.path / "metrics.jsonl").write_text("")
     return run.path

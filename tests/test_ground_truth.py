@@ -357,8 +357,8 @@ def test_build_keeps_the_recorded_table_when_the_work_folder_is_lost(tmp_path, c
 def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
     # one cell pair per epoch file; the last epoch's weights are the final ones, so its
     # scores are the single-weights proxy's (computed through another path)
-    from stnas.proxy import Proxy
-    from stnas.space import load_space
+    from stnas.proxy.scorer import Proxy
+    from stnas.space.catalog import load_space
 
     space = load_space("digits")
     rng = np.random.default_rng(0)
@@ -379,8 +379,8 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
 
 
 def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
-    from stnas.proxy import Proxy
-    from stnas.space import load_space
+    from stnas.proxy.scorer import Proxy
+    from stnas.space.catalog import load_space
 
     space = load_space("digits")
     rng = np.random.default_rng(1)
@@ -389,7 +389,7 @@ def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
     recal1 = fid.score_run(str(trained_copy), archs, [1, 2], ["proxy.recal_batches=1"])
     assert sorted(plain) == sorted(recal1)
     # the override reaches the proxy: the same scores as a Proxy built with that setting
-    from stnas.config import load_run_config
+    from stnas.pipeline.config import load_run_config
 
     cfg = load_run_config(trained_copy)
     cfg["proxy"]["recal_batches"] = 1

@@ -1,5 +1,5 @@
 """Kernel sharing (``supernet.kernel_sharing``): an edge's MBConvs that differ only in kernel
-size are one module, the smaller kernels the centre of the largest (stnas.ops.NestedMBConv)."""
+size are one module, the smaller kernels the centre of the largest (stnas.space.ops.NestedMBConv)."""
 
 import copy
 
@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from stnas import dist
-from stnas.config import resolve
-from stnas.ops import NestedMBConv, nested_groups, parse_op
-from stnas.proxy import Proxy
-from stnas.space import load_space
-from stnas.supernet import Supernet
-from stnas.supernet_train import train_supernet
+from stnas.core import dist
+from stnas.nn.supernet import Supernet
+from stnas.pipeline.config import resolve
+from stnas.pipeline.supernet import train_supernet
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_space
+from stnas.space.ops import NestedMBConv, nested_groups, parse_op
 
 from conftest import TRAINED_OVERRIDES, randomise_bn
 
@@ -125,14 +125,14 @@ def test_fitting_tells_the_layouts_apart(shared):
 
 
 def test_a_kernel_sharing_run_trains_scores_and_exports(tmp_path):
-    from stnas.export import inherited_model
+    from stnas.deploy.export import inherited_model
 
     over = ["supernet.kernel_sharing=true", "supernet.width_sharing=false"]
     cfg = resolve("digits", overrides=TRAINED_OVERRIDES + over)
     run = tmp_path / "run"
     train_supernet(cfg, run, ctx=dist.Context())
     space = load_space("digits")
-    from stnas.weights import load_weights
+    from stnas.core.weights import load_weights
 
     state, _ = load_weights(run / "supernet.safetensors", what="supernet")
     assert set(state) == set(Supernet(space, kernel_sharing=True).state_dict())

@@ -10,16 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas import latency as lat
-from stnas.arch import Arch
 from stnas.cli import main
-from stnas.config import DEFAULTS
-from stnas.config_checks import check_search, parse_latency
-from stnas.errors import ConfigError, LatencyTableError, SpaceError
-from stnas.latency_measure import build_table, ensure_table, summarize, time_calls
-from stnas.score import Score
-from stnas.search import search
-from stnas.space import load_arch, load_space
+from stnas.core.errors import ConfigError, LatencyTableError, SpaceError
+from stnas.core.units import parse_latency
+from stnas.latency import table as lat
+from stnas.latency.measure import build_table, ensure_table, summarize, time_calls
+from stnas.pipeline.checks import check_search
+from stnas.pipeline.config import DEFAULTS
+from stnas.proxy.score import Score
+from stnas.search.evolution import search
+from stnas.space.arch import Arch
+from stnas.space.catalog import load_arch, load_space
 
 SPACE = load_space("digits")
 SETTINGS = dict(DEFAULTS["latency"], repeats=3, rounds=1, warmup=0, fit_networks=4)

@@ -107,7 +107,7 @@ def _fails(argv, capsys, match):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
     table = {"format": "stnas-groundtruth", "preset": "digits", "budgets": [200_000], "seeds": [0, 1],
              "overrides": [], "recipe": {}, "rows": []}
-    from stnas.space import load_space
+    from stnas.space.catalog import load_space
 
     table["space_fingerprint"] = load_space("digits").fingerprint
     (tmp_path / "t.json").write_text(json.dumps(table))

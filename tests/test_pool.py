@@ -8,9 +8,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stnas import verified
-from stnas.errors import CheckpointError
-from stnas.pool import SamplePool
+from stnas.core import verified
+from stnas.core.errors import CheckpointError
+from stnas.train.pool import SamplePool
 
 
 def _bn_net(seed):

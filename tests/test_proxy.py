@@ -17,15 +17,15 @@ from safetensors.torch import load_file
 from torch import nn
 
 from stnas.cli import main
-from stnas.config import resolve
-from stnas.data import dataset_split, make_loader
-from stnas.errors import ConfigError
-from stnas.proxy import Proxy
-from stnas.report import write_report
-from stnas.rundir import CACHE
-from stnas.space import load_space
-from stnas.supernet import Supernet
-from stnas.weights import save_weights
+from stnas.core.errors import ConfigError
+from stnas.core.rundir import CACHE
+from stnas.core.weights import save_weights
+from stnas.data.datasets import dataset_split, make_loader
+from stnas.nn.supernet import Supernet
+from stnas.pipeline.config import resolve
+from stnas.pipeline.report import write_report
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_space
 
 from conftest import TRAINED_OVERRIDES
 
@@ -232,7 +232,7 @@ def cache_records_tolerant(run):
 
 
 def test_missing_pieces_are_clear_errors(run, archs):
-    from stnas.errors import ArchError, CheckpointError
+    from stnas.core.errors import ArchError, CheckpointError
 
     with pytest.raises(ArchError, match="belongs to space"):
         Proxy(run, mode="single").score([load_space("fashion-mnist").sample(np.random.default_rng(0))])

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from stnas.space import load_space
+from stnas.space.catalog import load_space
 
 from conftest import load_experiment
 

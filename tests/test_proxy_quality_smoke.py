@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from stnas.ranking import load_truth
-from stnas.space import load_arch, load_space
+from stnas.analysis.ranking import load_truth
+from stnas.space.catalog import load_arch, load_space
 
 pytestmark = pytest.mark.slow
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "proxy_quality.py"

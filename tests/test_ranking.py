@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stnas.analysis.ranking import kendall, load_arch_list, load_truth, rank_metrics, top_k_overlap
 from stnas.cli import main
-from stnas.config import resolve, save_config
-from stnas.errors import ArchError, ConfigError
-from stnas.ranking import kendall, load_arch_list, load_truth, rank_metrics, top_k_overlap
-from stnas.space import load_space
+from stnas.core.errors import ArchError, ConfigError
+from stnas.pipeline.config import resolve, save_config
+from stnas.space.catalog import load_space
 
 SPACE = load_space("digits")
 

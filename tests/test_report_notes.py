@@ -1,9 +1,9 @@
-"""The report's flags and plot markers (stnas.report, stnas.plots)."""
+"""The report's flags and plot markers (stnas.pipeline.report, stnas.pipeline.plots)."""
 
 import matplotlib.pyplot as plt
 
-from stnas import plots
-from stnas.report import budget_notes
+from stnas.pipeline import plots
+from stnas.pipeline.report import budget_notes
 
 
 def _pick(budget, arch, madds):

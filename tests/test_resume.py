@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from stnas.cli import main
-from stnas.rundir import RunDir
+from stnas.core.rundir import RunDir
 
 TRAIN = ["supernet", "train", "--preset", "digits", "--data", "digits", "--optimizer", "sgld",
          "supernet.progress=false", "supernet.epochs=3", "pool.epochs=1", "pool.samples=2",
@@ -112,8 +112,8 @@ def test_c_retrain_killed_before_its_first_checkpoint_resumes(tmp_path, capsys):
 
 
 def test_stability_refuses_a_gap_in_the_epoch_files(ref, tmp_path):
-    from stnas.errors import CheckpointError
-    from stnas.ranking import stability
+    from stnas.analysis.ranking import stability
+    from stnas.core.errors import CheckpointError
 
     run = shutil.copytree(ref, tmp_path / "gap")
     (run / "epochs" / "epoch_002.safetensors").unlink()  # epochs 1 and 3 remain

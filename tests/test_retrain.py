@@ -12,11 +12,11 @@ import torch
 from safetensors.torch import load_file
 from sklearn.datasets import load_digits
 
-from stnas.arch import save_arch
 from stnas.cli import main
-from stnas.data import get_dataset
-from stnas.export import load_model
-from stnas.space import load_space
+from stnas.data.datasets import get_dataset
+from stnas.deploy.export import load_model
+from stnas.space.arch import save_arch
+from stnas.space.catalog import load_space
 
 from conftest import kill_at_first_checkpoint, run_cli
 
@@ -138,9 +138,9 @@ def test_cli_bad_inputs(tmp_path, capsys):
 def test_library_resume_must_match_the_saved_settings(run):
     """retrain(resume=True) reuses a run only with the settings it was made with; a mismatch
     is refused before anything in the run directory is touched."""
-    from stnas.config import load_run_config
-    from stnas.errors import ConfigError
-    from stnas.retrain import read_card, retrain
+    from stnas.core.errors import ConfigError
+    from stnas.pipeline.config import load_run_config
+    from stnas.pipeline.retrain import read_card, retrain
 
     cfg = load_run_config(run)
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}

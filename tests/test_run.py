@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from scipy import stats
 
+from stnas.analysis.ranking import load_truth
 from stnas.cli import main
-from stnas.errors import DataError
-from stnas.ranking import load_truth
-from stnas.space import load_arch, load_space
+from stnas.core.errors import DataError
+from stnas.space.catalog import load_arch, load_space
 
 from conftest import load_experiment, run_cli
 
@@ -181,7 +181,7 @@ def test_killed_run_resumes(tmp_path):
 
 
 def test_embedded_default_falls_back_to_digits(monkeypatch, capsys):
-    import stnas.run as run
+    import stnas.pipeline.run as run
 
     def missing(*a, **k):
         raise DataError("fashion-mnist not found in /nowhere")
@@ -192,8 +192,8 @@ def test_embedded_default_falls_back_to_digits(monkeypatch, capsys):
 
 
 def test_embedded_default_prefers_fashion_mnist():
-    pytest.importorskip("stnas.data")
-    import stnas.run as run
+    pytest.importorskip("stnas.data.datasets")
+    import stnas.pipeline.run as run
     if not os.path.isdir("/usr/share/datasets/fashion-mnist") and not os.environ.get("STNAS_DATA"):
         pytest.skip("Fashion-MNIST is not installed here")
     assert run.embedded_default() == ("fashion-mnist", None)

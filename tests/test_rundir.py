@@ -9,11 +9,11 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stnas import verified
-from stnas.errors import CheckpointError, ConfigError
-from stnas.rundir import LOCK, RunDir
-from stnas.space import load_space
-from stnas.weights import load_weights, save_weights
+from stnas.core import verified
+from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core.rundir import LOCK, RunDir
+from stnas.core.weights import load_weights, save_weights
+from stnas.space.catalog import load_space, run_space, save_run_space
 
 FAST = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 scalars = st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.text(max_size=8) | \
@@ -137,7 +137,7 @@ def test_weights_without_checksum_are_refused(tmp_path):
 def test_weights_files_are_byte_reproducible(tmp_path):
     """Several metadata keys (safetensors writes its metadata map in hash order)."""
     meta = {f"key{i}": str(i) for i in range(8)}
-    code = ("import sys, torch; from stnas.weights import save_weights; "
+    code = ("import sys, torch; from stnas.core.weights import save_weights; "
             "save_weights({'a': torch.ones(3)}, sys.argv[1], {f'key{i}': str(i) for i in range(8)})")
     for name in ("a", "b", "c"):
         subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True)
@@ -146,7 +146,7 @@ def test_weights_files_are_byte_reproducible(tmp_path):
 
 
 # ------------------------------------------------------------------ lock and guard
-HOLD = ("import sys, time; from stnas.rundir import RunDir\n"
+HOLD = ("import sys, time; from stnas.core.rundir import RunDir\n"
         "with RunDir(sys.argv[1]).lock():\n    print('held', flush=True); time.sleep(60)")
 
 
@@ -215,9 +215,9 @@ def test_guard(tmp_path):
 def test_the_runs_space_is_its_space_yaml(tmp_path):
     run = RunDir(tmp_path)
     run.save_config({"preset": "digits"})
-    assert run.space().fingerprint == load_space("digits").fingerprint
-    run.save_space(load_space("cifar"))  # the saved space wins over the config's preset
-    assert run.space().fingerprint == load_space("cifar").fingerprint
+    assert run_space(run).fingerprint == load_space("digits").fingerprint
+    save_run_space(run, load_space("cifar"))  # the saved space wins over the config's preset
+    assert run_space(run).fingerprint == load_space("cifar").fingerprint
     _flip(run.space_file, 40)
     with pytest.raises(CheckpointError, match="space.yaml"):
-        run.space()
+        run_space(run)

@@ -9,14 +9,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.config import DEFAULTS
-from stnas.config_checks import check_search, parse_count
-from stnas.errors import ConfigError, SpaceError
-from stnas.format import budget_label
-from stnas.score import Score
-from stnas.search import search
-from stnas.search_history import pareto_front
-from stnas.space import SearchSpace, load_arch, load_space
+from stnas.core.errors import ConfigError, SpaceError
+from stnas.core.units import budget_label, parse_count
+from stnas.pipeline.checks import check_search
+from stnas.pipeline.config import DEFAULTS
+from stnas.proxy.score import Score
+from stnas.search.evolution import search
+from stnas.search.history import pareto_front
+from stnas.space.catalog import load_arch, load_space
+from stnas.space.searchspace import SearchSpace
 
 SPACE = load_space("digits")  # MAdds from 81,376 to 452,800; 34M architectures
 
@@ -305,7 +306,7 @@ def run_cli(capsys, *argv):
 @pytest.fixture
 def fake_run(tmp_path):
     """A run directory with a config but no weights: enough for every check made before scoring."""
-    from stnas.config import resolve, save_config
+    from stnas.pipeline.config import resolve, save_config
 
     save_config(resolve("digits"), tmp_path)
     return tmp_path
@@ -383,7 +384,7 @@ def test_budget_floor_gives_each_budget_its_own_window(algorithm):
 
 @pytest.mark.parametrize("floor", [-0.1, 1.0, 1.5])
 def test_budget_floor_out_of_range_is_a_config_error(floor):
-    from stnas.config import resolve
+    from stnas.pipeline.config import resolve
 
     with pytest.raises(ConfigError, match="search.budget_floor"):
         resolve("digits", overrides=[f"search.budget_floor={floor}"])
@@ -392,7 +393,7 @@ def test_budget_floor_out_of_range_is_a_config_error(floor):
 
 
 def _rec(per, madds=100_000, name="r"):
-    from stnas.search_history import Record
+    from stnas.search.history import Record
 
     per = None if per is None else tuple(float(v) for v in per)
     return Record(name, madds, 1, float(np.mean(per)) if per else 0.0, 0.0, 0, per_sample=per)
@@ -402,7 +403,7 @@ def test_tied_with_best_is_a_paired_one_sided_t_test():
     """Per-sample differences d = -m + a*(+1, -1, ...) over K=8 samples have mean -m and
     sd a*sqrt(8/7), so t = -m*sqrt(7)/a. The one-sided 5% critical value of Student's t with
     7 degrees of freedom is -1.895 (tables): t = -1.5 ties, t = -2.5 does not."""
-    from stnas.search_history import tied_with_best
+    from stnas.search.history import tied_with_best
 
     base = np.array([0.50, 0.52, 0.48, 0.51, 0.49, 0.50, 0.53, 0.47])
     alt = np.array([1, -1] * 4) * 0.01
@@ -458,7 +459,7 @@ def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
                                        ({"tie_alpha": 0.0}, "search.tie_alpha"),
                                        ({"tie_alpha": 1.0}, "search.tie_alpha")])
 def test_select_bad_values_are_config_errors(kw, words):
-    from stnas.config import resolve
+    from stnas.pipeline.config import resolve
 
     with pytest.raises(ConfigError, match=words):
         cfg(**kw)
@@ -469,8 +470,8 @@ def test_select_bad_values_are_config_errors(kw, words):
 
 
 def test_report_says_how_the_choice_was_made(tmp_path):
-    from stnas.config import resolve
-    from stnas.report import write_report
+    from stnas.pipeline.config import resolve
+    from stnas.pipeline.report import write_report
 
     cfg = resolve("digits")
     for select, said in (("best", False), ("largest_tied", True)):
@@ -543,7 +544,7 @@ def test_screen_needs_a_screening_scorer():
 @pytest.mark.parametrize("value, msg", [("0", "share in"), ("1.5", "share in"), ("-0.2", "share in"),
                                         ("abc", "screen")])
 def test_screen_config_is_checked(value, msg):
-    from stnas.config import resolve
+    from stnas.pipeline.config import resolve
 
     with pytest.raises(ConfigError, match=msg):
         resolve("digits", overrides=[f"search.screen={value}"])
@@ -560,7 +561,7 @@ def test_ties_follow_the_paired_t_test_by_hand(best, shifts, alpha):
     sqrt(n)), p = P(T_{n-1} <= t)) keeps H0 at ``alpha``, or when d is constant and >= 0."""
     from scipy import stats as sps
 
-    from stnas.search_history import Record, tied_with_best
+    from stnas.search.history import Record, tied_with_best
 
     n = len(best)
     other = [b + s for b, s in zip(best, shifts[:n])]

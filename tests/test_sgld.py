@@ -10,8 +10,8 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-from stnas.errors import ConfigError
-from stnas.sgld import SGLD, noise_seed
+from stnas.core.errors import ConfigError
+from stnas.train.sgld import SGLD, noise_seed
 
 ALPHA = 1e-4  # significance level of every statistical test in this file
 

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from stnas import Arch, ArchError, SearchSpace, SpaceError, load_space
-from stnas.space import list_presets
+from stnas.space.catalog import list_presets
 
 from conftest import ALL_PRESETS
 
@@ -70,7 +70,7 @@ def test_all_presets_load():
 def test_preset_and_bare_space_files(tmp_path):
     import yaml
 
-    from stnas.space import load_preset
+    from stnas.space.catalog import load_preset
     full = load_preset("digits")
     (tmp_path / "bare.yaml").write_text(yaml.safe_dump(full["space"]))
     assert load_space(str(tmp_path / "bare.yaml")).fingerprint == load_space("digits").fingerprint

@@ -1,4 +1,4 @@
-"""Tests of the weight-sharing supernet (stnas.supernet)."""
+"""Tests of the weight-sharing supernet (stnas.nn.supernet)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ from hypothesis import strategies as st
 from torch import nn
 
 from stnas import Arch, build_model, load_space
-from stnas.errors import ArchError, CheckpointError
-from stnas.model import branch_key
-from stnas.supernet import Supernet, forward_nodes
+from stnas.core.errors import ArchError, CheckpointError
+from stnas.nn.model import branch_key
+from stnas.nn.supernet import Supernet, forward_nodes
 
 from conftest import randomise_bn
 

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from stnas.cli import main
-from stnas.config import DEFAULTS
-from stnas.errors import ConfigError
-from stnas.train import lr_at
+from stnas.core.errors import ConfigError
+from stnas.pipeline.config import DEFAULTS
+from stnas.train.engine import lr_at
 
 from conftest import kill_at_first_checkpoint, run_cli
 
@@ -122,8 +122,8 @@ def test_cli_bad_inputs(capsys, tmp_path):
 def test_library_resume_must_match_the_saved_settings(tmp_path):
     """train_supernet(resume=True) with other settings than the run's is refused before the
     run directory is touched (its config.yaml is not overwritten)."""
-    from stnas.config import load_run_config
-    from stnas.supernet_train import train_supernet
+    from stnas.pipeline.config import load_run_config
+    from stnas.pipeline.supernet import train_supernet
 
     out = tmp_path / "run"
     assert run_cli(TRAIN_ARGS + ["--out", out, "supernet.epochs=1", "pool.epochs=1", "pool.samples=1"]).returncode == 0
@@ -141,8 +141,9 @@ def test_library_resume_must_match_the_saved_settings(tmp_path):
 def test_trainer_keeps_one_loader_with_the_per_epoch_batches(tmp_path, monkeypatch, workers):
     """One DataLoader serves every epoch (so persistent workers persist), and each epoch still
     gets exactly the batches of a loader made for that epoch."""
-    from stnas import dist, train
-    from stnas.data import get_dataset, make_loader
+    from stnas.core import dist
+    from stnas.data.datasets import get_dataset, make_loader
+    from stnas.train import engine as train
 
     data = get_dataset("digits", "train", limit=192, split_seed=0)
     recipe = dict(DEFAULTS["retrain"], epochs=3, batch_size=64, progress=False, amp="off", channels_last="off",
@@ -171,7 +172,7 @@ def test_eval_sums_counts_hits_and_loss_by_hand():
 
     import torch
 
-    from stnas.train import eval_sums, rates
+    from stnas.train.engine import eval_sums, rates
 
     logits = torch.tensor([[3.0, 1.0, 0.0, 0, 0, 0], [0.0, 2.0, 1.0, 0, 0, 0], [-1.0, 0.0, 0.0, 0, 0, 5.0]])
     y = torch.tensor([0, 2, 0])

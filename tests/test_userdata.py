@@ -1,4 +1,4 @@
-"""User data (stnas.userdata): image folders in both layouts, .npz, torch Datasets, and
+"""User data (stnas.data.userdata): image folders in both layouts, .npz, torch Datasets, and
 every bad input refused in one line with exit code 2 before anything is written."""
 
 import os
@@ -14,10 +14,10 @@ from PIL import Image
 from synthdata import images, write_folder
 
 from stnas.cli import main
-from stnas.data import describe, get_dataset
-from stnas.errors import DataError
-from stnas.space import load_space
-from stnas.userdata import load_user_data, save_npz
+from stnas.core.errors import DataError
+from stnas.data.datasets import describe, get_dataset
+from stnas.data.userdata import load_user_data, save_npz
+from stnas.space.catalog import load_space
 
 
 @pytest.fixture(autouse=True)
@@ -213,7 +213,7 @@ def test_named_dataset_of_another_size_is_refused_unless_resized(tmp_path, capsy
 
 def test_fifo_is_never_opened(tmp_path):
     root = _bad_folder("fifo", tmp_path)
-    code = (f"from stnas.userdata import load_user_data\ntry:\n load_user_data({str(root)!r})\n"
+    code = (f"from stnas.data.userdata import load_user_data\ntry:\n load_user_data({str(root)!r})\n"
             "except Exception as e:\n print(e)")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                        env=dict(os.environ, STNAS_CACHE=str(tmp_path / "c")))
@@ -226,8 +226,8 @@ def test_get_dataset_names_the_problem(tmp_path):
 
 
 def test_large_folders_are_streamed_with_the_same_items(tmp_path, monkeypatch):
-    from stnas import userdata
-    from stnas.data import make_loader
+    from stnas.data import userdata
+    from stnas.data.datasets import make_loader
 
     root = write_folder(tmp_path / "f", split=False, classes=3, per_class=10, size=8, channels=3)
     Image.new("RGB", (12, 9), (255, 0, 0)).save(root / "red" / "odd.png")  # resized like the rest

@@ -1,6 +1,6 @@
 """Width sharing (``supernet.width_sharing``): an edge's MBConvs that differ in expansion are
 one module, a smaller expansion the first hidden channels of the largest; with kernel
-sharing too, one module per edge (stnas.ops.NestedMBConv)."""
+sharing too, one module per edge (stnas.space.ops.NestedMBConv)."""
 
 import copy
 
@@ -11,13 +11,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from stnas import dist
-from stnas.config import resolve
-from stnas.ops import MBConv, NestedMBConv, nested_groups, parse_op
-from stnas.proxy import Proxy
-from stnas.space import load_space
-from stnas.supernet import Supernet
-from stnas.supernet_train import train_supernet
+from stnas.core import dist
+from stnas.nn.supernet import Supernet
+from stnas.pipeline.config import resolve
+from stnas.pipeline.supernet import train_supernet
+from stnas.proxy.scorer import Proxy
+from stnas.space.catalog import load_space
+from stnas.space.ops import MBConv, NestedMBConv, nested_groups, parse_op
 
 from conftest import TRAINED_OVERRIDES, randomise_bn
 
@@ -167,8 +167,8 @@ def test_fitting_tells_the_four_layouts_apart():
 @pytest.mark.parametrize("sharing", [(True, True), (False, False)], ids=["shared", "plain"])
 def test_a_run_of_either_layout_trains_scores_and_exports(tmp_path, sharing):
     """The digits preset shares kernels and widths; a plain supernet stays one override away."""
-    from stnas.export import inherited_model
-    from stnas.weights import load_weights
+    from stnas.core.weights import load_weights
+    from stnas.deploy.export import inherited_model
 
     over = [f"supernet.kernel_sharing={str(sharing[0]).lower()}", f"supernet.width_sharing={str(sharing[1]).lower()}"]
     train_supernet(resolve("digits", overrides=TRAINED_OVERRIDES + over), tmp_path / "run", ctx=dist.Context())

@@ -61,7 +61,7 @@ def test_synflow_of_a_bias_free_relu_mlp_is_depth_times_its_output(widths, d_in,
 
 
 def _digits_archs(n: int) -> list[str]:
-    from stnas.space import load_space
+    from stnas.space.catalog import load_space
 
     space = load_space("digits")
     rng = np.random.default_rng(3)

@@ -1,6 +1,6 @@
 """stnas: one-shot topological NAS with a stabilized (SGLD-sampled) share-parameter proxy.
 
-The names below load on first use, so that ``import stnas.config`` (and the CLI's argument
+The names below load on first use, so that ``import stnas.pipeline.config`` (and the CLI's argument
 parsing) does not pay for torch.
 """
 
@@ -9,20 +9,22 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from stnas.errors import ArchError, ConfigError, DataError, SpaceError, StnasError
+from stnas.core import __version__  # noqa: F401
+from stnas.core.errors import ArchError, ConfigError, DataError, SpaceError, StnasError
 
 if TYPE_CHECKING:
-    from stnas.arch import Arch, save_arch
-    from stnas.export import load_model
-    from stnas.model import build_model
-    from stnas.space import SearchSpace, list_presets, load_arch, load_preset, load_space
+    from stnas.deploy.export import load_model
+    from stnas.nn.model import build_model
+    from stnas.space.arch import Arch, save_arch
+    from stnas.space.catalog import list_presets, load_arch, load_space
+    from stnas.space.presets import load_preset
+    from stnas.space.searchspace import SearchSpace
 
-__version__ = "0.1.0"
 
-_LAZY = {"Arch": "stnas.arch", "save_arch": "stnas.arch", "build_model": "stnas.model",
-         "load_model": "stnas.export",
-         "SearchSpace": "stnas.space", "list_presets": "stnas.space", "load_arch": "stnas.space",
-         "load_preset": "stnas.space", "load_space": "stnas.space"}
+_LAZY = {"Arch": "stnas.space.arch", "save_arch": "stnas.space.arch", "build_model": "stnas.nn.model",
+         "load_model": "stnas.deploy.export",
+         "SearchSpace": "stnas.space.searchspace", "list_presets": "stnas.space.catalog",
+         "load_arch": "stnas.space.catalog", "load_preset": "stnas.space.presets", "load_space": "stnas.space.catalog"}
 
 __all__ = ["Arch", "ArchError", "ConfigError", "DataError", "SearchSpace", "SpaceError", "StnasError",
            "build_model", "list_presets", "load_arch", "load_model", "load_preset", "load_space", "save_arch"]

@@ -8,8 +8,7 @@ import importlib
 import os
 import sys
 
-import stnas.derive  # noqa: F401  (registers the spaces derived from user data with stnas.config)
-from stnas.errors import StnasError, first_line
+from stnas.core.errors import StnasError, first_line
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
 COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "predict", "run", "rank", "latency"]
@@ -24,7 +23,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from stnas import __version__
+    from stnas.core import __version__
 
     parser = ArgumentParser(
         prog="stnas",

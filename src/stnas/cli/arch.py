@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from stnas.cli.common import table
-from stnas.format import fmt_count
-from stnas.space import load_arch
+from stnas.core.units import fmt_count
+from stnas.space.catalog import load_arch
 
 
 def add_arch_args(p) -> None:
@@ -56,7 +56,7 @@ def cmd_show(args) -> int:
 
 
 def cmd_draw(args) -> int:
-    from stnas.plots import draw_arch
+    from stnas.pipeline.plots import draw_arch
 
     a = load_arch(args.arch, args.space)
     path = draw_arch(a, args.output)

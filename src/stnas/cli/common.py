@@ -6,9 +6,9 @@ import argparse
 import time
 from pathlib import Path
 
-from stnas.config import load_run_config
-from stnas.config_checks import parse_count
-from stnas.errors import ConfigError
+from stnas.core.errors import ConfigError
+from stnas.core.units import parse_count
+from stnas.pipeline.config import load_run_config
 
 
 def count(text: str) -> int:
@@ -106,7 +106,7 @@ def out_dir(args, name: str) -> Path:
 
 def in_process_group(cfg: dict, fn):
     """Runs ``fn(ctx)`` inside the process's distributed context; returns (ctx, result)."""
-    from stnas import dist
+    from stnas.core import dist
 
     ctx = dist.setup(cfg["device"])
     try:

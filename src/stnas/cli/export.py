@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from stnas.export import arch_for_run, arch_slug, export_from_run
+    from stnas.deploy.export import arch_for_run, arch_slug, export_from_run
 
     run_dir = Path(args.run_dir)
     arch = arch_for_run(run_dir, args.arch)

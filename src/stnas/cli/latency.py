@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from stnas import choices
 from stnas.cli.common import table as text_table
-from stnas.config import DEFAULTS
-from stnas.errors import ConfigError
+from stnas.core import choices
+from stnas.core.errors import ConfigError
+from stnas.pipeline.config import DEFAULTS
 
 
 def latency_list(text: str) -> list[str]:
     """argparse type for comma-separated latencies with units: 1.2ms,800us."""
-    from stnas.config_checks import parse_latency
+    from stnas.core.units import parse_latency
 
     try:
         return [f"{parse_latency(t)!r}ms" for t in str(text).split(",")]
@@ -73,10 +73,10 @@ def register(sub) -> None:
 def cmd_build(args) -> int:
     from pathlib import Path
 
-    from stnas import latency as lat
-    from stnas.config_checks import check_latency_section
-    from stnas.latency_measure import build_table, want_identity
-    from stnas.space import load_space
+    from stnas.latency import table as lat
+    from stnas.latency.measure import build_table, want_identity
+    from stnas.pipeline.checks import check_latency_section
+    from stnas.space.catalog import load_space
 
     settings = {"runtime": args.runtime, "device": args.device, "batch": args.batch, "threads": args.threads,
                 "table": None, "measure": False, "warmup": args.warmup, "repeats": args.repeats,
@@ -101,8 +101,8 @@ def cmd_build(args) -> int:
 
 
 def _print_fit(table: dict, space) -> None:
-    from stnas.latency import Predictor
-    from stnas.space import load_arch
+    from stnas.latency.table import Predictor
+    from stnas.space.catalog import load_arch
 
     pred = Predictor(table, space)
     rows = []
@@ -114,8 +114,8 @@ def _print_fit(table: dict, space) -> None:
 
 
 def cmd_show(args) -> int:
-    from stnas import latency as lat
-    from stnas.space import list_presets, load_space
+    from stnas.latency import table as lat
+    from stnas.space.catalog import list_presets, load_space
 
     t = lat.load_table(args.table)
     ov = t["overhead"]
@@ -132,9 +132,9 @@ def cmd_show(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from stnas import latency as lat
-    from stnas.format import fmt_count
-    from stnas.space import load_arch
+    from stnas.core.units import fmt_count
+    from stnas.latency import table as lat
+    from stnas.space.catalog import load_arch
 
     t = lat.load_table(args.table)
     rows = []

@@ -18,8 +18,8 @@ def register(sub) -> None:
 
 
 def cmd_predict(args) -> int:
-    from stnas.errors import ConfigError
-    from stnas.predict import predict
+    from stnas.core.errors import ConfigError
+    from stnas.deploy.predict import predict
 
     if args.top < 1:
         raise ConfigError(f"-k must be at least 1, got {args.top}")

@@ -7,8 +7,9 @@ import math
 import sys
 from pathlib import Path
 
-from stnas.choices import PROXY_MODES
 from stnas.cli.common import positive_int, seed_arg, table
+from stnas.core.choices import PROXY_MODES
+from stnas.space.catalog import run_space
 
 # what may change when an existing run is scored
 SCORING_KEYS = ("proxy", "data.val_limit", "data.root", "data.workers", "device")
@@ -59,7 +60,7 @@ def _common(p) -> None:
 
 
 def _config(args) -> dict:
-    from stnas.config import apply_layers, load_run_config, user_layers
+    from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 
     return apply_layers(load_run_config(args.run_dir), user_layers(None, {"device": args.device}, args.overrides),
                         allowed=SCORING_KEYS, context="when scoring a trained run")
@@ -96,9 +97,9 @@ def _inputs(args, cfg: dict, kind: str) -> dict:
 def _run(args, work, kind: str) -> int:
     """Sets up the process group, runs ``work(cfg, ctx)`` and writes/prints its result, after
     checking (before any scoring) that it replaces no result of other inputs."""
-    from stnas import dist
-    from stnas.errors import ConfigError
-    from stnas.fileio import write_json
+    from stnas.core import dist
+    from stnas.core.errors import ConfigError
+    from stnas.core.fileio import write_json
 
     cfg = _config(args)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"{kind}.json"
@@ -124,16 +125,15 @@ def _run(args, work, kind: str) -> int:
 
 
 def cmd_rank(args) -> int:
-    from stnas.errors import ConfigError
-    from stnas.proxy import Proxy
-    from stnas.ranking import load_arch_list, load_truth, rank_metrics
-    from stnas.rundir import RunDir
+    from stnas.analysis.ranking import load_arch_list, load_truth, rank_metrics
+    from stnas.core.errors import ConfigError
+    from stnas.proxy.scorer import Proxy
 
     if args.top_k < 1 or args.n_boot < 0:
         raise ConfigError("--top-k must be >= 1 and --n-boot >= 0")
 
     def work(cfg, ctx):
-        space = RunDir(args.run_dir).space()  # check the input files before any scoring
+        space = run_space(args.run_dir)  # check the input files before any scoring
         truth = load_truth(args.truth, space)
         archs = load_arch_list(args.archs, space) if args.archs else list(truth)
         missing = [a for a in archs if a not in truth]
@@ -165,9 +165,9 @@ def cmd_rank(args) -> int:
 def cmd_stability(args) -> int:
     import numpy as np
 
-    from stnas.errors import ConfigError
-    from stnas.proxy import Proxy
-    from stnas.ranking import load_arch_list, stability
+    from stnas.analysis.ranking import load_arch_list, stability
+    from stnas.core.errors import ConfigError
+    from stnas.proxy.scorer import Proxy
 
     def work(cfg, ctx):
         proxy = Proxy(args.run_dir, cfg, "single", ctx, progress=sys.stderr.isatty())

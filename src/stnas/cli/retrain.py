@@ -24,10 +24,10 @@ def register(sub) -> None:
 
 
 def cmd_retrain(args) -> int:
-    from stnas.config import resolve
-    from stnas.errors import ConfigError
-    from stnas.retrain import retrain, run_arch
-    from stnas.space import load_arch
+    from stnas.core.errors import ConfigError
+    from stnas.pipeline.config import resolve
+    from stnas.pipeline.retrain import retrain, run_arch
+    from stnas.space.catalog import load_arch
 
     if args.resume:
         cfg = resumed_config(args)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from stnas.choices import OPTIMIZERS, PROXY_MODES
 from stnas.cli.common import (
     add_run_args,
     common_flags,
@@ -15,7 +14,8 @@ from stnas.cli.common import (
     resumed_config,
 )
 from stnas.cli.latency import add_latency_args, latency_flags
-from stnas.config import resolve
+from stnas.core.choices import OPTIMIZERS, PROXY_MODES
+from stnas.pipeline.config import resolve
 
 
 def register(sub) -> None:
@@ -40,7 +40,7 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
-    from stnas.run import embedded_default, run_pipeline
+    from stnas.pipeline.run import embedded_default, run_pipeline
 
     if args.resume:
         cfg = resumed_config(args)

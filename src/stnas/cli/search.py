@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stnas.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.cli.common import count, count_list, positive_int, seed_arg, table
 from stnas.cli.latency import add_latency_args, latency_flags
-from stnas.errors import ConfigError
+from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
+from stnas.core.errors import ConfigError
+from stnas.space.catalog import run_space
 
 # what a search may change in a trained run's config (the rest, the seed included, fixes the
 # trained supernet and the data split)
@@ -51,7 +52,7 @@ def register(sub) -> None:
 def search_config(args, run_dir=None) -> dict:
     """The config of ``run_dir`` (default RUN_DIR) with the search's flags, --config file and
     overrides applied."""
-    from stnas.config import apply_layers, load_run_config, user_layers
+    from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 
     flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
              "search.generations": args.generations, "search.population": args.population,
@@ -64,10 +65,10 @@ def search_config(args, run_dir=None) -> dict:
 def cmd_search(args) -> int:
     from contextlib import ExitStack
 
-    from stnas import dist
-    from stnas.format import budget_label, fmt_count
-    from stnas.rundir import RunDir
-    from stnas.search import check_constraints, search
+    from stnas.core import dist
+    from stnas.core.rundir import RunDir
+    from stnas.core.units import budget_label, fmt_count
+    from stnas.search.evolution import check_constraints, search
 
     cfg = search_config(args)
     run = Path(args.run_dir)
@@ -80,19 +81,19 @@ def cmd_search(args) -> int:
             raise ConfigError("--ensemble: a run is named twice")
         cfgs = {i: cfg if i == 0 else search_config(args, r) for i, r in sides.items()}
     if args.few_shot is not None:
-        from stnas.few_shot import check_children
+        from stnas.proxy.few_shot import check_children
 
         edge, sides = check_children([run, args.few_shot])
         cfgs = {on: cfg if r == run else search_config(args, r) for on, r in sides.items()}
     se = cfg["search"]
-    space = RunDir(run).space()
+    space = run_space(run)
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
     out = Path(args.out) if args.out else run / "search"
     predictor, lat_info = None, {}
     if se["latency_budgets"]:
-        from stnas.latency_run import search_predictor
+        from stnas.pipeline.latency import search_predictor
         predictor, lat_info = search_predictor(space, cfg, this_device=False)
-    from stnas.proxy import Proxy
+    from stnas.proxy.scorer import Proxy
 
     ctx = dist.setup(cfg["device"])
     try:
@@ -100,14 +101,14 @@ def cmd_search(args) -> int:
             for r in sides.values():  # the search writes the runs' proxy caches
                 stack.enter_context(RunDir(r).lock(ctx.is_main))
             if args.ensemble:
-                from stnas.ensemble import EnsembleScorer
+                from stnas.proxy.ensemble import EnsembleScorer
 
                 proxy = EnsembleScorer([Proxy(sides[i], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
                                         for i, c in cfgs.items()])
             elif args.few_shot is None:
                 proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
             else:
-                from stnas.few_shot import FewShotScorer
+                from stnas.proxy.few_shot import FewShotScorer
 
                 proxy = FewShotScorer({on: Proxy(sides[on], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
                                        for on, c in cfgs.items()}, edge)
@@ -118,7 +119,7 @@ def cmd_search(args) -> int:
                                "proxy_settings": proxy.settings, **lat_info},
                          screen=lambda archs: proxy.score(archs, samples=1), latency=predictor)
             if predictor is not None and ctx.is_main:
-                from stnas.latency_run import keep_table
+                from stnas.pipeline.latency import keep_table
                 keep_table(predictor, out)
     finally:
         dist.teardown()

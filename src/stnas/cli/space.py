@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 
-from stnas.choices import SAMPLING_MODES
 from stnas.cli.common import count, count_list, positive_int, seed_arg, table
-from stnas.errors import SpaceError
-from stnas.format import fmt_count
-from stnas.space import list_presets, load_space
+from stnas.core.choices import SAMPLING_MODES
+from stnas.core.errors import SpaceError
+from stnas.core.units import fmt_count
+from stnas.space.catalog import list_presets, load_space
 
 
 def register(sub) -> None:
@@ -47,9 +47,9 @@ def cmd_show(args) -> int:
     if (args.space is None) == (args.data is None):
         raise SpaceError("give a space (PRESET|FILE) or --data PATH, not both")
     if args.data:
-        from stnas.derive import preset_for_data
+        from stnas.pipeline.config import preset_for_data
         name = preset_for_data(args.data, args.budget)
-        print(f"derived      for {args.data} by the rule of stnas.derive (budget {name.rsplit('-', 1)[1]})")
+        print(f"derived      for {args.data} by the rule of stnas.space.derive (budget {name.rsplit('-', 1)[1]})")
     s = load_space(name if args.data else args.space)
     lo, hi = s.madds_range()
     print(f"space        {s.name}   (fingerprint {s.fingerprint})")

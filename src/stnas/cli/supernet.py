@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from stnas.choices import OPTIMIZERS
 from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, positive_int, resumed_config
-from stnas.config import resolve
+from stnas.core.choices import OPTIMIZERS
+from stnas.pipeline.config import resolve
 
 
 def register(sub) -> None:
@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from stnas.supernet_train import train_supernet
+    from stnas.pipeline.supernet import train_supernet
 
     if args.resume:
         cfg = resumed_config(args)

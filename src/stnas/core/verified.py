@@ -1,0 +1,186 @@
+"""Checksummed text artefacts: every JSON, YAML and JSON-lines record a run writes carries
+the SHA-256 of its content, and every read checks it (torch-free).
+
+Formats::
+
+    JSON    {..., "sha256": H}           H = sha256(canonical JSON of the object without "sha256")
+    YAML    <yaml text>"# sha256: H\\n"   H = sha256 of the bytes before the last line
+    JSONL   one {..., "sha256": H} per line, H as for JSON
+
+Canonical JSON is ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``: it round-trips
+Python floats exactly, so a re-read object digests to the same H. A damaged JSON or YAML
+file raises :class:`CheckpointError` naming the file; a damaged JSON line is dropped by
+:func:`read_jsonl` (the caller recomputes it). Files are written atomically
+(``stnas.core.fileio``) and read only when they are regular files (never a FIFO or device).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from stnas.core.errors import CheckpointError, first_line
+from stnas.core.fileio import write_text
+
+DIGEST_KEY = "sha256"
+YAML_TRAILER = "# sha256: "
+MAX_BYTES = 64 << 20  # a run's text artefacts are far smaller: larger is not ours
+
+
+def content_digest(obj: Any) -> str:
+    """Hex SHA-256 of the canonical JSON of ``obj``."""
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_regular(path: str | os.PathLike, what: str = "file", limit: int = MAX_BYTES) -> bytes:
+    """The bytes of a regular file of at most ``limit`` bytes (a FIFO is never opened).
+
+    Raises:
+        CheckpointError: missing, not a regular file, too large or unreadable.
+    """
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{what} {path} does not exist") from None
+    except OSError as exc:
+        raise CheckpointError(f"{what} {path} cannot be read: {first_line(exc)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{what} {path} is not a regular file")
+    if st.st_size > limit:
+        raise CheckpointError(f"{what} {path} is {st.st_size} bytes, more than the {limit} this file may hold")
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit + 1)
+    except OSError as exc:
+        raise CheckpointError(f"{what} {path} cannot be read: {first_line(exc)}") from None
+
+
+# ------------------------------------------------------------------ JSON
+def json_text(obj: dict) -> str:
+    """``obj`` with its checksum, as indented JSON text."""
+    body = {k: v for k, v in obj.items() if k != DIGEST_KEY}
+    return json.dumps({**body, DIGEST_KEY: content_digest(body)}, indent=2) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: dict) -> Path:
+    """Writes ``obj`` (a dict) with its checksum, atomically."""
+    return write_text(path, json_text(obj))
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> dict:
+    """A dict written by :func:`write_json`, checksum verified, without the checksum key.
+
+    Raises:
+        CheckpointError: missing, damaged, or without a checksum.
+    """
+    path = Path(path)
+    raw = read_regular(path, what)
+    try:
+        obj = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{what} {path} is damaged (not JSON: {first_line(exc, 80)})") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get(DIGEST_KEY), str):
+        raise CheckpointError(f"{what} {path} is damaged or not written by this stnas version (no checksum)")
+    want = obj.pop(DIGEST_KEY)
+    if content_digest(obj) != want:
+        raise CheckpointError(f"{what} {path} is damaged (SHA-256 mismatch)")
+    return obj
+
+
+# ------------------------------------------------------------------ YAML
+def yaml_text(obj: Any) -> str:
+    """``obj`` as YAML text with a closing checksum line."""
+    text = yaml.safe_dump(obj, sort_keys=False)
+    return f"{text}{YAML_TRAILER}{hashlib.sha256(text.encode('utf-8')).hexdigest()}\n"
+
+
+def write_yaml(path: str | os.PathLike, obj: Any) -> Path:
+    """Writes ``obj`` as checksummed YAML, atomically."""
+    return write_text(path, yaml_text(obj))
+
+
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """What :func:`write_yaml` wrote, checksum verified.
+
+    Raises:
+        CheckpointError: missing, damaged (a cut, a flipped byte), or without a checksum.
+    """
+    path = Path(path)
+    raw = read_regular(path, what)
+    body, sep, last = raw.rstrip(b"\n").rpartition(b"\n")
+    trailer = YAML_TRAILER.encode()
+    if not sep or not last.startswith(trailer):
+        raise CheckpointError(f"{what} {path} is damaged, cut short or not written by this stnas version "
+                              f"(no checksum line)")
+    body += b"\n"
+    if hashlib.sha256(body).hexdigest().encode() != last[len(trailer):].strip():
+        raise CheckpointError(f"{what} {path} is damaged (SHA-256 mismatch)")
+    try:
+        return yaml.safe_load(body.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError, RecursionError) as exc:
+        raise CheckpointError(f"{what} {path} is damaged ({first_line(exc, 80)})") from None
+
+
+# ------------------------------------------------------------------ JSON lines
+def jsonl_line(record: dict) -> str:
+    """One checksummed JSON line (with its newline)."""
+    body = {k: v for k, v in record.items() if k != DIGEST_KEY}
+    return json.dumps({**body, DIGEST_KEY: content_digest(body)}) + "\n"
+
+
+def parse_line(line: bytes) -> dict | None:
+    """The record of one checksummed JSON line, or None when it is damaged."""
+    try:
+        obj = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    if not isinstance(obj, dict) or not isinstance(obj.get(DIGEST_KEY), str):
+        return None
+    want = obj.pop(DIGEST_KEY)
+    return obj if content_digest(obj) == want else None
+
+
+def read_jsonl(path: str | os.PathLike, what: str = "file") -> tuple[list[dict], int]:
+    """The intact records of a checksummed JSON-lines file and how many lines were dropped
+    (damaged, cut short or unchecksummed); ([], 0) when the file does not exist."""
+    path = Path(path)
+    if not path.exists():
+        return [], 0
+    records, dropped = [], 0
+    for line in read_regular(path, what, limit=1 << 34).split(b"\n"):
+        if not line.strip():
+            continue
+        rec = parse_line(line)
+        if rec is None:
+            dropped += 1
+        else:
+            records.append(rec)
+    return records, dropped
+
+
+def append_jsonl(path: str | os.PathLike, record: dict) -> None:
+    """Appends one checksummed line, flushed to disk; a line cut short by an earlier kill is
+    first closed, so the new record starts a line of its own."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "ab+") as f:
+        if f.tell():
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
+        f.write(jsonl_line(record).encode("utf-8"))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_jsonl(path: str | os.PathLike, records: list[dict]) -> Path:
+    """Writes a whole checksummed JSON-lines file atomically."""
+    return write_text(path, "".join(jsonl_line(r) for r in records))

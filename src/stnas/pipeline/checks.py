@@ -1,0 +1,207 @@
+"""Value checks of a run configuration that types alone do not catch: ``validate`` runs them
+on a merged config (``stnas.pipeline.config`` merges and type-checks), and the section checks and
+parsers here (``check_search``, ``check_latency_section``, ``check_sgld_settings``,
+``parse_count``, ``parse_latency``) are what the stages call on the values
+they are given."""
+
+from __future__ import annotations
+
+import re
+import reprlib
+from pathlib import Path
+
+from stnas.core import choices
+from stnas.core.errors import ConfigError
+from stnas.core.limits import check_sgld_settings
+from stnas.core.units import is_number, parse_count, parse_latency, show  # noqa: F401  (re-used by config)
+from stnas.space.sampling import parse_split
+
+_CHOICES = {
+    ("supernet", "optimizer"): choices.OPTIMIZERS,
+    ("supernet", "schedule"): choices.SCHEDULES,
+    ("supernet", "sampling"): choices.SAMPLING_MODES,
+    ("supernet", "amp"): choices.AMP_MODES,
+    ("supernet", "channels_last"): choices.CHANNELS_LAST,
+    ("retrain", "schedule"): choices.SCHEDULES,
+    ("retrain", "amp"): choices.AMP_MODES,
+    ("retrain", "channels_last"): choices.CHANNELS_LAST,
+    ("proxy", "mode"): choices.PROXY_MODES,
+    ("proxy", "metric"): choices.PROXY_METRICS,
+}  # and the search section's, in check_search
+
+
+def pool_lr(cfg: dict) -> float:
+    """The sampling phase's learning rate: pool.lr, by default supernet.min_lr."""
+    return cfg["supernet"]["min_lr"] if cfg["pool"]["lr"] is None else cfg["pool"]["lr"]
+
+
+def check_dataset(value) -> str:
+    """data.dataset: a named dataset, or an image folder or .npz file (stnas.data.userdata; made absolute)."""
+    p = Path(str(value)).expanduser()
+    if value in choices.DATASETS:
+        return value
+    if p.is_dir() or (p.suffix.lower() == ".npz" and p.is_file()):
+        return str(p.resolve())
+    if p.suffix.lower() == ".npz" or "/" in str(value):
+        raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "
+                          f"file: {value} is neither a folder nor an .npz file")
+    raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "
+                      f"file, got {value!r}; a folder that holds a named dataset goes in data.root (--data-root)")
+
+
+def validate(cfg: dict) -> None:
+    """Value checks that types alone do not catch."""
+    check_config_bounds(cfg)
+    for (sec, key), allowed in _CHOICES.items():
+        if cfg[sec][key] not in allowed:
+            raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}")
+    cfg["data"]["dataset"] = check_dataset(cfg["data"]["dataset"])
+    sn = cfg["supernet"]
+    for sec in ("supernet", "retrain"):
+        for key in ("epochs", "batch_size", "checkpoint_every", "log_every"):
+            if cfg[sec][key] < 1:
+                raise ConfigError(f"{sec}.{key} must be >= 1, got {cfg[sec][key]}")
+        r = cfg[sec]
+        if r["lr"] <= 0:
+            raise ConfigError(f"{sec}.lr must be > 0, got {r['lr']}")
+        for key, ok, want in (("min_lr", r["min_lr"] >= 0, ">= 0"), ("step_epochs", r["step_epochs"] >= 1, ">= 1"),
+                              ("warmup_epochs", r["warmup_epochs"] >= 0, ">= 0"),
+                              ("momentum", 0 <= r["momentum"] < 1, "in [0, 1)"),
+                              ("weight_decay", r["weight_decay"] >= 0, ">= 0"),
+                              ("label_smoothing", 0 <= r["label_smoothing"] < 1, "in [0, 1)"),
+                              ("grad_clip", r["grad_clip"] is None or r["grad_clip"] > 0, "> 0 or null (off)")):
+            if not ok:
+                raise ConfigError(f"{sec}.{key} must be {want}, got {r[key]}")
+    if cfg["seed"] < 0:
+        raise ConfigError(f"seed must be >= 0, got {cfg['seed']}")
+    ss = cfg["data"]["split_seed"]
+    if ss is not None and (isinstance(ss, bool) or not isinstance(ss, int) or ss < 0):
+        raise ConfigError(f"data.split_seed must be an integer >= 0 or null (the seed), got {ss!r}")
+    if sn["split"] is not None:
+        parse_split(sn["split"])
+    d = cfg["data"]
+    for key in ("limit", "val_limit"):
+        if d[key] is not None:
+            d[key] = parse_count(d[key], f"data.{key}")
+    if d["image_size"] is not None and (type(d["image_size"]) is not int or d["image_size"] < 1):
+        raise ConfigError(f"data.image_size must be a positive integer or null (the space's), got {d['image_size']!r}")
+    if d["root"] is not None and not isinstance(d["root"], str):
+        raise ConfigError(f"data.root must be a directory path or null, got {d['root']!r}")
+    if d["workers"] < 0:
+        raise ConfigError(f"data.workers must be >= 0, got {d['workers']}")
+    px = cfg["proxy"]
+    if px["batch_size"] < 1:
+        raise ConfigError(f"proxy.batch_size must be >= 1, got {px['batch_size']}")
+    if px["samples"] is not None and (type(px["samples"]) is not int or px["samples"] < 1):
+        raise ConfigError(f"proxy.samples must be a positive integer or null (all), got {px['samples']!r}")
+    check_search(cfg["search"])
+    check_latency_section(cfg["latency"])
+    if cfg["search"]["screen"] is not None and cfg["proxy"]["mode"] != "stabilized":
+        raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
+                          f"got proxy.mode {cfg['proxy']['mode']}")
+    if cfg["search"]["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
+        raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
+                          f"samples), got proxy.mode {cfg['proxy']['mode']}")
+    if cfg["retrain"]["limit"] is not None:
+        cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
+    if cfg["proxy"]["recal_batches"] < 0:
+        raise ConfigError("proxy.recal_batches must be >= 0")
+    pool = cfg["pool"]
+    check_sgld_settings(lr=pool_lr(cfg), momentum=cfg["sgld"]["momentum"], temperature=cfg["sgld"]["temperature"],
+                        noise_scale=cfg["sgld"]["noise_scale"])
+    if pool["samples"] < 1:
+        raise ConfigError(f"pool.samples must be >= 1, got {pool['samples']}")
+    if px["samples"] is not None and px["samples"] > pool["samples"]:
+        raise ConfigError(f"proxy.samples ({px['samples']}) cannot exceed pool.samples ({pool['samples']})")
+    if pool["extra_steps"] == 0 and not 1 <= pool["epochs"] <= sn["epochs"]:
+        raise ConfigError(f"pool.epochs must be between 1 and supernet.epochs ({sn['epochs']}), got {pool['epochs']}")
+
+
+def check_search(se: dict) -> dict:
+    """Checks a ``search`` section in place and returns it, its counts parsed to ints
+    (``"4M"`` -> 4000000); what ``stnas.search.evolution.search`` expects.
+
+    Raises:
+        ConfigError: a value out of range, an unknown choice or no budget.
+    """
+    for key, allowed in (("algorithm", choices.SEARCH_ALGORITHMS), ("select", choices.SEARCH_SELECT)):
+        if se[key] not in allowed:
+            raise ConfigError(f"search.{key} must be one of {', '.join(allowed)}, got {se[key]!r}")
+    for key in ("population", "parents", "generations", "random_samples", "top"):
+        if se[key] < 1:
+            raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
+    if se["parents"] > se["population"]:
+        raise ConfigError(f"search.parents ({se['parents']}) cannot exceed search.population ({se['population']})")
+    if not 0 <= se["budget_floor"] < 1:
+        raise ConfigError(f"search.budget_floor must be in [0, 1), got {se['budget_floor']}")
+    if not 0 < se["tie_alpha"] < 1:
+        raise ConfigError(f"search.tie_alpha must be in (0, 1), got {se['tie_alpha']}")
+    if se["screen"] is not None and (type(se["screen"]) not in (int, float) or not 0 < se["screen"] <= 1):
+        raise ConfigError(f"search.screen must be a share in (0, 1] or null (off), got {se['screen']!r}")
+    if not 0 <= se["mutation_prob"] <= 1 or not 0 <= se["crossover"] <= 1:
+        raise ConfigError("search.mutation_prob and search.crossover must be in [0, 1]")
+    budgets = se["budgets"] if isinstance(se["budgets"], (list, tuple)) else [se["budgets"]]
+    raw = se.get("latency_budgets")
+    if raw is not None:
+        raw = raw if isinstance(raw, (list, tuple)) else [raw]
+        # kept as strings with their unit, so a saved config validates again
+        ms = sorted({parse_latency(v, "search.latency_budgets") for v in raw})
+        se["latency_budgets"] = [f"{v!r}ms" for v in ms] or None
+    if not budgets and not se.get("latency_budgets"):
+        raise ConfigError("search.budgets is empty: give at least one MAdds budget, e.g. --budget 4M, "
+                          "or a latency budget (--latency-budget 1.2ms)")
+    se["budgets"] = [parse_count(b, "search.budgets") for b in budgets]
+    for key in ("min_madds", "max_params"):
+        if se[key] is not None:
+            se[key] = parse_count(se[key], f"search.{key}")
+    return se
+
+
+def check_latency_section(lat: dict) -> None:
+    """The checks of a ``latency`` section (runtime, device, batch, threads, timing, table);
+    ``search.latency_budgets`` is checked with the search section (``stnas.pipeline.checks.check_search``)."""
+    for key, allowed in (("runtime", choices.LATENCY_RUNTIMES), ("device", choices.LATENCY_DEVICES)):
+        if lat[key] not in allowed:
+            raise ConfigError(f"latency.{key} must be one of {', '.join(allowed)}, got {lat[key]!r}")
+    for key, low in (("batch", 1), ("threads", 1), ("warmup", 0), ("repeats", 3), ("rounds", 1), ("fit_networks", 2)):
+        if type(lat[key]) is not int or lat[key] < low:
+            raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")
+    if lat["table"] is not None and not isinstance(lat["table"], str):
+        raise ConfigError(f"latency.table must be a file path or null (the cache), got {lat['table']!r}")
+
+
+_UPPER = {"supernet.epochs": 10**5, "retrain.epochs": 10**5, "supernet.batch_size": 1 << 16,
+          "retrain.batch_size": 1 << 16, "supernet.step_epochs": 10**5, "retrain.step_epochs": 10**5,
+          "supernet.warmup_epochs": 10**5, "retrain.warmup_epochs": 10**5, "data.image_size": 2048,
+          "data.workers": 256, "pool.samples": 10**4, "pool.epochs": 10**5, "pool.extra_steps": 10**9,
+          "proxy.recal_batches": 10**5, "proxy.batch_size": 1 << 16, "proxy.samples": 10**4,
+          "search.population": 10**5, "search.parents": 10**5, "search.generations": 10**5,
+          "search.random_samples": 10**7, "search.top": 10**4}
+
+MAX_BUDGETS = 64
+
+
+def check_config_bounds(cfg: dict) -> None:
+    """Raises ConfigError when a typed config value lies outside its sensible range."""
+    for dotted, upper in _UPPER.items():
+        sec, key = dotted.split(".")
+        value = cfg[sec][key]
+        if value is not None and value > upper:
+            raise ConfigError(f"{dotted} must be <= {upper}, got {value}")
+    if cfg["pool"]["extra_steps"] < 0:
+        raise ConfigError(f"pool.extra_steps must be >= 0 (0: the last pool.epochs epochs), got "
+                          f"{cfg['pool']['extra_steps']}")
+    vf = cfg["data"]["val_fraction"]
+    if vf is not None and not 0 < vf < 1:
+        raise ConfigError(f"data.val_fraction must be in (0, 1) or null, got {vf}")
+    lr = cfg["pool"]["lr"]
+    if lr is not None and not lr > 0:
+        raise ConfigError(f"pool.lr must be > 0 or null (supernet.min_lr), got {lr}")
+    budgets = cfg["search"]["budgets"]
+    if isinstance(budgets, list) and len(budgets) > MAX_BUDGETS:  # none is checked with the latency budgets
+        raise ConfigError(f"search.budgets must list at most {MAX_BUDGETS} budgets, got {len(budgets)}")
+    latency = cfg["search"].get("latency_budgets")
+    if isinstance(latency, list) and len(latency) > MAX_BUDGETS:
+        raise ConfigError(f"search.latency_budgets must list at most {MAX_BUDGETS} budgets, got {len(latency)}")
+    if not re.fullmatch(r"auto|cpu|cuda(:\d{1,3})?", cfg["device"]):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {reprlib.repr(cfg['device'])}")

@@ -1,0 +1,156 @@
+"""Pipeline step 7: the report of a run — report.json, report.md and PNG plots.
+
+Reads only what the earlier steps wrote into the run directory: the supernet summary and
+training curves, the search history and Pareto front, the chosen architectures and the
+model cards of their retrained models.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from stnas.core import verified
+from stnas.core.fileio import write_json, write_text
+from stnas.core.rundir import RunDir
+from stnas.core.units import budget_label, fmt_count
+from stnas.pipeline.plots import draw_arch, plot_curves, plot_pareto
+from stnas.space.catalog import load_arch
+
+
+def _read_json(path: Path, default=None):
+    return json.loads(path.read_text()) if path.is_file() else default
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+METRIC_TEXT = {"top1": "top-1 on search-val", "loss": "minus the cross-entropy on search-val"}
+METRIC_UNIT = {"top1": "the fraction of search-val images classified correctly (0 to 1; higher is better)",
+               "loss": "minus the mean cross-entropy on search-val, in nats (0 is perfect; higher is better)"}
+LOW_USE = 0.5  # a pick below this share of its budget is flagged
+
+
+def budget_notes(chosen: list[dict]) -> list[str]:
+    """Flags: a budget whose pick equals a smaller budget's, or uses little of its budget."""
+    notes, seen = [], {}
+    for c in sorted(chosen, key=lambda c: (c["budget"] or 0, c.get("target") or "")):
+        label = f"≤ {c.get('target') or fmt_count(c['budget'])}"
+        if c["arch"] in seen:
+            notes.append(f"{label}: the same architecture as {seen[c['arch']]} (one retrained model serves both)")
+        seen.setdefault(c["arch"], label)
+        if c["budget"] and c["madds"] < LOW_USE * c["budget"]:
+            notes.append(f"{label}: the pick uses only {c['madds'] / c['budget']:.0%} of its budget "
+                         f"(search.budget_floor=0.85 searches within [0.85 B, B])")
+    return notes
+
+
+def _recipe(card: dict) -> str:
+    """Which data and recipe a test accuracy comes from."""
+    if "top1" not in card:
+        return ""
+    data = Path(str(card.get("dataset", "?"))).name
+    return (f"{data}: {card.get('train_images', '?')} train images × {card.get('epochs', '?')} epochs, "
+            f"{card.get('test_images', '?')} test images")
+
+
+def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict | None = None) -> dict:
+    """Writes report.json, report.md and the plots.
+
+    Args:
+        chosen: one entry per budget: {budget, arch (string), madds, params, score, std,
+            model_card (dict or None), retrain_dir}.
+        wall: seconds per stage.
+    """
+    run_dir = Path(run_dir)
+    plots = run_dir / "plots"
+    history = _read_jsonl(run_dir / "search" / "search.jsonl")
+    pareto = _read_json(run_dir / "search" / "pareto.json", [])
+    files = {}
+    if history:
+        files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png",
+                                          METRIC_TEXT[cfg["proxy"]["metric"]]))
+        if "latency_ms" in history[0] and all(c.get("latency_ms") is not None for c in chosen):
+            files["pareto_latency"] = str(plot_pareto(
+                history, _read_json(run_dir / "search" / "pareto_latency.json", []), chosen,
+                plots / "pareto_latency.png", METRIC_TEXT[cfg["proxy"]["metric"]], cost="latency_ms"))
+    run = RunDir(run_dir)
+    metrics = verified.read_jsonl(run.metrics, "training log")[0]
+    if metrics:
+        files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
+    for c in chosen:
+        label = c.get("target") or budget_label(c["budget"])
+        files[f"arch_{label}"] = str(draw_arch(load_arch(c["arch"], cfg["preset"]), plots / f"arch_{label}.png"))
+    report = {
+        "preset": cfg["preset"], "dataset": cfg["data"]["dataset"], "proxy_mode": cfg["proxy"]["mode"],
+        "proxy_metric": cfg["proxy"]["metric"],
+        "optimizer": cfg["supernet"]["optimizer"],
+        "supernet": (verified.read_json(run.supernet_summary, "supernet summary")
+                     if run.supernet_summary.exists() else {}),
+        "search": _read_json(run_dir / "search" / "search.json", {}), "chosen": chosen, "wall_s": wall or {},
+        "plots": files, "notes": budget_notes(chosen), "proxy_unit": METRIC_UNIT[cfg["proxy"]["metric"]],
+    }
+    write_json(run_dir / "report.json", report)
+    write_text(run_dir / "report.md", _markdown(report, run_dir))
+    return report
+
+
+def latency_lines(chosen: list[dict]) -> list[str]:
+    """The report's latency table (only when the chosen models were measured)."""
+    lat = [(c, (c.get("model_card") or {}).get("latency") or c.get("latency")) for c in chosen]
+    lat = [(c, x) for c, x in lat if x]
+    if not lat:
+        return []
+    x0 = lat[0][1]
+    lines = [f"Latency on {x0['device']}: predicted from the lookup "
+             f"table, measured end to end ({x0['calls']} timed calls; median, interquartile range, min-max).", "",
+             "| budget | architecture | predicted ms | measured ms | IQR ms | min-max ms |",
+             "|---|---|---|---|---|---|"]
+    for c, x in lat:
+        lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {x['predicted_ms']:.3f} "
+                     f"| {x['measured_ms']:.3f} | {x['measured_iqr_ms']:.3f} "
+                     f"| {x['measured_min_ms']:.3f}-{x['measured_max_ms']:.3f} |")
+    return lines + [""]
+
+
+def _choice(summary: dict) -> str:
+    c = summary.get("config", {})  # a search from before `select` existed chose the best
+    if c.get("select", "best") == "best":
+        return ""
+    return (f"; each budget's choice is the network with the most MAdds among those a paired t-test across "
+            f"the parameter samples cannot tell from the best score (alpha {c['tie_alpha']:g})")
+
+
+def _markdown(r: dict, run_dir: Path) -> str:
+    s = r["supernet"]
+    lines = [f"# stnas run: {r['preset']} on {r['dataset']}", "",
+             f"Supernet: {s.get('steps', '?')} steps, {s.get('optimizer', r['optimizer'])} sampling phase, "
+             f"{s.get('pool_samples', '?')} parameter samples, {s.get('wall_s', 0):.0f} s "
+             f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
+             f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
+             f"parameter samples). "
+             f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}. "
+             f"The proxy's unit: {METRIC_UNIT[r['proxy_metric']]}.", "",
+             f"| budget{'' if any(c.get('target') for c in r['chosen']) else ' (MAdds)'} | architecture | MAdds "
+             "| params | proxy score ± std | retrained test top-1 | top-5 | retrained on |",
+             "|---|---|---|---|---|---|---|---|"]
+    for c in r["chosen"]:
+        card = c.get("model_card") or {}
+        top1 = f"{card['top1']:.4f}" if "top1" in card else "not retrained"
+        top5 = f"{card['top5']:.4f}" if "top5" in card else ""
+        lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {fmt_count(c['madds'])} "
+                     f"| {fmt_count(c['params'])} | {c['score']:.4f} ± {c['std']:.4f} | {top1} | {top5} "
+                     f"| {_recipe(card)} |")
+    lines += [""] + latency_lines(r["chosen"])
+    lines += [f"- {n}" for n in r["notes"]] + ([""] if r["notes"] else [])
+    lines += ["The models to deploy are the retrained ones (`retrain/budget_*/model/`: ONNX, `.pt2`, and a model "
+              "card with the preprocessing); `stnas export` of supernet weights gives an untrained starting point.", ""]
+    if r["wall_s"]:
+        lines += ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["wall_s"].items()), ""]
+    for name, path in r["plots"].items():
+        lines += [f"![{name}]({os.path.relpath(path, run_dir)})", ""]
+    return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""Pipeline step 6: train a found architecture from scratch and report its test accuracy.
+
+``build_model(arch)`` is trained with the config's ``retrain`` recipe (the preset's, e.g.
+SGD Nesterov, warmup then cosine, label smoothing, weight decay) by the shared
+:class:`stnas.train.engine.Trainer`, so checkpoints, exact resume and torchrun work as for the
+supernet. Retraining is not search: it uses the whole ``train`` split (or a stratified
+``retrain.limit`` subset of it) and evaluates on ``test`` once, at the end.
+
+Run directory (:mod:`stnas.core.rundir`): config.yaml, space.yaml and arch.json (what was
+trained), checkpoints/, metrics.jsonl, tb/, model/ (the final model: stnas.deploy.export) and
+model_card.json (checksummed: architecture, cost, test accuracy, recipe, time, hardware).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import re
+import time
+from pathlib import Path
+
+import torch
+
+from stnas.core import dist
+from stnas.core.checkpoint import CheckpointManager
+from stnas.core.errors import ConfigError
+from stnas.core.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.pipeline.retrain.CARD)
+from stnas.core.units import parse_count
+from stnas.core.verified import append_jsonl, read_json, write_json
+from stnas.data.datasets import check_data_fits, get_dataset, split_seed
+from stnas.deploy.export import export_model
+from stnas.deploy.formats import preprocessing
+from stnas.nn.model import build_model
+from stnas.pipeline.config import check_same_settings
+from stnas.space.arch import Arch, save_arch
+from stnas.space.catalog import load_arch, load_space, run_space, save_run_space
+from stnas.space.searchspace import SearchSpace
+from stnas.train.engine import Trainer, evaluate, use_amp, use_channels_last
+
+
+def hardware(device: torch.device) -> str:
+    """The device in words: the GPU's name, or the CPU and its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine() or "cpu"
+    return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
+
+
+# what a resumed (or reused) retrain run must share with the caller's config: the recipe, the
+# seed and the data it reads (not the supernet's search-train/search-val settings)
+RESUME_SECTIONS = ("retrain", "data.dataset", "data.image_size", "seed")
+
+
+def run_arch(run_dir: str | Path) -> Arch:
+    """The architecture a retrain run directory trains (its ``arch.json`` in the run's space)."""
+    run = RunDir(run_dir)
+    return load_arch(run.arch, run_space(run))
+
+
+def read_card(run_dir: str | Path) -> dict:
+    """The model card of a finished retrain run, checksum verified."""
+    return read_json(RunDir(run_dir).card, "model card")
+
+
+def _start_step(run_dir: Path, resume: bool | str) -> int:
+    """The step a resumed run continues from (for its throughput)."""
+    if resume is True:
+        found = CheckpointManager(run_dir).checkpoints()
+        return found[-1][0] if found else 0
+    m = re.search(r"step_(\d+)\.pt$", str(resume)) if resume else None
+    return int(m.group(1)) if m else 0
+
+
+def _splits(cfg: dict, space: SearchSpace):
+    d, limit = cfg["data"], cfg["retrain"]["limit"]
+    if limit is not None:
+        limit = parse_count(limit, "retrain.limit")
+    check_data_fits(space, d["dataset"], d["image_size"])
+    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=split_seed(cfg))
+    return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
+            get_dataset(d["dataset"], "test", d["root"], **kw))
+
+
+def log_test_scalars(run: RunDir, step: int, test: dict) -> None:
+    """The test result as a ``split: test`` record in metrics.jsonl and ``retrain/test_*`` in TensorBoard."""
+    rec = {"step": step, "split": "test", "top1": test["top1"], "top5": test["top5"], "loss": test["loss"],
+           "images": test["n"]}
+    append_jsonl(run.metrics, rec)
+    from torch.utils.tensorboard import SummaryWriter
+
+    with SummaryWriter(str(run.path / TB)) as writer:
+        for key in ("top1", "top5", "loss"):
+            writer.add_scalar(f"retrain/test_{key}", rec[key], step)
+
+
+def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str = False,
+            ctx: dist.Context | None = None) -> dict:
+    """Trains ``build_model(arch)`` from scratch into ``run_dir``; returns the model card.
+
+    Args:
+        arch: the architecture (or its JSON file or string); its space must be the
+            config's (``cfg["preset"]``).
+        cfg: a resolved config (``stnas.pipeline.config.resolve``); its ``retrain`` section is the recipe.
+        resume: True (latest checkpoint) or a checkpoint path to continue from.
+        ctx: the process context (default ``dist.setup(cfg["device"])``).
+    """
+    ctx = ctx or dist.setup(cfg["device"])
+    space = load_space(cfg["preset"])
+    arch = space.arch(arch, f" of preset {cfg['preset']!r} (pass --preset with the architecture's space)")
+    run = RunDir(run_dir)
+    with run.lock(ctx.is_main):
+        return _retrain(arch, space, cfg, run, resume, ctx)
+
+
+def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: bool | str,
+             ctx: dist.Context) -> dict:
+    run_dir = run.path
+    run.guard(bool(resume), needs=(CONFIG, ARCH))
+    dist.barrier(ctx.world_size)
+    if resume:
+        saved = run_arch(run_dir)
+        if saved != arch:
+            raise ConfigError(f"{run_dir} retrains {saved}, not {arch}; drop --arch to resume it")
+        check_same_settings(run_dir, cfg, RESUME_SECTIONS)
+        if resume is True and run.card.exists():
+            return read_card(run_dir)  # already finished
+    train_set, test_set = _splits(cfg, space)
+    prep = preprocessing(cfg, space)
+    if ctx.is_main:
+        save_run_space(run, space)
+        save_arch(arch, run.arch)
+        run.save_config(cfg)  # last: a run with a config can be resumed
+    recipe, seed = cfg["retrain"], cfg["seed"]
+    torch.manual_seed(seed)
+    model = build_model(arch).to(ctx.device)
+    trainer = Trainer(model, recipe, train_set, run_dir, ctx, seed=seed, forward=lambda m, x, step: m(x),
+                      workers=cfg["data"]["workers"], desc="retrain")
+    start = _start_step(run_dir, resume)
+    summary = trainer.fit(resume=resume)
+    model.eval()
+    t_eval = time.perf_counter()
+    test = evaluate(model, test_set, 256, ctx, use_channels_last(recipe), use_amp(recipe, ctx.device))
+    steps_run = summary["steps"] - start
+    card = {
+        "arch": str(arch), "arch_json": arch.to_json(), "space": space.name, "space_fingerprint": space.fingerprint,
+        "madds": arch.madds, "params": arch.params,
+        "top1": test["top1"], "top5": test["top5"], "test_loss": test["loss"],
+        "dataset": cfg["data"]["dataset"], "test_images": test["n"], "train_images": len(train_set),
+        "recipe": dict(recipe), "epochs": recipe["epochs"], "steps": summary["steps"],
+        "wall_s": summary["wall_s"], "test_s": time.perf_counter() - t_eval,
+        "resumed_at_step": start if resume else None,
+        "images_per_s": steps_run * recipe["batch_size"] * ctx.world_size / max(1e-9, summary["wall_s"]),
+        "hardware": hardware(ctx.device), "device": str(ctx.device), "torch": torch.__version__,
+        "world_size": ctx.world_size, "seed": seed,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
+                  "pt2": "model/model.pt2", "card": "model/model_card.json"},
+        "weights": "retrained from scratch", "preprocessing": prep,
+    }
+    if ctx.is_main:
+        log_test_scalars(run, summary["steps"], test)
+        export_model(model, arch, run.model,
+                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
+                     preprocessing=prep, card=card)
+        write_json(run.card, card)
+    dist.barrier(ctx.world_size)
+    return card

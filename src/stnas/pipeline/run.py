@@ -1,0 +1,136 @@
+"""The whole pipeline in one call: supernet (SGD, then SGD or SGLD sampling) -> parameter
+sample pool -> proxy-scored search under the budget(s) -> retraining of the best
+architecture per budget -> report.
+
+Every stage writes into one run directory and is skipped when its output is already
+there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
+from its last checkpoint, the search from its score cache, each retraining from its
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from stnas.core import dist
+from stnas.core.errors import DataError
+from stnas.core.rundir import RunDir
+from stnas.core.units import budget_label
+from stnas.data.datasets import get_dataset
+from stnas.pipeline.report import write_report
+from stnas.pipeline.retrain import retrain
+from stnas.pipeline.supernet import train_supernet
+from stnas.proxy.scorer import Proxy
+from stnas.search.evolution import check_constraints, search
+from stnas.search.history import target_json
+from stnas.space.catalog import load_space
+
+
+def embedded_default() -> tuple[str, str | None]:
+    """The preset for ``stnas run`` with no arguments: Fashion-MNIST when its files can be
+    found (no download), else scikit-learn's digits, with a notice saying why."""
+    try:
+        get_dataset("fashion-mnist", "test", download=False)
+        return "fashion-mnist", None
+    except DataError as exc:
+        return "digits", (f"stnas: Fashion-MNIST not found ({exc}); running on scikit-learn's digits instead. "
+                          "Get Fashion-MNIST with `apt-get install dataset-fashion-mnist`, or pass --data-root DIR.")
+
+
+def _latency_predictor(space, cfg: dict, ctx: dist.Context):
+    """The latency predictor and its search.json fields when the run uses latency (the main
+    process builds a missing table first; the others then read it from the cache)."""
+    from stnas.latency.table import enabled
+
+    if not enabled(cfg):
+        return None, {}
+    from stnas.pipeline.latency import search_predictor
+
+    if not ctx.is_main:
+        dist.barrier(ctx.world_size)
+    found = search_predictor(space, cfg, this_device=True)
+    if ctx.is_main:
+        dist.barrier(ctx.world_size)
+    return found
+
+
+def _stage(name: str, ctx: dist.Context) -> None:
+    if ctx.is_main:
+        print(f"\n== {name} ==", file=sys.stderr, flush=True)
+
+
+def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
+    """Runs (or, with ``resume``, continues) every stage; returns the report dict."""
+    ctx = ctx or dist.setup(cfg["device"])
+    run = RunDir(run_dir)
+    with run.lock(ctx.is_main):
+        return _pipeline(cfg, run, resume, ctx)
+
+
+def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
+    run_dir = run.path
+    run.guard(resume)
+    space = load_space(cfg["preset"])
+    se = cfg["search"]
+    check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training
+    dist.barrier(ctx.world_size)
+    if ctx.is_main and not resume:
+        run.save_config(cfg)
+    wall = {}
+    predictor, lat_info = _latency_predictor(space, cfg, ctx)  # (None, {}) without latency settings
+
+    t = time.perf_counter()
+    if not run.supernet.is_file():
+        _stage(f"1/4 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
+               ctx)
+        train_supernet(cfg, run_dir, resume=True, ctx=ctx)  # from the latest checkpoint, if any
+    wall["supernet"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])
+    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
+           f", proxy {cfg['proxy']['mode']} "
+           f"({cfg['proxy']['metric']})", ctx)
+    proxy = Proxy(run_dir, cfg, ctx=ctx)
+    result = search(space, proxy.score, cfg["search"], run.search if ctx.is_main else None,
+                    seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
+                    info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings,
+                          **lat_info},
+                    screen=lambda archs: proxy.score(archs, samples=1), latency=predictor)
+    if predictor is not None and ctx.is_main:
+        from stnas.pipeline.latency import keep_table
+        keep_table(predictor, run_dir / "search")
+    wall["search"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    chosen, done = [], {}
+    for k, (budget, recs) in enumerate(sorted(result.best.items())):
+        if not recs:
+            continue
+        best = recs[0]
+        out = run.retrain_dir(budget_label(budget))
+        if str(best.arch) in done:  # the best of a smaller budget also wins this one
+            out, card = done[str(best.arch)]
+        else:
+            _stage(f"3/4 retrain {k + 1}/{len(result.best)}: {best.arch} ({best.madds / 1e6:.2f}M MAdds ≤ "
+                   f"{budget_label(budget)})", ctx)
+            card = retrain(best.arch, cfg, out, resume=RunDir(out).config.is_file(), ctx=ctx)
+            done[str(best.arch)] = (out, card)
+        if predictor is not None and ctx.is_main:
+            from stnas.pipeline.latency import add_to_model
+            card = add_to_model(out, card, best.arch, predictor, cfg["latency"])
+        chosen.append({**target_json(budget), "arch": str(best.arch), "madds": best.madds, "params": best.params,
+                       "score": best.score, "std": best.std, "model_card": card,
+                       "retrain_dir": str(out.relative_to(run_dir))})
+        if predictor is not None:
+            chosen[-1].update(latency_ms=best.latency_ms, latency=(card or {}).get("latency"))
+    wall["retrain"] = time.perf_counter() - t
+
+    report = {}
+    if ctx.is_main:
+        _stage("4/4 report", ctx)
+        report = write_report(run_dir, chosen, cfg, wall)
+    dist.barrier(ctx.world_size)
+    return report

@@ -1,0 +1,223 @@
+"""The search's history and what it leaves: scored records, Pareto fronts, the choice per
+budget and the output folder (pipeline step 4, with :mod:`stnas.search.evolution`).
+
+``select`` says which record of a budget is chosen: ``best``, the top mean score, or
+``largest_tied``, the one with the most MAdds among those that a paired one-sided t-test over
+the stabilized proxy's pool samples cannot tell from the best at ``tie_alpha``. Every record
+is scored under the same samples, so the pairing removes what the samples share.
+
+Output directory::
+
+    search.jsonl        one line per scored architecture (rewritten every generation)
+    pareto.json         the non-dominated set of (MAdds, score) over the history
+    pareto_latency.json the same by predicted latency (latency searches only)
+    best.json           per budget, the top N (the chosen one first): {budget, rank, arch, madds,
+                        params, score, std, ..., file}
+    best/budget_<B>/top<r>.json   their architecture files
+    search.json         summary, with the settings (a folder that holds a search with other
+                        settings is refused, so no result is ever replaced; the same settings replay)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+from scipy import stats
+
+from stnas.core.errors import ConfigError
+from stnas.core.fileio import write_json, write_text
+from stnas.core.units import budget_label
+from stnas.proxy.score import Score
+from stnas.space.arch import Arch, save_arch
+from stnas.space.searchspace import SearchSpace
+
+
+@dataclass(frozen=True)
+class Record:
+    """One scored architecture of the history: its :class:`~stnas.proxy.score.Score` with the
+    architecture, its cost and the generation."""
+
+    arch: Arch
+    madds: int
+    params: int
+    score: float
+    std: float
+    generation: int
+    loss: float | None = None
+    top1: float | None = None
+    per_sample: tuple[float, ...] | None = None  # the metric under each pool sample (stabilized)
+    latency_ms: float | None = None  # predicted (latency searches only)
+    screened: bool = False  # scored on one pool sample only (search.screen): never a parent nor chosen
+
+    @classmethod
+    def of(cls, arch: Arch, space: SearchSpace, s: Score, generation: int) -> Record:
+        """The record of ``arch`` scored ``s`` in ``generation`` (per-sample scores kept when
+        there are two or more, for the paired test)."""
+        per = s.per_sample
+        return cls(arch, space.madds(arch), space.params(arch), float(s.score), float(s.std), generation,
+                   None if s.loss is None else float(s.loss), None if s.top1 is None else float(s.top1),
+                   tuple(float(v) for v in per) if per is not None and len(per) > 1 else None)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["arch"] = str(self.arch)
+        d["per_sample"] = None if self.per_sample is None else list(self.per_sample)
+        if self.latency_ms is None:
+            del d["latency_ms"]
+        return d
+
+
+@dataclass
+class SearchResult:
+    """History (in scoring order), Pareto front (by MAdds) and the top records per budget."""
+
+    history: list[Record]
+    pareto: list[Record]
+    best: dict[int, list[Record]]
+    generations: int
+    out_dir: Path | None = None
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def target_json(target) -> dict:
+    """A budget (int) or Target as the JSON fields of a chosen record."""
+    if isinstance(target, (int, np.integer)):
+        return {"budget": int(target)}
+    return {"budget": target.madds, "latency_budget_ms": target.latency_ms, "target": target.label}
+
+
+def pareto_front(records: Sequence, cost: str = "madds") -> list:
+    """The records not dominated in (cost lower is better, score higher is better), by cost.
+
+    ``cost`` is the attribute compared: ``madds`` or ``latency_ms``. ``a`` dominates ``b``
+    when ``a.cost <= b.cost`` and ``a.score >= b.score`` with one inequality strict; records
+    with identical (cost, score) are all kept.
+    """
+    front, best_before = [], -np.inf
+    order = sorted(records, key=lambda r: (getattr(r, cost), -r.score))
+    i = 0
+    while i < len(order):
+        j = i
+        while j < len(order) and getattr(order[j], cost) == getattr(order[i], cost):
+            j += 1
+        top = order[i].score  # the group's best (sorted by score descending within a group)
+        if top > best_before:
+            front += [r for r in order[i:j] if r.score == top]
+            best_before = top
+        i = j
+    return front
+
+
+def rank_key(r: Record):
+    return (-r.score, r.madds, str(r.arch))
+
+
+def within(history: list[Record], budget, floor: int | None, lat_floor: float = 0.0) -> list[Record]:
+    """The fully scored records in budget's window [floor, budget], best first (a Target:
+    both windows)."""
+    if isinstance(budget, (int, np.integer)):
+        return sorted((r for r in history if (floor or 0) <= r.madds <= budget and not r.screened), key=rank_key)
+    return sorted((r for r in history if (floor or 0) <= r.madds <= (budget.madds or r.madds) and not r.screened
+                   and r.latency_ms is not None and lat_floor <= r.latency_ms <= budget.latency_ms), key=rank_key)
+
+
+def tied_with_best(records: Sequence[Record], alpha: float) -> list[Record]:
+    """The records, best first, that a paired one-sided t-test across their per-sample scores
+    cannot tell from ``records[0]`` (the best by mean score) at level ``alpha``: H0 "as good
+    as the best" is kept when p >= alpha. A record without per-sample scores, or with other
+    sources, ties with none."""
+    if not records:
+        return []
+    ref = records[0].per_sample
+    tied = [records[0]]
+    if ref is None:
+        return tied
+    b = np.asarray(ref)
+    for r in records[1:]:
+        if r.per_sample is None or len(r.per_sample) != len(b):
+            continue
+        a = np.asarray(r.per_sample)
+        d = a - b
+        if np.ptp(d) == 0:  # no spread: the t statistic is undefined; tied only when identical
+            keep = d[0] >= 0
+        else:
+            keep = stats.ttest_rel(a, b, alternative="less").pvalue >= alpha
+        if keep:
+            tied.append(r)
+    return tied
+
+
+def choose(records: list[Record], select: str, alpha: float) -> list[Record]:
+    """``records`` (best first) reordered so that the one ``select`` chooses comes first."""
+    if select == "best" or not records:
+        return records
+    pick = max(tied_with_best(records, alpha), key=lambda r: (r.madds, r.score))
+    return [pick, *(r for r in records if r is not pick)]
+
+
+def collect(history: list[Record], budgets: list, generations: int, out: Path | None, *,
+            floor: dict, select: str, alpha: float, top: int, lat_floor: dict | None = None) -> SearchResult:
+    lat_floor = lat_floor or {}
+    best = {b: choose(within(history, b, floor[b], lat_floor.get(b, 0.0)), select, alpha)[:top] for b in budgets}
+    return SearchResult(list(history), pareto_front([r for r in history if not r.screened]), best, generations, out)
+
+
+# search.json fields that describe a search's progress or place, not its settings
+NOT_SETTINGS = ("done", "generations", "evaluations", "wall_s", "best", "pareto_size", "run_dir")
+
+
+def check_same_search(out: Path, settings: dict) -> None:
+    """A search writes into a folder that holds none, or one with the same settings (a rerun,
+    which replays from the score cache): another search's results are never replaced."""
+    f = out / "search.json"
+    if not f.is_file():
+        return
+    try:
+        old = json.loads(f.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{f} is unreadable ({exc}); search into another --out or remove it") from None
+    differ = []
+    for k, v in json.loads(json.dumps(settings)).items():  # as it would be written
+        if k in NOT_SETTINGS or k not in old or old[k] == v:  # (a key an older version did not write: skipped)
+            continue
+        if isinstance(v, dict) and isinstance(old[k], dict):
+            differ += [f"{k}.{j}" for j in sorted(set(v) | set(old[k])) if v.get(j) != old[k].get(j)]
+        else:
+            differ.append(k)
+    # latency settings exist only in latency searches: one present on one side alone differs too
+    differ += [k for k in ("latency_budgets_ms", "latency_table") if (k in old) != (k in settings)]
+    if differ:
+        raise ConfigError(f"{out} holds a search with other settings ({', '.join(differ)} differ); "
+                          f"search into another --out, or remove it to replace it")
+
+
+def write_search(result: SearchResult, settings: dict, wall_s: float, done: bool) -> None:
+    out = result.out_dir
+    files = {"history": out / "search.jsonl", "pareto": out / "pareto.json", "best": out / "best.json",
+             "summary": out / "search.json"}
+    write_text(files["history"], "".join(json.dumps(r.to_json()) + "\n" for r in result.history))
+    write_json(files["pareto"], [r.to_json() for r in result.pareto])
+    if result.history and result.history[0].latency_ms is not None:
+        files["pareto_latency"] = out / "pareto_latency.json"
+        scored = [r for r in result.history if not r.screened]
+        write_json(files["pareto_latency"], [r.to_json() for r in pareto_front(scored, "latency_ms")])
+    rows = []
+    for b, recs in result.best.items():
+        folder = out / "best" / f"budget_{budget_label(b)}"
+        for rank, r in enumerate(recs, 1):
+            path = save_arch(r.arch, folder / f"top{rank}.json")
+            rows.append({**target_json(b), "rank": rank, **r.to_json(), "file": str(path.relative_to(out))})
+        for stale in folder.glob("top*.json") if folder.is_dir() else []:
+            if stale.stem[3:].isdigit() and int(stale.stem[3:]) > len(recs):
+                stale.unlink()
+    write_json(files["best"], rows)
+    result.files = {k: str(v) for k, v in files.items()}
+    write_json(files["summary"], {
+        "done": done, **settings,
+        "generations": result.generations, "evaluations": len(result.history), "wall_s": round(wall_s, 3),
+        "best": {budget_label(b): (recs[0].to_json() if recs else None) for b, recs in result.best.items()},
+        "pareto_size": len(result.pareto)})
