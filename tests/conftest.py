@@ -118,3 +118,12 @@ def load_experiment(name: str, folder: str = "experiments"):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests under tests/research/ test the method studies (experiments/), not the product:
+    marked ``research`` so that ``-m "not research"`` runs the product's tests alone."""
+    research = Path(__file__).resolve().parent / "research"
+    for item in items:
+        if research in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.research)

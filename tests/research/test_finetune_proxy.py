@@ -15,7 +15,7 @@ from stnas.space.catalog import load_space
 from conftest import TRAINED_OVERRIDES
 
 VAL_LIMIT = int(next(o for o in TRAINED_OVERRIDES if o.startswith("data.val_limit=")).split("=")[1])
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "experiments" / "finetune_proxy.py"
 
 

@@ -11,13 +11,14 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
-from synthdata import images, write_folder
 
 from stnas.cli import main
 from stnas.core.errors import DataError
 from stnas.data.datasets import describe, get_dataset
 from stnas.data.userdata import load_user_data, save_npz
 from stnas.space.catalog import load_space
+
+from synthdata import images, write_folder
 
 
 @pytest.fixture(autouse=True)

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from conftest import load_experiment
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "pass_probability.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "pass_probability.py"
 TRIALS = 4000
 
 

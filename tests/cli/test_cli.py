@@ -5,7 +5,7 @@ import pytest
 
 from stnas.cli import main
 
-from test_arch import MALFORMED
+from archcases import MALFORMED
 
 
 def run(capsys, *argv):

@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import load_experiment
 
-ROOT = Path(__file__).resolve().parents[1] / "experiments"
+ROOT = Path(__file__).resolve().parents[2] / "experiments"
 zc = load_experiment("zero_cost")
 fid = load_experiment("fidelity")
 

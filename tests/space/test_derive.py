@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from synthdata import write_folder
 
 from stnas.cli import main
 from stnas.core.errors import ArchError, SpaceError
@@ -10,6 +9,8 @@ from stnas.pipeline.config import resolve
 from stnas.space.catalog import load_arch, load_space
 from stnas.space.derive import WIDTHS, derived_name, derived_preset, space_config
 from stnas.space.searchspace import SearchSpace
+
+from synthdata import write_folder
 
 
 @pytest.mark.parametrize("size, stem_stride, stages", [(4, 1, 1), (8, 1, 1), (12, 1, 1), (16, 1, 2), (28, 1, 2),

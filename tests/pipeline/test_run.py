@@ -19,7 +19,7 @@ from stnas.space.catalog import load_arch, load_space
 
 from conftest import load_experiment, run_cli
 
-FOUND_VS_RANDOM = Path(__file__).resolve().parents[1] / "experiments" / "found_vs_random.py"
+FOUND_VS_RANDOM = Path(__file__).resolve().parents[2] / "experiments" / "found_vs_random.py"
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",

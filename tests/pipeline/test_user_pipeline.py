@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+
 from synthdata import write_folder, write_npz
 
 TINY = ["supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.batch_size=8", "search.population=4",

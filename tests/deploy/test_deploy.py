@@ -9,9 +9,10 @@ import sys
 import numpy as np
 import pytest
 from PIL import Image
-from synthdata import write_folder
 
 from stnas.cli import main
+
+from synthdata import write_folder
 
 # Runs with neither stnas's model code nor its space: reads the preprocessing from the ONNX
 # metadata, preprocesses the images itself, runs ONNX Runtime and the torch.export program.

@@ -9,7 +9,7 @@ import pytest
 
 from conftest import load_experiment
 
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "fidelity_by_budget.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "fidelity_by_budget.py"
 # digits architectures and their MAdds (stnas arch show): 214,816 < 231,552 < 295,008 < 303,712
 A, B, C, D = "digits:102220/..000..1.", "digits:221100/0......1.", "digits:012211/01.0.1.10", "digits:212320/1011.111."
 

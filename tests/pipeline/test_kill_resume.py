@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parents[1] / "experiments" / "kill_resume.py"
+HARNESS = Path(__file__).resolve().parents[2] / "experiments" / "kill_resume.py"
 SAMPLE = [["checkpoints/step_00000015.pt", "pool/sample_000.safetensors"],
           ["proxy_cache.jsonl:1"],
           ["retrain/budget_300k/config.yaml"]]

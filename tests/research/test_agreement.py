@@ -10,7 +10,7 @@ import pytest
 
 from conftest import load_experiment
 
-ROOT = Path(__file__).resolve().parents[1] / "experiments"
+ROOT = Path(__file__).resolve().parents[2] / "experiments"
 ag = load_experiment("agreement")
 
 

@@ -19,7 +19,7 @@ from stnas.analysis.ranking import load_truth
 from stnas.space.catalog import load_arch, load_space
 
 pytestmark = pytest.mark.slow
-SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "proxy_quality.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "proxy_quality.py"
 SUPERNETS = ["sgd", "sgld_T1", "sgld_T10"]
 # the smoke plan: K sweep 2,3 on SGD and SGLD T=1, pool size 3 only on T=10
 CELLS = ([(n, "single", "–") for n in SUPERNETS]
