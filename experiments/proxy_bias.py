@@ -31,8 +31,7 @@ from scipy import stats
 
 from stnas.core.errors import StnasError
 from stnas.core.fileio import write_json, write_text
-from stnas.pipeline.config import load_run_config
-from stnas.proxy.scorer import Proxy
+from stnas.pipeline.search import proxy_for_run
 from stnas.space.catalog import load_arch, load_space
 
 sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
@@ -110,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
             rec = fid.read_record(args.run)
             scores = fid.run_cells(args.run, archs, rec["ks"])[rec["preset_cell"]]
         else:
-            scores = {s.arch: s.score for s in Proxy(args.run, load_run_config(args.run), progress=True).score(archs)}
+            scores = {s.arch: s.score for s in proxy_for_run(args.run, progress=True).score(archs)}
     except (StnasError, OSError, ValueError) as exc:
         print(f"proxy_bias: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

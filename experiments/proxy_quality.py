@@ -60,6 +60,8 @@ from stnas.core.fileio import write_json, write_text
 from stnas.data.datasets import dataset_split
 from stnas.pipeline.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
 from stnas.pipeline.retrain import CARD, retrain
+from stnas.pipeline.search import proxy_for_run
+from stnas.pipeline.settings import data_spec
 from stnas.pipeline.supernet import RESUME_SECTIONS as SUPERNET_SECTIONS
 from stnas.pipeline.supernet import train_supernet
 from stnas.proxy.scorer import Proxy
@@ -175,7 +177,7 @@ def estimate(args, cfg_gt: dict, sn_cfgs: dict, space, cells, seed2: list[int]) 
     for name, cfg in sn_cfgs.items():
         run = args.work_dir / f"supernet_{name}"
         if not (run / "supernet.safetensors").is_file():
-            n = len(dataset_split(cfg, space, "search-train", "limit"))
+            n = len(dataset_split(data_spec(cfg), space, "search-train", data_spec(cfg).limit))
             sn += (cfg["supernet"]["epochs"] * n + cfg["pool"]["extra_steps"] * cfg["supernet"]["batch_size"]) \
                 / 1e4 * SUPERNET_S_PER_10K
         ks = [k for s, m, k in cells if s == name and m != "single"]
@@ -229,7 +231,7 @@ def run_supernet(cfg: dict, run: Path, work: dict) -> tuple[dict, bool]:
 
 def proxy_for(run: Path, k: int | None) -> Proxy:
     cfg = apply_layers(load_run_config(run), user_layers(overrides=[f"proxy.samples={k if k else 'null'}"]))
-    return Proxy(run, cfg, mode="single")
+    return proxy_for_run(run, cfg, mode="single")
 
 
 def epoch_scores(run: Path, archs: list, last: int, work: dict) -> tuple[list[int], list[list[float]]]:

@@ -357,7 +357,7 @@ def test_build_keeps_the_recorded_table_when_the_work_folder_is_lost(tmp_path, c
 def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
     # one cell pair per epoch file; the last epoch's weights are the final ones, so its
     # scores are the single-weights proxy's (computed through another path)
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
     from stnas.space.catalog import load_space
 
     space = load_space("digits")
@@ -367,7 +367,7 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
     assert len(files) >= 2
     cells = fid.epoch_cells(str(trained_copy), archs)
     assert sorted(cells) == sorted(f"{f.stem.replace('_', '')}/{m}" for f in files for m in ("top1", "loss"))
-    single = {s.arch: s for s in Proxy(trained_copy).score(archs, "single")}
+    single = {s.arch: s for s in proxy_for_run(trained_copy).score(archs, "single")}
     last = files[-1].stem.replace("_", "")
     for a in archs:
         assert cells[f"{last}/top1"][a] == pytest.approx(single[a].top1, abs=1e-9)
@@ -379,7 +379,7 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
 
 
 def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
     from stnas.space.catalog import load_space
 
     space = load_space("digits")
@@ -393,7 +393,7 @@ def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
 
     cfg = load_run_config(trained_copy)
     cfg["proxy"]["recal_batches"] = 1
-    want = {s.arch: s.score for s in Proxy(trained_copy, cfg, mode="single").score(archs, "single")}
+    want = {s.arch: s.score for s in proxy_for_run(trained_copy, cfg, mode="single").score(archs, "single")}
     got = recal1[f"single/{cfg['proxy']['metric']}"]
     assert got == pytest.approx(want, abs=1e-9)
     assert got != pytest.approx(plain[f"single/{cfg['proxy']['metric']}"], abs=1e-6)  # not the default's

@@ -209,14 +209,14 @@ def _chain(label: str, names: list, scores: list[list[float]]) -> dict:
                         "last_tau": pairs[-1]["tau"] if pairs else math.nan}}
 
 
-def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
+def stability(run_dir, archs, proxy) -> dict:
     """Kendall τ between the rankings of ``archs`` at consecutive points of training.
 
     Args:
         run_dir: a trained run (``epochs/`` from ``supernet.keep_epoch_weights``, ``pool/``).
         archs: the fixed architecture set (Arch objects or strings).
-        proxy: a :class:`stnas.proxy.scorer.Proxy` of the run to reuse (default: a new one).
-        ctx: process context (torchrun: the evaluations are sharded).
+        proxy: a :class:`stnas.proxy.scorer.Proxy` of the run (``stnas.pipeline.search.proxy_for_run``;
+            under torchrun its context shards the evaluations).
 
     Returns:
         ``{"archs", "epochs": {...}, "pool_samples": {...}, "pool_running_mean": {...}}``:
@@ -225,7 +225,6 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
         the proxy cache.
     """
     from stnas.core.weights import load_weights
-    from stnas.proxy.scorer import Proxy
 
     run_dir = Path(run_dir)
     files = sorted((run_dir / "epochs").glob("epoch_*.safetensors"))
@@ -234,7 +233,6 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
     if gaps:
         raise CheckpointError(f"{run_dir / 'epochs'} lacks epoch_{gaps[0]:03d}.safetensors: consecutive "
                               f"epochs cannot be compared across the gap")
-    proxy = proxy or Proxy(run_dir, mode="single", ctx=ctx)
     archs = proxy.check_archs(archs)
     if len(archs) < MIN_ARCHS:
         raise ConfigError(f"stability needs at least {MIN_ARCHS} architectures, got {len(archs)}")

@@ -127,7 +127,7 @@ def _run(args, work, kind: str) -> int:
 def cmd_rank(args) -> int:
     from stnas.analysis.ranking import load_arch_list, load_truth, rank_metrics
     from stnas.core.errors import ConfigError
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
 
     if args.top_k < 1 or args.n_boot < 0:
         raise ConfigError("--top-k must be >= 1 and --n-boot >= 0")
@@ -142,7 +142,7 @@ def cmd_rank(args) -> int:
                               f"{args.truth}, e.g. {missing[0]}")
         true = [truth[a] for a in archs]
         modes = list(PROXY_MODES) if args.mode == "all" else [args.mode]
-        proxy = Proxy(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
+        proxy = proxy_for_run(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
         result = {"run_dir": str(args.run_dir), "truth": str(args.truth), "n": len(archs), "proxy": cfg["proxy"],
                   "val_limit": cfg["data"]["val_limit"], "modes": {}}
         rows = []
@@ -167,10 +167,10 @@ def cmd_stability(args) -> int:
 
     from stnas.analysis.ranking import load_arch_list, stability
     from stnas.core.errors import ConfigError
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
 
     def work(cfg, ctx):
-        proxy = Proxy(args.run_dir, cfg, "single", ctx, progress=sys.stderr.isatty())
+        proxy = proxy_for_run(args.run_dir, cfg, "single", ctx, progress=sys.stderr.isatty())
         if args.archs:
             archs = load_arch_list(args.archs, proxy.space)
         else:
@@ -183,7 +183,7 @@ def cmd_stability(args) -> int:
                 a = proxy.space.sample(rng)
                 seen.setdefault(a, a)
             archs = list(seen)
-        res = stability(args.run_dir, archs, proxy=proxy, ctx=ctx)
+        res = stability(args.run_dir, archs, proxy)
         lines = []
         for part in ("epochs", "pool_samples", "pool_running_mean"):
             if part in res:

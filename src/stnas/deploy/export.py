@@ -24,6 +24,7 @@ import copy
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
@@ -38,6 +39,9 @@ from stnas.nn.model import Network, build_model
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, read_space_file, run_space, write_space_file
 from stnas.space.searchspace import SearchSpace
+
+if TYPE_CHECKING:
+    from stnas.data.datasets import DataSpec
 
 FORMAT = "stnas-model"
 WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
@@ -245,17 +249,18 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
 
 def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
-                    weights: str | Path = "supernet", *, onnx: bool = True,
-                    recalibrate: bool = True) -> dict[str, Path]:
+                    weights: str | Path = "supernet", *, data: DataSpec, batch_size: int, recal_batches: int,
+                    onnx: bool = True, recalibrate: bool = True) -> dict[str, Path]:
     """Exports ``arch`` with the weights it inherits from a run (see :func:`inherited_model`)
     into ``out_dir`` with a model card; returns the paths :func:`export_model` wrote.
 
     Supernet-shaped weights (the supernet, a pool sample, an epoch file) are inherited: unless
-    ``recalibrate`` is False their BN statistics are re-estimated on the run's search-train
-    data first (``stnas.train.inherited``), and the card says they are not a retrained model.
+    ``recalibrate`` is False their BN statistics are re-estimated on the search-train split
+    of the run's ``data`` first (``stnas.train.inherited``, ``recal_batches`` batches of
+    ``batch_size``: the run's proxy settings), and the card says they are not a retrained
+    model. ``data`` also gives the preprocessing the model card records.
     """
     from stnas.deploy.formats import preprocessing
-    from stnas.pipeline.config import load_run_config
     from stnas.train.inherited import recalibrate as recal
 
     arch = arch_for_run(run_dir, arch)
@@ -266,15 +271,14 @@ def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
             "space_fingerprint": arch.space.fingerprint, "madds": arch.madds, "params": arch.params,
             "source_run": str(Path(run_dir).resolve()), "weights_file": src, "inherited": inherited}
     if inherited:
-        stats = recal(net, run_dir, run_space(run_dir)) if recalibrate else {}
+        stats = recal(net, run_space(run_dir), data, batch_size, recal_batches) if recalibrate else {}
         how = (f"BN recalibrated on {stats['recal_images']} search-train images" if recalibrate
                else "BN statistics the supernet's")
         card.update(stats, weights=f"inherited from the supernet ({how}); not retrained: deploy the model "
                                    f"`stnas retrain --arch {arch}` trains")
     else:
         card["weights"] = f"copied from {src}"
-    cfg = load_run_config(run_dir)
-    paths = export_model(net, arch, out_dir, onnx=onnx, preprocessing=preprocessing(cfg, arch.space), card=card,
+    paths = export_model(net, arch, out_dir, onnx=onnx, preprocessing=preprocessing(data, arch.space), card=card,
                          metadata={"source_run": str(Path(run_dir).resolve()), "weights": src,
                                    "inherited": json.dumps(inherited), "recalibrated": json.dumps(recalibrate)})
     return paths

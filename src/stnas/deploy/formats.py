@@ -15,10 +15,14 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from stnas.core.fileio import write_bytes
+
+if TYPE_CHECKING:
+    from stnas.data.datasets import DataSpec
 
 PT2 = "model.pt2"
 CARD = "model_card.json"
@@ -26,12 +30,12 @@ ONNX_KEY = "stnas.preprocessing"
 PT2_EXTRA = "preprocessing.json"
 
 
-def preprocessing(cfg: dict, space) -> dict:
-    """The preprocessing of a run config's data for a network of ``space``."""
+def preprocessing(data: DataSpec, space) -> dict:
+    """The preprocessing of a run's data for a network of ``space``."""
     from stnas.data.datasets import describe
 
-    d = describe(cfg["data"]["dataset"])
-    return {"dataset": d["dataset"], "input_size": cfg["data"]["image_size"] or space.input_size,
+    d = describe(data.dataset)
+    return {"dataset": d["dataset"], "input_size": data.image_size or space.input_size,
             "channels": space.input_channels, "layout": "NCHW", "mean": d["mean"], "std": d["std"],
             "pixel_scale": d["pixel_scale"], "resize": "bilinear", "class_names": d["class_names"]}
 

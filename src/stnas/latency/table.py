@@ -73,11 +73,6 @@ class Target:
         return "+".join(parts + ([latency_label(self.latency_ms)] if self.latency_ms is not None else []))
 
 
-def enabled(cfg: dict) -> bool:
-    """Whether a run predicts and measures latency (a latency budget, or latency.measure)."""
-    return bool(cfg["search"].get("latency_budgets")) or bool(cfg["latency"]["measure"])
-
-
 # ------------------------------------------------------------------ module keys
 def op_key(op: str, c_in: int, c_out: int, stride: int, size: int, residual: bool) -> str:
     return f"op:{op}:{c_in}>{c_out}:s{stride}:{size}" + (":res" if residual else "")

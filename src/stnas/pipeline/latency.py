@@ -27,6 +27,11 @@ def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 
 
+def enabled(cfg: dict) -> bool:
+    """Whether a run predicts and measures latency (a latency budget, or latency.measure)."""
+    return bool(cfg["search"].get("latency_budgets")) or bool(cfg["latency"]["measure"])
+
+
 def search_predictor(space: SearchSpace, cfg: dict, this_device: bool = True, timer: Timer | None = None,
                      log=_log) -> tuple[lat.Predictor, dict]:
     """The predictor for ``cfg``'s latency budgets, checked against them before any work,

@@ -28,11 +28,12 @@ from stnas.core.errors import ConfigError
 from stnas.core.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.pipeline.retrain.CARD)
 from stnas.core.units import parse_count
 from stnas.core.verified import append_jsonl, read_json, write_json
-from stnas.data.datasets import check_data_fits, get_dataset, split_seed
+from stnas.data.datasets import check_data_fits, get_dataset
 from stnas.deploy.export import export_model
 from stnas.deploy.formats import preprocessing
 from stnas.nn.model import build_model
 from stnas.pipeline.config import check_same_settings
+from stnas.pipeline.settings import data_spec
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, load_space, run_space, save_run_space
 from stnas.space.searchspace import SearchSpace
@@ -77,7 +78,7 @@ def _splits(cfg: dict, space: SearchSpace):
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
     check_data_fits(space, d["dataset"], d["image_size"])
-    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=split_seed(cfg))
+    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=data_spec(cfg).data_seed)
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
 
@@ -126,7 +127,7 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         if resume is True and run.card.exists():
             return read_card(run_dir)  # already finished
     train_set, test_set = _splits(cfg, space)
-    prep = preprocessing(cfg, space)
+    prep = preprocessing(data_spec(cfg), space)
     if ctx.is_main:
         save_run_space(run, space)
         save_arch(arch, run.arch)
