@@ -10,10 +10,6 @@ from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.core.errors import ConfigError
 from stnas.space.catalog import run_space
 
-# what a search may change in a trained run's config (the rest, the seed included, fixes the
-# trained supernet and the data split)
-_ADJUSTABLE = ("search", "proxy", "latency", "device", "data.root", "data.workers", "data.val_limit")
-
 
 def register(sub) -> None:
     p = sub.add_parser("search", help="search architectures under MAdds/params budgets with the proxy",
@@ -52,14 +48,14 @@ def register(sub) -> None:
 def search_config(args, run_dir=None) -> dict:
     """The config of ``run_dir`` (default RUN_DIR) with the search's flags, --config file and
     overrides applied."""
-    from stnas.pipeline.config import apply_layers, load_run_config, user_layers
+    from stnas.pipeline.config import ON_EXISTING_RUN, apply_layers, load_run_config, user_layers
 
     flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
              "search.generations": args.generations, "search.population": args.population,
              "search.max_params": args.max_params, "device": args.device,
              "data.root": args.data_root, **latency_flags(args)}
     return apply_layers(load_run_config(run_dir or args.run_dir), user_layers(args.config, flags, args.overrides),
-                        allowed=_ADJUSTABLE, context="after supernet training")
+                        allowed=ON_EXISTING_RUN["search"]["change"], context="after supernet training")
 
 
 def cmd_search(args) -> int:
