@@ -31,8 +31,8 @@ import torch
 from torch import nn
 
 from stnas import build_model, load_space
-from stnas.core.fileio import write_json
 from stnas.core.units import fmt_count
+from stnas.core.verified import write_json
 from stnas.nn.supernet import Supernet
 
 HERE = Path(__file__).resolve().parent

@@ -54,8 +54,10 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from stnas.analysis.ranking import kendall
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json, write_text
+from stnas.core.fileio import write_text
+from stnas.core.verified import read_json, write_json
 from stnas.core.weights import load_weights
 from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 from stnas.pipeline.search import proxy_for_run
@@ -66,8 +68,8 @@ RECORD, RECORD_VERSION = "stnas-proxy-record", 1
 
 
 def _tau(a, b) -> float:
-    t = stats.kendalltau(a, b).statistic
-    return 0.0 if np.isnan(t) else float(t)
+    """Kendall's tau, 0 where undefined (a constant list): how these tables always scored."""
+    return kendall(a, b, undefined=0.0)
 
 
 def percentile_of_pick(scores: np.ndarray, truth: np.ndarray, top: int) -> float:
@@ -184,10 +186,7 @@ def score_run(run_dir: str, archs: list[str], ks: list[int],
 
 def read_record(path: str | Path) -> dict:
     """A proxy record (``proxy_record.py``), its shape checked."""
-    try:
-        rec = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"{path} is not a readable proxy record ({exc})") from None
+    rec = read_json(path, "proxy record", required=False)
     if not isinstance(rec, dict) or rec.get("format") != RECORD or rec.get("version") != RECORD_VERSION:
         raise StnasError(f"{path} is not a {RECORD} version {RECORD_VERSION} file")
     cells = rec.get("cells")
@@ -262,7 +261,7 @@ def rank_mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def read_table(path, min_seeds: int = 0) -> tuple[dict, list[dict]]:
     """A stnas-groundtruth table and its rows with at least ``min_seeds`` finished seeds."""
-    table = json.loads(Path(path).read_text())
+    table = read_json(path, "ground-truth table", required=False)
     if not isinstance(table, dict) or table.get("format") != "stnas-groundtruth":
         raise StnasError(f"{path} is not a stnas-groundtruth table")
     return table, [r for r in table["rows"] if len(r["seeds"]) >= min_seeds]

@@ -15,16 +15,14 @@ over its entries. The last row scores every network by its MAdds, for reference.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
-from pathlib import Path
 
-from scipy import stats
-
-from stnas.core.fileio import write_json
+from stnas.analysis.ranking import kendall_test
+from stnas.core.errors import StnasError
 from stnas.core.units import parse_count
+from stnas.core.verified import read_json, write_json
 
 ROLE = re.compile(r"^(?:found (?P<a>\S+)|random \d+ within (?P<b>\S+))$")
 
@@ -52,8 +50,8 @@ def fidelity(rank: dict, truth: dict) -> dict:
             names = sorted(a for a in archs if a in score)
             if len(names) < 3:
                 continue
-            tau = stats.kendalltau([score[a] for a in names], [mean[a] for a in names])
-            row[label] = {"n": len(names), "kendall_tau": float(tau.statistic), "p": float(tau.pvalue)}
+            tau, p = kendall_test([score[a] for a in names], [mean[a] for a in names])
+            row[label] = {"n": len(names), "kendall_tau": tau, "p": p}
         out[mode] = row
     return out
 
@@ -75,10 +73,10 @@ def main() -> None:
     ap.add_argument("--out", help="also write the table as JSON here")
     args = ap.parse_args()
     try:
-        rank = json.loads(Path(args.rank).read_text())
-        truth = json.loads(Path(args.truth).read_text())
+        rank = read_json(args.rank, "rank result")
+        truth = read_json(args.truth, "truth file", required=False)
         table = fidelity({"modes": rank["modes"] | madds_scores(truth)}, truth)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (StnasError, OSError, ValueError, KeyError, TypeError) as exc:
         print(f"fidelity_by_budget: cannot read the inputs ({type(exc).__name__}: {exc})", file=sys.stderr)
         sys.exit(2)
     labels = sorted({b for row in table.values() for b in row}, key=lambda b: parse_count(b, "budget"))

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.core.fileio import write_json
+from stnas.core.verified import write_json
 
 
 def _sibling(name: str):

@@ -28,15 +28,15 @@ variances). Prints a table and writes experiments/results/pass_probability.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from stnas.core.fileio import write_json
+from stnas.core.errors import StnasError
 from stnas.core.units import budget_label
+from stnas.core.verified import read_json, write_json
 
 
 def tau_to_rho(tau: float) -> float:
@@ -111,13 +111,13 @@ def main() -> None:
     args = ap.parse_args()
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
-        comps = variance_components([json.loads(Path(p).read_text()) for p in args.results])
-        fid = json.loads(Path(args.fidelity).read_text())["fidelity"]
+        comps = variance_components([read_json(p, "results", required=False) for p in args.results])
+        fid = read_json(args.fidelity, "fidelity table", required=False)["fidelity"]
         taus = {src: {b: fid[key][b]["kendall_tau"] for b in comps if b in fid[key]}
                 for src, key in (("proxy", args.mode), ("MAdds", "MAdds"))}
         if min(seeds) < 1 or args.candidates < 1 or args.n < 1 or args.trials < 1:
             raise ValueError("--seeds, --candidates, --n and --trials must be >= 1")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (StnasError, OSError, ValueError, KeyError, TypeError) as exc:
         print(f"pass_probability: cannot read the inputs ({type(exc).__name__}: {exc})", file=sys.stderr)
         sys.exit(2)
     budgets = [b for b in comps if b in taus["proxy"] and b in taus["MAdds"]]

@@ -30,7 +30,8 @@ import numpy as np
 from scipy import stats
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json, write_text
+from stnas.core.fileio import write_text
+from stnas.core.verified import write_json
 from stnas.pipeline.search import proxy_for_run
 from stnas.space.catalog import load_arch, load_space
 

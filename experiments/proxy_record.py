@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import sha256_file, write_json
+from stnas.core.fileio import sha256_file
 from stnas.core.rundir import RunDir
+from stnas.core.verified import read_json, write_json
 from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 from stnas.train.pool import SamplePool
 
@@ -36,10 +37,7 @@ import fidelity as fid  # noqa: E402
 
 def planned_archs(path: str) -> list[str]:
     """The networks of a ground-truth plan (``archs``), table or picks table (``rows``)."""
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"--archs {path}: not readable JSON ({exc})") from None
+    obj = read_json(path, "--archs file", required=False)
     if isinstance(obj, dict) and isinstance(obj.get("archs"), dict):
         return [a for v in obj["archs"].values() for a in v]
     if isinstance(obj, dict) and isinstance(obj.get("rows"), list):

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
+from stnas.core.verified import write_json
 from stnas.data.datasets import dataset_split
 from stnas.nn.model import build_model
 from stnas.pipeline.config import resolve

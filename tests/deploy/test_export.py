@@ -259,8 +259,9 @@ def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "model.onnx" in before
     sample = run_dir / "pool" / "sample_000.safetensors"  # an earlier step than the final weights
-    for argv, match in (([str(other)], "already holds the exported model of " + str(arch)),
-                        ([str(arch), "--weights", str(sample)], "with other weights (supernet)")):
+    for argv, match in (([str(other)], f"holds the exported model of {arch} (supernet) made from other inputs "
+                                        f"(arch, weights differ)"),
+                        ([str(arch), "--weights", str(sample)], "made from other inputs (weights differ)")):
         _one_line_exit_2(["export", str(run_dir), "--arch", *argv, "--out", str(out)], capsys, match)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost or rewritten
     (tmp_path / "notarun").mkdir()

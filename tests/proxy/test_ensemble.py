@@ -2,7 +2,6 @@
 score every architecture by the mean of their scores; members that would not compare are
 refused before any weights load."""
 
-import json
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from stnas.pipeline.config import load_run_config, resolve
 from stnas.pipeline.search import proxy_for_run
 from stnas.pipeline.supernet import train_supernet
 from stnas.proxy.ensemble import EnsembleScorer
+from stnas.search.history import read_search
 from stnas.space.catalog import load_space
 
 from conftest import TRAINED_OVERRIDES, run_cli
@@ -74,9 +74,9 @@ def test_cli_ensemble_search_and_its_refusals(trained_copy, replicate, tmp_path)
             "search.population=5"]
     res = run_cli(["search", trained_copy, "--ensemble", replicate, *args])
     assert res.returncode == 0, res.stderr
-    summary = json.loads((out / "search.json").read_text())
+    summary = read_search(out, "summary")
     assert summary["proxy_settings"]["ensemble"] == [str(trained_copy), str(replicate)]
-    history = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    history = read_search(out, "history")
     assert len(history) == 5
     for rec in history:
         want = np.mean([proxy_for_run(r).score([rec["arch"]])[0].score for r in (trained_copy, replicate)])

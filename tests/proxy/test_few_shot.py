@@ -15,6 +15,7 @@ from stnas.core.weights import load_weights
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
 from stnas.pipeline.supernet import initial_weights, sampler, train_supernet
+from stnas.search.history import read_search
 from stnas.space.catalog import load_space
 from stnas.space.sampling import parse_split
 
@@ -217,7 +218,6 @@ def test_a_bad_few_shot_pair_is_refused_with_what_is_wrong(children, trained_run
 
 
 def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run, tmp_path):
-    import json
 
     from stnas.proxy.few_shot import side
 
@@ -229,9 +229,9 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
             "search.population=6"]
     res = run_cli(["search", children[0], "--few-shot", children[1], *args])
     assert res.returncode == 0, res.stderr
-    summary = json.loads((out / "search.json").read_text())
+    summary = read_search(out, "summary")
     assert summary["proxy_settings"]["children"] == {"off": children[0], "on": children[1]}
-    history = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    history = read_search(out, "history")
     assert len(history) == 6 and {side(space.arch(r["arch"]), 1) for r in history} == {False, True}
     from stnas.pipeline.search import proxy_for_run
 
@@ -240,7 +240,7 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
         assert rec["score"] == proxy_for_run(run).score([rec["arch"]])[0].score
     # a plain search may not replace it, and a bad pair does no work
     res = run_cli(["search", children[0], *args])
-    assert res.returncode == 2 and "other settings" in res.stderr
+    assert res.returncode == 2 and "holds a search made from other inputs" in res.stderr
     bad = run_cli(["search", children[0], "--few-shot", children[0], "--out", tmp_path / "bad", "--budget", "400k"])
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "side E:off" in bad.stderr
     assert not (tmp_path / "bad").exists()

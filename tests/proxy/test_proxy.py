@@ -19,6 +19,7 @@ from torch import nn
 from stnas.cli import main
 from stnas.core.errors import ConfigError
 from stnas.core.rundir import CACHE
+from stnas.core.verified import read_json
 from stnas.core.weights import save_weights
 from stnas.data.datasets import DataSpec, dataset_split, make_loader
 from stnas.nn.supernet import Supernet
@@ -290,7 +291,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
     for other in (["--top-k", "2"], ["--mode", "single"], ["proxy.recal_batches=1"]):
         assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3", *other]) == 2
         err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1 and "holds a rank result of other inputs" in err
+        assert len(err.strip().splitlines()) == 1 and "holds a rank result made from other inputs" in err
     assert (run / "rank.json").read_bytes() == saved
     assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3"]) == 0
     assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "2", "--mode", "single",
@@ -300,7 +301,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
 
     assert main(["stability", str(run), "-n", "4", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert json.loads((run / "stability.json").read_text()) == res
+    assert read_json(run / "stability.json", "stability result") == res
     assert [p["from"] for p in res["epochs"]["pairs"]] == [1] and [p["to"] for p in res["epochs"]["pairs"]] == [2]
     assert len(res["pool_samples"]["pairs"]) == 1 and len(res["archs"]) == 4
     for part in ("epochs", "pool_samples", "pool_running_mean"):

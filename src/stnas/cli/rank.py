@@ -9,10 +9,8 @@ from pathlib import Path
 
 from stnas.cli.common import positive_int, seed_arg, table
 from stnas.core.choices import PROXY_MODES
+from stnas.pipeline.config import ON_EXISTING_RUN
 from stnas.space.catalog import run_space
-
-# what may change when an existing run is scored
-SCORING_KEYS = ("proxy", "data.val_limit", "data.root", "data.workers", "device")
 
 
 def register(sub) -> None:
@@ -56,14 +54,14 @@ def _common(p) -> None:
                                                      "a file holding a result of other inputs is never replaced")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="proxy settings for this scoring, e.g. proxy.recal_batches=8 data.val_limit=500 "
-                        "(only proxy.*, data.val_limit, data.root, data.workers, device)")
+                        f"(only {', '.join(ON_EXISTING_RUN['rank']['change'])} and their sub-keys)")
 
 
 def _config(args) -> dict:
     from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 
     return apply_layers(load_run_config(args.run_dir), user_layers(None, {"device": args.device}, args.overrides),
-                        allowed=SCORING_KEYS, context="when scoring a trained run")
+                        allowed=ON_EXISTING_RUN["rank"]["change"], context="when scoring a trained run")
 
 
 def _finite(obj):
@@ -98,20 +96,20 @@ def _run(args, work, kind: str) -> int:
     """Sets up the process group, runs ``work(cfg, ctx)`` and writes/prints its result, after
     checking (before any scoring) that it replaces no result of other inputs."""
     from stnas.core import dist
-    from stnas.core.errors import ConfigError
-    from stnas.core.fileio import write_json
+    from stnas.core.errors import CheckpointError
+    from stnas.core.rundir import check_same_inputs
+    from stnas.core.verified import read_json, write_json
 
     cfg = _config(args)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"{kind}.json"
     inputs = _inputs(args, cfg, kind)
-    if out.is_file():
+    if out.exists():
         try:
-            old = json.loads(out.read_text()).get("inputs")
-        except (OSError, ValueError, AttributeError):
+            old = read_json(out, f"{kind} result").get("inputs")
+        except CheckpointError:
             old = None
-        if old != inputs:
-            raise ConfigError(f"{out} holds a {kind} result of other inputs; write this one elsewhere "
-                              f"(--out FILE.json), or remove that file to replace it")
+        check_same_inputs(out, f"a {kind} result", old if isinstance(old, dict) else None, inputs,
+                          "write this one elsewhere (--out FILE.json), or remove that file to replace it")
     ctx = dist.setup(cfg["device"])
     try:
         result, text = work(cfg, ctx)

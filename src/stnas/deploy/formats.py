@@ -20,12 +20,12 @@ from typing import TYPE_CHECKING
 import torch
 
 from stnas.core.fileio import write_bytes
+from stnas.deploy.card import CARD, read_card
 
 if TYPE_CHECKING:
     from stnas.data.datasets import DataSpec
 
 PT2 = "model.pt2"
-CARD = "model_card.json"
 ONNX_KEY = "stnas.preprocessing"
 PT2_EXTRA = "preprocessing.json"
 
@@ -69,16 +69,14 @@ def read_preprocessing(model_dir: str | Path) -> dict:
     """The preprocessing recorded in a model directory (its card, else its ONNX metadata).
 
     Raises:
-        CheckpointError: the directory records none (a model exported before stnas did).
+        CheckpointError: a damaged card, or the directory records none (a model exported
+            before stnas did).
     """
     from stnas.core.errors import CheckpointError
 
     d = Path(model_dir)
-    if (d / CARD).is_file():
-        try:
-            prep = json.loads((d / CARD).read_text()).get("preprocessing")
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{d / CARD} is not readable JSON ({exc})") from None
+    if (d / CARD).exists():
+        prep = read_card(d / CARD).get("preprocessing")
         if prep:
             return prep
     if (d / "model.onnx").is_file():

@@ -22,7 +22,7 @@ from typing import Sequence
 from stnas.core import dist
 from stnas.core.errors import ConfigError
 from stnas.core.rundir import RunDir
-from stnas.pipeline.config import apply_layers, load_run_config
+from stnas.pipeline.config import ON_EXISTING_RUN, apply_layers, load_run_config
 from stnas.pipeline.settings import data_spec, proxy_settings, sharing
 from stnas.proxy.ensemble import EnsembleScorer
 from stnas.proxy.few_shot import FewShotScorer
@@ -32,10 +32,6 @@ from stnas.search.history import SearchResult
 from stnas.space.catalog import run_space
 from stnas.space.sampling import parse_split
 from stnas.train.engine import use_amp, use_channels_last
-
-# what a search may change in a trained run's config (the rest, the seed included, fixes the
-# trained supernet and the data split)
-ADJUSTABLE = ("search", "proxy", "latency", "device", "data.root", "data.workers", "data.val_limit")
 
 
 def proxy_for_run(run_dir: str | Path, cfg: dict | None = None, mode: str | None = None,
@@ -59,8 +55,9 @@ def proxy_for_run(run_dir: str | Path, cfg: dict | None = None, mode: str | None
 
 def search_config(run_dir: str | Path, layers: Sequence[dict] = ()) -> dict:
     """The config of a trained run with the user's ``layers``
-    (``stnas.pipeline.config.user_layers``) applied; only ``ADJUSTABLE`` keys may change."""
-    return apply_layers(load_run_config(run_dir), list(layers), allowed=ADJUSTABLE, context="after supernet training")
+    (``stnas.pipeline.config.user_layers``) applied; only ``ON_EXISTING_RUN["search"]["change"]`` keys may change."""
+    return apply_layers(load_run_config(run_dir), list(layers), allowed=ON_EXISTING_RUN["search"]["change"],
+                        context="after supernet training")
 
 
 def check_children(runs: Sequence[str | Path]) -> tuple[int, dict[bool, Path]]:

@@ -25,7 +25,7 @@ from stnas.core.weights import load_weights, save_weights
 from stnas.data.datasets import dataset_split
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.checks import pool_lr
-from stnas.pipeline.config import check_same_settings
+from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
 from stnas.pipeline.settings import data_spec, sharing
 from stnas.space.arch import Arch
 from stnas.space.catalog import load_space, run_space, save_run_space
@@ -81,10 +81,6 @@ def initial_weights(cfg: dict, space) -> dict[str, torch.Tensor] | None:
     return state
 
 
-# what a resumed (or reused) supernet run must share with the caller's config
-RESUME_SECTIONS = ("preset", "supernet", "sgld", "pool", "data", "seed")
-
-
 def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
                    ctx: dist.Context | None = None) -> dict:
     """Trains the supernet of ``cfg["preset"]`` into ``run_dir``; returns the summary.
@@ -102,7 +98,7 @@ def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dic
     run.guard(bool(resume))
     dist.barrier(ctx.world_size)
     if resume:
-        check_same_settings(run.path, cfg, RESUME_SECTIONS)
+        check_same_settings(run.path, cfg, ON_EXISTING_RUN["supernet"]["keep"])
     space = load_space(cfg["preset"])
     draw = sampler(cfg, space)  # a bad split or init fails here, before any data is read
     init = initial_weights(cfg, space)  # a resumed run's checkpoint then replaces it
