@@ -73,7 +73,7 @@ def main() -> None:
     ap.add_argument("--out", help="also write the table as JSON here")
     args = ap.parse_args()
     try:
-        rank = read_json(args.rank, "rank result")
+        rank = read_json(args.rank, "rank result", required=False)  # stnas rank, or its shape printed
         truth = read_json(args.truth, "truth file", required=False)
         table = fidelity({"modes": rank["modes"] | madds_scores(truth)}, truth)
     except (StnasError, OSError, ValueError, KeyError, TypeError) as exc:

@@ -16,6 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from stnas.core.verified import write_json
+
 ROOT = Path(__file__).resolve().parents[2] / "experiments"
 
 
@@ -227,7 +229,7 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     for r in t["rows"]:
         if gt._task_dir(tmp_path / "work", r["arch"], int(victim.name[4:])) == victim:
             del r["seeds"][victim.name[4:]]
-    (tmp_path / "t.json").write_text(json.dumps(t))
+    write_json(tmp_path / "t.json", t)
     gt.main(_build(tmp_path, "--n", "3"))
     assert (victim / "model_card.json").is_file()
     capsys.readouterr()
