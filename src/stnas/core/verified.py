@@ -2,7 +2,7 @@
 
 Every JSON, YAML and JSON-lines file stnas writes goes through this module (atomically, via
 ``stnas.core.fileio``, with the SHA-256 of its content); no other module serializes JSON
-into a file (``tests/core/test_verified.py`` holds the code to that). Formats::
+into a file (``tests/test_artefacts.py`` holds the code to that). Formats::
 
     JSON    {..., KEY: H}                H = sha256(canonical JSON of the object without KEY);
                                          KEY is "sha256" ("checksum" for latency tables)
@@ -24,8 +24,8 @@ Which kind is read how (one checking reader per kind, named by its owner):
   rank.json and stability.json (``stnas.cli.rank``). The checksum is required: a file
   without one (plain JSON, or an older stnas's), altered or cut short is refused in one line
   naming it (:class:`CheckpointError`, exit 2). A damaged JSON line is dropped by
-  :func:`read_jsonl` and its record recomputed (proxy cache, training log). A damaged
-  latency.json is measured again.
+  :func:`read_jsonl` and its record recomputed (proxy cache, training log; a search history
+  with one is refused). A damaged latency.json is measured again.
 * Files people and other tools write too: architecture JSON (``stnas.space.arch``), truth
   files (``stnas.analysis.ranking``), research records (``experiments/``). Written with the
   checksum; read with ``required=False``: a checksum present is checked, a file without one
