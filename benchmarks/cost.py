@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stnas import load_space
+from stnas.space.catalog import load_space
 
 
 def main() -> None:

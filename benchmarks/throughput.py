@@ -20,8 +20,8 @@ from pathlib import Path
 
 import torch
 
-from stnas import load_space
 from stnas.nn.supernet import Supernet
+from stnas.space.catalog import load_space
 
 
 def _sync(device):
