@@ -8,10 +8,9 @@ import pytest
 
 from stnas.space.catalog import load_space
 
-from conftest import load_experiment
-
-pr = load_experiment("proxy_record")
-fid = pr.fid
+from experiments import fidelity as fid
+from experiments import proxy_bias as pb
+from experiments import proxy_record as pr
 
 
 def _table(tmp_path, archs):
@@ -82,7 +81,6 @@ def test_a_record_reads_as_its_run_and_grows_by_the_new_networks(trained_copy, t
         assert g["contrasts"][f"E {c} - G {c}"]["diff"] == pytest.approx(0.0)
     _fails(fid.main, base + ["--runs", str(rec), "--replicates", "G=r,zz"], capsys, "--replicates")
     # proxy_bias.py too, by the run's own configured proxy
-    pb = load_experiment("proxy_bias")
     for run, out in ((str(trained_copy), "b_run.json"), (str(rec), "b_rec.json")):
         pb.main([str(table), "--run", run, "--resamples", "100", "--out", str(tmp_path / out)])
     b_run, b_rec = (json.loads((tmp_path / o).read_text()) for o in ("b_run.json", "b_rec.json"))
