@@ -139,6 +139,7 @@ def _both_sides(space, n=8, seed=3):
 @pytest.mark.research
 def test_fidelity_routes_each_network_to_its_side(children, trained_run):
     from experiments import fidelity as fid
+
     space = load_space("digits")
     few = fid.parse_few_shot([f"fs=1:{children[0]},{children[1]}"], space)
     assert few == {"fs": (1, children[0], children[1])}
@@ -250,6 +251,8 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
 @pytest.mark.research
 def test_a_few_shot_record_reads_as_the_pair(children, tmp_path):
     from experiments import proxy_record as pr
+    from experiments.fidelity import run_cells, score_few_shot
+
     space = load_space("digits")
     archs, _, _ = _both_sides(space, n=8, seed=7)
     (tmp_path / "plan.json").write_text(json.dumps({"archs": {"1": archs}}))
@@ -258,5 +261,5 @@ def test_a_few_shot_record_reads_as_the_pair(children, tmp_path):
              "--k", "1,2", "--out", str(rec)])
     got = json.loads(rec.read_text())
     assert got["label"] == "fs" and got["edge"] == 1 and got["run"] == children
-    assert got["cells"] == pr.fid.score_few_shot(1, children[0], children[1], archs, [1, 2], space)
-    assert pr.fid.run_cells(str(rec), archs, [1, 2]) == got["cells"]
+    assert got["cells"] == score_few_shot(1, children[0], children[1], archs, [1, 2], space)
+    assert run_cells(str(rec), archs, [1, 2]) == got["cells"]

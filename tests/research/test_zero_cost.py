@@ -17,6 +17,7 @@ from stnas.core.errors import StnasError
 
 from experiments import fidelity as fid
 from experiments import zero_cost as zc
+from experiments.common import read_record
 
 ROOT = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -80,7 +81,7 @@ def test_record_is_read_by_fidelity_and_nothing_is_replaced(tmp_path):
     out = tmp_path / "zc.json"
     r = _run("--preset", "digits", "--archs", str(plan), "--out", str(out), "--batch", "16", "--inits", "2")
     assert r.returncode == 0, r.stderr
-    rec = fid.read_record(out)
+    rec = read_record(out)
     assert set(rec["cells"]) == {"naswot", "synflow"} and rec["preset_cell"] == "naswot"
     cells = fid.run_cells(str(out), archs, [1])
     assert all(set(v) == set(archs) and all(np.isfinite(list(v.values()))) for v in cells.values())
