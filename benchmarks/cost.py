@@ -10,7 +10,6 @@ over repeats, and writes benchmarks/results/cost.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from stnas.core.verified import write_json
 from stnas.space.catalog import load_space
 
 
@@ -54,7 +54,7 @@ def main() -> None:
     meta = {"machine": platform.processor() or platform.machine(), "cpus": torch.get_num_threads(),
             "python": platform.python_version(), "n": args.n, "repeats": args.repeats}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    write_json(Path(args.out), {"meta": meta, "results": rows})
 
 
 if __name__ == "__main__":

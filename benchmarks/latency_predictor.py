@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
-from stnas.core.fileio import write_json
+from stnas.analysis.ranking import kendall
+from stnas.core.verified import write_json
 from stnas.latency import table as lat
 from stnas.latency.measure import build_table, device_info, measure_networks, runtime_info
 from stnas.pipeline.checks import check_latency_section
@@ -67,7 +67,7 @@ def evaluate(preset: str, runtime: str, n_archs: int, args, tables_dir: Path | N
         "preset": preset, "runtime": runtime, "archs": len(archs), "modules": len(table["entries"]),
         "table_build_s": round(build_s, 1), "measure_s": round(measure_s, 1),
         "mape": float(np.mean(np.abs(err))), "within_10pct": float(np.mean(np.abs(err) <= 0.10)),
-        "kendall_tau_pred": float(stats.kendalltau(p, y)[0]), "kendall_tau_madds": float(stats.kendalltau(madds, y)[0]),
+        "kendall_tau_pred": kendall(p, y), "kendall_tau_madds": kendall(madds, y),
         "measured_ms_median": float(np.median(y)), "measured_ms_range": [float(y.min()), float(y.max())],
         "relative_iqr_median": float(np.median([m["iqr_ms"] / m["median_ms"] for m in measured])),
         "overhead": {k: v for k, v in table["overhead"].items() if k != "networks"},

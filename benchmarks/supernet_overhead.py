@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stnas.core.fileio import write_json
 from stnas.core.units import fmt_count
+from stnas.core.verified import write_json
 from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
 from stnas.space.catalog import load_space

@@ -12,7 +12,6 @@ images/second (median over steps) and writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from stnas.core.verified import write_json
 from stnas.nn.supernet import Supernet
 from stnas.space.catalog import load_space
 
@@ -102,7 +102,7 @@ def main() -> None:
             "threads": torch.get_num_threads(), "torch": torch.__version__, "median_madds": rows[0]["median_madds"]}
     out = Path(args.out or Path(__file__).parent / "results" / f"throughput_{args.preset}_{device.type}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"meta": meta, "results": rows}, indent=2) + "\n")
+    write_json(out, {"meta": meta, "results": rows})
     print(f"wrote {out}")
 
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from stnas.analysis.ranking import kendall
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
+from stnas.core.verified import read_json, write_json
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -44,7 +44,7 @@ def parse_group(spec: str) -> tuple[str, list[str]]:
 
 def pairwise_taus(scores: np.ndarray) -> list[float]:
     """Kendall tau of every pair of rows (members) of ``scores`` (members x networks)."""
-    return [float(stats.kendalltau(a, b).statistic) for a, b in itertools.combinations(scores, 2)]
+    return [kendall(a, b) for a, b in itertools.combinations(scores, 2)]
 
 
 def mean_pairwise_tau(scores: np.ndarray) -> float:
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
             raise StnasError(f"--contrast {c!r}: want A:B, two different --group names")
         contrasts.append((a, b))
     try:
-        plan = json.loads(Path(args.plan).read_text())
+        plan = read_json(args.plan, "ground-truth plan", required=False)
         budgets = {int(b): list(v) for b, v in plan["archs"].items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StnasError(f"--plan {args.plan}: not a ground-truth plan ({exc})") from None

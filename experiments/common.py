@@ -3,27 +3,32 @@ and the two files that pass between them (ground-truth tables and proxy records)
 
 - ``one_line_errors(fn, *args)``: bad input ends in ``error: ...`` on stderr and exit code 2.
 - ``tau``, ``ci95``, ``tau_to_rho``, ``two_way_mean_squares``: Kendall's tau as the studies
-  score it (0 where it is undefined), the percentile 95% interval of a bootstrap
-  distribution, Greiner's relation, and the mean squares of a networks x seeds table.
+  score it (``stnas.analysis.ranking.kendall``, 0 where it is undefined), the percentile 95%
+  interval of a bootstrap distribution, Greiner's relation, and the mean squares of a
+  networks x seeds table.
 - Ground-truth tables (written by ``ground_truth.py``): ``TABLE_FORMAT``, ``read_table``,
   ``rows_with_seeds``, ``truth_value``, ``task_dir`` (where one retraining lives) and
   ``extends_seeds``.
 - Proxy records (written by ``proxy_record.py``): ``RECORD``, ``RECORD_VERSION``,
   ``read_record``, ``is_record`` and ``planned_archs``.
+
+The studies write their files with ``stnas.core.verified.write_json`` and read them with its
+``read_json(..., required=False)``: a checksum present is checked, a file without one (written
+by hand or by an older study) is validated field by field here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import sys
 from pathlib import Path
 
 import numpy as np
-from scipy import stats
 
+from stnas.analysis.ranking import kendall
 from stnas.core.errors import StnasError
+from stnas.core.verified import read_json
 
 BAD_INPUT = (StnasError, OSError, ValueError, KeyError)
 TABLE_FORMAT = "stnas-groundtruth"
@@ -41,9 +46,9 @@ def one_line_errors(fn, *args):
 
 # ---------------------------------------------------------------------------- statistics
 def tau(a, b) -> float:
-    """Kendall's tau of ``a`` against ``b``; 0 where it is undefined (a constant side)."""
-    t = stats.kendalltau(a, b).statistic
-    return 0.0 if np.isnan(t) else float(t)
+    """Kendall's tau of ``a`` against ``b`` (``stnas.analysis.ranking.kendall``); 0 where it is
+    undefined (a constant side): how the studies' tables always scored."""
+    return kendall(a, b, undefined=0.0)
 
 
 def ci95(dist) -> list[float]:
@@ -74,11 +79,9 @@ def two_way_mean_squares(x: np.ndarray) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------- ground-truth tables
 def read_table(path) -> dict:
-    """A ground-truth table (``ground_truth.py``), its shape checked."""
-    try:
-        table = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"{path} is not a readable {TABLE_FORMAT} table ({exc})") from None
+    """A ground-truth table (``ground_truth.py``), its checksum checked when present and its
+    shape checked."""
+    table = read_json(path, "ground-truth table", required=False)
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT or not isinstance(table.get("rows"), list):
         raise StnasError(f"{path} is not a {TABLE_FORMAT} table")
     return table
@@ -113,11 +116,9 @@ def is_record(run: str) -> bool:
 
 
 def read_record(path: str | Path) -> dict:
-    """A proxy record (``proxy_record.py``), its shape checked."""
-    try:
-        rec = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"{path} is not a readable proxy record ({exc})") from None
+    """A proxy record (``proxy_record.py``), its checksum checked when present and its shape
+    checked."""
+    rec = read_json(path, "proxy record", required=False)
     if not isinstance(rec, dict) or rec.get("format") != RECORD or rec.get("version") != RECORD_VERSION:
         raise StnasError(f"{path} is not a {RECORD} version {RECORD_VERSION} file")
     cells = rec.get("cells")
@@ -132,10 +133,7 @@ def read_record(path: str | Path) -> dict:
 
 def planned_archs(path: str) -> list[str]:
     """The networks of a ground-truth plan (``archs``), table or picks table (``rows``)."""
-    try:
-        obj = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"--archs {path}: not readable JSON ({exc})") from None
+    obj = read_json(path, "--archs file", required=False)
     if isinstance(obj, dict) and isinstance(obj.get("archs"), dict):
         return [a for v in obj["archs"].values() for a in v]
     if isinstance(obj, dict) and isinstance(obj.get("rows"), list):

@@ -55,10 +55,11 @@ import numpy as np
 from scipy import stats
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json, write_text
+from stnas.core.fileio import write_text
+from stnas.core.verified import write_json
 from stnas.core.weights import load_weights
 from stnas.pipeline.config import apply_layers, load_run_config, user_layers
-from stnas.proxy.scorer import Proxy
+from stnas.pipeline.search import proxy_for_run
 from stnas.space.catalog import load_arch, load_space
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
@@ -174,7 +175,7 @@ def score_run(run_dir: str, archs: list[str], ks: list[int],
     for metric in ("top1", "loss"):
         c = json.loads(json.dumps(cfg))
         c["proxy"]["metric"], c["proxy"]["samples"] = metric, None
-        proxy = Proxy(run_dir, c, progress=True)
+        proxy = proxy_for_run(run_dir, c, progress=True)
         stab = proxy.score(archs, "stabilized")
         pool_k = len(stab[0].per_sample)
         for k in (k for k in ks if k <= pool_k):
@@ -182,7 +183,7 @@ def score_run(run_dir: str, archs: list[str], ks: list[int],
         cells[f"single/{metric}"] = {s.arch: s.score for s in proxy.score(archs, "single")}
         for k in (k for k in ks if 2 <= k <= pool_k):
             c["proxy"]["samples"] = k
-            avg = Proxy(run_dir, c).score(archs, "averaged")
+            avg = proxy_for_run(run_dir, c).score(archs, "averaged")
             cells[f"averaged@{k}/{metric}"] = {s.arch: s.score for s in avg}
     return cells
 
@@ -212,7 +213,7 @@ def epoch_cells(run_dir: str, archs: list[str]) -> dict[str, dict[str, float]]:
     files = sorted(Path(run_dir, "epochs").glob("epoch_*.safetensors"))
     if not files:
         raise StnasError(f"{run_dir}/epochs holds no epoch weights; train with supernet.keep_epoch_weights=true")
-    proxy = Proxy(run_dir, load_run_config(run_dir))
+    proxy = proxy_for_run(run_dir, load_run_config(run_dir))
     cells: dict[str, dict[str, float]] = {}
     for f in files:
         state, _ = load_weights(f, what="epoch weights")
@@ -273,8 +274,8 @@ def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
 
 def parse_few_shot(specs: list[str], space) -> dict[str, tuple[int, str, str]]:
     """{label: (edge, off run, on run)} of ``LABEL=E:RUN_OFF,RUN_ON``; the two runs must be a
-    few-shot pair (``stnas.proxy.few_shot.check_children``) of edge E, off child first."""
-    from stnas.proxy.few_shot import check_children
+    few-shot pair (``stnas.pipeline.search.check_children``) of edge E, off child first."""
+    from stnas.pipeline.search import check_children
 
     out = {}
     for spec in specs:

@@ -15,17 +15,15 @@ over its entries. The last row scores every network by its MAdds, for reference.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
 from pathlib import Path
 
-from scipy import stats
-
+from stnas.analysis.ranking import kendall_test
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
 from stnas.core.units import parse_count
+from stnas.core.verified import read_json, write_json
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,8 +56,8 @@ def fidelity(rank: dict, truth: dict) -> dict:
             names = sorted(a for a in archs if a in score)
             if len(names) < 3:
                 continue
-            tau = stats.kendalltau([score[a] for a in names], [mean[a] for a in names])
-            row[label] = {"n": len(names), "kendall_tau": float(tau.statistic), "p": float(tau.pvalue)}
+            tau, p = kendall_test([score[a] for a in names], [mean[a] for a in names])
+            row[label] = {"n": len(names), "kendall_tau": tau, "p": p}
         out[mode] = row
     return out
 
@@ -77,8 +75,9 @@ def madds_scores(truth: dict) -> dict:
 def _table(args) -> dict:
     """``fidelity`` of the inputs of ``main``'s arguments, the MAdds row added."""
     try:
-        rank = json.loads(Path(args.rank).read_text())
-        truth = json.loads(Path(args.truth).read_text())
+        # rank.json carries its checksum; what `stnas rank --json` printed and was saved does not
+        rank = read_json(args.rank, "rank result", required=False)
+        truth = read_json(args.truth, "truth file", required=False)
         return fidelity({"modes": rank["modes"] | madds_scores(truth)}, truth)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StnasError(f"cannot read the inputs ({type(exc).__name__}: {exc})") from None

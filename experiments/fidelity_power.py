@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.core.fileio import write_json
+from stnas.core.verified import write_json
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

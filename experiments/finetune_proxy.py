@@ -33,6 +33,7 @@ from stnas.data.datasets import dataset_split, make_loader
 from stnas.deploy.export import inherited_model
 from stnas.nn.model import build_model
 from stnas.pipeline.config import load_run_config
+from stnas.pipeline.settings import data_spec
 from stnas.space.catalog import run_space
 from stnas.train.engine import evaluate, lr_at
 
@@ -88,8 +89,9 @@ def score_truth(args) -> dict:
     cfg = load_run_config(args.run)
     space = run_space(args.run)
     truth = load_truth(args.truth, space)
-    train = dataset_split(cfg, space, "search-train", "limit", augment=False)
-    val = dataset_split(cfg, space, "search-val", "val_limit")
+    data = data_spec(cfg)
+    train = dataset_split(data, space, "search-train", data.limit, augment=False)
+    val = dataset_split(data, space, "search-val", data.val_limit)
     scores = {"finetune_loss": [], "finetune_top1": []}
     for i, (arch, acc) in enumerate(truth.items()):
         t0, name = time.perf_counter(), str(arch)

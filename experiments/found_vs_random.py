@@ -39,9 +39,10 @@ from scipy import stats
 from stnas.analysis.ranking import TRUTH_FORMAT, TRUTH_VERSION
 from stnas.core import dist
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
 from stnas.core.units import budget_label
+from stnas.core.verified import write_json
 from stnas.pipeline.config import apply_layers, effective_settings, load_run_config, parse_override
+from stnas.pipeline.report import read_report
 from stnas.pipeline.retrain import retrain
 from stnas.space.catalog import load_space
 
@@ -131,7 +132,7 @@ def main() -> None:
     run = Path(args.run_dir)
     if not (run / "report.json").is_file():
         raise StnasError(f"{run} holds no finished `stnas run` (no report.json)")
-    report = json.loads((run / "report.json").read_text())
+    report = read_report(run)
     cfg = load_run_config(run)
     try:
         extra = [int(x) for x in args.extra_seeds.split(",") if x.strip()]

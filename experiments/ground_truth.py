@@ -46,9 +46,11 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
+from stnas.analysis.ranking import kendall
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
 from stnas.core.units import parse_count
+from stnas.core.verified import read_json, write_json
+from stnas.deploy.card import read_card
 from stnas.pipeline.config import resolve
 from stnas.space.catalog import load_arch, load_space
 
@@ -95,7 +97,7 @@ def _train(arch: str, cfg: dict, out: str, threads: int, parent: int | None = No
     out_dir = Path(out)
     card_file = out_dir / "model_card.json"
     if card_file.is_file():
-        card = json.loads(card_file.read_text())
+        card = read_card(card_file)
     else:
         resumable = (out_dir / "config.yaml").is_file() and any((out_dir / "checkpoints").glob("step_*.pt"))
         if out_dir.exists() and not resumable:  # killed before its first checkpoint: start again
@@ -141,10 +143,7 @@ def _recorded(path: Path, plan: dict) -> dict:
     """{(arch, seed): result} from an existing table of ``plan`` at ``path`` ({} if none)."""
     if not path.exists():
         return {}
-    try:
-        table = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"{path} is not a readable table ({exc}); move it away or choose another --out") from None
+    table = read_json(path, "ground-truth table", required=False)
     if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT or not isinstance(table.get("rows"), list):
         raise StnasError(f"{path} is not a {TABLE_FORMAT} table; move it away or choose another --out")
     keys = ("preset", "space_fingerprint", "recipe", "overrides", "band")
@@ -179,7 +178,7 @@ def build(args) -> None:
     work = Path(args.work)
     plan_file = work / "plan.json"
     if plan_file.is_file():
-        saved = json.loads(plan_file.read_text())
+        saved = read_json(plan_file, "ground-truth plan", required=False)
         new = json.loads(json.dumps(plan))
         diff = sorted(k for k in new if k not in ("n", "archs", "seeds") and saved.get(k) != new[k])
         if not extends_seeds(saved.get("seeds"), new["seeds"]):
@@ -233,10 +232,10 @@ def seed_tau(rows: list[dict], metric: str, seeds: tuple[str, str], resamples: i
     if len(pairs) < 4:
         return {"n": len(pairs), "tau": None, "ci": None}
     a, b = map(np.asarray, zip(*pairs))
-    tau = stats.kendalltau(a, b).statistic
+    tau = kendall(a, b)
     with warnings.catch_warnings():  # resamples of tied values have no tau: dropped below
         warnings.simplefilter("ignore")
-        dist = stats.bootstrap((a, b), lambda x, y: stats.kendalltau(x, y).statistic, paired=True,
+        dist = stats.bootstrap((a, b), kendall, paired=True,
                                vectorized=False, n_resamples=resamples, method="percentile",
                                random_state=np.random.default_rng(0)).bootstrap_distribution
     return {"n": len(pairs), "tau": float(tau), "ci": ci95(dist)}

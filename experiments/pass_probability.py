@@ -28,7 +28,6 @@ variances). Prints a table and writes experiments/results/pass_probability.json.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
@@ -36,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
 from stnas.core.units import budget_label
+from stnas.core.verified import read_json, write_json
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -114,8 +113,8 @@ def run(args) -> None:
     """The table of ``main``'s arguments, printed and written to ``--out``."""
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
-        comps = variance_components([json.loads(Path(p).read_text()) for p in args.results])
-        fid = json.loads(Path(args.fidelity).read_text())["fidelity"]
+        comps = variance_components([read_json(p, "results", required=False) for p in args.results])
+        fid = read_json(args.fidelity, "fidelity table", required=False)["fidelity"]
         taus = {src: {b: fid[key][b]["kendall_tau"] for b in comps if b in fid[key]}
                 for src, key in (("proxy", args.mode), ("MAdds", "MAdds"))}
         if min(seeds) < 1 or args.candidates < 1 or args.n < 1 or args.trials < 1:

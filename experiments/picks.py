@@ -25,7 +25,6 @@ each seed alone (pick seed s against the networks' seed s).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -33,8 +32,9 @@ import numpy as np
 from scipy import stats
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
+from stnas.core.verified import read_json, write_json
 from stnas.pipeline.config import resolve
+from stnas.search.history import read_search
 from stnas.space.catalog import load_arch, load_space
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
@@ -58,10 +58,7 @@ def read_picks(spec: str, budgets: list[int], recorded: dict | None = None) -> t
         return label, {b: mine[b] for b in budgets}
     if not best.is_file():
         raise StnasError(f"{best} not found: {folder} is not a folder `stnas search` wrote")
-    try:
-        entries = json.loads(best.read_text())
-    except ValueError as exc:
-        raise StnasError(f"{best} is not JSON ({exc})") from None
+    entries = read_search(folder, "best")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
         raise StnasError(f"{best} is not a list of ranked networks")
     picks = {int(e["budget"]): str(e["arch"]) for e in entries if e.get("rank") == 1 and e.get("budget") in budgets}
@@ -139,10 +136,7 @@ def _record(path: Path, table: dict) -> dict:
     """The picks table already at ``path`` ({} if none), checked to be of ``table``'s recipe."""
     if not path.exists():
         return {}
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise StnasError(f"{path} is not readable JSON ({exc}); move it away or choose another --out") from None
+    record = read_json(path, "picks table", required=False)
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
     if [record.get(k) for k in ("space_fingerprint", "recipe", "overrides")] != [
@@ -174,10 +168,7 @@ def place_one(pick: dict, rows: list[dict], seeds: list[str], metric: str, resam
 
 
 def place(args) -> None:
-    try:
-        picks = json.loads(Path(args.picks).read_text())
-    except ValueError as exc:
-        raise StnasError(f"{args.picks} is not JSON ({exc})") from None
+    picks = read_json(args.picks, "picks table", required=False)
     if not isinstance(picks, dict) or picks.get("format") != FORMAT:
         raise StnasError(f"{args.picks} is not a {FORMAT} table")
     table = read_table(args.table)

@@ -30,9 +30,9 @@ import numpy as np
 from scipy import stats
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json, write_text
-from stnas.pipeline.config import load_run_config
-from stnas.proxy.scorer import Proxy
+from stnas.core.fileio import write_text
+from stnas.core.verified import write_json
+from stnas.pipeline.search import proxy_for_run
 from stnas.space.catalog import load_arch, load_space
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
@@ -103,7 +103,7 @@ def _inputs(args) -> tuple[object, list[dict], dict[str, float]]:
     if is_record(args.run):  # a proxy record: its run's own configured proxy
         rec = read_record(args.run)
         return space, rows, run_cells(args.run, archs, rec["ks"])[rec["preset_cell"]]
-    proxy = Proxy(args.run, load_run_config(args.run), progress=True)
+    proxy = proxy_for_run(args.run, progress=True)
     return space, rows, {s.arch: s.score for s in proxy.score(archs)}
 
 

@@ -55,11 +55,20 @@ import numpy as np
 
 from stnas.analysis.ranking import kendall, rank_metrics
 from stnas.core.checkpoint import CheckpointManager
-from stnas.core.fileio import write_json, write_text
+from stnas.core.fileio import write_text
+from stnas.core.verified import read_json, write_json
 from stnas.data.datasets import dataset_split
-from stnas.pipeline.config import apply_layers, check_same_settings, load_run_config, resolve, user_layers
+from stnas.pipeline.config import (
+    ON_EXISTING_RUN,
+    apply_layers,
+    check_same_settings,
+    load_run_config,
+    resolve,
+    user_layers,
+)
 from stnas.pipeline.retrain import CARD, retrain
-from stnas.pipeline.supernet import RESUME_SECTIONS as SUPERNET_SECTIONS
+from stnas.pipeline.search import proxy_for_run
+from stnas.pipeline.settings import data_spec
 from stnas.pipeline.supernet import train_supernet
 from stnas.proxy.scorer import Proxy
 from stnas.space.catalog import load_space
@@ -179,7 +188,7 @@ def estimate(args, cfg_gt: dict, sn_cfgs: dict, space, cells, seed2: list[int]) 
     for name, cfg in sn_cfgs.items():
         run = args.work_dir / f"supernet_{name}"
         if not (run / "supernet.safetensors").is_file():
-            n = len(dataset_split(cfg, space, "search-train", "limit"))
+            n = len(dataset_split(data_spec(cfg), space, "search-train", data_spec(cfg).limit))
             sn += (cfg["supernet"]["epochs"] * n + cfg["pool"]["extra_steps"] * cfg["supernet"]["batch_size"]) \
                 / 1e4 * SUPERNET_S_PER_10K
         ks = [k for s, m, k in cells if s == name and m != "single"]
@@ -187,7 +196,7 @@ def estimate(args, cfg_gt: dict, sn_cfgs: dict, space, cells, seed2: list[int]) 
         need = args.n_archs * (1 + min(args.stability_points, cfg["supernet"]["epochs"]) + max(ks) + len(avg))
         cache, epochs = run / "proxy_cache.jsonl", run / "proxy_quality_epochs.json"
         done = len(cache.read_text().splitlines()) if cache.is_file() else 0
-        done += len(json.loads(epochs.read_text())) * args.n_archs if epochs.is_file() else 0
+        done += len(read_json(epochs, "epoch scores", required=False)) * args.n_archs if epochs.is_file() else 0
         ev += max(0, need - done)
     return {"ground_truth_s": gt, "supernets_s": sn, "proxy_s": ev * PROXY_EVAL_S, "proxy_evaluations": ev,
             "total_s": gt + sn + ev * PROXY_EVAL_S, "retrain_s_each": per_retrain}
@@ -222,8 +231,8 @@ def run_retrain(arch, cfg: dict, out: Path, work: dict) -> dict:
 
 def run_supernet(cfg: dict, run: Path, work: dict) -> tuple[dict, bool]:
     if (run / "supernet.safetensors").is_file():
-        check_same_settings(run, cfg, SUPERNET_SECTIONS)
-        return json.loads((run / "supernet.json").read_text()), True
+        check_same_settings(run, cfg, ON_EXISTING_RUN["supernet"]["keep"])
+        return read_json(run / "supernet.json", "supernet summary"), True
     ckpt = run / "checkpoints"
     if ckpt.is_dir() and not any(ckpt.iterdir()):
         ckpt.rmdir()  # killed before its first checkpoint: start afresh
@@ -233,7 +242,7 @@ def run_supernet(cfg: dict, run: Path, work: dict) -> tuple[dict, bool]:
 
 def proxy_for(run: Path, k: int | None) -> Proxy:
     cfg = apply_layers(load_run_config(run), user_layers(overrides=[f"proxy.samples={k if k else 'null'}"]))
-    return Proxy(run, cfg, mode="single")
+    return proxy_for_run(run, cfg, mode="single")
 
 
 def epoch_scores(run: Path, archs: list, last: int, work: dict) -> tuple[list[int], list[list[float]]]:
@@ -242,7 +251,7 @@ def epoch_scores(run: Path, archs: list, last: int, work: dict) -> tuple[list[in
 
     files = sorted((run / "epochs").glob("epoch_*.safetensors"))[-last:]
     proxy, path = proxy_for(run, None), run / "proxy_quality_epochs.json"
-    cache = json.loads(path.read_text()) if path.is_file() else {}
+    cache = read_json(path, "epoch scores", required=False) if path.is_file() else {}
     names, scores = [], []
     for f in files:
         key = hashlib.sha256(json.dumps([proxy.settings, hashlib.sha256(f.read_bytes()).hexdigest(),

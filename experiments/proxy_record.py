@@ -25,8 +25,9 @@ import sys
 from pathlib import Path
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import sha256_file, write_json
+from stnas.core.fileio import sha256_file
 from stnas.core.rundir import RunDir
+from stnas.core.verified import write_json
 from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 from stnas.space.catalog import load_space
 from stnas.train.pool import SamplePool

@@ -27,7 +27,7 @@ import torch
 from scipy import optimize
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
+from stnas.core.verified import write_json
 from stnas.pipeline.config import load_run_config
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root

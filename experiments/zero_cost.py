@@ -29,10 +29,11 @@ import torch
 from torch import nn
 
 from stnas.core.errors import StnasError
-from stnas.core.fileio import write_json
-from stnas.data.datasets import dataset_split, split_seed
+from stnas.core.verified import write_json
+from stnas.data.datasets import dataset_split
 from stnas.nn.model import build_model
 from stnas.pipeline.config import resolve
+from stnas.pipeline.settings import data_spec
 from stnas.space.catalog import load_arch, load_space
 
 if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
@@ -81,10 +82,10 @@ def synflow(model: nn.Module, shape: tuple[int, ...]) -> float:
 
 def fixed_batch(cfg: dict, space, n: int) -> torch.Tensor:
     """The first ``n`` images of a seeded permutation of search-train (no augmentation)."""
-    train = dataset_split(cfg, space, "search-train", None, augment=False)
+    train = dataset_split(data_spec(cfg), space, "search-train", augment=False)
     if n > len(train):
         raise StnasError(f"--batch {n} is more than search-train's {len(train)} images")
-    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(split_seed(cfg)))[:n]
+    pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(data_spec(cfg).data_seed))[:n]
     return torch.stack([train[int(i)][0] for i in pick])
 
 
@@ -134,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     write_json(Path(args.out), {
         "format": RECORD, "version": RECORD_VERSION, "label": args.label, "overrides": [],
         "ks": [], "run": None, "config": {"preset": args.preset, "batch": args.batch, "inits": args.inits,
-                                          "split_seed": split_seed(cfg), "split": "search-train"},
+                                          "split_seed": data_spec(cfg).data_seed, "split": "search-train"},
         "weights": None, "preset_cell": "naswot", "cells": cells})
     print(f"{args.label}: {len(archs)} networks -> {args.out}")
 

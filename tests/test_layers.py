@@ -90,8 +90,8 @@ def test_import_graph_sees_the_known_edges():
     assert "stnas.space.searchspace" in graph["stnas.nn.supernet"]
     assert "stnas.core.dist" in graph["stnas.train.engine"]  # `from stnas import dist`
     assert "stnas.space.searchspace" not in graph["stnas.space.arch"]  # only under TYPE_CHECKING
-    assert "stnas.proxy.scorer" not in graph["stnas.analysis.ranking"]
-    assert "stnas.proxy.scorer" in import_graph(False)["stnas.analysis.ranking"]
+    assert "stnas.core.weights" not in graph["stnas.analysis.ranking"]  # only inside a function
+    assert "stnas.core.weights" in import_graph(False)["stnas.analysis.ranking"]
 
 
 @pytest.mark.parametrize("module_level", [True, False], ids=["module-level", "with-function-imports"])
@@ -139,13 +139,74 @@ def layer_violations() -> list[str]:
     return sorted(bad)
 
 
-# modules below pipeline/ that still read a run's config (the seam issue #37 removes them)
-_SEAMS_TO_CUT = {"stnas.deploy.export -> stnas.pipeline.config", "stnas.proxy.few_shot -> stnas.pipeline.config",
-                 "stnas.proxy.scorer -> stnas.pipeline.config", "stnas.train.inherited -> stnas.pipeline.config"}
-
-
 def test_imports_run_down_the_floors():
-    assert set(layer_violations()) <= _SEAMS_TO_CUT
+    assert layer_violations() == []
+
+
+# ------------------------------------------------------------------ config at the seam
+# Only pipeline/ and cli/ read the resolved config dict (stnas.pipeline.settings turns it into
+# the explicit settings the floors below take).
+BELOW_PIPELINE = [pkg for names in FLOORS[:FLOORS.index(("pipeline", "analysis"))] for pkg in names]
+CONFIG_NAMES = {"cfg", "config"}
+
+
+def _sections() -> set[str]:
+    from stnas.pipeline.config import DEFAULTS  # imports without torch
+
+    return set(DEFAULTS)
+
+
+def _is_config(node: ast.AST) -> bool:
+    """``cfg``, ``config``, ``self.cfg``, ``x.config``."""
+    return ((isinstance(node, ast.Name) and node.id in CONFIG_NAMES)
+            or (isinstance(node, ast.Attribute) and node.attr in CONFIG_NAMES))
+
+
+def _text(node: ast.AST | None):
+    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
+
+
+def config_reads(source: str, where: str = "<source>") -> list[str]:
+    """Where ``source`` reads the config dict: a config-named value subscripted with (or
+    ``.get`` of) a config section name, or an import of ``stnas.pipeline``."""
+    sections, found = _sections(), []
+    for node in ast.walk(ast.parse(source)):
+        key = None
+        if isinstance(node, ast.Subscript) and _is_config(node.value):
+            key = _text(node.slice)
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get"
+              and _is_config(node.func.value) and node.args):
+            key = _text(node.args[0])
+        if key in sections:
+            found.append(f"{where}:{node.lineno}: {ast.unparse(node)}")
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+        found += [f"{where}:{node.lineno}: imports {n}" for n in names if n.split(".")[:2] == ["stnas", "pipeline"]]
+    return found
+
+
+def test_config_reads_finds_what_the_seam_removed():
+    snippets = {  # the shapes of the reads issue #37 removed from the floors below pipeline/
+        'def enabled(cfg):\n    return bool(cfg["search"].get("latency_budgets"))': 1,
+        'class P:\n    def __init__(self, cfg):\n        self.cfg = cfg\n        m = self.cfg["proxy"]["mode"]': 1,
+        'def split_seed(cfg):\n    ss = cfg["data"].get("split_seed")\n'
+        '    return cfg.get("seed") if ss is None else ss': 2,
+        'def f(run):\n    from stnas.pipeline.config import load_run_config\n    return load_run_config(run)': 1,
+        "import stnas.pipeline.config as c": 1,
+    }
+    for source, n in snippets.items():
+        assert len(config_reads(source)) == n, source
+    # not a config read: other sections' dicts, other keys, relative imports of the own package
+    assert config_reads('def f(cfg_search, settings, cfg):\n    return cfg_search["budgets"], settings["data"], '
+                        'cfg["top"]\nfrom .x import y') == []
+
+
+def test_nothing_below_the_pipeline_reads_the_config():
+    found = []
+    for pkg in BELOW_PIPELINE:
+        for path in sorted((SRC / "stnas" / pkg).rglob("*.py")):
+            found += config_reads(path.read_text(), str(path.relative_to(SRC)))
+    assert found == []
 
 
 # ---------------------------------------------------------------------------- research and benchmarks

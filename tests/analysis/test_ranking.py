@@ -8,7 +8,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stnas.analysis.ranking import kendall, load_arch_list, load_truth, rank_metrics, top_k_overlap
+from stnas.analysis.ranking import (
+    kendall,
+    kendall_test,
+    load_arch_list,
+    load_truth,
+    rank_metrics,
+    spearman,
+    top_k_overlap,
+)
 from stnas.cli import main
 from stnas.core.errors import ArchError, ConfigError
 from stnas.pipeline.config import resolve, save_config
@@ -50,6 +58,37 @@ def test_values_by_hand():
     # tau-b with a tie in the proxy: of n0 = 6 pairs C = 2, D = 3, one tied in x only
     assert kendall([1, 1, 2, 3], [1, 2, 3, 0]) == pytest.approx((2 - 3) / math.sqrt(5 * 6))
     assert math.isnan(kendall([1, 1, 1], [1, 2, 3]))
+
+
+def _tau_b_by_hand(a, b) -> float:
+    """Kendall tau-b from its definition: (C - D) / sqrt((n0 - ties in a) (n0 - ties in b))."""
+    pairs = [(i, j) for i in range(len(a)) for j in range(i + 1, len(a))]
+    sign = [np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]) for i, j in pairs]
+    ties_a, ties_b = sum(a[i] == a[j] for i, j in pairs), sum(b[i] == b[j] for i, j in pairs)
+    return (sign.count(1) - sign.count(-1)) / math.sqrt((len(pairs) - ties_a) * (len(pairs) - ties_b))
+
+
+def _rho_by_hand(a, b) -> float:
+    """Spearman rho of distinct values: 1 - 6 sum d^2 / (n (n^2 - 1))."""
+    rank = lambda x: np.argsort(np.argsort(x))  # noqa: E731
+    d = rank(np.asarray(a)) - rank(np.asarray(b))
+    return 1 - 6 * float((d ** 2).sum()) / (len(a) * (len(a) ** 2 - 1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=2, max_size=12))
+def test_rank_correlations_by_their_definitions_and_one_nan_convention(pairs):
+    a, b = (np.array(x, float) for x in zip(*pairs))
+    tau, (tau2, p) = kendall(a, b), kendall_test(a, b)
+    if np.ptp(a) == 0 or np.ptp(b) == 0:  # a constant list ranks nothing: undefined
+        assert math.isnan(tau) and math.isnan(tau2) and math.isnan(p) and math.isnan(spearman(a, b))
+        assert kendall(a, b, undefined=0.0) == 0.0 and spearman(a, b, undefined=0.0) == 0.0
+    else:
+        assert tau == pytest.approx(_tau_b_by_hand(a, b)) and tau2 == tau and 0 <= p <= 1
+        assert kendall(a, b, undefined=0.0) == tau and kendall(b, a) == pytest.approx(tau)
+    if len(set(a)) == len(a) and len(set(b)) == len(b):
+        assert spearman(a, b) == pytest.approx(_rho_by_hand(a, b))
+    assert math.isnan(kendall([0.5], [0.7]))
 
 
 def test_bootstrap_contains_point_and_narrows_with_more_data():

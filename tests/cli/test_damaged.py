@@ -7,7 +7,7 @@ import pytest
 
 from stnas.cli import main
 from stnas.core.rundir import RunDir
-from stnas.proxy.scorer import Proxy
+from stnas.pipeline.search import proxy_for_run
 
 ARCH = "digits:012012/.1.0....."
 TRAIN = ["supernet", "train", "--preset", "digits", "--data", "digits", "supernet.progress=false",
@@ -96,23 +96,23 @@ def _cache_lines(run):
 
 
 def test_cache_line_with_wrong_scores_is_recomputed(run):
-    first = Proxy(run.path, mode="single")
+    first = proxy_for_run(run.path, mode="single")
     clean = first.score([ARCH])[0]
     assert first.evaluations == 1
     line = _cache_lines(run)[0]
     forged = line.replace(b'"top1": ', b'"top1": 1', 1)  # valid JSON, another score
     assert forged != line
     run.cache.write_bytes(forged)
-    again = Proxy(run.path, mode="single")
+    again = proxy_for_run(run.path, mode="single")
     assert again.score([ARCH])[0].score == clean.score and again.evaluations == 1
-    third = Proxy(run.path, mode="single")  # the recomputed line is trusted
+    third = proxy_for_run(run.path, mode="single")  # the recomputed line is trusted
     assert third.score([ARCH])[0].score == clean.score and third.evaluations == 0
 
 
 def test_cache_with_invalid_utf8_is_recomputed(run):
-    clean = Proxy(run.path, mode="single").score([ARCH])[0]
+    clean = proxy_for_run(run.path, mode="single").score([ARCH])[0]
     run.cache.write_bytes(b"\xff\xfe garbage \x80\n" + _cache_lines(run)[0][:-9] + b"\xc3\n")
-    again = Proxy(run.path, mode="single")
+    again = proxy_for_run(run.path, mode="single")
     assert again.score([ARCH])[0].score == clean.score and again.evaluations == 1
 
 

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from stnas.core import verified
 from stnas.core.errors import CheckpointError, ConfigError
-from stnas.core.rundir import LOCK, RunDir
+from stnas.core.rundir import LOCK, RunDir, check_same_inputs, differing
 from stnas.core.weights import load_weights, save_weights
 from stnas.space.catalog import load_space, run_space, save_run_space
 
@@ -210,6 +210,33 @@ def test_guard(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="not a directory"):
         RunDir(tmp_path / "file").guard(resume=False)
+
+
+@FAST
+@given(old=records, data=st.data())
+def test_differing_names_exactly_the_changed_keys(old, data):
+    assert differing(old, old) == [] and differing(old, dict(reversed(list(old.items())))) == []
+    key = data.draw(st.text(min_size=1, max_size=6))
+    new = {**old, key: ["changed", old.get(key)]}
+    assert differing(old, new) == [key] == differing(new, old)
+    gone = {k: v for k, v in old.items() if k != key}
+    assert differing(old, gone) == ([key] if key in old else [])
+
+
+def test_differing_goes_one_level_into_sections():
+    old = {"seed": 1, "config": {"generations": 2, "population": 6}, "space": "digits"}
+    new = {"seed": 1, "config": {"generations": 3, "population": 6, "screen": 0.5}, "space": "digits"}
+    assert differing(old, new) == ["config.generations", "config.screen"]
+    assert differing(old, {**old, "config": None}) == ["config"]
+
+
+def test_results_of_other_inputs_are_never_replaced(tmp_path):
+    check_same_inputs(tmp_path, "a search", {"seed": 1}, {"seed": 1}, "choose another --out")
+    with pytest.raises(ConfigError) as e:
+        check_same_inputs(tmp_path, "a search", {"seed": 1, "a": 2}, {"seed": 2, "a": 2}, "choose another --out")
+    assert str(e.value) == f"{tmp_path} holds a search made from other inputs (seed differ); choose another --out"
+    with pytest.raises(CheckpointError, match="whose inputs cannot be read; remove it"):
+        check_same_inputs(tmp_path, "a rank result", None, {"seed": 1}, "remove it", error=CheckpointError)
 
 
 def test_the_runs_space_is_its_space_yaml(tmp_path):

@@ -338,17 +338,16 @@ def test_imagenet_folder(tmp_path):
 
 
 def test_split_seed_fixes_the_data_across_training_seeds():
-    from stnas.data.datasets import dataset_split
-    from stnas.pipeline.config import resolve
+    from stnas.data.datasets import DataSpec, dataset_split
     from stnas.space.catalog import load_space
 
     space = load_space("digits")
 
-    def val(*over):
-        return dataset_split(resolve("digits", overrides=list(over)), space, "search-val", "val_limit").indices
+    def val(seed, split_seed=None):
+        return dataset_split(DataSpec("digits", seed=seed, split_seed=split_seed), space, "search-val", 100).indices
 
-    base = val("data.val_limit=100")
-    np.testing.assert_array_equal(val("seed=1", "data.split_seed=0", "data.val_limit=100"), base)
-    assert not np.array_equal(val("seed=1", "data.val_limit=100"), base)  # by default the seed splits
-    np.testing.assert_array_equal(val("seed=0", "data.split_seed=1", "data.val_limit=100"),
-                                  val("seed=1", "data.val_limit=100"))
+    base = val(0)
+    assert len(base) == 100
+    np.testing.assert_array_equal(val(1, split_seed=0), base)
+    assert not np.array_equal(val(1), base)  # by default the seed splits
+    np.testing.assert_array_equal(val(0, split_seed=1), val(1))

@@ -16,9 +16,10 @@ from stnas.cli import main
 from stnas.core import __version__
 from stnas.core.errors import ArchError, CheckpointError, ConfigError
 from stnas.core.weights import save_weights
-from stnas.deploy.export import export_from_run, export_model, inherited_model, load_model
+from stnas.deploy.export import export_model, inherited_model, load_model
 from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
+from stnas.pipeline.export import export_run
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, load_space
 
@@ -173,7 +174,7 @@ def test_export_from_run_equals_supernet_in_eval(run_dir, tmp_path):
     sup.eval()
     x = _input(space, 5, 11)
     for k, arch in enumerate([space.sample(np.random.default_rng(21)), _all_branches(space)]):
-        paths = export_from_run(run_dir, str(arch), tmp_path / f"e{k}", recalibrate=False)
+        paths = export_run(run_dir, str(arch), tmp_path / f"e{k}", recalibrate=False)
         net = load_model(tmp_path / f"e{k}")
         with torch.no_grad():
             want = sup(x, arch)
@@ -195,9 +196,9 @@ def test_export_from_pool_sample_and_model_dir(run_dir, tmp_path):
     net = inherited_model(run_dir, arch, sample)
     with torch.no_grad():
         torch.testing.assert_close(net(x), sup.eval()(x, arch), rtol=1e-5, atol=1e-5)
-    export_from_run(run_dir, arch, tmp_path / "a", weights=sample, onnx=False)
+    export_run(run_dir, arch, tmp_path / "a", weights=sample, onnx=False)
     # a model directory (e.g. a retrained model) as the weights source
-    export_from_run(run_dir, arch, tmp_path / "b", weights=tmp_path / "a", onnx=False)
+    export_run(run_dir, arch, tmp_path / "b", weights=tmp_path / "a", onnx=False)
     ta, tb = load_file(tmp_path / "a" / "model.safetensors"), load_file(tmp_path / "b" / "model.safetensors")
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     with pytest.raises(ArchError, match="holds architecture"):
@@ -207,16 +208,16 @@ def test_export_from_pool_sample_and_model_dir(run_dir, tmp_path):
 def test_export_errors(run_dir, tmp_path):
     fm = load_space("fashion-mnist").sample(np.random.default_rng(0))
     with pytest.raises(ArchError, match="fashion-mnist"):
-        export_from_run(run_dir, str(fm), tmp_path / "x")
+        export_run(run_dir, str(fm), tmp_path / "x")
     with pytest.raises(ConfigError, match="does not exist"):
-        export_from_run(tmp_path / "nope", "digits:000000/.........", tmp_path / "x")
+        export_run(tmp_path / "nope", "digits:000000/.........", tmp_path / "x")
     arch = load_space("digits").sample(np.random.default_rng(0))
     with pytest.raises(CheckpointError, match="does not exist"):
-        export_from_run(run_dir, arch, tmp_path / "x", weights=tmp_path / "missing.safetensors")
+        export_run(run_dir, arch, tmp_path / "x", weights=tmp_path / "missing.safetensors")
     bad = tmp_path / "bad.safetensors"
     save_weights({"foo": torch.zeros(2)}, bad)
     with pytest.raises(CheckpointError, match="supernet of space 'digits'"):
-        export_from_run(run_dir, arch, tmp_path / "x", weights=bad)
+        export_run(run_dir, arch, tmp_path / "x", weights=bad)
 
 
 def _one_line_exit_2(argv, capsys, match):
@@ -253,13 +254,14 @@ def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
     space = load_space("digits")
     arch, other = space.sample(np.random.default_rng(3)), space.sample(np.random.default_rng(4))
     out = tmp_path / "m"
-    export_from_run(run_dir, arch, out, onnx=False)
-    export_from_run(run_dir, arch, out)  # the same model again (a rerun): allowed, adds the ONNX file
+    export_run(run_dir, arch, out, onnx=False)
+    export_run(run_dir, arch, out)  # the same model again (a rerun): allowed, adds the ONNX file
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert "model.onnx" in before
     sample = run_dir / "pool" / "sample_000.safetensors"  # an earlier step than the final weights
-    for argv, match in (([str(other)], "already holds the exported model of " + str(arch)),
-                        ([str(arch), "--weights", str(sample)], "with other weights (supernet)")):
+    for argv, match in (([str(other)], f"holds the exported model of {arch} (supernet) made from other inputs "
+                                        f"(arch, weights differ)"),
+                        ([str(arch), "--weights", str(sample)], "made from other inputs (weights differ)")):
         _one_line_exit_2(["export", str(run_dir), "--arch", *argv, "--out", str(out)], capsys, match)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # nothing lost or rewritten
     (tmp_path / "notarun").mkdir()
@@ -271,7 +273,7 @@ def test_export_never_replaces_another_model(run_dir, tmp_path, capsys):
 
 
 def test_inherited_export_recalibrates_bn_and_says_so(run_dir, tmp_path, capsys):
-    from stnas.data.datasets import dataset_split, make_loader
+    from stnas.data.datasets import DataSpec, dataset_split, make_loader
     from stnas.pipeline.config import load_run_config
 
     space = load_space("digits")
@@ -286,7 +288,7 @@ def test_inherited_export_recalibrates_bn_and_says_so(run_dir, tmp_path, capsys)
     assert card["preprocessing"]["class_names"] == [str(k) for k in range(10)]
     # the stem BN's running mean is the mean of the stem conv's output over the recalibration images
     cfg = load_run_config(run_dir)
-    recal = dataset_split(cfg, space, "search-train", None, augment=False)
+    recal = dataset_split(DataSpec("digits", seed=cfg["seed"]), space, "search-train", augment=False)
     loader = make_loader(recal, cfg["proxy"]["batch_size"], train=True, seed=cfg["seed"], drop_last=False)
     xs = [x for _, (x, _) in zip(range(cfg["proxy"]["recal_batches"]), loader)]
     assert card["recal_images"] == sum(len(x) for x in xs)

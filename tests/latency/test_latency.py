@@ -13,14 +13,19 @@ from hypothesis import strategies as st
 from stnas.cli import main
 from stnas.core.errors import ConfigError, LatencyTableError, SpaceError
 from stnas.core.units import parse_latency
+from stnas.deploy.card import read_card
 from stnas.latency import table as lat
 from stnas.latency.measure import build_table, ensure_table, summarize, time_calls
 from stnas.pipeline.checks import check_search
 from stnas.pipeline.config import DEFAULTS
+from stnas.pipeline.report import read_report
 from stnas.proxy.score import Score
 from stnas.search.evolution import search
+from stnas.search.history import read_search
 from stnas.space.arch import Arch
 from stnas.space.catalog import load_arch, load_space
+
+from conftest import run_cli
 
 SPACE = load_space("digits")
 SETTINGS = dict(DEFAULTS["latency"], repeats=3, rounds=1, warmup=0, fit_networks=4)
@@ -188,7 +193,7 @@ def test_device_refusal(table, tmp_path, capsys):
     # building into it refuses to replace another device's table, in one line, before measuring
     before = path.read_bytes()
     rc, out = cli(["latency", "build", "digits", "--out", str(path), "--force"], capsys)
-    assert rc == 2 and len(out.err.strip().splitlines()) == 1 and "another device" in out.err
+    assert rc == 2 and len(out.err.strip().splitlines()) == 1 and "other inputs (device." in out.err
     assert path.read_bytes() == before
 
 
@@ -277,11 +282,11 @@ def test_no_scored_candidate_exceeds_its_latency_budget(table, tmp_path, quantil
     assert scorer.scored and len(scorer.scored) == len(set(scorer.scored))
     for target, recs in res.best.items():
         assert recs and all(r.latency_ms <= target.latency_ms for r in recs)
-    history = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
+    history = read_search(tmp_path, "history")
     assert all(h["latency_ms"] == pytest.approx(pred(load_arch(h["arch"], SPACE))) for h in history)
     assert all(h["latency_ms"] <= parse_latency(budgets[1]) for h in history)
     assert (tmp_path / "pareto_latency.json").is_file()
-    best = json.loads((tmp_path / "best.json").read_text())
+    best = read_search(tmp_path, "best")
     assert {b["target"] for b in best} == {t.label for t in res.best}
     # the small budget's candidates all meet it (every other candidate targets it)
     first = [a for a in scorer.scored[::2]]
@@ -311,7 +316,7 @@ def test_screened_latency_search_keeps_every_candidate_within_its_target(table, 
     assert any(r.screened for r in res.history) and all(r.latency_ms <= limit for r in res.history)
     for t, recs in res.best.items():
         assert recs and all(not r.screened and r.latency_ms <= t.latency_ms for r in recs)
-    front = json.loads((tmp_path / "pareto_latency.json").read_text())
+    front = read_search(tmp_path, "pareto_latency")
     assert front and not any(r.get("screened") for r in front)
 
 
@@ -334,11 +339,42 @@ def test_madds_search_output_is_unchanged_by_latency_support(tmp_path):
     search(SPACE, scorer, check_search(dict(DEFAULTS["search"], budgets=["300k"], population=6, parents=2,
                                             generations=2)),
            tmp_path, progress=False)
-    rows = [json.loads(x) for x in (tmp_path / "search.jsonl").read_text().splitlines()]
+    rows = read_search(tmp_path, "history")
     assert rows and all("latency_ms" not in r for r in rows)
     assert not (tmp_path / "pareto_latency.json").exists()
-    summary = json.loads((tmp_path / "search.json").read_text())
+    summary = read_search(tmp_path, "summary")
     assert "latency_budgets_ms" not in summary and "latency_budgets" not in summary["config"]
+
+
+def test_a_models_latency_file_is_reused_only_when_intact(table, tmp_path):
+    """latency.json is reused when intact and measured with the same table; a plain, altered
+    or other table's file is measured again; the model card is rewritten only when it changes."""
+    from stnas.core.verified import read_json
+    from stnas.deploy.card import model_card, write_card
+    from stnas.pipeline.latency import add_to_model
+
+    arch, pred = SPACE.sample(np.random.default_rng(2)), lat.Predictor(table, SPACE)
+    settings = dict(DEFAULTS["latency"], repeats=1, rounds=1, warmup=0)
+    write_card(tmp_path / "model_card.json", model_card(arch, None, top1=0.5))
+    timer = FakeTimer(3)
+    card = add_to_model(tmp_path, read_card(tmp_path), arch, pred, settings, timer)
+    measured = read_json(tmp_path / lat.MODEL_LATENCY)
+    assert timer.calls > 0 and card["latency"] == measured == read_card(tmp_path)["latency"]
+    assert measured["table_checksum"] == table["checksum"] and measured["predicted_ms"] == pytest.approx(pred(arch))
+    stamp = (tmp_path / "model_card.json").stat().st_mtime_ns
+
+    def no_timing(*a):
+        raise AssertionError("an intact latency.json of the same table was measured again")
+    assert add_to_model(tmp_path, card, arch, pred, settings, no_timing) == card
+    assert (tmp_path / "model_card.json").stat().st_mtime_ns == stamp  # nothing new: not rewritten
+    fake = dict(measured, measured_ms=123.0)
+    for damaged in (json.dumps(fake), (tmp_path / lat.MODEL_LATENCY).read_text().replace(
+            json.dumps(measured["measured_ms"]), "123.0")):
+        (tmp_path / lat.MODEL_LATENCY).write_text(damaged)
+        timer = FakeTimer(3)
+        again = add_to_model(tmp_path, card, arch, pred, settings, timer)
+        assert timer.calls > 0 and again["latency"]["measured_ms"] != 123.0
+        assert read_json(tmp_path / lat.MODEL_LATENCY) == again["latency"] == read_card(tmp_path)["latency"]
 
 
 # ------------------------------------------------------------------ the pipeline
@@ -346,30 +382,39 @@ SMALL = ["supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "search.populat
          "search.generations=2", "retrain.epochs=1", "supernet.progress=false", "retrain.progress=false"]
 
 
-def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, capsys):
-    """A recorded table (made-up timings of this machine's identity): the run never scores a
-    candidate over budget, and reports predicted and measured latency per chosen model."""
+@pytest.fixture(scope="module")
+def latency_run(table, tmp_path_factory):
+    """A finished digits run under two latency budgets with a recorded table (made-up timings
+    of this machine's identity): (run dir, table file, budgets)."""
+    tmp_path = tmp_path_factory.mktemp("latency_run")
     path = tmp_path / "table.json"
     lat.save_table(table, path)
     pred = lat.Predictor(table, SPACE)
     spread = sorted(pred(SPACE.sample(np.random.default_rng(i))) for i in range(200))
     budgets = [spread[40], spread[150]]
     out = tmp_path / "run"
-    rc, io = cli(["run", "--preset", "digits", "--latency-budget", ",".join(f"{b!r}ms" for b in budgets),
-                  "--latency-table", str(path), "--out", str(out), *SMALL], capsys)
-    assert rc == 0, io.err[-2000:]
-    history = [json.loads(x) for x in (out / "search" / "search.jsonl").read_text().splitlines()]
+    res = run_cli(["run", "--preset", "digits", "--latency-budget", ",".join(f"{b!r}ms" for b in budgets),
+                   "--latency-table", str(path), "--out", str(out), *SMALL])
+    assert res.returncode == 0, res.stderr[-2000:]
+    return out, path, budgets
+
+
+def test_run_and_search_under_latency_with_a_recorded_table(table, latency_run, capsys):
+    """The run never scores a candidate over budget, and reports predicted and measured
+    latency per chosen model."""
+    out, path, budgets = latency_run
+    pred = lat.Predictor(table, SPACE)
+    history = read_search(out / "search", "history")
     assert history and all(h["latency_ms"] <= budgets[1] + 1e-9 for h in history)
-    assert json.loads((out / "search" / lat.SEARCH_TABLE).read_text()) == table
-    report = json.loads((out / "report.json").read_text())
+    assert lat.load_table(out / "search" / lat.SEARCH_TABLE) == table
+    report = read_report(out)
     assert [c["latency_budget_ms"] for c in report["chosen"]] == pytest.approx(budgets)
     for c in report["chosen"]:
         x = c["model_card"]["latency"]
         assert x["predicted_ms"] == pytest.approx(pred(load_arch(c["arch"], SPACE)))
         assert x["predicted_ms"] <= c["latency_budget_ms"]
         assert x["measured_ms"] > 0 and x["calls"] >= 50 and x["device"] == lat.describe(table)
-        card = json.loads((out / c["retrain_dir"] / "model_card.json").read_text())
-        assert card["latency"] == x
+        assert read_card(out / c["retrain_dir"])["latency"] == x
     md = (out / "report.md").read_text()
     assert "Latency on" in md and "predicted ms" in md and (out / "plots" / "pareto_latency.png").is_file()
 
@@ -378,7 +423,7 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, cap
                   "--out", str(out / "s2"), "search.generations=1"], capsys)
     assert rc == 0, io.err[-2000:]
     assert "predicted ms" in io.out
-    other = tmp_path / "other.json"
+    other = path.parent / "other.json"
     t2 = copy.deepcopy(table)
     t2["overhead"]["const_ms"] += 0.01
     lat.save_table(restamp(t2), other)
@@ -387,6 +432,24 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, cap
                   "--out", str(out / "s2"), "search.generations=1"], capsys)
     assert rc == 2 and len(io.err.strip().splitlines()) == 1 and "latency_table" in io.err
     assert (out / "s2" / "search.json").read_bytes() == before
+
+
+def test_a_finished_latency_budget_run_resumes_without_rebuilding_anything(latency_run):
+    """--resume of a finished run with latency budgets: exit 0, and neither the supernet, the
+    pool, the proxy cache, a retrained model, its measured latency nor its model card is made
+    again (issue #37: the card was rewritten without its checksum, so the resume refused it)."""
+    out = latency_run[0]
+    kept = [out / "supernet.safetensors", out / "proxy_cache.jsonl", *sorted(out.glob("pool/*")),
+            *sorted(out.glob("checkpoints/*")), *sorted(out.glob("retrain/*/checkpoints/*")),
+            *sorted(out.glob("retrain/*/model/*")), *sorted(out.glob("retrain/*/latency.json")),
+            *sorted(out.glob("retrain/*/model_card.json"))]
+    assert len(list(out.glob("retrain/*/latency.json"))) >= 1
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept}
+    res = run_cli(["run", "--out", str(out), "--resume"])
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept} == before
+    for c in read_report(out)["chosen"]:
+        assert read_card(out / c["retrain_dir"])["latency"] == c["model_card"]["latency"]
 
 
 def test_predictor_benchmark_smoke(tmp_path, capsys):

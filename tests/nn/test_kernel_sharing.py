@@ -13,8 +13,8 @@ from torch import nn
 from stnas.core import dist
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
+from stnas.pipeline.search import proxy_for_run
 from stnas.pipeline.supernet import train_supernet
-from stnas.proxy.scorer import Proxy
 from stnas.space.catalog import load_space
 from stnas.space.ops import NestedMBConv, nested_groups, parse_op
 
@@ -137,7 +137,7 @@ def test_a_kernel_sharing_run_trains_scores_and_exports(tmp_path):
     state, _ = load_weights(run / "supernet.safetensors", what="supernet")
     assert set(state) == set(Supernet(space, kernel_sharing=True).state_dict())
     arch = space.sample(np.random.default_rng(2))
-    scores = Proxy(run).score([arch])
+    scores = proxy_for_run(run).score([arch])
     assert np.isfinite(scores[0].score)
     net = inherited_model(run, arch)
     shared = Supernet(space, kernel_sharing=True)

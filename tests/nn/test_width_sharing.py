@@ -14,8 +14,8 @@ from torch import nn
 from stnas.core import dist
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
+from stnas.pipeline.search import proxy_for_run
 from stnas.pipeline.supernet import train_supernet
-from stnas.proxy.scorer import Proxy
 from stnas.space.catalog import load_space
 from stnas.space.ops import MBConv, NestedMBConv, nested_groups, parse_op
 
@@ -178,7 +178,7 @@ def test_a_run_of_either_layout_trains_scores_and_exports(tmp_path, sharing):
     assert set(state) == set(shared.state_dict())
     shared.load_state_dict(state)
     arch = space.sample(np.random.default_rng(2))
-    assert np.isfinite(Proxy(tmp_path / "run").score([arch])[0].score)
+    assert np.isfinite(proxy_for_run(tmp_path / "run").score([arch])[0].score)
     net = inherited_model(tmp_path / "run", arch)
     x = torch.randn(2, space.input_channels, space.input_size, space.input_size)
     with torch.no_grad():

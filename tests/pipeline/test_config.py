@@ -120,3 +120,22 @@ def test_exponent_notation_in_a_config_file_and_its_limits(tmp_path):
         key = "supernet.epochs" if bad == "2.5e0" else "supernet.lr"
         with pytest.raises(ConfigError, match=msg):
             resolve("digits", overrides=[f"{key}={bad}"])
+
+
+def test_what_may_change_on_an_existing_run_names_real_config_keys():
+    """The one table (config.ON_EXISTING_RUN): every key it names is a config key, and a step
+    refuses any other change before any work."""
+    from stnas.pipeline.config import DEFAULTS, ON_EXISTING_RUN, apply_layers
+
+    for step, rules in ON_EXISTING_RUN.items():
+        assert set(rules) <= {"keep", "change"} and rules, step
+        for key in (k for keys in rules.values() for k in keys):
+            node = DEFAULTS
+            for part in key.split("."):
+                assert isinstance(node, dict) and part in node, (step, key)
+                node = node[part]
+    cfg = resolve("digits")
+    allowed = ON_EXISTING_RUN["search"]["change"]
+    assert apply_layers(cfg, [{"search": {"generations": 3}}], allowed=allowed)["search"]["generations"] == 3
+    with pytest.raises(ConfigError, match="seed cannot change"):
+        apply_layers(cfg, [{"seed": 5}], allowed=allowed, context="after supernet training")

@@ -114,8 +114,9 @@ def test_c_retrain_killed_before_its_first_checkpoint_resumes(tmp_path, capsys):
 def test_stability_refuses_a_gap_in_the_epoch_files(ref, tmp_path):
     from stnas.analysis.ranking import stability
     from stnas.core.errors import CheckpointError
+    from stnas.pipeline.search import proxy_for_run
 
     run = shutil.copytree(ref, tmp_path / "gap")
     (run / "epochs" / "epoch_002.safetensors").unlink()  # epochs 1 and 3 remain
     with pytest.raises(CheckpointError, match="lacks epoch_002.safetensors"):
-        stability(run, ["digits:012012/.1.0....."] * 3)
+        stability(run, ["digits:012012/.1.0....."] * 3, proxy_for_run(run, mode="single"))

@@ -9,14 +9,14 @@ import torch
 from safetensors.torch import load_file
 
 from stnas.core import dist
-from stnas.proxy.scorer import Proxy
+from stnas.pipeline.search import proxy_for_run
 
 
 def main():
     run_dir, out, archs = sys.argv[1], sys.argv[2], sys.argv[3:]
     torch.set_num_threads(1)
     ctx = dist.setup("cpu")
-    proxy = Proxy(run_dir, mode="stabilized", ctx=ctx)
+    proxy = proxy_for_run(run_dir, mode="stabilized", ctx=ctx)
     scores = proxy.score(archs)
     evaluations = proxy.evaluations
     weights = proxy.evaluate_weights(load_file(f"{run_dir}/supernet.safetensors"), archs)

@@ -2,7 +2,6 @@
 score every architecture by the mean of their scores; members that would not compare are
 refused before any weights load."""
 
-import json
 
 import numpy as np
 import pytest
@@ -10,9 +9,10 @@ import pytest
 from stnas.core import dist
 from stnas.core.errors import ConfigError
 from stnas.pipeline.config import load_run_config, resolve
+from stnas.pipeline.search import proxy_for_run
 from stnas.pipeline.supernet import train_supernet
 from stnas.proxy.ensemble import EnsembleScorer
-from stnas.proxy.scorer import Proxy
+from stnas.search.history import read_search
 from stnas.space.catalog import load_space
 
 from conftest import TRAINED_OVERRIDES, run_cli
@@ -37,9 +37,9 @@ def _archs(n=5, seed=11):
 
 def test_the_ensemble_scores_by_the_members_mean(trained_copy, replicate):
     archs = _archs()
-    scorer = EnsembleScorer([Proxy(trained_copy), Proxy(replicate)])
+    scorer = EnsembleScorer([proxy_for_run(trained_copy), proxy_for_run(replicate)])
     got = scorer.score(archs)
-    a, b = Proxy(trained_copy).score(archs), Proxy(replicate).score(archs)  # fresh: from the caches
+    a, b = proxy_for_run(trained_copy).score(archs), proxy_for_run(replicate).score(archs)  # fresh: from the caches
     for g, x, y in zip(got, a, b, strict=True):
         assert g.arch == x.arch == y.arch
         assert g.score == pytest.approx((x.score + y.score) / 2)
@@ -54,18 +54,18 @@ def test_the_ensemble_scores_by_the_members_mean(trained_copy, replicate):
 
 def test_members_that_would_not_compare_are_refused(trained_copy, replicate, tmp_path):
     with pytest.raises(ConfigError, match="two or more"):
-        EnsembleScorer([Proxy(trained_copy)])
+        EnsembleScorer([proxy_for_run(trained_copy)])
     other_data = _train(tmp_path / "s1", "seed=1")  # seed 1 splits the data its own way
     with pytest.raises(ConfigError, match="data split"):
-        EnsembleScorer([Proxy(trained_copy), Proxy(other_data)])
+        EnsembleScorer([proxy_for_run(trained_copy), proxy_for_run(other_data)])
     cfg = load_run_config(replicate)
     cfg["proxy"]["recal_batches"] = 1
     with pytest.raises(ConfigError, match="recal_batches"):
-        EnsembleScorer([Proxy(trained_copy), Proxy(replicate, cfg=cfg)])
+        EnsembleScorer([proxy_for_run(trained_copy), proxy_for_run(replicate, cfg=cfg)])
     cfg = load_run_config(replicate)
     cfg["proxy"]["metric"] = "top1" if cfg["proxy"]["metric"] == "loss" else "loss"
     with pytest.raises(ConfigError, match="metric"):
-        EnsembleScorer([Proxy(trained_copy), Proxy(replicate, cfg=cfg)])
+        EnsembleScorer([proxy_for_run(trained_copy), proxy_for_run(replicate, cfg=cfg)])
 
 
 def test_cli_ensemble_search_and_its_refusals(trained_copy, replicate, tmp_path):
@@ -74,12 +74,12 @@ def test_cli_ensemble_search_and_its_refusals(trained_copy, replicate, tmp_path)
             "search.population=5"]
     res = run_cli(["search", trained_copy, "--ensemble", replicate, *args])
     assert res.returncode == 0, res.stderr
-    summary = json.loads((out / "search.json").read_text())
+    summary = read_search(out, "summary")
     assert summary["proxy_settings"]["ensemble"] == [str(trained_copy), str(replicate)]
-    history = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    history = read_search(out, "history")
     assert len(history) == 5
     for rec in history:
-        want = np.mean([Proxy(r).score([rec["arch"]])[0].score for r in (trained_copy, replicate)])
+        want = np.mean([proxy_for_run(r).score([rec["arch"]])[0].score for r in (trained_copy, replicate)])
         assert rec["score"] == pytest.approx(want)
     for bad, msg in (([replicate, "--few-shot", replicate], "do not combine"),
                      ([trained_copy], "named twice")):

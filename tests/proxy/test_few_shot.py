@@ -15,6 +15,7 @@ from stnas.core.weights import load_weights
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
 from stnas.pipeline.supernet import initial_weights, sampler, train_supernet
+from stnas.search.history import read_search
 from stnas.space.catalog import load_space
 from stnas.space.sampling import parse_split
 
@@ -155,19 +156,19 @@ def test_fidelity_routes_each_network_to_its_side(children, trained_run):
 
 
 def test_few_shot_scorer_scores_each_network_with_its_sides_child(children):
-    from stnas.proxy.few_shot import FewShotScorer, check_children
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import check_children, proxy_for_run
+    from stnas.proxy.few_shot import FewShotScorer
 
     space = load_space("digits")
     archs, off, on = _both_sides(space, n=10, seed=5)
     edge, sides = check_children(children[::-1])  # either order
     assert edge == 1 and [str(sides[False]), str(sides[True])] == children
-    scorer = FewShotScorer({s: Proxy(r) for s, r in sides.items()}, edge)
+    scorer = FewShotScorer({s: proxy_for_run(r) for s, r in sides.items()}, edge)
     got = scorer.score(archs[::-1])
     assert [g.arch for g in got] == archs[::-1]
     by_arch = {g.arch: g for g in got}
     for run, part in zip(children, (off, on)):
-        for want in Proxy(run).score(part):  # a fresh proxy: read from the cache the scorer wrote
+        for want in proxy_for_run(run).score(part):  # a fresh proxy: read from the cache the scorer wrote
             assert by_arch[want.arch].score == want.score and by_arch[want.arch].per_sample == want.per_sample
     one = scorer.score(archs, samples=1)
     assert all(len(s.per_sample) == 1 for s in one)
@@ -178,7 +179,7 @@ def test_few_shot_scorer_scores_each_network_with_its_sides_child(children):
     other = load_run_config(children[1])
     other["proxy"]["recal_batches"] = 1
     with pytest.raises(ConfigError, match="differ in proxy settings"):
-        FewShotScorer({False: Proxy(children[0]), True: Proxy(children[1], cfg=other)}, 1)
+        FewShotScorer({False: proxy_for_run(children[0]), True: proxy_for_run(children[1], cfg=other)}, 1)
 
 
 def _edited_copy(run, dest, **changes):
@@ -202,7 +203,7 @@ def _edited_copy(run, dest, **changes):
 def test_a_bad_few_shot_pair_is_refused_with_what_is_wrong(children, trained_run, tmp_path):
     from pathlib import Path
 
-    from stnas.proxy.few_shot import check_children
+    from stnas.pipeline.search import check_children
 
     off, on = children
     other_seed = _edited_copy(Path(on), tmp_path / "seed", seed=7)
@@ -217,7 +218,6 @@ def test_a_bad_few_shot_pair_is_refused_with_what_is_wrong(children, trained_run
 
 
 def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run, tmp_path):
-    import json
 
     from stnas.proxy.few_shot import side
 
@@ -229,18 +229,18 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
             "search.population=6"]
     res = run_cli(["search", children[0], "--few-shot", children[1], *args])
     assert res.returncode == 0, res.stderr
-    summary = json.loads((out / "search.json").read_text())
+    summary = read_search(out, "summary")
     assert summary["proxy_settings"]["children"] == {"off": children[0], "on": children[1]}
-    history = [json.loads(line) for line in (out / "search.jsonl").read_text().splitlines()]
+    history = read_search(out, "history")
     assert len(history) == 6 and {side(space.arch(r["arch"]), 1) for r in history} == {False, True}
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
 
     for rec in history:
         run = children[side(space.arch(rec["arch"]), 1)]
-        assert rec["score"] == Proxy(run).score([rec["arch"]])[0].score
+        assert rec["score"] == proxy_for_run(run).score([rec["arch"]])[0].score
     # a plain search may not replace it, and a bad pair does no work
     res = run_cli(["search", children[0], *args])
-    assert res.returncode == 2 and "other settings" in res.stderr
+    assert res.returncode == 2 and "holds a search made from other inputs" in res.stderr
     bad = run_cli(["search", children[0], "--few-shot", children[0], "--out", tmp_path / "bad", "--budget", "400k"])
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "side E:off" in bad.stderr
     assert not (tmp_path / "bad").exists()

@@ -19,12 +19,14 @@ from torch import nn
 from stnas.cli import main
 from stnas.core.errors import ConfigError
 from stnas.core.rundir import CACHE
+from stnas.core.verified import read_json
 from stnas.core.weights import save_weights
-from stnas.data.datasets import dataset_split, make_loader
+from stnas.data.datasets import DataSpec, dataset_split, make_loader
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
 from stnas.pipeline.report import write_report
-from stnas.proxy.scorer import Proxy
+from stnas.pipeline.search import proxy_for_run
+from stnas.proxy.scorer import Proxy, ProxySettings
 from stnas.space.catalog import load_space
 
 from conftest import TRAINED_OVERRIDES
@@ -63,8 +65,9 @@ def reference_top1(run, state, arch, recal_batches=2, with_loss=False):
     sn = Supernet.fitting(space, state)  # the run's layout (the preset shares kernels and widths)
     sn.load_state_dict(state)
     net = sn.extract(arch).to(memory_format=torch.channels_last)  # the layout the proxy uses
-    train = dataset_split(cfg, space, "search-train", None, augment=False)
-    val = dataset_split(cfg, space, "search-val", "val_limit")
+    data = DataSpec("digits", seed=cfg["seed"], val_limit=cfg["data"]["val_limit"])
+    train = dataset_split(data, space, "search-train", augment=False)
+    val = dataset_split(data, space, "search-val", data.val_limit)
     with torch.no_grad():
         if recal_batches:
             for m in net.modules():
@@ -83,7 +86,7 @@ def reference_top1(run, state, arch, recal_batches=2, with_loss=False):
 
 
 def test_stabilized_is_mean_over_samples(run, archs):
-    proxy = Proxy(run, mode="stabilized")
+    proxy = proxy_for_run(run, mode="stabilized")
     scores = proxy.score(archs)
     assert [s.arch for s in scores] == [str(a) for a in archs]
     per_sample_ref = [proxy.pool.load(k) for k in range(2)]
@@ -96,13 +99,13 @@ def test_stabilized_is_mean_over_samples(run, archs):
         assert scores[0].per_sample[k] == pytest.approx(reference_top1(run, per_sample_ref[k], archs[0]), abs=1e-9)
     # the first K samples only
     cfg = resolve("digits", overrides=OVERRIDES + ["proxy.samples=1"])
-    one = Proxy(run, cfg, mode="stabilized").score(archs)
+    one = proxy_for_run(run, cfg, mode="stabilized").score(archs)
     assert [s.per_sample for s in one] == [s.per_sample[:1] for s in scores]
     assert all(s.std == 0 for s in one)
 
 
 def test_single_and_averaged_use_their_own_weights(run, archs):
-    proxy = Proxy(run, mode="single")
+    proxy = proxy_for_run(run, mode="single")
     single = proxy.score(archs)
     averaged = proxy.score(archs, mode="averaged")
     assert all(s.std == 0 and len(s.per_sample) == 1 for s in single + averaged)
@@ -128,19 +131,19 @@ def test_bn_recalibration_replaces_inherited_statistics(trained, tmp_path, archs
             state[k] = t * 50.0
     assert n_bn > 10
     save_weights(state, bad / "supernet.safetensors")
-    ref = Proxy(clean, mode="single").score(archs)
-    recal = Proxy(bad, mode="single").score(archs)
+    ref = proxy_for_run(clean, mode="single").score(archs)
+    recal = proxy_for_run(bad, mode="single").score(archs)
     assert [(s.score, s.loss) for s in recal] == [(s.score, s.loss) for s in ref]  # corruption wiped out
     no_recal = resolve("digits", overrides=OVERRIDES + ["proxy.recal_batches=0"])
-    inherited_bad = Proxy(bad, no_recal, mode="single").score(archs)
-    inherited_clean = Proxy(clean, no_recal, mode="single").score(archs)
+    inherited_bad = proxy_for_run(bad, no_recal, mode="single").score(archs)
+    inherited_clean = proxy_for_run(clean, no_recal, mode="single").score(archs)
     assert [s.loss for s in inherited_bad] != [s.loss for s in ref]
     assert [s.loss for s in inherited_clean] != [s.loss for s in ref]  # recalibration changes the result
     assert [s.loss for s in inherited_bad] != [s.loss for s in inherited_clean]
 
 
 def test_loss_metric_scores_minus_the_loss_from_the_same_evaluations(run, archs, monkeypatch):
-    by_top1 = Proxy(run, mode="stabilized").score(archs)
+    by_top1 = proxy_for_run(run, mode="stabilized").score(archs)
     cfg = resolve("digits", overrides=OVERRIDES + ["proxy.metric=loss"])
 
     def boom(*a, **k):
@@ -148,7 +151,7 @@ def test_loss_metric_scores_minus_the_loss_from_the_same_evaluations(run, archs,
 
     with monkeypatch.context() as m:  # both metrics come from the same cached evaluations
         m.setattr(Proxy, "evaluate_arch", boom)
-        by_loss = Proxy(run, cfg, mode="stabilized").score(archs)
+        by_loss = proxy_for_run(run, cfg, mode="stabilized").score(archs)
     cached = {(r["arch"], r["source"]): r for r in cache_records(run)}
     for t, s in zip(by_top1, by_loss, strict=True):
         assert s.arch == t.arch and s.top1 == pytest.approx(t.score, abs=1e-12) and s.loss == t.loss
@@ -156,7 +159,7 @@ def test_loss_metric_scores_minus_the_loss_from_the_same_evaluations(run, archs,
         assert s.score == pytest.approx(-s.loss, abs=1e-9)
         assert s.std == pytest.approx(statistics.stdev(s.per_sample), abs=1e-12)
     # the loss itself, by the hand-written recipe (mean cross-entropy over search-val)
-    top1, loss = reference_top1(run, Proxy(run).pool.load(0), archs[0], with_loss=True)
+    top1, loss = reference_top1(run, proxy_for_run(run).pool.load(0), archs[0], with_loss=True)
     assert by_loss[0].per_sample[0] == pytest.approx(-loss, abs=1e-5)
     assert by_top1[0].per_sample[0] == pytest.approx(top1, abs=1e-9)
     with pytest.raises(ConfigError, match="proxy.metric"):
@@ -173,7 +176,7 @@ def test_report_names_the_metric(tmp_path):
 
 
 def test_cache_answers_a_second_proxy_without_evaluating(run, archs, monkeypatch):
-    first = Proxy(run, mode="stabilized")
+    first = proxy_for_run(run, mode="stabilized")
     scores = first.score(archs)
     assert first.evaluations == 2 * len(archs)
     recs = cache_records(run)
@@ -185,20 +188,20 @@ def test_cache_answers_a_second_proxy_without_evaluating(run, archs, monkeypatch
 
     with monkeypatch.context() as m:
         m.setattr(Proxy, "evaluate_arch", boom)
-        second = Proxy(run, mode="stabilized")
+        second = proxy_for_run(run, mode="stabilized")
         assert second.score(archs) == scores
         assert second.score([str(a) for a in reversed(archs)]) == scores[::-1]
     assert len(cache_records(run)) == len(recs)
     # other settings: the stale entries are ignored, not reused
     cfg = resolve("digits", overrides=OVERRIDES + ["proxy.recal_batches=3"])
-    third = Proxy(run, cfg, mode="stabilized")
+    third = proxy_for_run(run, cfg, mode="stabilized")
     third.score(archs[:2])
     assert third.evaluations == 4
     assert len({r["key"] for r in cache_records(run)}) == 4  # 2 samples x 2 settings
 
 
 def test_interrupted_scoring_resumes_without_duplicates(run, trained, tmp_path, archs, monkeypatch):
-    expected = Proxy(Path(shutil.copytree(trained, tmp_path / "ref")), mode="stabilized").score(archs)
+    expected = proxy_for_run(Path(shutil.copytree(trained, tmp_path / "ref")), mode="stabilized").score(archs)
     original, calls = Proxy.evaluate_arch, []
 
     def dies_after_five(self, net, arch):
@@ -210,11 +213,11 @@ def test_interrupted_scoring_resumes_without_duplicates(run, trained, tmp_path, 
     with monkeypatch.context() as m:
         m.setattr(Proxy, "evaluate_arch", dies_after_five)
         with pytest.raises(KeyboardInterrupt):
-            Proxy(run, mode="stabilized").score(archs)
+            proxy_for_run(run, mode="stabilized").score(archs)
     assert len(cache_records(run)) == 5
     with open(run / CACHE, "a") as f:  # a record cut short by the kill
         f.write('{"arch": "digits:01')
-    resumed = Proxy(run, mode="stabilized")
+    resumed = proxy_for_run(run, mode="stabilized")
     assert resumed.score(archs) == expected
     assert resumed.evaluations == 2 * len(archs) - 5
     keys = [(r["arch"], r["source"], r["key"]) for r in cache_records_tolerant(run)]
@@ -235,13 +238,13 @@ def test_missing_pieces_are_clear_errors(run, archs):
     from stnas.core.errors import ArchError, CheckpointError
 
     with pytest.raises(ArchError, match="belongs to space"):
-        Proxy(run, mode="single").score([load_space("fashion-mnist").sample(np.random.default_rng(0))])
+        proxy_for_run(run, mode="single").score([load_space("fashion-mnist").sample(np.random.default_rng(0))])
     (run / "supernet.safetensors").unlink()
     with pytest.raises(CheckpointError, match="stnas supernet train"):
-        Proxy(run, mode="single")
+        proxy_for_run(run, mode="single")
     shutil.rmtree(run / "pool")
     with pytest.raises(CheckpointError, match="pool"):
-        Proxy(run, mode="stabilized")
+        proxy_for_run(run, mode="stabilized")
 
 
 @pytest.mark.slow
@@ -254,7 +257,7 @@ def test_torchrun_two_ranks_give_the_same_scores(run, trained, tmp_path, archs):
                        capture_output=True, text=True, env=env, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.loads(out.read_text())
-    one = Proxy(Path(shutil.copytree(trained, tmp_path / "one")), mode="stabilized")
+    one = proxy_for_run(Path(shutil.copytree(trained, tmp_path / "one")), mode="stabilized")
     ref = one.score(archs)
     for g, r in zip(got["stabilized"], ref):
         assert g["arch"] == r.arch
@@ -280,7 +283,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
         assert [s["arch"] for s in r["scores"]] == [str(a) for a in archs]
         assert -1 <= r["kendall_tau"]["value"] <= 1 and r["top_k"] == 3
     # the stabilized scores of the report are the proxy's (served from the cache it filled)
-    st = Proxy(run, mode="stabilized").score(archs)
+    st = proxy_for_run(run, mode="stabilized").score(archs)
     assert [s["score"] for s in res["modes"]["stabilized"]["scores"]] == [s.score for s in st]
     # a ranking of other inputs never replaces it: refused before scoring, in one line; the same
     # inputs rerun, and --out puts another ranking elsewhere
@@ -288,7 +291,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
     for other in (["--top-k", "2"], ["--mode", "single"], ["proxy.recal_batches=1"]):
         assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3", *other]) == 2
         err = capsys.readouterr().err
-        assert len(err.strip().splitlines()) == 1 and "holds a rank result of other inputs" in err
+        assert len(err.strip().splitlines()) == 1 and "holds a rank result made from other inputs" in err
     assert (run / "rank.json").read_bytes() == saved
     assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "3"]) == 0
     assert main(["rank", str(run), "--truth", str(truth), "--n-boot", "50", "--top-k", "2", "--mode", "single",
@@ -298,7 +301,7 @@ def test_rank_and_stability_commands(run, archs, capsys):
 
     assert main(["stability", str(run), "-n", "4", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert json.loads((run / "stability.json").read_text()) == res
+    assert read_json(run / "stability.json", "stability result") == res
     assert [p["from"] for p in res["epochs"]["pairs"]] == [1] and [p["to"] for p in res["epochs"]["pairs"]] == [2]
     assert len(res["pool_samples"]["pairs"]) == 1 and len(res["archs"]) == 4
     for part in ("epochs", "pool_samples", "pool_running_mean"):
@@ -336,3 +339,21 @@ def test_bn_recalibration_is_the_cumulative_average_by_hand():
     assert not by_lib.training
     for (name, a), b in zip(by_hand.state_dict().items(), by_lib.state_dict().values()):
         assert torch.equal(a, b), name
+
+
+def test_a_proxy_takes_explicit_settings_and_keeps_its_cache_key(run, archs):
+    space = load_space("digits")
+    settings = ProxySettings(mode="single", metric="top1", recal_batches=2, batch_size=64, samples=None)
+    data = DataSpec("digits", seed=0, limit=384, val_limit=120)
+    proxy = Proxy(run, space, settings, data, kernel_sharing=True, width_sharing=True, channels_last=True)
+    # the fingerprint of the settings in proxy_cache.jsonl, as caches written before the seam hold it
+    assert proxy.settings == {"recal_batches": 2, "batch_size": 64, "seed": 0, "dataset": "digits", "val_limit": 120,
+                              "val_fraction": None, "image_size": None, "amp": False, "space": space.fingerprint}
+    scores = proxy.score(archs)
+    from_config = proxy_for_run(run, mode="single")  # the run's config says the same: served from that cache
+    assert from_config.settings == proxy.settings
+    assert from_config.score(archs) == scores and from_config.evaluations == 0
+    split = Proxy(run, space, settings, DataSpec("digits", seed=0, val_limit=120, split_seed=0))
+    assert split.settings == {**proxy.settings, "split_seed": 0}  # a split seed set explicitly is part of the key
+    with pytest.raises(ConfigError, match="proxy mode must be one of"):
+        Proxy(run, space, ProxySettings("best", "top1", 2, 64, None), data)

@@ -79,7 +79,7 @@ def test_read_table_refuses_what_is_not_a_table(tmp_path):
         (tmp_path / f"{name}.json").write_text(text)
         with pytest.raises(StnasError, match="table"):
             common.read_table(tmp_path / f"{name}.json")
-    with pytest.raises(StnasError, match="readable"):
+    with pytest.raises(StnasError, match="does not exist"):
         common.read_table(tmp_path / "missing.json")
 
 

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from stnas.core.errors import StnasError
+from stnas.core.verified import write_json
 
 from experiments import common
 from experiments import fidelity as fid
@@ -223,7 +224,7 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
     for r in t["rows"]:
         if common.task_dir(tmp_path / "work", r["arch"], int(victim.name[4:])) == victim:
             del r["seeds"][victim.name[4:]]
-    (tmp_path / "t.json").write_text(json.dumps(t))
+    write_json(tmp_path / "t.json", t)
     gt.main(_build(tmp_path, "--n", "3"))
     assert (victim / "model_card.json").is_file()
     capsys.readouterr()
@@ -354,7 +355,7 @@ def test_build_keeps_the_recorded_table_when_the_work_folder_is_lost(tmp_path, c
 def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
     # one cell pair per epoch file; the last epoch's weights are the final ones, so its
     # scores are the single-weights proxy's (computed through another path)
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
     from stnas.space.catalog import load_space
 
     space = load_space("digits")
@@ -364,7 +365,7 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
     assert len(files) >= 2
     cells = fid.epoch_cells(str(trained_copy), archs)
     assert sorted(cells) == sorted(f"{f.stem.replace('_', '')}/{m}" for f in files for m in ("top1", "loss"))
-    single = {s.arch: s for s in Proxy(trained_copy).score(archs, "single")}
+    single = {s.arch: s for s in proxy_for_run(trained_copy).score(archs, "single")}
     last = files[-1].stem.replace("_", "")
     for a in archs:
         assert cells[f"{last}/top1"][a] == pytest.approx(single[a].top1, abs=1e-9)
@@ -376,7 +377,7 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
 
 
 def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
     from stnas.space.catalog import load_space
 
     space = load_space("digits")
@@ -390,7 +391,7 @@ def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
 
     cfg = load_run_config(trained_copy)
     cfg["proxy"]["recal_batches"] = 1
-    want = {s.arch: s.score for s in Proxy(trained_copy, cfg, mode="single").score(archs, "single")}
+    want = {s.arch: s.score for s in proxy_for_run(trained_copy, cfg, mode="single").score(archs, "single")}
     got = recal1[f"single/{cfg['proxy']['metric']}"]
     assert got == pytest.approx(want, abs=1e-9)
     assert got != pytest.approx(plain[f"single/{cfg['proxy']['metric']}"], abs=1e-6)  # not the default's

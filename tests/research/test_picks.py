@@ -6,6 +6,8 @@ import json
 import numpy as np
 import pytest
 
+from stnas.core.verified import write_json
+
 from experiments import ground_truth as gt
 from experiments import picks as pk
 
@@ -39,8 +41,8 @@ def _gt_build(tmp_path):
 def _search_dir(tmp_path, name, arch, budget=200_000):
     d = tmp_path / name
     d.mkdir()
-    (d / "best.json").write_text(json.dumps([{"budget": budget, "rank": 1, "arch": arch},
-                                             {"budget": budget, "rank": 2, "arch": "ignored"}]))
+    write_json(d / "best.json", {"records": [{"budget": budget, "rank": 1, "arch": arch},
+                                             {"budget": budget, "rank": 2, "arch": "ignored"}]})
     return d
 
 

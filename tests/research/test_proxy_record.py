@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 
+from stnas.core.verified import write_json
 from stnas.space.catalog import load_space
 
 from experiments import fidelity as fid
@@ -69,7 +70,7 @@ def test_a_record_reads_as_its_run_and_grows_by_the_new_networks(trained_copy, t
     # replicate groups and ensembles of records: two copies of one run are replicates with
     # no spread, and their ensemble scores as either does
     twin = tmp_path / "twin.json"
-    twin.write_text(json.dumps(json.loads(rec.read_text()) | {"label": "t"}))
+    write_json(twin, json.loads(rec.read_text()) | {"label": "t"})
     out_g = tmp_path / "g.json"
     fid.main(base + ["--runs", str(rec), str(twin), "--replicates", "G=r,t", "--ensemble", "E=r,t",
                      "--contrast", "E:G", "--out", str(out_g)])
@@ -98,10 +99,10 @@ def test_stale_short_or_broken_records_are_refused(trained_copy, tmp_path, capsy
     # a record of other weights (its run trained again, say): not extended, and kept
     stale = json.loads(good)
     stale["weights"]["final"] = "0" * 64
-    rec.write_text(json.dumps(stale))
+    stale_text = write_json(rec, stale).read_text()
     _fails(pr.main, [f"{trained_copy}:r", "--archs", str(table), "--k", "1,2", "--out", str(rec)], capsys,
            "other weights or settings")
-    assert json.loads(rec.read_text()) == stale
+    assert rec.read_text() == stale_text
     rec.write_text(good)
     assert rec.read_text() == good
     _fails(pr.main, [f"{trained_copy}:r", "--archs", str(table), "--k", "3", "--out", str(tmp_path / "k.json")],

@@ -8,6 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stnas.core.verified import write_json
+
 from experiments import ground_truth as gt
 from experiments import truth_metrics as tm
 from experiments.common import TABLE_FORMAT
@@ -79,7 +81,7 @@ def test_derived_table_from_a_real_build_and_a_foreign_model_refused(tmp_path, c
             assert b["seeds"][s]["temperature"] > 0
     # a table whose recorded loss is not the model's: refused in one line, nothing written
     src["rows"][0]["seeds"]["0"]["test_loss"] += 0.01
-    table.write_text(json.dumps(src))
+    write_json(table, src)
     with pytest.raises(SystemExit) as exc:
         tm.main([str(table), "--work", str(work), "--out", str(tmp_path / "other.json")])
     assert exc.value.code == 2 and "not this table's model" in capsys.readouterr().err

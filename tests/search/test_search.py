@@ -11,11 +11,12 @@ from hypothesis import strategies as st
 
 from stnas.core.errors import ConfigError, SpaceError
 from stnas.core.units import budget_label, parse_count
+from stnas.core.verified import write_json
 from stnas.pipeline.checks import check_search
 from stnas.pipeline.config import DEFAULTS
 from stnas.proxy.score import Score
 from stnas.search.evolution import search
-from stnas.search.history import pareto_front
+from stnas.search.history import pareto_front, read_search
 from stnas.space.catalog import load_arch, load_space
 from stnas.space.searchspace import SearchSpace
 
@@ -62,7 +63,8 @@ def cfg(**kw):
 
 
 def read_jsonl(path):
-    return [json.loads(line) for line in Path(path).read_text().splitlines()]
+    """A search history, through the search folder's checking reader."""
+    return read_search(Path(path).parent, "history")
 
 
 def test_evolution_finds_the_known_optimum():
@@ -137,7 +139,7 @@ def test_outputs_round_trip(tmp_path):
         a = load_arch(x["arch"], SPACE)
         assert (x["madds"], x["params"], x["score"]) == (SPACE.madds(a), SPACE.params(a), scorer.value(a))
         assert x["std"] == 0.01 and 0 <= x["generation"] < 6
-    best = json.loads((tmp_path / "best.json").read_text())
+    best = read_search(tmp_path, "best")
     assert [(e["budget"], e["rank"]) for e in best] == [(150_000, 1), (150_000, 2), (250_000, 1), (250_000, 2)]
     for e in best:
         rec = res.best[e["budget"]][e["rank"] - 1]
@@ -146,14 +148,14 @@ def test_outputs_round_trip(tmp_path):
         assert load_arch(path, SPACE) == rec.arch and e["arch"] == str(rec.arch)
         assert (e["madds"], e["score"]) == (rec.madds, rec.score)
     assert (tmp_path / "best" / "budget_150k" / "top1.json").is_file()
-    summary = json.loads((tmp_path / "search.json").read_text())
+    summary = read_search(tmp_path, "summary")
     assert summary["done"] and summary["evaluations"] == 96 and summary["budgets"] == [150_000, 250_000]
     assert summary["best"]["250k"]["arch"] == str(res.best[250_000][0].arch)
     # Pareto front against a brute-force check on the written history
     pts = [(x["madds"], x["score"]) for x in lines]
     brute = {(m, s) for m, s in pts
              if not any(m2 <= m and s2 >= s and (m2, s2) != (m, s) for m2, s2 in pts)}
-    front = json.loads((tmp_path / "pareto.json").read_text())
+    front = read_search(tmp_path, "pareto")
     assert {(x["madds"], x["score"]) for x in front} == brute
     assert [x["madds"] for x in front] == sorted(x["madds"] for x in front)
 
@@ -244,7 +246,7 @@ def test_killed_search_resumes_without_rescoring(tmp_path):
         search(SPACE, CachingScorer(DiesAfter(inner, 3), cache), c, tmp_path / "out", seed=2, progress=False)
     partial = read_jsonl(tmp_path / "out" / "search.jsonl")
     assert {x["generation"] for x in partial} == {0, 1, 2}
-    assert not json.loads((tmp_path / "out" / "search.json").read_text())["done"]
+    assert not read_search(tmp_path / "out", "summary")["done"]
 
     res = search(SPACE, CachingScorer(inner, cache), c, tmp_path / "out", seed=2, progress=False)
     assert [(str(r.arch), r.generation, r.score) for r in res.history] == \
@@ -351,7 +353,7 @@ def test_cli_search_on_a_trained_run(capsys, digits_run):
         assert SPACE.madds(top1) <= b
         assert str(top1) in out and label in out
         assert [x["score"] for x in lines if x["arch"] == str(top1)] == [max(x["score"] for x in under)]
-    summary = json.loads((folder / "search.json").read_text())
+    summary = read_search(folder, "summary")
     assert summary["done"] and summary["proxy_mode"] == "stabilized" and summary["evaluations"] == 12
     cache = (digits_run / "proxy_cache.jsonl").read_text()
     assert len(cache.splitlines()) >= 12
@@ -450,7 +452,7 @@ def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
         assert len(res.best[b]) == 3 and len({str(r.arch) for r in res.best[b]}) == 3
     rows = read_jsonl(tmp_path / "search.jsonl")
     assert all(len(r["per_sample"]) == 8 for r in rows)
-    summary = json.loads((tmp_path / "search.json").read_text())
+    summary = read_search(tmp_path, "summary")
     assert summary["config"]["select"] == "largest_tied"
     assert summary["best"]["300k"]["madds"] == res.best[300_000][0].madds
 
@@ -477,7 +479,7 @@ def test_report_says_how_the_choice_was_made(tmp_path):
     for select, said in (("best", False), ("largest_tied", True)):
         run = tmp_path / select
         (run / "search").mkdir(parents=True)
-        (run / "search" / "search.json").write_text(json.dumps({"config": {"select": select, "tie_alpha": 0.1}}))
+        write_json(run / "search" / "search.json", {"config": {"select": select, "tie_alpha": 0.1}})
         write_report(run, [], cfg)
         text = (run / "report.md").read_text()
         assert ("cannot tell from the best score (alpha 0.1)" in text) is said

@@ -1,8 +1,15 @@
-"""How well does the proxy rank architectures? Fidelity and stability statistics.
+"""How well does the proxy rank architectures? Fidelity and stability statistics, and the
+one place that computes rank correlations (src/, experiments/ and benchmarks/ call these).
 
-* Fidelity (``rank_metrics``): Kendall τ (tau-b) and Spearman ρ from ``scipy.stats``
-  between proxy scores and stand-alone accuracies, plus the top-k overlap (the share of
-  the true top-k that the proxy's top-k contains). Each comes with a 95% percentile
+* Rank correlations (:func:`kendall`, :func:`spearman`, :func:`kendall_test`): Kendall τ-b
+  and Spearman ρ from ``scipy.stats``. The NaN convention: a correlation is undefined when
+  either list is constant (or shorter than 2) -- it ranks nothing -- and is then NaN
+  (``undefined``), which the statistics below drop (undefined bootstrap resamples, pairs of a
+  stability chain). ``undefined=0.0`` counts it as no association instead: the fidelity
+  experiments (``experiments/fidelity.py`` and the scripts built on it) score that way.
+* Fidelity (``rank_metrics``): Kendall τ and Spearman ρ between proxy scores and
+  stand-alone accuracies, plus the top-k overlap (the share of the true top-k that the
+  proxy's top-k contains). Each comes with a 95% percentile
   bootstrap interval: ``scipy.stats.bootstrap`` resamples the architectures (paired, the
   same resamples for all three statistics) ``n_boot`` times; resamples on which a statistic
   is undefined (e.g. all scores tied) are dropped before the percentiles are taken.
@@ -15,7 +22,8 @@ File formats read here::
 
     truth:  {"format": "stnas-truth", "version": 1,
              "results": [{"arch": "digits:0123.../.1..", "top1": 0.93, ...}, ...]}
-            (or just the list); repeated architectures are averaged.
+            (or just the list); repeated architectures are averaged. A file people or
+            scripts write: its checksum ("sha256", stnas.core.verified) is checked when present.
     archs:  a JSON list of architecture strings or JSON objects, a JSONL file of
             architecture JSON objects, or text with one architecture string per line
             (blank lines and lines starting with # are skipped).
@@ -32,6 +40,7 @@ import numpy as np
 from scipy import stats
 
 from stnas.core.errors import ArchError, CheckpointError, ConfigError, StnasError
+from stnas.core.verified import check_digest
 from stnas.space.arch import Arch
 from stnas.space.catalog import load_arch
 from stnas.space.searchspace import SearchSpace
@@ -54,13 +63,39 @@ def top_k_overlap(proxy, truth, k: int) -> float:
     return len(set(_order(proxy)[:k]) & set(_order(truth)[:k])) / k
 
 
+def _ranks_nothing(a: np.ndarray, b: np.ndarray) -> bool:
+    return len(a) < 2 or np.ptp(a) == 0 or np.ptp(b) == 0
+
+
+def _correlation(test, a, b, undefined: float) -> tuple[float, float]:
+    """(statistic, p-value) of a ``scipy.stats`` test; (``undefined``, NaN) where it is undefined."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if a.shape != b.shape or a.ndim != 1:
+        raise ValueError(f"need two equal-length 1-d sequences, got shapes {a.shape} and {b.shape}")
+    if _ranks_nothing(a, b):
+        return undefined, math.nan
+    res = test(a, b)
+    stat = float(res.statistic)
+    return (undefined, math.nan) if math.isnan(stat) else (stat, float(res.pvalue))
+
+
+def kendall(a, b, undefined: float = math.nan) -> float:
+    """Kendall τ-b between two score lists; ``undefined`` (NaN) when either ranks nothing."""
+    return _correlation(stats.kendalltau, a, b, undefined)[0]
+
+
+def spearman(a, b, undefined: float = math.nan) -> float:
+    """Spearman ρ between two score lists; ``undefined`` (NaN) when either ranks nothing."""
+    return _correlation(stats.spearmanr, a, b, undefined)[0]
+
+
+def kendall_test(a, b) -> tuple[float, float]:
+    """Kendall τ-b and its two-sided p-value (both NaN when either list ranks nothing)."""
+    return _correlation(stats.kendalltau, a, b, math.nan)
+
+
 def _stats(p: np.ndarray, t: np.ndarray, k: int) -> tuple[float, float, float]:
-    if np.ptp(p) == 0 or np.ptp(t) == 0:  # a constant ranking: correlations undefined
-        tau = rho = math.nan
-    else:
-        tau = float(stats.kendalltau(p, t).statistic)
-        rho = float(stats.spearmanr(p, t).statistic)
-    return tau, rho, top_k_overlap(p, t, k)
+    return kendall(p, t), spearman(p, t), top_k_overlap(p, t, k)
 
 
 def rank_metrics(proxy_scores, truth, top_k: int = 5, n_boot: int = 1000, seed: int = 0) -> dict:
@@ -99,11 +134,6 @@ def rank_metrics(proxy_scores, truth, top_k: int = 5, n_boot: int = 1000, seed: 
     return out
 
 
-def kendall(a, b) -> float:
-    """Kendall τ-b between two score lists (NaN when either is constant)."""
-    return _stats(np.asarray(a, float), np.asarray(b, float), 1)[0]
-
-
 # ---------------------------------------------------------------------------- files
 def _read(path) -> str:
     p = Path(path)
@@ -136,6 +166,7 @@ def load_truth(path, space: SearchSpace) -> dict[Arch, float]:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"truth file {path} is not valid JSON ({exc})") from None
+    obj = check_digest(obj, path, "truth file", required=False)
     if isinstance(obj, dict):
         if obj.get("format") != TRUTH_FORMAT:
             raise ConfigError(f"truth file {path}: format is {obj.get('format')!r}, expected {TRUTH_FORMAT!r}")
@@ -209,14 +240,14 @@ def _chain(label: str, names: list, scores: list[list[float]]) -> dict:
                         "last_tau": pairs[-1]["tau"] if pairs else math.nan}}
 
 
-def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
+def stability(run_dir, archs, proxy) -> dict:
     """Kendall τ between the rankings of ``archs`` at consecutive points of training.
 
     Args:
         run_dir: a trained run (``epochs/`` from ``supernet.keep_epoch_weights``, ``pool/``).
         archs: the fixed architecture set (Arch objects or strings).
-        proxy: a :class:`stnas.proxy.scorer.Proxy` of the run to reuse (default: a new one).
-        ctx: process context (torchrun: the evaluations are sharded).
+        proxy: a :class:`stnas.proxy.scorer.Proxy` of the run (``stnas.pipeline.search.proxy_for_run``;
+            under torchrun its context shards the evaluations).
 
     Returns:
         ``{"archs", "epochs": {...}, "pool_samples": {...}, "pool_running_mean": {...}}``:
@@ -225,7 +256,6 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
         the proxy cache.
     """
     from stnas.core.weights import load_weights
-    from stnas.proxy.scorer import Proxy
 
     run_dir = Path(run_dir)
     files = sorted((run_dir / "epochs").glob("epoch_*.safetensors"))
@@ -234,7 +264,6 @@ def stability(run_dir, archs, proxy=None, ctx=None) -> dict:
     if gaps:
         raise CheckpointError(f"{run_dir / 'epochs'} lacks epoch_{gaps[0]:03d}.safetensors: consecutive "
                               f"epochs cannot be compared across the gap")
-    proxy = proxy or Proxy(run_dir, mode="single", ctx=ctx)
     archs = proxy.check_archs(archs)
     if len(archs) < MIN_ARCHS:
         raise ConfigError(f"stability needs at least {MIN_ARCHS} architectures, got {len(archs)}")

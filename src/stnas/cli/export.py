@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 
@@ -28,15 +27,16 @@ def register(sub) -> None:
 
 
 def cmd_export(args) -> int:
-    from stnas.deploy.export import arch_for_run, arch_slug, export_from_run
+    from stnas.deploy.card import read_card
+    from stnas.deploy.export import arch_for_run, arch_slug
+    from stnas.pipeline.export import export_run
 
     run_dir = Path(args.run_dir)
     arch = arch_for_run(run_dir, args.arch)
     out = Path(args.out) if args.out else run_dir / "export" / arch_slug(arch)
-    paths = export_from_run(run_dir, arch, out, args.weights, onnx=not args.no_onnx,
-                            recalibrate=not args.no_recalibrate)
+    paths = export_run(run_dir, arch, out, args.weights, onnx=not args.no_onnx, recalibrate=not args.no_recalibrate)
     print(f"exported {arch} (MAdds {arch.madds:,}, params {arch.params:,}) -> {out}")
-    card = json.loads(paths["card"].read_text())
+    card = read_card(paths["card"])
     if card["inherited"]:
         val = f", search-val top-1 {card['search_val_top1']:.4f}" if "search_val_top1" in card else ""
         print(f"  inherited supernet weights, not retrained ({card['weights'].split('(')[1].split(')')[0]}{val}); "

@@ -73,6 +73,8 @@ def register(sub) -> None:
 def cmd_build(args) -> int:
     from pathlib import Path
 
+    from stnas.core.errors import LatencyTableError
+    from stnas.core.rundir import check_same_inputs
     from stnas.latency import table as lat
     from stnas.latency.measure import build_table, want_identity
     from stnas.pipeline.checks import check_latency_section
@@ -88,7 +90,8 @@ def cmd_build(args) -> int:
                                                          args.threads)
     if out.exists():  # never replace another device's, runtime's or space's table
         old = lat.load_table(out)
-        lat.check_compatible(old, want, f"{out}")
+        check_same_inputs(out, "a latency table", {k: old.get(k) for k in want}, want,
+                          "build into another --out, or remove it to measure again", error=LatencyTableError)
         if not args.force:
             print(f"{out} is up to date ({lat.describe(old)}); --force measures again")
             return 0

@@ -9,10 +9,8 @@ from pathlib import Path
 
 from stnas.cli.common import positive_int, seed_arg, table
 from stnas.core.choices import PROXY_MODES
+from stnas.pipeline.config import ON_EXISTING_RUN
 from stnas.space.catalog import run_space
-
-# what may change when an existing run is scored
-SCORING_KEYS = ("proxy", "data.val_limit", "data.root", "data.workers", "device")
 
 
 def register(sub) -> None:
@@ -56,14 +54,14 @@ def _common(p) -> None:
                                                      "a file holding a result of other inputs is never replaced")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="proxy settings for this scoring, e.g. proxy.recal_batches=8 data.val_limit=500 "
-                        "(only proxy.*, data.val_limit, data.root, data.workers, device)")
+                        f"(only {', '.join(ON_EXISTING_RUN['rank']['change'])} and their sub-keys)")
 
 
 def _config(args) -> dict:
     from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 
     return apply_layers(load_run_config(args.run_dir), user_layers(None, {"device": args.device}, args.overrides),
-                        allowed=SCORING_KEYS, context="when scoring a trained run")
+                        allowed=ON_EXISTING_RUN["rank"]["change"], context="when scoring a trained run")
 
 
 def _finite(obj):
@@ -98,20 +96,20 @@ def _run(args, work, kind: str) -> int:
     """Sets up the process group, runs ``work(cfg, ctx)`` and writes/prints its result, after
     checking (before any scoring) that it replaces no result of other inputs."""
     from stnas.core import dist
-    from stnas.core.errors import ConfigError
-    from stnas.core.fileio import write_json
+    from stnas.core.errors import CheckpointError
+    from stnas.core.rundir import check_same_inputs
+    from stnas.core.verified import read_json, write_json
 
     cfg = _config(args)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"{kind}.json"
     inputs = _inputs(args, cfg, kind)
-    if out.is_file():
+    if out.exists():
         try:
-            old = json.loads(out.read_text()).get("inputs")
-        except (OSError, ValueError, AttributeError):
+            old = read_json(out, f"{kind} result").get("inputs")
+        except CheckpointError:
             old = None
-        if old != inputs:
-            raise ConfigError(f"{out} holds a {kind} result of other inputs; write this one elsewhere "
-                              f"(--out FILE.json), or remove that file to replace it")
+        check_same_inputs(out, f"a {kind} result", old if isinstance(old, dict) else None, inputs,
+                          "write this one elsewhere (--out FILE.json), or remove that file to replace it")
     ctx = dist.setup(cfg["device"])
     try:
         result, text = work(cfg, ctx)
@@ -127,7 +125,7 @@ def _run(args, work, kind: str) -> int:
 def cmd_rank(args) -> int:
     from stnas.analysis.ranking import load_arch_list, load_truth, rank_metrics
     from stnas.core.errors import ConfigError
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
 
     if args.top_k < 1 or args.n_boot < 0:
         raise ConfigError("--top-k must be >= 1 and --n-boot >= 0")
@@ -142,7 +140,7 @@ def cmd_rank(args) -> int:
                               f"{args.truth}, e.g. {missing[0]}")
         true = [truth[a] for a in archs]
         modes = list(PROXY_MODES) if args.mode == "all" else [args.mode]
-        proxy = Proxy(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
+        proxy = proxy_for_run(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
         result = {"run_dir": str(args.run_dir), "truth": str(args.truth), "n": len(archs), "proxy": cfg["proxy"],
                   "val_limit": cfg["data"]["val_limit"], "modes": {}}
         rows = []
@@ -167,10 +165,10 @@ def cmd_stability(args) -> int:
 
     from stnas.analysis.ranking import load_arch_list, stability
     from stnas.core.errors import ConfigError
-    from stnas.proxy.scorer import Proxy
+    from stnas.pipeline.search import proxy_for_run
 
     def work(cfg, ctx):
-        proxy = Proxy(args.run_dir, cfg, "single", ctx, progress=sys.stderr.isatty())
+        proxy = proxy_for_run(args.run_dir, cfg, "single", ctx, progress=sys.stderr.isatty())
         if args.archs:
             archs = load_arch_list(args.archs, proxy.space)
         else:
@@ -183,7 +181,7 @@ def cmd_stability(args) -> int:
                 a = proxy.space.sample(rng)
                 seen.setdefault(a, a)
             archs = list(seen)
-        res = stability(args.run_dir, archs, proxy=proxy, ctx=ctx)
+        res = stability(args.run_dir, archs, proxy)
         lines = []
         for part in ("epochs", "pool_samples", "pool_running_mean"):
             if part in res:

@@ -2,17 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from stnas.cli.common import count, count_list, positive_int, seed_arg, table
 from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
-from stnas.core.errors import ConfigError
-from stnas.space.catalog import run_space
-
-# what a search may change in a trained run's config (the rest, the seed included, fixes the
-# trained supernet and the data split)
-_ADJUSTABLE = ("search", "proxy", "latency", "device", "data.root", "data.workers", "data.val_limit")
 
 
 def register(sub) -> None:
@@ -49,95 +41,33 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_search)
 
 
-def search_config(args, run_dir=None) -> dict:
-    """The config of ``run_dir`` (default RUN_DIR) with the search's flags, --config file and
-    overrides applied."""
-    from stnas.pipeline.config import apply_layers, load_run_config, user_layers
+def cmd_search(args) -> int:
+    from stnas.core.units import budget_label, fmt_count
+    from stnas.pipeline.config import user_layers
+    from stnas.pipeline.search import search_trained
 
     flags = {"search.budgets": args.budget, "search.algorithm": args.algorithm, "proxy.mode": args.mode,
              "search.generations": args.generations, "search.population": args.population,
              "search.max_params": args.max_params, "device": args.device,
              "data.root": args.data_root, **latency_flags(args)}
-    return apply_layers(load_run_config(run_dir or args.run_dir), user_layers(args.config, flags, args.overrides),
-                        allowed=_ADJUSTABLE, context="after supernet training")
-
-
-def cmd_search(args) -> int:
-    from contextlib import ExitStack
-
-    from stnas.core import dist
-    from stnas.core.rundir import RunDir
-    from stnas.core.units import budget_label, fmt_count
-    from stnas.search.evolution import check_constraints, search
-
-    cfg = search_config(args)
-    run = Path(args.run_dir)
-    sides = {None: run}  # a plain search: one run; a few-shot one: {False: off child, True: on child}
-    if args.few_shot is not None and args.ensemble:
-        raise ConfigError("--few-shot and --ensemble do not combine: choose one")
-    if args.ensemble:  # every member's config read (and checked) before any weights load
-        sides = {i: Path(r) for i, r in enumerate([run, *args.ensemble])}
-        if len(set(map(str, sides.values()))) < len(sides):
-            raise ConfigError("--ensemble: a run is named twice")
-        cfgs = {i: cfg if i == 0 else search_config(args, r) for i, r in sides.items()}
-    if args.few_shot is not None:
-        from stnas.proxy.few_shot import check_children
-
-        edge, sides = check_children([run, args.few_shot])
-        cfgs = {on: cfg if r == run else search_config(args, r) for on, r in sides.items()}
-    se = cfg["search"]
-    space = run_space(run)
-    check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
-    out = Path(args.out) if args.out else run / "search"
-    predictor, lat_info = None, {}
-    if se["latency_budgets"]:
-        from stnas.pipeline.latency import search_predictor
-        predictor, lat_info = search_predictor(space, cfg, this_device=False)
-    from stnas.proxy.scorer import Proxy
-
-    ctx = dist.setup(cfg["device"])
-    try:
-        with ExitStack() as stack:
-            for r in sides.values():  # the search writes the runs' proxy caches
-                stack.enter_context(RunDir(r).lock(ctx.is_main))
-            if args.ensemble:
-                from stnas.proxy.ensemble import EnsembleScorer
-
-                proxy = EnsembleScorer([Proxy(sides[i], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
-                                        for i, c in cfgs.items()])
-            elif args.few_shot is None:
-                proxy = Proxy(run, cfg=cfg, mode=cfg["proxy"]["mode"], ctx=ctx)
-            else:
-                from stnas.proxy.few_shot import FewShotScorer
-
-                proxy = FewShotScorer({on: Proxy(sides[on], cfg=c, mode=c["proxy"]["mode"], ctx=ctx)
-                                       for on, c in cfgs.items()}, edge)
-            seed = cfg["seed"] if args.seed is None else args.seed
-            res = search(proxy.space, proxy.score, se, out if ctx.is_main else None, seed=seed,
-                         progress=ctx.is_main and cfg["supernet"].get("progress", True),
-                         info={"run_dir": str(run), "proxy_mode": proxy.mode, "proxy_metric": proxy.metric,
-                               "proxy_settings": proxy.settings, **lat_info},
-                         screen=lambda archs: proxy.score(archs, samples=1), latency=predictor)
-            if predictor is not None and ctx.is_main:
-                from stnas.pipeline.latency import keep_table
-                keep_table(predictor, out)
-    finally:
-        dist.teardown()
-    if not ctx.is_main:
+    done = search_trained(args.run_dir, user_layers(args.config, flags, args.overrides), few_shot=args.few_shot,
+                          ensemble=args.ensemble or (), out_dir=args.out, seed=args.seed)
+    res, se, out = done.result, done.cfg["search"], done.out_dir
+    if res is None:  # a torchrun rank other than 0
         return 0
     rows = []
     for b, recs in res.best.items():
         if recs:
             r = recs[0]
             rows.append([budget_label(b), str(r.arch), fmt_count(r.madds), fmt_count(r.params),
-                         f"{r.score:.4f} ± {r.std:.4f}"] + ([f"{r.latency_ms:.3f}"] if predictor else []))
+                         f"{r.score:.4f} ± {r.std:.4f}"] + ([f"{r.latency_ms:.3f}"] if done.latency else []))
         else:
-            rows.append([budget_label(b), "(none found)", "", "", ""] + ([""] if predictor else []))
-    print(f"{se['algorithm']} search, proxy mode {proxy.mode}, metric {proxy.metric}: {len(res.history)} "
+            rows.append([budget_label(b), "(none found)", "", "", ""] + ([""] if done.latency else []))
+    print(f"{se['algorithm']} search, proxy mode {done.mode}, metric {done.metric}: {len(res.history)} "
           f"architectures scored in {res.generations} generations")
     picked = "best" if se["select"] == "best" else f"largest tied (alpha {se['tie_alpha']:g})"
     print(table(rows, ["budget", f"{picked} architecture", "MAdds", "params", "score ± std"]
-                + (["predicted ms"] if predictor else [])))
+                + (["predicted ms"] if done.latency else [])))
     print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "
           f"(architecture files in {out / 'best'})\nsummary {res.files['summary']}")
     return 0

@@ -1,17 +1,17 @@
 """Atomic file writes: temp file in the same folder, fsync, rename.
 
 A reader never sees a half-written file, and an interrupted write leaves the previous
-version in place.
+version in place. JSON, YAML and JSON lines go through :mod:`stnas.core.verified` (checksummed),
+which writes with these.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 
 def _umask() -> int:
@@ -60,20 +60,6 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     return write_bytes(path, text.encode("utf-8"))
-
-
-def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def append_jsonl(path: str | os.PathLike, record: dict) -> None:
-    """Appends one JSON line and flushes it to disk (logs are append-only)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -1,4 +1,4 @@
-"""The run directory: the one place that knows its layout, its lock, its overwrite guard
+"""The run directory: the one place that knows its layout, its lock, its overwrite guards
 and which search space it holds.
 
 Layout::
@@ -21,7 +21,9 @@ Layout::
 The run's space is its ``space.yaml`` when present, else the preset its ``config.yaml``
 names. A new run needs a directory that holds no run (nothing but the lock and the space
 and architecture files a run writes before its config); ``--resume`` needs the config,
-which a run writes last of its inputs.
+which a run writes last of its inputs. Results already on disk are never replaced by
+results of other inputs (:func:`check_same_inputs`: a search folder, a rank result, an
+exported model, a latency table, a resumed run).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Mapping
 
 from stnas.core.errors import CheckpointError, ConfigError, first_line
 from stnas.core.verified import read_yaml, write_yaml
@@ -57,6 +59,38 @@ LOCK = ".stnas.lock"
 _TMP = re.compile(r"^\..+\.tmp$")  # stnas.core.fileio.atomic_write's temporary files
 
 _HELD: dict[str, list[int]] = {}  # resolved lock path -> [fd, depth] held by this process
+
+
+def differing(old: Mapping, new: Mapping) -> list[str]:
+    """The keys whose values differ (a key on one side only differs), ``new``'s order first;
+    where both values are mappings, their differing keys, dotted (``config.generations``)."""
+    out = []
+    for k in dict.fromkeys([*new, *old]):
+        a, b = old.get(k), new.get(k)
+        if (k in old) != (k in new):
+            out.append(str(k))
+        elif isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += [f"{k}.{j}" for j in dict.fromkeys([*b, *a]) if (j in a) != (j in b) or a.get(j) != b.get(j)]
+        elif a != b:
+            out.append(str(k))
+    return out
+
+
+def check_same_inputs(where, what: str, old: Mapping | None, new: Mapping, advice: str,
+                      error: type[ConfigError] = ConfigError) -> None:
+    """The one rule for results on disk: ``where``, holding ``what`` made from the inputs
+    ``old``, is never replaced by (nor mixed with) results of other inputs ``new``. ``old``
+    None: its inputs cannot be read, so it is not ours to replace.
+
+    Raises:
+        ``error``: in one line, naming the keys that differ and what to do (``advice``).
+    """
+    if old is None:
+        raise error(f"{where} holds {what} whose inputs cannot be read; {advice}")
+    keys = differing(old, new)
+    if keys:
+        shown = ", ".join(keys[:6]) + (", ..." if len(keys) > 6 else "")
+        raise error(f"{where} holds {what} made from other inputs ({shown} differ); {advice}")
 
 
 class RunDir:

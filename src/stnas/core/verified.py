@@ -1,17 +1,43 @@
-"""Checksummed text artefacts: every JSON, YAML and JSON-lines record a run writes carries
-the SHA-256 of its content, and every read checks it (torch-free).
+"""Checksummed text artefacts: the one JSON writer and the checking readers (torch-free).
 
-Formats::
+Every JSON, YAML and JSON-lines file stnas writes goes through this module (atomically, via
+``stnas.core.fileio``, with the SHA-256 of its content); no other module serializes JSON
+into a file (``tests/core/test_verified.py`` holds the code to that). Formats::
 
-    JSON    {..., "sha256": H}           H = sha256(canonical JSON of the object without "sha256")
+    JSON    {..., KEY: H}                H = sha256(canonical JSON of the object without KEY);
+                                         KEY is "sha256" ("checksum" for latency tables)
     YAML    <yaml text>"# sha256: H\\n"   H = sha256 of the bytes before the last line
     JSONL   one {..., "sha256": H} per line, H as for JSON
 
 Canonical JSON is ``json.dumps(obj, sort_keys=True, separators=(",", ":"))``: it round-trips
-Python floats exactly, so a re-read object digests to the same H. A damaged JSON or YAML
-file raises :class:`CheckpointError` naming the file; a damaged JSON line is dropped by
-:func:`read_jsonl` (the caller recomputes it). Files are written atomically
-(``stnas.core.fileio``) and read only when they are regular files (never a FIFO or device).
+Python floats exactly, so a re-read object digests to the same H. Files are read only when
+they are regular files of a bounded size (never a FIFO or device).
+
+Which kind is read how (one checking reader per kind, named by its owner):
+
+* Run artefacts: what stnas writes into a run or model directory -- config.yaml and
+  space.yaml (``stnas.core.rundir``, ``stnas.space.catalog``), supernet.json, pool/index.json
+  (``stnas.train.pool``), metrics.jsonl (``stnas.train.engine``), proxy_cache.jsonl
+  (``stnas.proxy.scorer``), search/ (``stnas.search.history``: search.json, search.jsonl,
+  pareto.json, pareto_latency.json, best.json), model_card.json (``stnas.deploy.card``),
+  latency.json (``stnas.pipeline.latency``), report.json (``stnas.pipeline.report``),
+  rank.json and stability.json (``stnas.cli.rank``). The checksum is required: a file
+  without one (plain JSON, or an older stnas's), altered or cut short is refused in one line
+  naming it (:class:`CheckpointError`, exit 2). A damaged JSON line is dropped by
+  :func:`read_jsonl` and its record recomputed (proxy cache, training log). A damaged
+  latency.json is measured again.
+* Files people and other tools write too: architecture JSON (``stnas.space.arch``), truth
+  files (``stnas.analysis.ranking``), research records (``experiments/``). Written with the
+  checksum; read with ``required=False``: a checksum present is checked, a file without one
+  is taken as hand-made and validated field by field by its format's reader.
+* Latency tables (``stnas.latency.table``): shared between runs, machines and tools, they
+  embed the same digest under "checksum" (also the table's identity, named in search.json
+  and latency.json); ``validate_table`` requires and checks it on every load.
+* Deployment without stnas: a model directory's model_card.json is plain JSON with its
+  checksum embedded (``json.load`` reads it: one more key); the preprocessing inside the
+  ONNX metadata and the .pt2 archive belongs to those formats. Weights and checkpoints are
+  checked by ``stnas.core.weights`` and ``stnas.core.checkpoint``.
+* Not artefacts (for people, never read back): report.md, plots/, tb/.
 """
 
 from __future__ import annotations
@@ -64,35 +90,58 @@ def read_regular(path: str | os.PathLike, what: str = "file", limit: int = MAX_B
 
 
 # ------------------------------------------------------------------ JSON
-def json_text(obj: dict) -> str:
-    """``obj`` with its checksum, as indented JSON text."""
-    body = {k: v for k, v in obj.items() if k != DIGEST_KEY}
-    return json.dumps({**body, DIGEST_KEY: content_digest(body)}, indent=2) + "\n"
+def json_text(obj: dict, key: str = DIGEST_KEY) -> str:
+    """``obj`` with its checksum under ``key`` (last), as indented JSON text."""
+    if not isinstance(obj, dict):
+        raise TypeError(f"a checksummed JSON file holds an object, not a {type(obj).__name__}")
+    body = {k: v for k, v in obj.items() if k != key}
+    return json.dumps({**body, key: content_digest(body)}, indent=2) + "\n"
 
 
-def write_json(path: str | os.PathLike, obj: dict) -> Path:
-    """Writes ``obj`` (a dict) with its checksum, atomically."""
-    return write_text(path, json_text(obj))
+def write_json(path: str | os.PathLike, obj: dict, key: str = DIGEST_KEY) -> Path:
+    """Writes ``obj`` (a dict) with its checksum, atomically: the one JSON writer."""
+    return write_text(path, json_text(obj, key))
 
 
-def read_json(path: str | os.PathLike, what: str = "file") -> dict:
-    """A dict written by :func:`write_json`, checksum verified, without the checksum key.
+def parse_json(raw: bytes, path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON value of ``raw`` (a file's bytes).
 
     Raises:
-        CheckpointError: missing, damaged, or without a checksum.
+        CheckpointError: not UTF-8 JSON, or nested too deeply.
     """
-    path = Path(path)
-    raw = read_regular(path, what)
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{what} {path} is damaged (not JSON: {first_line(exc, 80)})") from None
-    if not isinstance(obj, dict) or not isinstance(obj.get(DIGEST_KEY), str):
-        raise CheckpointError(f"{what} {path} is damaged or not written by this stnas version (no checksum)")
-    want = obj.pop(DIGEST_KEY)
-    if content_digest(obj) != want:
+
+
+def check_digest(obj: Any, path: str | os.PathLike, what: str = "file", key: str = DIGEST_KEY,
+                 required: bool = True) -> Any:
+    """``obj`` without its checksum, which is checked; without one, ``obj`` as it is when not
+    ``required`` (a file people or other tools may write).
+
+    Raises:
+        CheckpointError: a checksum that does not match, or none where one is required.
+    """
+    if not isinstance(obj, dict) or key not in obj:
+        if required:
+            raise CheckpointError(f"{what} {path} is damaged or not written by this stnas version (no checksum)")
+        return obj
+    obj = dict(obj)
+    want = obj.pop(key)
+    if not isinstance(want, str) or content_digest(obj) != want:
         raise CheckpointError(f"{what} {path} is damaged (SHA-256 mismatch)")
     return obj
+
+
+def read_json(path: str | os.PathLike, what: str = "file", key: str = DIGEST_KEY, required: bool = True) -> Any:
+    """What :func:`write_json` wrote, checksum verified, without the checksum key (see the
+    module docstring for ``required``).
+
+    Raises:
+        CheckpointError: missing, damaged, or without a checksum where one is required.
+    """
+    return check_digest(parse_json(read_regular(path, what), path, what), path, what, key, required)
 
 
 # ------------------------------------------------------------------ YAML

@@ -5,6 +5,8 @@ and ``imagenet`` with four splits: ``train``, ``test``, and ``search-train``/``s
 a seeded class-stratified partition of ``train`` (the supernet trains on the first, the
 proxy scores on the second; search never sees ``test``). sklearn's digits ship without a
 split, so ours is a fixed stratified 80/20 train/test split (``random_state=0``).
+A run's data is a :class:`DataSpec` (which the pipeline builds from a run config's ``data``
+section); ``dataset_split`` serves its splits.
 
 Small datasets stay in memory as uint8 tensors and are augmented batch-wise with tensor ops
 (pad-and-crop plus horizontal flip). ``make_loader`` yields batches whose order *and*
@@ -21,8 +23,9 @@ import functools
 import gzip
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -397,20 +400,45 @@ def check_data_fits(space: SearchSpace, dataset, image_size=None) -> None:
     check_fits(space, dataset, image_size)
 
 
-def split_seed(cfg: dict) -> int:
-    """The seed of a config's data split and subsets: ``data.split_seed``, else ``seed``."""
-    ss = cfg["data"].get("split_seed")
-    return cfg["seed"] if ss is None else ss
+@dataclass(frozen=True)
+class DataSpec:
+    """The data a run trains and scores on: which dataset, how it is split and cut.
+
+    Attributes:
+        dataset: a name of ``DATASETS``, or user data (``stnas.data.userdata``).
+        seed: the run's seed; it seeds the split when ``split_seed`` is None.
+        root: a data directory looked in first.
+        image_size: the side networks see; None: the space's input size.
+        val_fraction: search-val share (float) or count per class (int); None: per dataset.
+        limit: supernet training on a stratified subset of search-train of this size.
+        val_limit: proxy scoring on a stratified subset of search-val of this size.
+        split_seed: seeds the search split and the subsets in place of ``seed``.
+        workers: loader worker processes (results do not depend on them).
+    """
+
+    dataset: Any
+    seed: int
+    root: str | None = None
+    image_size: int | None = None
+    val_fraction: float | int | None = None
+    limit: int | None = None
+    val_limit: int | None = None
+    split_seed: int | None = None
+    workers: int = 0
+
+    @property
+    def data_seed(self) -> int:
+        """The seed of the split and the subsets: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
 
 
-def dataset_split(cfg: dict, space: SearchSpace, split: str, limit_key: str | None = None, augment=None):
-    """One split of the run's dataset (``cfg["data"]``), at the space's input size unless
-    ``data.image_size`` says otherwise; ``limit_key``: the ``data`` key that caps its size."""
-    d = cfg["data"]
-    check_data_fits(space, d["dataset"], d["image_size"])
-    return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
-                       val_fraction=d["val_fraction"], split_seed=split_seed(cfg),
-                       limit=d[limit_key] if limit_key else None, augment=augment)
+def dataset_split(data: DataSpec, space: SearchSpace, split: str, limit: int | None = None, augment=None):
+    """One split of ``data``, at the space's input size unless ``data.image_size`` says
+    otherwise; ``limit``: a stratified subset of this many images (``data.limit`` or
+    ``data.val_limit``, as the caller needs)."""
+    check_data_fits(space, data.dataset, data.image_size)
+    return get_dataset(data.dataset, split, data.root, image_size=data.image_size or space.input_size,
+                       val_fraction=data.val_fraction, split_seed=data.data_seed, limit=limit, augment=augment)
 
 
 # ---------------------------------------------- what a model needs to know about its data

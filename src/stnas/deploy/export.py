@@ -11,7 +11,7 @@ A model directory (written by :func:`export_model`, read by :func:`load_model`):
                         output "logits" (N, classes); the network in eval mode; metadata:
                         the preprocessing (stnas.deploy.formats)
     model.pt2           the same network as a torch.export program (plain torch loads it)
-    model_card.json     what the model is, how it was trained, its preprocessing
+    model_card.json     what the model is, how it was trained, its preprocessing (stnas.deploy.card)
 
 Weights are only ever read with safetensors (no pickle). :func:`export_from_run` turns a
 supernet run into such a directory: the architecture's modules with the weights it
@@ -24,20 +24,24 @@ import copy
 import json
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import safe_open
 
-from stnas.core.errors import ArchError, CheckpointError, ConfigError, state_dict_detail
+from stnas.core.errors import ArchError, CheckpointError, state_dict_detail
 from stnas.core.fileio import atomic_write
-from stnas.core.rundir import RunDir
-from stnas.core.verified import write_json
-from stnas.core.weights import load_weights, save_weights
-from stnas.deploy.formats import CARD, PT2, add_onnx_metadata, write_pt2
+from stnas.core.rundir import CARD, RunDir, check_same_inputs
+from stnas.core.weights import load_weights, save_weights, tensor_digest
+from stnas.deploy.card import model_card, write_card
+from stnas.deploy.formats import PT2, add_onnx_metadata, write_pt2
 from stnas.nn.model import Network, build_model
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, read_space_file, run_space, write_space_file
 from stnas.space.searchspace import SearchSpace
+
+if TYPE_CHECKING:
+    from stnas.data.datasets import DataSpec
 
 FORMAT = "stnas-model"
 WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
@@ -70,7 +74,7 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
             that are not strings are JSON-encoded).
         preprocessing: what the input needs (``stnas.deploy.formats.preprocessing``); recorded in
             the card, the ONNX metadata, the ``.pt2`` archive and the safetensors header.
-        card: when given, written as ``model_card.json`` (with ``preprocessing`` added).
+        card: when given (:func:`stnas.deploy.card.model_card`), written as ``model_card.json``.
 
     Returns:
         ``{"weights", "arch", "space", "onnx", "pt2", "card"}`` -> paths (``onnx`` and
@@ -95,7 +99,7 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
         paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp, preprocessing))
     paths["pt2"] = write_pt2(net, arch.space, out / PT2, preprocessing)
     if card is not None:
-        paths["card"] = write_json(out / CARD, dict(card, preprocessing=preprocessing))
+        paths["card"] = write_card(out / CARD, card)
     return paths
 
 
@@ -108,13 +112,12 @@ def _check_replaces_same_model(out: Path, arch: Arch, tensors: dict[str, torch.T
     try:
         have, meta = _read_weights(old)
     except CheckpointError:
-        raise ConfigError(f"{out} holds an unreadable {WEIGHTS}; export elsewhere (--out) or remove it") from None
-    if meta.get("arch") != str(arch):
-        raise ConfigError(f"{out} already holds the exported model of {meta.get('arch', 'another architecture')}; "
-                          f"export elsewhere (--out) or remove it")
-    if have.keys() != tensors.keys() or not all(torch.equal(have[k], tensors[k]) for k in tensors):
-        raise ConfigError(f"{out} already holds {arch} with other weights ({meta.get('weights', 'unknown source')}); "
-                          f"export elsewhere (--out) or remove it")
+        have = meta = None
+    what = (f"the exported model of {meta.get('arch')} ({meta.get('weights', 'unknown source')})" if meta is not None
+            else f"an unreadable {WEIGHTS}")
+    old_inputs = None if meta is None else {"arch": meta.get("arch"), "weights": tensor_digest(have)}
+    check_same_inputs(out, what, old_inputs,
+                      {"arch": str(arch), "weights": tensor_digest(tensors)}, "export elsewhere (--out) or remove it")
 
 
 def _write_onnx(net: Network, space: SearchSpace, path: str, preprocessing: dict | None = None) -> None:
@@ -245,36 +248,35 @@ def inherited_model(run_dir: str | Path, arch: Arch | str, weights: str | Path =
 
 
 def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
-                    weights: str | Path = "supernet", *, onnx: bool = True,
-                    recalibrate: bool = True) -> dict[str, Path]:
+                    weights: str | Path = "supernet", *, data: DataSpec, batch_size: int, recal_batches: int,
+                    onnx: bool = True, recalibrate: bool = True) -> dict[str, Path]:
     """Exports ``arch`` with the weights it inherits from a run (see :func:`inherited_model`)
     into ``out_dir`` with a model card; returns the paths :func:`export_model` wrote.
 
     Supernet-shaped weights (the supernet, a pool sample, an epoch file) are inherited: unless
-    ``recalibrate`` is False their BN statistics are re-estimated on the run's search-train
-    data first (``stnas.train.inherited``), and the card says they are not a retrained model.
+    ``recalibrate`` is False their BN statistics are re-estimated on the search-train split
+    of the run's ``data`` first (``stnas.train.inherited``, ``recal_batches`` batches of
+    ``batch_size``: the run's proxy settings), and the card says they are not a retrained
+    model. ``data`` also gives the preprocessing the model card records.
     """
     from stnas.deploy.formats import preprocessing
-    from stnas.pipeline.config import load_run_config
     from stnas.train.inherited import recalibrate as recal
 
     arch = arch_for_run(run_dir, arch)
     net = inherited_model(run_dir, arch, weights)
     src = "supernet" if str(weights) == "supernet" else str(Path(weights).resolve())
     inherited = str(weights) == "supernet" or (not Path(weights).is_dir() and _read_format(Path(weights)) != FORMAT)
-    card = {"arch": str(arch), "arch_json": arch.to_json(), "space": arch.space.name,
-            "space_fingerprint": arch.space.fingerprint, "madds": arch.madds, "params": arch.params,
-            "source_run": str(Path(run_dir).resolve()), "weights_file": src, "inherited": inherited}
+    facts = {"source_run": str(Path(run_dir).resolve()), "weights_file": src, "inherited": inherited}
     if inherited:
-        stats = recal(net, run_dir, run_space(run_dir)) if recalibrate else {}
+        stats = recal(net, run_space(run_dir), data, batch_size, recal_batches) if recalibrate else {}
         how = (f"BN recalibrated on {stats['recal_images']} search-train images" if recalibrate
                else "BN statistics the supernet's")
-        card.update(stats, weights=f"inherited from the supernet ({how}); not retrained: deploy the model "
-                                   f"`stnas retrain --arch {arch}` trains")
+        facts.update(stats, weights=f"inherited from the supernet ({how}); not retrained: deploy the model "
+                                    f"`stnas retrain --arch {arch}` trains")
     else:
-        card["weights"] = f"copied from {src}"
-    cfg = load_run_config(run_dir)
-    paths = export_model(net, arch, out_dir, onnx=onnx, preprocessing=preprocessing(cfg, arch.space), card=card,
+        facts["weights"] = f"copied from {src}"
+    prep = preprocessing(data, arch.space)
+    paths = export_model(net, arch, out_dir, onnx=onnx, preprocessing=prep, card=model_card(arch, prep, **facts),
                          metadata={"source_run": str(Path(run_dir).resolve()), "weights": src,
                                    "inherited": json.dumps(inherited), "recalibrated": json.dumps(recalibrate)})
     return paths

@@ -15,23 +15,27 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from stnas.core.fileio import write_bytes
+from stnas.deploy.card import CARD, read_card
+
+if TYPE_CHECKING:
+    from stnas.data.datasets import DataSpec
 
 PT2 = "model.pt2"
-CARD = "model_card.json"
 ONNX_KEY = "stnas.preprocessing"
 PT2_EXTRA = "preprocessing.json"
 
 
-def preprocessing(cfg: dict, space) -> dict:
-    """The preprocessing of a run config's data for a network of ``space``."""
+def preprocessing(data: DataSpec, space) -> dict:
+    """The preprocessing of a run's data for a network of ``space``."""
     from stnas.data.datasets import describe
 
-    d = describe(cfg["data"]["dataset"])
-    return {"dataset": d["dataset"], "input_size": cfg["data"]["image_size"] or space.input_size,
+    d = describe(data.dataset)
+    return {"dataset": d["dataset"], "input_size": data.image_size or space.input_size,
             "channels": space.input_channels, "layout": "NCHW", "mean": d["mean"], "std": d["std"],
             "pixel_scale": d["pixel_scale"], "resize": "bilinear", "class_names": d["class_names"]}
 
@@ -65,16 +69,14 @@ def read_preprocessing(model_dir: str | Path) -> dict:
     """The preprocessing recorded in a model directory (its card, else its ONNX metadata).
 
     Raises:
-        CheckpointError: the directory records none (a model exported before stnas did).
+        CheckpointError: a damaged card, or the directory records none (a model exported
+            before stnas did).
     """
     from stnas.core.errors import CheckpointError
 
     d = Path(model_dir)
-    if (d / CARD).is_file():
-        try:
-            prep = json.loads((d / CARD).read_text()).get("preprocessing")
-        except (OSError, ValueError) as exc:
-            raise CheckpointError(f"{d / CARD} is not readable JSON ({exc})") from None
+    if (d / CARD).exists():
+        prep = read_card(d / CARD).get("preprocessing")
         if prep:
             return prep
     if (d / "model.onnx").is_file():

@@ -13,7 +13,8 @@ Module keys (one per distinct module a space can place; identical modules are me
                                             c_in x size x size (res: with its residual add)
     add:<channels>x<size>                   one element-wise add of a node's inputs
 
-Table file (JSON, versioned, written atomically, validated and checksummed on read)::
+Table file (JSON, versioned; written by ``stnas.core.verified.write_json`` with its checksum
+under "checksum", which is also the table's identity; validated and checked on every load)::
 
     {"format": "stnas-latency-table", "version": 1,
      "space": NAME, "space_fingerprint": FP, "device": {kind, name, machine, cpu_count},
@@ -23,6 +24,7 @@ Table file (JSON, versioned, written atomically, validated and checksummed on re
      "overhead": {"const_ms": a, "per_module_ms": b, "scale": c,
                   "networks": [{arch, measured_ms, modules_ms, modules}]},
      "created": ISO date, "checksum": sha256 of the canonical JSON of all other fields}
+                                            (stnas.core.verified.content_digest)
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from stnas.core.errors import LatencyTableError
-from stnas.core.fileio import write_json
+from stnas.core.errors import CheckpointError, LatencyTableError
+from stnas.core.verified import content_digest, parse_json, read_regular, write_json
 
 if TYPE_CHECKING:
     from stnas.space.arch import Arch
@@ -71,11 +73,6 @@ class Target:
 
         parts = [budget_label(self.madds)] if self.madds is not None else []
         return "+".join(parts + ([latency_label(self.latency_ms)] if self.latency_ms is not None else []))
-
-
-def enabled(cfg: dict) -> bool:
-    """Whether a run predicts and measures latency (a latency budget, or latency.measure)."""
-    return bool(cfg["search"].get("latency_budgets")) or bool(cfg["latency"]["measure"])
 
 
 # ------------------------------------------------------------------ module keys
@@ -164,9 +161,12 @@ def fit_overhead(measured_ms: Sequence[float], modules_ms: Sequence[float],
 
 
 # ------------------------------------------------------------------ table files
+CHECKSUM = "checksum"  # the key of a table's embedded digest
+
+
 def checksum(table: dict) -> str:
-    body = {k: v for k, v in table.items() if k != "checksum"}
-    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    """The digest of a table's fields but its checksum (what ``write_json`` embeds)."""
+    return content_digest({k: v for k, v in table.items() if k != CHECKSUM})
 
 
 def identity(table: dict) -> dict:
@@ -186,7 +186,7 @@ def new_table(space: SearchSpace, device: dict, runtime: dict, batch: int, threa
 
 def save_table(table: dict, path: str | Path) -> Path:
     validate_table(table, str(path))
-    return write_json(path, table)
+    return write_json(path, table, key=CHECKSUM)
 
 
 def _finite(x) -> bool:
@@ -219,14 +219,12 @@ def validate_table(table: Any, where: str = "latency table") -> dict:
 
 
 def load_table(path: str | Path) -> dict:
-    """A validated table from a JSON file (never pickle)."""
+    """A validated table from a JSON file, its checksum checked (never pickle)."""
     p = Path(path)
-    if not p.is_file():
-        raise LatencyTableError(f"latency table {p} does not exist")
     try:
-        table = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LatencyTableError(f"latency table {p} is unreadable or not JSON ({str(exc).splitlines()[0]})") from None
+        table = parse_json(read_regular(p, "latency table"), p, "latency table")
+    except CheckpointError as exc:
+        raise LatencyTableError(str(exc)) from None
     return validate_table(table, str(p))
 
 

@@ -86,12 +86,6 @@ class Supernet(nn.Module):
         self._active: Arch | None = None
 
     @classmethod
-    def for_config(cls, space: SearchSpace | str, cfg: dict) -> Supernet:
-        """The supernet a resolved config trains (its ``supernet.*_sharing``)."""
-        sec = cfg["supernet"]
-        return cls(space, sec.get("kernel_sharing", False), sec.get("width_sharing", False))
-
-    @classmethod
     def fitting(cls, space: SearchSpace | str, names) -> Supernet | None:
         """A supernet of ``space`` whose state dict has exactly these tensor ``names`` (plain,
         kernel-, width- or kernel-and-width-sharing), or None when no layout has them."""

@@ -20,7 +20,7 @@ import yaml
 from stnas.core import choices
 from stnas.core.errors import ConfigError
 from stnas.core.limits import MAX_INT, MAX_TEXT, check_text_size, check_tree
-from stnas.core.rundir import RunDir
+from stnas.core.rundir import RunDir, check_same_inputs
 from stnas.core.units import is_number, parse_count, show
 from stnas.pipeline.checks import check_dataset, validate
 from stnas.space.presets import load_preset
@@ -356,6 +356,21 @@ def load_run_config(run_dir: str | Path) -> dict:
     return _merge(DEFAULTS, read_run_config(run_dir))
 
 
+# What may change on an existing run, per step: the one table.
+#   keep   -- what a resumed (or reused) run must share with the caller's config; the rest may
+#             differ (compared by check_same_settings, cosmetic keys aside)
+#   change -- the dotted keys (and their sub-keys) a step may set anew on a trained run
+#             (apply_layers(allowed=...) refuses any other before any work)
+# `stnas run --resume` takes no new settings at all (stnas.cli.common.resumed_config).
+ON_EXISTING_RUN: dict[str, dict[str, tuple[str, ...]]] = {
+    "supernet": {"keep": ("preset", "supernet", "sgld", "pool", "data", "seed")},
+    # the recipe, the seed and the data it reads, not the supernet's search-train/search-val settings
+    "retrain": {"keep": ("retrain", "data.dataset", "data.image_size", "seed")},
+    # the seed and the rest fix the trained supernet and the data split
+    "search": {"change": ("search", "proxy", "latency", "device", "data.root", "data.workers", "data.val_limit")},
+    "rank": {"change": ("proxy", "data.val_limit", "data.root", "data.workers", "device")},
+}
+
 # keys that change how a run reports or where it reads data, not what it computes
 _COSMETIC = {"supernet": {"progress", "log_every"}, "retrain": {"progress", "log_every"}, "data": {"root", "workers"}}
 
@@ -372,10 +387,9 @@ def effective_settings(cfg: dict, section: str):
 
 def check_same_settings(run_dir: str | Path, cfg: dict, sections: tuple[str, ...]) -> None:
     """Raises ConfigError unless the run in ``run_dir`` was made with ``cfg``'s ``sections``
-    (what a resumed or reused run must share with the caller's config; see
-    :func:`effective_settings`)."""
+    (what a resumed or reused run must share with the caller's config, ``ON_EXISTING_RUN[step]
+    ["keep"]``; see :func:`effective_settings`)."""
     saved = load_run_config(run_dir)
-    diff = [s for s in sections if effective_settings(saved, s) != effective_settings(cfg, s)]
-    if diff:
-        raise ConfigError(f"{run_dir} was made with other settings ({', '.join(diff)} differ): resume it with "
-                          f"its saved config (--resume without overrides) or choose another --out")
+    check_same_inputs(run_dir, "a run", {s: effective_settings(saved, s) for s in sections},
+                      {s: effective_settings(cfg, s) for s in sections},
+                      "resume it with its saved config (--resume without overrides) or choose another --out")

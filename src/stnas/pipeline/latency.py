@@ -2,18 +2,21 @@
 when missing, or from ``latency.table``), the copy of that table kept with the search, and
 the measured latency of the chosen models (in their model cards and the report).
 
-Files: ``<search dir>/latency_table.json`` (``stnas.latency.table.SEARCH_TABLE``) and
-``<retrain dir>/latency.json`` (``stnas.latency.table.MODEL_LATENCY``).
+Files: ``<search dir>/latency_table.json`` (``stnas.latency.table.SEARCH_TABLE``, a table
+file) and ``<retrain dir>/latency.json`` (``stnas.latency.table.MODEL_LATENCY``, checksummed;
+the model card of the retrain run carries the same under ``latency``).
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from stnas.core.fileio import write_json
+from stnas.core.errors import CheckpointError
+from stnas.core.rundir import RunDir
 from stnas.core.units import parse_latency
+from stnas.core.verified import read_json, write_json
+from stnas.deploy.card import read_card, write_card
 from stnas.latency import table as lat
 from stnas.latency.measure import Timer, device_info, ensure_table, measure_networks
 from stnas.search.evolution import check_latency_budgets
@@ -25,6 +28,11 @@ MIN_REPEATS = 50  # timed calls of a chosen model (over all rounds): a few hundr
 
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def enabled(cfg: dict) -> bool:
+    """Whether a run predicts and measures latency (a latency budget, or latency.measure)."""
+    return bool(cfg["search"].get("latency_budgets")) or bool(cfg["latency"]["measure"])
 
 
 def search_predictor(space: SearchSpace, cfg: dict, this_device: bool = True, timer: Timer | None = None,
@@ -42,7 +50,7 @@ def search_predictor(space: SearchSpace, cfg: dict, this_device: bool = True, ti
 
 def keep_table(pred: lat.Predictor, out_dir: str | Path) -> Path:
     """A copy of the table next to the search it served."""
-    return write_json(Path(out_dir) / lat.SEARCH_TABLE, pred.table)
+    return lat.save_table(pred.table, Path(out_dir) / lat.SEARCH_TABLE)
 
 
 def model_latency(arch: Arch, pred: lat.Predictor, settings: dict, timer: Timer | None = None) -> dict:
@@ -60,17 +68,18 @@ def model_latency(arch: Arch, pred: lat.Predictor, settings: dict, timer: Timer 
 def add_to_model(retrain_dir: str | Path, card: dict, arch: Arch, pred: lat.Predictor, settings: dict,
                  timer: Timer | None = None) -> dict:
     """Measures a retrained model (once: a resumed run reuses its latency.json when it was
-    measured with the same table) and adds the result to its model card."""
-    retrain_dir = Path(retrain_dir)
-    f = retrain_dir / lat.MODEL_LATENCY
+    measured with the same table) and adds the result to its model card (rewritten only when
+    that changes it)."""
+    run = RunDir(retrain_dir)
+    f = run / lat.MODEL_LATENCY
     try:
-        found = json.loads(f.read_text()) if f.is_file() else None
-    except (OSError, ValueError):  # a damaged file is measured again
+        found = read_json(f, "model latency") if f.exists() else None
+    except CheckpointError:  # a damaged file is measured again
         found = None
-    if not isinstance(found, dict) or found.get("table_checksum") != pred.table["checksum"]:
+    if found is None or found.get("table_checksum") != pred.table["checksum"]:
         found = model_latency(arch, pred, settings, timer)
         write_json(f, found)
     card = {**card, "latency": found}
-    if (retrain_dir / "model_card.json").is_file():
-        write_json(retrain_dir / "model_card.json", card)
+    if run.card.is_file() and card != read_card(run.card):
+        write_card(run.card, card)
     return card

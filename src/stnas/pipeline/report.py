@@ -1,33 +1,23 @@
 """Pipeline step 7: the report of a run — report.json, report.md and PNG plots.
 
-Reads only what the earlier steps wrote into the run directory: the supernet summary and
-training curves, the search history and Pareto front, the chosen architectures and the
-model cards of their retrained models.
+Reads only what the earlier steps wrote into the run directory, through their checking
+readers: the supernet summary and training curves, the search history and Pareto front, the
+chosen architectures and the model cards of their retrained models. report.json is
+checksummed (:func:`read_report`); report.md and the plots are for people.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from stnas.core import verified
-from stnas.core.fileio import write_json, write_text
+from stnas.core.fileio import write_text
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label, fmt_count
 from stnas.pipeline.plots import draw_arch, plot_curves, plot_pareto
+from stnas.search.history import read_search
 from stnas.space.catalog import load_arch
-
-
-def _read_json(path: Path, default=None):
-    return json.loads(path.read_text()) if path.is_file() else default
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
 
 METRIC_TEXT = {"top1": "top-1 on search-val", "loss": "minus the cross-entropy on search-val"}
 METRIC_UNIT = {"top1": "the fraction of search-val images classified correctly (0 to 1; higher is better)",
@@ -67,18 +57,18 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
         wall: seconds per stage.
     """
     run_dir = Path(run_dir)
-    plots = run_dir / "plots"
-    history = _read_jsonl(run_dir / "search" / "search.jsonl")
-    pareto = _read_json(run_dir / "search" / "pareto.json", [])
+    run = RunDir(run_dir)
+    plots = run.plots
+    history = read_search(run.search, "history") or []
+    pareto = read_search(run.search, "pareto") or []
     files = {}
     if history:
         files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png",
                                           METRIC_TEXT[cfg["proxy"]["metric"]]))
         if "latency_ms" in history[0] and all(c.get("latency_ms") is not None for c in chosen):
             files["pareto_latency"] = str(plot_pareto(
-                history, _read_json(run_dir / "search" / "pareto_latency.json", []), chosen,
+                history, read_search(run.search, "pareto_latency") or [], chosen,
                 plots / "pareto_latency.png", METRIC_TEXT[cfg["proxy"]["metric"]], cost="latency_ms"))
-    run = RunDir(run_dir)
     metrics = verified.read_jsonl(run.metrics, "training log")[0]
     if metrics:
         files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
@@ -91,12 +81,17 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
         "optimizer": cfg["supernet"]["optimizer"],
         "supernet": (verified.read_json(run.supernet_summary, "supernet summary")
                      if run.supernet_summary.exists() else {}),
-        "search": _read_json(run_dir / "search" / "search.json", {}), "chosen": chosen, "wall_s": wall or {},
+        "search": read_search(run.search, "summary") or {}, "chosen": chosen, "wall_s": wall or {},
         "plots": files, "notes": budget_notes(chosen), "proxy_unit": METRIC_UNIT[cfg["proxy"]["metric"]],
     }
-    write_json(run_dir / "report.json", report)
-    write_text(run_dir / "report.md", _markdown(report, run_dir))
+    verified.write_json(run.report_json, report)
+    write_text(run.report_md, _markdown(report, run_dir))
     return report
+
+
+def read_report(run_dir: str | Path) -> dict:
+    """A run's report.json, checksum verified (CheckpointError when damaged)."""
+    return verified.read_json(RunDir(run_dir).report_json, "run report")
 
 
 def latency_lines(chosen: list[dict]) -> list[str]:

@@ -8,7 +8,7 @@ supernet. Retraining is not search: it uses the whole ``train`` split (or a stra
 
 Run directory (:mod:`stnas.core.rundir`): config.yaml, space.yaml and arch.json (what was
 trained), checkpoints/, metrics.jsonl, tb/, model/ (the final model: stnas.deploy.export) and
-model_card.json (checksummed: architecture, cost, test accuracy, recipe, time, hardware).
+model_card.json (:mod:`stnas.deploy.card`: architecture, cost, test accuracy, recipe, time, hardware).
 """
 
 from __future__ import annotations
@@ -27,12 +27,14 @@ from stnas.core.checkpoint import CheckpointManager
 from stnas.core.errors import ConfigError
 from stnas.core.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.pipeline.retrain.CARD)
 from stnas.core.units import parse_count
-from stnas.core.verified import append_jsonl, read_json, write_json
-from stnas.data.datasets import check_data_fits, get_dataset, split_seed
+from stnas.core.verified import append_jsonl
+from stnas.data.datasets import check_data_fits, get_dataset
+from stnas.deploy.card import model_card, read_card, write_card
 from stnas.deploy.export import export_model
 from stnas.deploy.formats import preprocessing
 from stnas.nn.model import build_model
-from stnas.pipeline.config import check_same_settings
+from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
+from stnas.pipeline.settings import data_spec
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, load_space, run_space, save_run_space
 from stnas.space.searchspace import SearchSpace
@@ -47,20 +49,10 @@ def hardware(device: torch.device) -> str:
     return f"{cpu}, {os.cpu_count()} CPUs, {torch.get_num_threads()} threads"
 
 
-# what a resumed (or reused) retrain run must share with the caller's config: the recipe, the
-# seed and the data it reads (not the supernet's search-train/search-val settings)
-RESUME_SECTIONS = ("retrain", "data.dataset", "data.image_size", "seed")
-
-
 def run_arch(run_dir: str | Path) -> Arch:
     """The architecture a retrain run directory trains (its ``arch.json`` in the run's space)."""
     run = RunDir(run_dir)
     return load_arch(run.arch, run_space(run))
-
-
-def read_card(run_dir: str | Path) -> dict:
-    """The model card of a finished retrain run, checksum verified."""
-    return read_json(RunDir(run_dir).card, "model card")
 
 
 def _start_step(run_dir: Path, resume: bool | str) -> int:
@@ -77,7 +69,7 @@ def _splits(cfg: dict, space: SearchSpace):
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
     check_data_fits(space, d["dataset"], d["image_size"])
-    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=split_seed(cfg))
+    kw = dict(image_size=d["image_size"] or space.input_size, split_seed=data_spec(cfg).data_seed)
     return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
 
@@ -122,11 +114,11 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         saved = run_arch(run_dir)
         if saved != arch:
             raise ConfigError(f"{run_dir} retrains {saved}, not {arch}; drop --arch to resume it")
-        check_same_settings(run_dir, cfg, RESUME_SECTIONS)
+        check_same_settings(run_dir, cfg, ON_EXISTING_RUN["retrain"]["keep"])
         if resume is True and run.card.exists():
-            return read_card(run_dir)  # already finished
+            return read_card(run.card)  # already finished
     train_set, test_set = _splits(cfg, space)
-    prep = preprocessing(cfg, space)
+    prep = preprocessing(data_spec(cfg), space)
     if ctx.is_main:
         save_run_space(run, space)
         save_arch(arch, run.arch)
@@ -142,27 +134,24 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
     t_eval = time.perf_counter()
     test = evaluate(model, test_set, 256, ctx, use_channels_last(recipe), use_amp(recipe, ctx.device))
     steps_run = summary["steps"] - start
-    card = {
-        "arch": str(arch), "arch_json": arch.to_json(), "space": space.name, "space_fingerprint": space.fingerprint,
-        "madds": arch.madds, "params": arch.params,
-        "top1": test["top1"], "top5": test["top5"], "test_loss": test["loss"],
-        "dataset": cfg["data"]["dataset"], "test_images": test["n"], "train_images": len(train_set),
-        "recipe": dict(recipe), "epochs": recipe["epochs"], "steps": summary["steps"],
-        "wall_s": summary["wall_s"], "test_s": time.perf_counter() - t_eval,
-        "resumed_at_step": start if resume else None,
-        "images_per_s": steps_run * recipe["batch_size"] * ctx.world_size / max(1e-9, summary["wall_s"]),
-        "hardware": hardware(ctx.device), "device": str(ctx.device), "torch": torch.__version__,
-        "world_size": ctx.world_size, "seed": seed,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "files": {"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
-                  "pt2": "model/model.pt2", "card": "model/model_card.json"},
-        "weights": "retrained from scratch", "preprocessing": prep,
-    }
+    card = model_card(
+        arch, prep, top1=test["top1"], top5=test["top5"], test_loss=test["loss"],
+        dataset=cfg["data"]["dataset"], test_images=test["n"], train_images=len(train_set),
+        recipe=dict(recipe), epochs=recipe["epochs"], steps=summary["steps"],
+        wall_s=summary["wall_s"], test_s=time.perf_counter() - t_eval,
+        resumed_at_step=start if resume else None,
+        images_per_s=steps_run * recipe["batch_size"] * ctx.world_size / max(1e-9, summary["wall_s"]),
+        hardware=hardware(ctx.device), device=str(ctx.device), torch=torch.__version__,
+        world_size=ctx.world_size, seed=seed,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        files={"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
+               "pt2": "model/model.pt2", "card": "model/model_card.json"},
+        weights="retrained from scratch")
     if ctx.is_main:
         log_test_scalars(run, summary["steps"], test)
         export_model(model, arch, run.model,
                      metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
                      preprocessing=prep, card=card)
-        write_json(run.card, card)
+        write_card(run.card, card)
     dist.barrier(ctx.world_size)
     return card

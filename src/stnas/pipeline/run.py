@@ -21,9 +21,9 @@ from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
 from stnas.pipeline.report import write_report
 from stnas.pipeline.retrain import retrain
+from stnas.pipeline.search import run_search
 from stnas.pipeline.supernet import train_supernet
-from stnas.proxy.scorer import Proxy
-from stnas.search.evolution import check_constraints, search
+from stnas.search.evolution import check_constraints
 from stnas.search.history import target_json
 from stnas.space.catalog import load_space
 
@@ -42,7 +42,7 @@ def embedded_default() -> tuple[str, str | None]:
 def _latency_predictor(space, cfg: dict, ctx: dist.Context):
     """The latency predictor and its search.json fields when the run uses latency (the main
     process builds a missing table first; the others then read it from the cache)."""
-    from stnas.latency.table import enabled
+    from stnas.pipeline.latency import enabled
 
     if not enabled(cfg):
         return None, {}
@@ -93,15 +93,7 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
-    proxy = Proxy(run_dir, cfg, ctx=ctx)
-    result = search(space, proxy.score, cfg["search"], run.search if ctx.is_main else None,
-                    seed=cfg["seed"], progress=cfg["supernet"]["progress"] and ctx.is_main,
-                    info={"proxy_mode": proxy.mode, "proxy_metric": proxy.metric, "proxy_settings": proxy.settings,
-                          **lat_info},
-                    screen=lambda archs: proxy.score(archs, samples=1), latency=predictor)
-    if predictor is not None and ctx.is_main:
-        from stnas.pipeline.latency import keep_table
-        keep_table(predictor, run_dir / "search")
+    result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info))
     wall["search"] = time.perf_counter() - t
 
     t = time.perf_counter()

@@ -25,7 +25,8 @@ from stnas.core.weights import load_weights, save_weights
 from stnas.data.datasets import dataset_split
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.checks import pool_lr
-from stnas.pipeline.config import check_same_settings
+from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
+from stnas.pipeline.settings import data_spec, sharing
 from stnas.space.arch import Arch
 from stnas.space.catalog import load_space, run_space, save_run_space
 from stnas.space.sampling import parse_split
@@ -74,14 +75,10 @@ def initial_weights(cfg: dict, space) -> dict[str, torch.Tensor] | None:
     if run.space_file.is_file() and run_space(run).fingerprint != space.fingerprint:
         raise ConfigError(f"supernet.init {src} is a supernet of another space (not {space.name} {space.fingerprint})")
     with torch.device("meta"):  # shapes only: no memory, no draw from the seeded generator
-        want = Supernet.for_config(space, cfg).state_dict()
+        want = Supernet(space, **sharing(cfg)).state_dict()
     if set(state) != set(want) or any(state[k].shape != want[k].shape for k in want):
         raise ConfigError(f"supernet.init {file}: its tensors do not fit the {space.name} supernet")
     return state
-
-
-# what a resumed (or reused) supernet run must share with the caller's config
-RESUME_SECTIONS = ("preset", "supernet", "sgld", "pool", "data", "seed")
 
 
 def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
@@ -101,16 +98,17 @@ def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dic
     run.guard(bool(resume))
     dist.barrier(ctx.world_size)
     if resume:
-        check_same_settings(run.path, cfg, RESUME_SECTIONS)
+        check_same_settings(run.path, cfg, ON_EXISTING_RUN["supernet"]["keep"])
     space = load_space(cfg["preset"])
     draw = sampler(cfg, space)  # a bad split or init fails here, before any data is read
     init = initial_weights(cfg, space)  # a resumed run's checkpoint then replaces it
-    train_set = dataset_split(cfg, space, "search-train", "limit")
+    data = data_spec(cfg)
+    train_set = dataset_split(data, space, "search-train", data.limit)
     if ctx.is_main:
         save_run_space(run, space)
         run.save_config(cfg)  # last: a run with a config can be resumed
     torch.manual_seed(cfg["seed"])
-    model = Supernet.for_config(space, cfg)
+    model = Supernet(space, **sharing(cfg))
     if init is not None:
         model.load_state_dict(init)
     model = model.to(ctx.device)

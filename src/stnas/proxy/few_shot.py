@@ -7,60 +7,20 @@ whose side of branch edge E it lies on, so a search scores every candidate with 
 were trained on architectures like it (few-shot NAS, Zhao et al., ICML 2021).
 
 Scores of the two children are compared directly: both are evaluated on the same search-val
-images with the same proxy settings, which :func:`check_children` requires before any weights
-are loaded.
+images with the same proxy settings, which ``stnas.pipeline.search.check_children`` requires
+of the two runs' configs before any weights are loaded.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Sequence
-
 from stnas.core.errors import ConfigError
-from stnas.pipeline.config import load_run_config
 from stnas.proxy.score import Score
 from stnas.space.arch import Arch
-from stnas.space.catalog import run_space
-from stnas.space.sampling import parse_split
 
 
 def side(arch: Arch, edge: int) -> bool:
     """True when ``arch`` uses branch edge ``edge`` (the ``E:on`` child's side)."""
     return arch.branches[edge] >= 0
-
-
-def check_children(runs: Sequence[str | Path]) -> tuple[int, dict[bool, Path]]:
-    """(edge, {False: off run, True: on run}) of a few-shot pair, or ConfigError naming what
-    is wrong: not two runs, a run without ``supernet.split``, splits of different edges or
-    of the same side, or children of different spaces, seeds or data."""
-    runs = [Path(r) for r in runs]
-    if len(runs) != 2:
-        raise ConfigError(f"a few-shot search takes the two children of one split (E:off and E:on), "
-                          f"got {len(runs)} run directories")
-    edges, sides, cfgs, spaces = set(), {}, [], []
-    for run in runs:
-        cfg, space = load_run_config(run), run_space(run)
-        split = cfg["supernet"].get("split")
-        if split is None:
-            raise ConfigError(f"{run} was not trained with supernet.split: a few-shot search takes two "
-                              f"children trained with supernet.split=E:off and E:on")
-        edge, on = parse_split(split, len(space.branch_edges))
-        if on in sides:
-            raise ConfigError(f"{sides[on]} and {run} were both trained on side E:{'on' if on else 'off'}: "
-                              f"a few-shot search needs one child of each side")
-        edges.add(edge)
-        sides[on] = run
-        cfgs.append(cfg)
-        spaces.append(space.fingerprint)
-    if len(edges) > 1:
-        raise ConfigError(f"{runs[0]} and {runs[1]} split different branch edges ({sorted(edges)}): "
-                          f"a few-shot pair splits one edge")
-    for what, a, b in (("search space", *spaces), ("seed", cfgs[0]["seed"], cfgs[1]["seed"]),
-                       ("data settings", cfgs[0]["data"], cfgs[1]["data"])):
-        if a != b:
-            raise ConfigError(f"{runs[0]} and {runs[1]} differ in their {what}: the children of a few-shot "
-                              f"pair must be scored on the same search-val images")
-    return edges.pop(), sides
 
 
 class FewShotScorer:

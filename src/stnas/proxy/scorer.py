@@ -12,12 +12,15 @@ evaluation records both. Three modes (design.md section 4):
   metric is the per-architecture uncertainty;
 * ``averaged``: the pool samples averaged element-wise, one recalibrated evaluation.
 
-BN recalibration: every BN's running statistics are reset and re-estimated as a cumulative
-average (``momentum=None``) over ``proxy.recal_batches`` fixed batches of search-train (no
-augmentation, drawn once from the run's seed, the same for every architecture and weight
-source), BN in train mode under ``no_grad`` (``torch.optim.swa_utils.update_bn``), then eval
-mode. ``recal_batches=0`` keeps the
-running statistics the supernet tracked during training (no recalibration).
+BN recalibration (:mod:`stnas.train.recalibrate`): every BN's running statistics are reset
+and re-estimated as a cumulative average over ``recal_batches`` fixed batches of search-train
+(no augmentation, drawn once from the data's seed, the same for every architecture and
+weight source), then eval mode. ``recal_batches=0`` keeps the running statistics the
+supernet tracked during training (no recalibration).
+
+A :class:`Proxy` takes its settings explicitly (:class:`ProxySettings`, the run's
+:class:`stnas.data.datasets.DataSpec`, the supernet layout and precision); the pipeline
+builds them from a run's config (``stnas.pipeline.search.proxy_for_run``).
 
 Every (architecture, weight source) evaluation is appended to ``RUN_DIR/proxy_cache.jsonl``
 as soon as it is known, keyed by a fingerprint of the settings and the weights, so an
@@ -29,15 +32,13 @@ ranks and gathered on every rank; only rank 0 writes the cache.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
-from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import update_bn
 from tqdm import tqdm
 
 from stnas.core import dist
@@ -47,14 +48,14 @@ from stnas.core.fileio import sha256_file
 from stnas.core.rundir import RunDir
 from stnas.core.verified import append_jsonl, read_jsonl
 from stnas.core.weights import load_weights
-from stnas.data.datasets import dataset_split, make_loader, split_seed
+from stnas.data.datasets import DataSpec, dataset_split, make_loader
 from stnas.nn.supernet import Supernet
-from stnas.pipeline.config import load_run_config
 from stnas.proxy.score import Score
 from stnas.space.arch import Arch
-from stnas.space.catalog import run_space
-from stnas.train.engine import eval_sums, rates, use_amp, use_channels_last
+from stnas.space.searchspace import SearchSpace
+from stnas.train.engine import eval_sums, rates
 from stnas.train.pool import SamplePool
+from stnas.train.recalibrate import fixed_batches, recalibrate_bn
 
 PRELOAD_BYTES = 2 << 30  # search-val sets larger than this (ImageNet) are streamed
 
@@ -63,46 +64,69 @@ def _digest(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@dataclass(frozen=True)
+class ProxySettings:
+    """How the proxy scores (a run config's ``proxy`` section).
+
+    Attributes:
+        mode: ``single``, ``stabilized`` or ``averaged``.
+        metric: ``top1`` (accuracy on search-val) or ``loss`` (minus its cross-entropy).
+        recal_batches: BN recalibration batches of search-train per evaluation (0: none).
+        batch_size: of recalibration and evaluation.
+        samples: stabilized and averaged modes use the first this many pool samples (None: all).
+    """
+
+    mode: str
+    metric: str
+    recal_batches: int
+    batch_size: int
+    samples: int | None
+
+
 class Proxy:
     """Scores architectures of a trained run directory.
 
     Args:
         run_dir: a directory written by ``stnas supernet train``.
-        cfg: the resolved config (default: the run's ``config.yaml``).
-        mode: ``single``, ``stabilized`` or ``averaged`` (default ``cfg["proxy"]["mode"]``).
-        ctx: the process context (default: single process on ``cfg["device"]``).
+        space: the run's search space (``stnas.space.catalog.run_space``).
+        settings: how to score (``settings.mode`` is the default mode of :meth:`score`).
+        data: the run's data (its search-train and search-val splits).
+        kernel_sharing, width_sharing: the layout of the run's supernet.
+        amp: evaluate under bf16 autocast.
+        channels_last: evaluate in channels-last memory format.
+        ctx: the process context (default: one process on the CPU).
         progress: show a tqdm bar over evaluations (rank 0).
 
     Raises:
-        ConfigError, CheckpointError: the run directory lacks what the mode needs.
+        ConfigError, CheckpointError: a bad mode or metric, or the run directory lacks what
+            the mode needs.
     """
 
-    def __init__(self, run_dir, cfg: dict | None = None, mode: str | None = None,
-                 ctx: dist.Context | None = None, progress: bool = False):
+    def __init__(self, run_dir, space: SearchSpace, settings: ProxySettings, data: DataSpec, *,
+                 kernel_sharing: bool = False, width_sharing: bool = False, amp: bool = False,
+                 channels_last: bool = False, ctx: dist.Context | None = None, progress: bool = False):
         self.run_dir = Path(run_dir)
-        self.cfg = cfg if cfg is not None else load_run_config(self.run_dir)
-        self.mode = mode or self.cfg["proxy"]["mode"]
+        self.mode = settings.mode
         if self.mode not in PROXY_MODES:
             raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {self.mode!r}")
-        self.metric = self.cfg["proxy"].get("metric", "top1")
+        self.metric = settings.metric
         if self.metric not in PROXY_METRICS:
             raise ConfigError(f"proxy.metric must be one of {', '.join(PROXY_METRICS)}, got {self.metric!r}")
-        self.ctx = ctx or dist.Context(device=dist.resolve_device(self.cfg["device"]))
+        self.ctx = ctx or dist.Context()
         self.progress = progress
         self.run = RunDir(self.run_dir)
-        self.space = run_space(self.run)
-        p, recipe = self.cfg["proxy"], self.cfg["supernet"]
-        self.batch_size, self.recal_batches = p["batch_size"], p["recal_batches"]
-        self.amp, self.channels_last = use_amp(recipe, self.ctx.device), use_channels_last(recipe)
+        self.space, self.data, self.samples = space, data, settings.samples
+        self.batch_size, self.recal_batches = settings.batch_size, settings.recal_batches
+        self.amp, self.channels_last = amp, channels_last
+        self.sharing = (kernel_sharing, width_sharing)
         self.pool = SamplePool(self.run.pool)
         self._check_files(self.mode)
-        d = self.cfg["data"]
         self.settings = {"recal_batches": self.recal_batches, "batch_size": self.batch_size,
-                         "seed": self.cfg["seed"], "dataset": d["dataset"], "val_limit": d["val_limit"],
-                         "val_fraction": d["val_fraction"], "image_size": d["image_size"], "amp": self.amp,
+                         "seed": data.seed, "dataset": data.dataset, "val_limit": data.val_limit,
+                         "val_fraction": data.val_fraction, "image_size": data.image_size, "amp": self.amp,
                          "space": self.space.fingerprint}
-        if d.get("split_seed") is not None:  # (absent when it is the seed: older caches stay valid)
-            self.settings["split_seed"] = d["split_seed"]
+        if data.split_seed is not None:  # (absent when it is the seed: older caches stay valid)
+            self.settings["split_seed"] = data.split_seed
         self._data_ready = False
         self._net: Supernet | None = None
         self._ids: dict[str, str] = {}
@@ -138,32 +162,23 @@ class Proxy:
         """Loads the fixed recalibration batches and the search-val set once."""
         if self._data_ready:
             return
-        train = dataset_split(self.cfg, self.space, "search-train", None, augment=False)
-        val = dataset_split(self.cfg, self.space, "search-val", "val_limit")
-        self._recal, epoch = [], 0
-        while len(self._recal) < self.recal_batches:  # the same batches in every process
-            loader = make_loader(train, self.batch_size, train=True, seed=split_seed(self.cfg), epoch=epoch,
-                                 drop_last=False)
-            got = [self._put(x) for x, _ in itertools.islice(loader, self.recal_batches - len(self._recal))]
-            if not got:
-                raise ConfigError(f"search-train of run {self.run_dir} is empty: nothing to recalibrate BN on")
-            self._recal += got
-            epoch += 1
+        train = dataset_split(self.data, self.space, "search-train", augment=False)
+        val = dataset_split(self.data, self.space, "search-val", self.data.val_limit)
+        # the same batches in every process
+        self._recal = fixed_batches(train, self.batch_size, self.recal_batches, self.data.data_seed, put=self._put,
+                                    name=f"search-train of run {self.run_dir}")
         self._val_set, self._val = val, None
         if len(val) * val[0][0].numel() * 4 <= PRELOAD_BYTES:
             self._val = [(self._put(x), y.to(self.ctx.device)) for x, y in self._val_loader()]
         self._data_ready = True
 
     def _val_loader(self):
-        return make_loader(self._val_set, self.batch_size, train=False, workers=self.cfg["data"]["workers"],
+        return make_loader(self._val_set, self.batch_size, train=False, workers=self.data.workers,
                            device=self.ctx.device)
 
     def _put(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.ctx.device)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
-
-    def _autocast(self):
-        return torch.autocast(self.ctx.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     # ------------------------------------------------------------------ weight sources
     def _sources(self, mode: str,
@@ -178,7 +193,7 @@ class Proxy:
         return [("avg", self._average)]
 
     def _num_samples(self) -> int:
-        want = self.cfg["proxy"]["samples"]
+        want = self.samples
         if want is not None and not 1 <= want <= len(self.pool):
             raise ConfigError(f"proxy.samples={want} but the pool of {self.run_dir} holds {len(self.pool)} "
                               f"samples; choose 1..{len(self.pool)} or null (all)")
@@ -208,7 +223,7 @@ class Proxy:
     # ------------------------------------------------------------------ evaluation
     def _supernet(self, state: Mapping[str, torch.Tensor]) -> Supernet:
         if self._net is None:
-            self._net = Supernet.for_config(self.space, self.cfg).to(self.ctx.device)
+            self._net = Supernet(self.space, *self.sharing).to(self.ctx.device)
         try:
             self._net.load_state_dict(state)
         except RuntimeError as e:
@@ -223,10 +238,7 @@ class Proxy:
         net = supernet.extract(arch)
         if self.channels_last:
             net = net.to(memory_format=torch.channels_last)
-        net.eval()
-        if self._recal:  # running statistics reset, then a cumulative average over the batches
-            with torch.no_grad(), self._autocast():
-                update_bn(self._recal, net)
+        recalibrate_bn(net.eval(), self._recal, self.amp)
         batches = self._val if self._val is not None else self._val_loader()
         result = rates(eval_sums(net, batches, self.ctx.device, self.channels_last, self.amp))
         self.evaluations += 1

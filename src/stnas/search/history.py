@@ -6,13 +6,14 @@ budget and the output folder (pipeline step 4, with :mod:`stnas.search.evolution
 the stabilized proxy's pool samples cannot tell from the best at ``tie_alpha``. Every record
 is scored under the same samples, so the pairing removes what the samples share.
 
-Output directory::
+Output directory (every file checksummed, :mod:`stnas.core.verified`; read back only
+through :func:`read_search`)::
 
     search.jsonl        one line per scored architecture (rewritten every generation)
-    pareto.json         the non-dominated set of (MAdds, score) over the history
+    pareto.json         {"records": [...]}: the non-dominated set of (MAdds, score) over the history
     pareto_latency.json the same by predicted latency (latency searches only)
-    best.json           per budget, the top N (the chosen one first): {budget, rank, arch, madds,
-                        params, score, std, ..., file}
+    best.json           {"records": [...]}: per budget, the top N (the chosen one first):
+                        {budget, rank, arch, madds, params, score, std, ..., file}
     best/budget_<B>/top<r>.json   their architecture files
     search.json         summary, with the settings (a folder that holds a search with other
                         settings is refused, so no result is ever replaced; the same settings replay)
@@ -28,9 +29,10 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from stnas.core.errors import ConfigError
-from stnas.core.fileio import write_json, write_text
+from stnas.core.errors import CheckpointError
+from stnas.core.rundir import check_same_inputs
 from stnas.core.units import budget_label
+from stnas.core.verified import read_json, read_jsonl, write_json, write_jsonl
 from stnas.proxy.score import Score
 from stnas.space.arch import Arch, save_arch
 from stnas.space.searchspace import SearchSpace
@@ -168,43 +170,59 @@ def collect(history: list[Record], budgets: list, generations: int, out: Path | 
 
 # search.json fields that describe a search's progress or place, not its settings
 NOT_SETTINGS = ("done", "generations", "evaluations", "wall_s", "best", "pareto_size", "run_dir")
+# settings only latency searches have: one present on one side alone differs too
+LATENCY_SETTINGS = ("latency_budgets_ms", "latency_table")
+FILES = {"history": "search.jsonl", "pareto": "pareto.json", "pareto_latency": "pareto_latency.json",
+         "best": "best.json", "summary": "search.json"}
+_WHAT = {"history": "search history", "pareto": "Pareto front", "pareto_latency": "latency Pareto front",
+         "best": "search choices", "summary": "search summary"}
+
+
+def read_search(out: str | Path, part: str):
+    """One file of a search folder, checksum verified: ``summary`` (a dict), or the records
+    (dicts) of ``history``, ``pareto``, ``pareto_latency`` or ``best``; None when it is absent.
+
+    Raises:
+        CheckpointError: a damaged file, or one written without a checksum (one line naming it).
+    """
+    f = Path(out) / FILES[part]
+    if not f.exists():
+        return None
+    if part == "history":
+        records, dropped = read_jsonl(f, _WHAT[part])
+        if dropped:
+            raise CheckpointError(f"{_WHAT[part]} {f} is damaged ({dropped} line(s) without a valid checksum)")
+        return records
+    obj = read_json(f, _WHAT[part])
+    if part == "summary":
+        return obj
+    if not isinstance(obj.get("records"), list):
+        raise CheckpointError(f"{_WHAT[part]} {f} is damaged (no records list)")
+    return obj["records"]
 
 
 def check_same_search(out: Path, settings: dict) -> None:
     """A search writes into a folder that holds none, or one with the same settings (a rerun,
     which replays from the score cache): another search's results are never replaced."""
-    f = out / "search.json"
-    if not f.is_file():
+    old = read_search(out, "summary")
+    if old is None:
         return
-    try:
-        old = json.loads(f.read_text())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{f} is unreadable ({exc}); search into another --out or remove it") from None
-    differ = []
-    for k, v in json.loads(json.dumps(settings)).items():  # as it would be written
-        if k in NOT_SETTINGS or k not in old or old[k] == v:  # (a key an older version did not write: skipped)
-            continue
-        if isinstance(v, dict) and isinstance(old[k], dict):
-            differ += [f"{k}.{j}" for j in sorted(set(v) | set(old[k])) if v.get(j) != old[k].get(j)]
-        else:
-            differ.append(k)
-    # latency settings exist only in latency searches: one present on one side alone differs too
-    differ += [k for k in ("latency_budgets_ms", "latency_table") if (k in old) != (k in settings)]
-    if differ:
-        raise ConfigError(f"{out} holds a search with other settings ({', '.join(differ)} differ); "
-                          f"search into another --out, or remove it to replace it")
+    new = json.loads(json.dumps(settings))  # as it would be written
+    keys = [k for k in new if k not in NOT_SETTINGS and k in old]  # (a key an older version did not write: skipped)
+    keys += [k for k in LATENCY_SETTINGS if k not in keys and (k in old or k in new)]
+    check_same_inputs(out, "a search", {k: old[k] for k in keys if k in old}, {k: new[k] for k in keys if k in new},
+                      "search into another --out, or remove it to replace it")
 
 
 def write_search(result: SearchResult, settings: dict, wall_s: float, done: bool) -> None:
     out = result.out_dir
-    files = {"history": out / "search.jsonl", "pareto": out / "pareto.json", "best": out / "best.json",
-             "summary": out / "search.json"}
-    write_text(files["history"], "".join(json.dumps(r.to_json()) + "\n" for r in result.history))
-    write_json(files["pareto"], [r.to_json() for r in result.pareto])
+    files = {k: out / FILES[k] for k in ("history", "pareto", "best", "summary")}
+    write_jsonl(files["history"], [r.to_json() for r in result.history])
+    write_json(files["pareto"], {"records": [r.to_json() for r in result.pareto]})
     if result.history and result.history[0].latency_ms is not None:
-        files["pareto_latency"] = out / "pareto_latency.json"
+        files["pareto_latency"] = out / FILES["pareto_latency"]
         scored = [r for r in result.history if not r.screened]
-        write_json(files["pareto_latency"], [r.to_json() for r in pareto_front(scored, "latency_ms")])
+        write_json(files["pareto_latency"], {"records": [r.to_json() for r in pareto_front(scored, "latency_ms")]})
     rows = []
     for b, recs in result.best.items():
         folder = out / "best" / f"budget_{budget_label(b)}"
@@ -214,7 +232,7 @@ def write_search(result: SearchResult, settings: dict, wall_s: float, done: bool
         for stale in folder.glob("top*.json") if folder.is_dir() else []:
             if stale.stem[3:].isdigit() and int(stale.stem[3:]) > len(recs):
                 stale.unlink()
-    write_json(files["best"], rows)
+    write_json(files["best"], {"records": rows})
     result.files = {k: str(v) for k, v in files.items()}
     write_json(files["summary"], {
         "done": done, **settings,

@@ -18,7 +18,11 @@ JSON file (versioned; written by ``save_arch``, read by ``stnas.space.catalog.lo
     {"format": "stnas-arch", "version": 1,
      "space": "paper", "space_fingerprint": "3f0c9e2a41d7",
      "stem": ["mb_k3_e3", ...],                                # one op name per stem edge
-     "branches": [{"from": 0, "to": 2, "op": "mb_k5_e6"}, ...]}  # active branch edges only
+     "branches": [{"from": 0, "to": 2, "op": "mb_k5_e6"}, ...],  # active branch edges only
+     "sha256": "..."}                                          # optional (stnas.core.verified)
+
+People write architecture files too: a checksum, when present, is checked (stnas writes
+one); without it the file is validated against the space like any other.
 
 Parsing validates everything against the space and raises :class:`ArchError` with a
 message that says what is wrong.
@@ -30,8 +34,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stnas.core.errors import ArchError
-from stnas.core.fileio import write_json
+from stnas.core.errors import ArchError, CheckpointError
+from stnas.core.verified import check_digest, write_json
 
 if TYPE_CHECKING:
     from stnas.space.searchspace import SearchSpace
@@ -214,10 +218,11 @@ def read_source(source: str | Path) -> tuple[Any, str, str | None]:
     file, a JSON text or such a string. Decoding against a space is
     :func:`stnas.space.catalog.load_arch`'s job."""
     text = str(source).strip()
+    where = "text"
     if not text:
         raise ArchError("empty architecture: give a JSON file or a string SPACE:STEM/BRANCHES")
     if not text.startswith(("{", "[")) and (text.endswith(".json") or _is_file(text)):
-        path = Path(text)
+        path = where = Path(text)
         if not path.is_file():
             raise ArchError(f"architecture file {text} does not exist")
         try:
@@ -236,6 +241,10 @@ def read_source(source: str | Path) -> tuple[Any, str, str | None]:
         except RecursionError:
             raise ArchError("malformed architecture JSON: nested too deeply") from None
         check_tree(obj, "architecture JSON", ArchError)
+        try:
+            obj = check_digest(obj, where, "architecture JSON", required=False)
+        except CheckpointError as exc:
+            raise ArchError(str(exc)) from None
         name = obj.get("space") if isinstance(obj, dict) else None
     else:
         name = text.split(":", 1)[0] if ":" in text else None
