@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stnas import load_space
 from stnas.core.verified import write_json
+from stnas.space.catalog import load_space
 
 
 def main() -> None:

@@ -30,10 +30,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from stnas import build_model, load_space
 from stnas.core.units import fmt_count
 from stnas.core.verified import write_json
+from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
+from stnas.space.catalog import load_space
 
 HERE = Path(__file__).resolve().parent
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from stnas import load_space
 from stnas.core.verified import write_json
 from stnas.nn.supernet import Supernet
+from stnas.space.catalog import load_space
 
 
 def _sync(device):

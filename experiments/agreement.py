@@ -28,9 +28,10 @@ from stnas.analysis.ranking import kendall
 from stnas.core.errors import StnasError
 from stnas.core.verified import read_json, write_json
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
-import fidelity as fid  # noqa: E402
-from ground_truth import one_line_errors  # noqa: E402
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import ci95, one_line_errors, read_record
 
 
 def parse_group(spec: str) -> tuple[str, list[str]]:
@@ -61,12 +62,10 @@ def agreement(groups: dict[str, np.ndarray], contrasts: list[tuple[str, str]], r
     out = {}
     for k, g in enumerate(names):
         pairs = pairwise_taus(groups[g])
-        out[g] = {"tau": float(np.mean(pairs)), "ci": [float(x) for x in np.nanpercentile(dist[k], [2.5, 97.5])],
-                  "pairs": pairs}
+        out[g] = {"tau": float(np.mean(pairs)), "ci": ci95(dist[k]), "pairs": pairs}
     for a, b in contrasts:
         d = dist[names.index(a)] - dist[names.index(b)]
-        out[f"{a} - {b}"] = {"diff": out[a]["tau"] - out[b]["tau"],
-                             "ci": [float(x) for x in np.nanpercentile(d, [2.5, 97.5])]}
+        out[f"{a} - {b}"] = {"diff": out[a]["tau"] - out[b]["tau"], "ci": ci95(d)}
     return out
 
 
@@ -93,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         budgets = {int(b): list(v) for b, v in plan["archs"].items()}
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise StnasError(f"--plan {args.plan}: not a ground-truth plan ({exc})") from None
-    records = {m: fid.read_record(Path(args.records) / f"{m}.json") for ms in groups.values() for m in ms}
+    records = {m: read_record(Path(args.records) / f"{m}.json") for ms in groups.values() for m in ms}
     for m, rec in records.items():  # every record and network checked before any work
         cell = args.cell or rec["preset_cell"]
         if cell not in rec["cells"]:

@@ -54,22 +54,29 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from stnas.analysis.ranking import kendall
 from stnas.core.errors import StnasError
 from stnas.core.fileio import write_text
-from stnas.core.verified import read_json, write_json
+from stnas.core.verified import write_json
 from stnas.core.weights import load_weights
 from stnas.pipeline.config import apply_layers, load_run_config, user_layers
 from stnas.pipeline.search import proxy_for_run
-from stnas.space.catalog import load_arch
+from stnas.space.catalog import load_arch, load_space
+
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import (
+    ci95,
+    is_record,
+    one_line_errors,
+    read_record,
+    read_table,
+    rows_with_seeds,
+    tau,
+    truth_value,
+)
 
 BASELINES = ("madds", "params", "kernel_sum", "depth")
-RECORD, RECORD_VERSION = "stnas-proxy-record", 1
-
-
-def _tau(a, b) -> float:
-    """Kendall's tau, 0 where undefined (a constant list): how these tables always scored."""
-    return kendall(a, b, undefined=0.0)
 
 
 def percentile_of_pick(scores: np.ndarray, truth: np.ndarray, top: int) -> float:
@@ -90,13 +97,13 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
     single draw taken to have its counterpart group's sd), and ``resolved``: the interval
     excludes 0 and the difference exceeds twice ``rep_se``."""
     names = list(cells)
-    dist = stats.bootstrap((np.arange(len(truth)),), lambda i: np.array([_tau(cells[c][i], truth[i]) for c in names]),
+    dist = stats.bootstrap((np.arange(len(truth)),), lambda i: np.array([tau(cells[c][i], truth[i]) for c in names]),
                            vectorized=False, n_resamples=resamples, method="percentile",
                            random_state=np.random.default_rng(seed)).bootstrap_distribution
     boot = dict(zip(names, dist))  # scipy resamples the networks; every cell sees each resample
     out = {}
     for c, v in cells.items():
-        out[c] = {"tau": _tau(v, truth), "top1_pct": percentile_of_pick(v, truth, 1),
+        out[c] = {"tau": tau(v, truth), "top1_pct": percentile_of_pick(v, truth, 1),
                   "top3_pct": percentile_of_pick(v, truth, 3)}
     for g, members in (groups or {}).items():
         boot[g] = np.mean([boot[m] for m in members], axis=0)
@@ -107,13 +114,10 @@ def compare(cells: dict[str, np.ndarray], truth: np.ndarray, resamples: int, see
     madds = out["madds"]["tau"]
     for c, v in out.items():
         diff = boot[c] - boot["madds"]
-        v |= {"ci": [float(np.percentile(boot[c], 2.5)), float(np.percentile(boot[c], 97.5))],
-              "diff_vs_madds": v["tau"] - madds,
-              "diff_ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
+        v |= {"ci": ci95(boot[c]), "diff_vs_madds": v["tau"] - madds, "diff_ci": ci95(diff)}
     for a, b in contrasts:
         diff = boot[a] - boot[b]
-        res = {"diff": out[a]["tau"] - out[b]["tau"],
-               "ci": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))]}
+        res = {"diff": out[a]["tau"] - out[b]["tau"], "ci": ci95(diff)}
         if "rep_sd" in out[a] or "rep_sd" in out[b]:
             # a single draw against a group has the group's spread (rule 10, fidelity.md)
             sd_a, sd_b = (out[x].get("rep_sd", out[y].get("rep_sd")) for x, y in ((a, b), (b, a)))
@@ -184,26 +188,11 @@ def score_run(run_dir: str, archs: list[str], ks: list[int],
     return cells
 
 
-def read_record(path: str | Path) -> dict:
-    """A proxy record (``proxy_record.py``), its shape checked."""
-    rec = read_json(path, "proxy record", required=False)
-    if not isinstance(rec, dict) or rec.get("format") != RECORD or rec.get("version") != RECORD_VERSION:
-        raise StnasError(f"{path} is not a {RECORD} version {RECORD_VERSION} file")
-    cells = rec.get("cells")
-    if not isinstance(cells, dict) or not cells or not all(
-            isinstance(v, dict) and all(isinstance(x, (int, float)) and np.isfinite(x) for x in v.values())
-            for v in cells.values()):
-        raise StnasError(f"{path}: 'cells' must map cell names to {{arch: finite score}}")
-    if not isinstance(rec.get("label"), str) or rec.get("preset_cell") not in cells:
-        raise StnasError(f"{path}: needs a 'label' and a 'preset_cell' among its cells")
-    return rec
-
-
 def run_cells(run: str, archs: list[str], ks: list[int], overrides: list[str] = (),
               epochs: bool = False) -> dict[str, dict[str, float]]:
     """``score_run`` (and with ``epochs`` ``epoch_cells``) for a run directory; for a proxy
     record, its cells of ``archs`` for the K of ``ks`` (every network must be in it)."""
-    if not _is_record(run):
+    if not is_record(run):
         cells = score_run(run, archs, ks, overrides)
         return cells | epoch_cells(run, archs) if epochs else cells
     rec = read_record(run)
@@ -216,10 +205,6 @@ def run_cells(run: str, archs: list[str], ks: list[int], overrides: list[str] = 
     keep = [c for c in rec["cells"] if (epochs or not c.startswith("epoch"))
             and ("@" not in c or int(c.split("@")[1].split("/")[0]) in ks)]
     return {c: {a: float(rec["cells"][c][a]) for a in archs} for c in keep}
-
-
-def _is_record(run: str) -> bool:
-    return run.endswith(".json")
 
 
 def epoch_cells(run_dir: str, archs: list[str]) -> dict[str, dict[str, float]]:
@@ -259,16 +244,9 @@ def rank_mix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (stats.rankdata(a) + stats.rankdata(b)) / 2
 
 
-def read_table(path, min_seeds: int = 0) -> tuple[dict, list[dict]]:
-    """A stnas-groundtruth table and its rows with at least ``min_seeds`` finished seeds."""
-    table = read_json(path, "ground-truth table", required=False)
-    if not isinstance(table, dict) or table.get("format") != "stnas-groundtruth":
-        raise StnasError(f"{path} is not a stnas-groundtruth table")
-    return table, [r for r in table["rows"] if len(r["seeds"]) >= min_seeds]
-
-
 def truth_of(row: dict, metric: str) -> float | None:
-    vals = [s["top1"] if metric == "top1" else -s["test_loss"] for s in row["seeds"].values()]
+    """A network's truth: the mean over its seeds of ``truth_value`` (top1 or minus test loss)."""
+    vals = [truth_value(s, metric) for s in row["seeds"].values()]
     return float(np.mean(vals)) if vals else None
 
 
@@ -280,7 +258,7 @@ def parse_runs(specs: list[str]) -> dict[str, tuple[str, list[str]]]:
     for spec in specs:
         run_dir, _, rest = spec.partition(":")
         label, _, sets = rest.partition(":")
-        if _is_record(run_dir):
+        if is_record(run_dir):
             rec = read_record(run_dir)
             if sets:
                 raise StnasError(f"--runs {spec!r}: a proxy record's settings are fixed ({rec.get('overrides')})")
@@ -382,84 +360,84 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="write the result JSON here")
     ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
-    try:
-        from stnas.space.catalog import load_space
+    one_line_errors(read, args)
 
-        table, rows = read_table(args.table, args.min_seeds)
-        space = load_space(table["preset"])
-        if args.exclude:
-            seen = {r["arch"] for r in read_table(args.exclude)[1]}
-            rows = [r for r in rows if r["arch"] not in seen]
-        archs = sorted({r["arch"] for r in rows})
-        ks = [int(k) for k in args.k.split(",")]
-        runs = parse_runs(args.runs)
-        few = parse_few_shot(args.few_shot, space)
-        labels = list(runs) + list(few)
-        for spec in args.ensemble:  # members are run labels; the ensemble is a label too
-            g, _, rest = spec.partition("=")
-            if not all(m in labels for m in rest.split(",")) or g in labels:
-                raise StnasError(f"--ensemble {spec!r}: expected a new LABEL and labels of --runs "
-                                 f"({', '.join(labels)})")
-            labels.append(g)
-        for spec in args.replicates:  # replicate members are run labels; the group's a label too
-            g, _, rest = spec.partition("=")
-            if not all(m in labels for m in rest.split(",")) or g in labels:
-                raise StnasError(f"--replicates {spec!r}: expected a new LABEL and labels of --runs "
-                                 f"({', '.join(labels)})")
-            labels.append(g)
-        for spec in args.contrast:  # every label named before any scoring
-            a, sep, b = spec.partition(":")
-            if not sep or a not in labels or b not in labels:
-                raise StnasError(f"--contrast {spec!r}: expected A:B with two labels of --runs or --few-shot "
-                                 f"({', '.join(labels)})")
-        for c in args.mix:  # a cell of a named run or a baseline, before any scoring
-            if c not in BASELINES and c.split(" ")[0] not in labels:
-                raise StnasError(f"--mix {c!r}: expected a baseline ({', '.join(BASELINES)}) or LABEL CELL "
-                                 f"with a label of --runs or --few-shot ({', '.join(labels)})")
-        cells = baselines(table, space)
-        for label, (run_dir, sets) in runs.items():
-            scored = run_cells(run_dir, archs, ks, sets, epochs=args.epochs)
-            cells |= {f"{label} {c}": v for c, v in scored.items()}
-        for label, (edge, off_run, on_run) in few.items():
-            cells |= {f"{label} {c}": v for c, v in score_few_shot(edge, off_run, on_run, archs, ks, space).items()}
-        for c in args.mix:
-            if c not in cells:
-                raise StnasError(f"--mix {c!r}: no such cell (cells: {', '.join(sorted(cells))})")
-        for spec in args.ensemble:
-            cells |= ensemble_cells(cells, spec)
-        groups = {k: v for spec in args.replicates for k, v in replicate_groups(list(cells), spec).items()}
-        named = list(cells) + list(groups)  # a contrast named twice is read once
-        pairs = list(dict.fromkeys(p for spec in args.contrast for p in contrast_pairs(named, spec)))
-        result = {"table": args.table, "truth": args.truth, "runs": args.runs, "replicates": args.replicates,
-                  "ensemble": args.ensemble,
-                  "exclude": args.exclude, "budgets": {}}
-        for b in table["budgets"]:
-            group = [r for r in rows if r["budget"] == b]
-            if len(group) < 4:
-                continue
-            truth = np.array([truth_of(r, args.truth) for r in group])
-            vals = {c: np.array([v[r["arch"]] for r in group]) for c, v in cells.items()}
-            vals |= {f"{c}+madds": rank_mix(vals[c], vals["madds"]) for c in args.mix}
-            res = compare(vals, truth, args.resamples, contrasts=pairs, groups=groups)
-            diffs = {k: res.pop(k) for k in [f"{x} - {y}" for x, y in pairs]}
-            result["budgets"][str(b)] = {"n": len(group), "cells": res, "contrasts": diffs}
-            print(f"\nbudget {b / 1e6:g}M, {len(group)} networks, truth: test {args.truth}")
-            print(f"{'cell':<34} {'tau':>6} {'95% CI':>15} {'- MAdds':>7} {'paired 95% CI':>15} "
-                  f"{'pick':>5} {'top3':>5}")
-            for c, v in sorted(res.items(), key=lambda kv: -kv[1]["tau"]):
-                print(f"{c:<34} {v['tau']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] {v['diff_vs_madds']:+7.2f} "
-                      f"[{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] {v['top1_pct']:5.2f} {v['top3_pct']:5.2f}")
-            for c, v in diffs.items():
-                rep = (f" replicate se {v['rep_se']:.2f} ({'' if v['resolved'] else 'not '}resolved)"
-                       if "rep_se" in v else "")
-                print(f"contrast {c:<60} {v['diff']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]{rep}")
-        if args.out:
-            write_json(Path(args.out), result)
-        if args.markdown:
-            write_text(Path(args.markdown), markdown(result))
-    except (StnasError, OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+
+def read(args) -> None:
+    """The fidelity tables of ``main``'s arguments (printed, and written where asked)."""
+    table = read_table(args.table)
+    rows = rows_with_seeds(table, args.min_seeds)
+    space = load_space(table["preset"])
+    if args.exclude:
+        seen = {r["arch"] for r in read_table(args.exclude)["rows"]}
+        rows = [r for r in rows if r["arch"] not in seen]
+    archs = sorted({r["arch"] for r in rows})
+    ks = [int(k) for k in args.k.split(",")]
+    runs = parse_runs(args.runs)
+    few = parse_few_shot(args.few_shot, space)
+    labels = list(runs) + list(few)
+    for spec in args.ensemble:  # members are run labels; the ensemble is a label too
+        g, _, rest = spec.partition("=")
+        if not all(m in labels for m in rest.split(",")) or g in labels:
+            raise StnasError(f"--ensemble {spec!r}: expected a new LABEL and labels of --runs "
+                             f"({', '.join(labels)})")
+        labels.append(g)
+    for spec in args.replicates:  # replicate members are run labels; the group's a label too
+        g, _, rest = spec.partition("=")
+        if not all(m in labels for m in rest.split(",")) or g in labels:
+            raise StnasError(f"--replicates {spec!r}: expected a new LABEL and labels of --runs "
+                             f"({', '.join(labels)})")
+        labels.append(g)
+    for spec in args.contrast:  # every label named before any scoring
+        a, sep, b = spec.partition(":")
+        if not sep or a not in labels or b not in labels:
+            raise StnasError(f"--contrast {spec!r}: expected A:B with two labels of --runs or --few-shot "
+                             f"({', '.join(labels)})")
+    for c in args.mix:  # a cell of a named run or a baseline, before any scoring
+        if c not in BASELINES and c.split(" ")[0] not in labels:
+            raise StnasError(f"--mix {c!r}: expected a baseline ({', '.join(BASELINES)}) or LABEL CELL "
+                             f"with a label of --runs or --few-shot ({', '.join(labels)})")
+    cells = baselines(table, space)
+    for label, (run_dir, sets) in runs.items():
+        scored = run_cells(run_dir, archs, ks, sets, epochs=args.epochs)
+        cells |= {f"{label} {c}": v for c, v in scored.items()}
+    for label, (edge, off_run, on_run) in few.items():
+        cells |= {f"{label} {c}": v for c, v in score_few_shot(edge, off_run, on_run, archs, ks, space).items()}
+    for c in args.mix:
+        if c not in cells:
+            raise StnasError(f"--mix {c!r}: no such cell (cells: {', '.join(sorted(cells))})")
+    for spec in args.ensemble:
+        cells |= ensemble_cells(cells, spec)
+    groups = {k: v for spec in args.replicates for k, v in replicate_groups(list(cells), spec).items()}
+    named = list(cells) + list(groups)  # a contrast named twice is read once
+    pairs = list(dict.fromkeys(p for spec in args.contrast for p in contrast_pairs(named, spec)))
+    result = {"table": args.table, "truth": args.truth, "runs": args.runs, "replicates": args.replicates,
+              "ensemble": args.ensemble,
+              "exclude": args.exclude, "budgets": {}}
+    for b in table["budgets"]:
+        group = [r for r in rows if r["budget"] == b]
+        if len(group) < 4:
+            continue
+        truth = np.array([truth_of(r, args.truth) for r in group])
+        vals = {c: np.array([v[r["arch"]] for r in group]) for c, v in cells.items()}
+        vals |= {f"{c}+madds": rank_mix(vals[c], vals["madds"]) for c in args.mix}
+        res = compare(vals, truth, args.resamples, contrasts=pairs, groups=groups)
+        diffs = {k: res.pop(k) for k in [f"{x} - {y}" for x, y in pairs]}
+        result["budgets"][str(b)] = {"n": len(group), "cells": res, "contrasts": diffs}
+        print(f"\nbudget {b / 1e6:g}M, {len(group)} networks, truth: test {args.truth}")
+        print(f"{'cell':<34} {'tau':>6} {'95% CI':>15} {'- MAdds':>7} {'paired 95% CI':>15} "
+              f"{'pick':>5} {'top3':>5}")
+        for c, v in sorted(res.items(), key=lambda kv: -kv[1]["tau"]):
+            print(f"{c:<34} {v['tau']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}] {v['diff_vs_madds']:+7.2f} "
+                  f"[{v['diff_ci'][0]:+.2f}, {v['diff_ci'][1]:+.2f}] {v['top1_pct']:5.2f} {v['top3_pct']:5.2f}")
+        for c, v in diffs.items():
+            rep = (f" replicate se {v['rep_se']:.2f} ({'' if v['resolved'] else 'not '}resolved)"
+                   if "rep_se" in v else "")
+            print(f"contrast {c:<60} {v['diff']:+6.2f} [{v['ci'][0]:+.2f}, {v['ci'][1]:+.2f}]{rep}")
+    if args.out:
+        write_json(Path(args.out), result)
+    if args.markdown:
+        write_text(Path(args.markdown), markdown(result))
 
 
 if __name__ == "__main__":

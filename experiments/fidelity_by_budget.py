@@ -18,11 +18,17 @@ import argparse
 import re
 import statistics
 import sys
+from pathlib import Path
 
 from stnas.analysis.ranking import kendall_test
 from stnas.core.errors import StnasError
 from stnas.core.units import parse_count
 from stnas.core.verified import read_json, write_json
+
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import one_line_errors
 
 ROLE = re.compile(r"^(?:found (?P<a>\S+)|random \d+ within (?P<b>\S+))$")
 
@@ -66,19 +72,24 @@ def madds_scores(truth: dict) -> dict:
     return {"MAdds": {"scores": [{"arch": a, "score": space.madds(load_arch(a, space))} for a in sorted(archs)]}}
 
 
+def _table(args) -> dict:
+    """``fidelity`` of the inputs of ``main``'s arguments, the MAdds row added."""
+    try:
+        # rank.json carries its checksum; what `stnas rank --json` printed and was saved does not
+        rank = read_json(args.rank, "rank result", required=False)
+        truth = read_json(args.truth, "truth file", required=False)
+        return fidelity({"modes": rank["modes"] | madds_scores(truth)}, truth)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StnasError(f"cannot read the inputs ({type(exc).__name__}: {exc})") from None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("rank", help="the JSON that `stnas rank --json` printed")
     ap.add_argument("--truth", required=True, help="the stnas-truth file the ranking used (with roles)")
     ap.add_argument("--out", help="also write the table as JSON here")
     args = ap.parse_args()
-    try:
-        rank = read_json(args.rank, "rank result", required=False)  # stnas rank, or its shape printed
-        truth = read_json(args.truth, "truth file", required=False)
-        table = fidelity({"modes": rank["modes"] | madds_scores(truth)}, truth)
-    except (StnasError, OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"fidelity_by_budget: cannot read the inputs ({type(exc).__name__}: {exc})", file=sys.stderr)
-        sys.exit(2)
+    table = one_line_errors(_table, args)
     labels = sorted({b for row in table.values() for b in row}, key=lambda b: parse_count(b, "budget"))
     print(f"{'mode':<12}" + "".join(f"{b:>22}" for b in labels))
     for mode, row in table.items():

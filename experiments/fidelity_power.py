@@ -20,7 +20,6 @@ power is 1.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
 
@@ -29,17 +28,10 @@ from scipy import stats
 
 from stnas.core.verified import write_json
 
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def _sibling(name: str):
-    """Another experiment script of this folder, imported as a module."""
-    spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-tau_to_rho = _sibling("pass_probability").tau_to_rho  # Greiner's relation
-_tau = _sibling("fidelity")._tau  # Kendall's tau, 0 where undefined (as fidelity.py scores)
+from experiments.common import one_line_errors, tau, tau_to_rho
 
 
 def correlation(tau_proxy: float, tau_madds: float, tau_cross: float) -> np.ndarray:
@@ -54,7 +46,7 @@ def correlation(tau_proxy: float, tau_madds: float, tau_cross: float) -> np.ndar
 
 def _lead(y, m, p):
     """tau(p, y) - tau(m, y) over a resample of network indices."""
-    return lambda i: _tau(p[i], y[i]) - _tau(m[i], y[i])
+    return lambda i: tau(p[i], y[i]) - tau(m[i], y[i])
 
 
 def power(n: int, corr: np.ndarray, sims: int, resamples: int, rng: np.random.Generator) -> dict:
@@ -65,11 +57,21 @@ def power(n: int, corr: np.ndarray, sims: int, resamples: int, rng: np.random.Ge
     above, diffs = 0, []
     for _ in range(sims):
         y, m, p = (rng.standard_normal((n, 3)) @ root.T).T
-        diffs.append(_tau(p, y) - _tau(m, y))
+        diffs.append(tau(p, y) - tau(m, y))
         ci = stats.bootstrap((np.arange(n),), _lead(y, m, p), vectorized=False, n_resamples=resamples,
                              method="percentile", random_state=rng).confidence_interval
         above += ci.low > 0
     return {"n": n, "power": above / sims, "mean_diff": float(np.mean(diffs))}
+
+
+def _checked(args) -> tuple[list[int], np.ndarray]:
+    """The network counts and the correlation matrix of the arguments (ValueError if bad)."""
+    if not all(-1 <= t <= 1 for t in (args.tau_proxy, args.tau_madds, args.tau_cross)):
+        raise ValueError("every tau must lie in [-1, 1]")
+    ns = [int(x) for x in args.n.split(",")]
+    if min(ns) < 4 or args.sims < 1 or args.resamples < 10:
+        raise ValueError("need --n >= 4, --sims >= 1, --resamples >= 10")
+    return ns, correlation(args.tau_proxy, args.tau_madds, args.tau_cross)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -83,16 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", help="write the table as JSON here")
     args = ap.parse_args(argv)
-    try:
-        if not all(-1 <= t <= 1 for t in (args.tau_proxy, args.tau_madds, args.tau_cross)):
-            raise ValueError("every tau must lie in [-1, 1]")
-        ns = [int(x) for x in args.n.split(",")]
-        if min(ns) < 4 or args.sims < 1 or args.resamples < 10:
-            raise ValueError("need --n >= 4, --sims >= 1, --resamples >= 10")
-        corr = correlation(args.tau_proxy, args.tau_madds, args.tau_cross)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    ns, corr = one_line_errors(_checked, args)
     rng = np.random.default_rng(args.seed)
     rows = [power(n, corr, args.sims, args.resamples, rng) for n in ns]
     print(f"tau proxy {args.tau_proxy:+.2f}, MAdds {args.tau_madds:+.2f}, cross {args.tau_cross:+.2f}")

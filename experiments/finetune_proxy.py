@@ -21,6 +21,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,11 @@ from stnas.pipeline.config import load_run_config
 from stnas.pipeline.settings import data_spec
 from stnas.space.catalog import run_space
 from stnas.train.engine import evaluate, lr_at
+
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import one_line_errors
 
 
 def finetune_score(net: torch.nn.Module, train, val, steps: int, lr: float, batch_size: int, seed: int,
@@ -73,32 +79,32 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    try:
-        if args.steps < 1 or args.lr <= 0:
-            raise StnasError("--steps must be >= 1 and --lr > 0")
-        cfg = load_run_config(args.run)
-        space = run_space(args.run)
-        truth = load_truth(args.truth, space)
-        data = data_spec(cfg)
-        train = dataset_split(data, space, "search-train", data.limit, augment=False)
-        val = dataset_split(data, space, "search-val", data.val_limit)
-        scores = {"finetune_loss": [], "finetune_top1": []}
-        for i, (arch, acc) in enumerate(truth.items()):
-            t0, name = time.perf_counter(), str(arch)
-            net = inherited_model(args.run, arch) if args.init == "inherit" else build_model(arch)
-            got = finetune_score(net, train, val, args.steps, args.lr, args.batch_size, cfg["seed"])
-            scores["finetune_loss"].append({"arch": name, "score": -got["loss"], **got, "truth": acc})
-            scores["finetune_top1"].append({"arch": name, "score": got["top1"], **got, "truth": acc})
-            print(f"[{i + 1}/{len(truth)}] {name}: val loss {got['loss']:.4f}, top-1 {got['top1']:.4f} "
-                  f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
-    except StnasError as exc:  # bad inputs, or a run without finished supernet weights
-        print(f"finetune_proxy: {exc}", file=sys.stderr)
-        sys.exit(2)
-    doc = {"run_dir": args.run, "truth": args.truth, "n": len(truth),
-           "finetune": {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "init": args.init,
-                        "train_images": len(train), "val_images": len(val)},
-           "modes": {m: {"n": len(s), "scores": s} for m, s in scores.items()}}
-    print(json.dumps(doc, indent=1))
+    print(json.dumps(one_line_errors(score_truth, args), indent=1))
+
+
+def score_truth(args) -> dict:
+    """The fine-tune scores of ``--truth``'s networks, in the shape of ``stnas rank --json``."""
+    if args.steps < 1 or args.lr <= 0:
+        raise StnasError("--steps must be >= 1 and --lr > 0")
+    cfg = load_run_config(args.run)
+    space = run_space(args.run)
+    truth = load_truth(args.truth, space)
+    data = data_spec(cfg)
+    train = dataset_split(data, space, "search-train", data.limit, augment=False)
+    val = dataset_split(data, space, "search-val", data.val_limit)
+    scores = {"finetune_loss": [], "finetune_top1": []}
+    for i, (arch, acc) in enumerate(truth.items()):
+        t0, name = time.perf_counter(), str(arch)
+        net = inherited_model(args.run, arch) if args.init == "inherit" else build_model(arch)
+        got = finetune_score(net, train, val, args.steps, args.lr, args.batch_size, cfg["seed"])
+        scores["finetune_loss"].append({"arch": name, "score": -got["loss"], **got, "truth": acc})
+        scores["finetune_top1"].append({"arch": name, "score": got["top1"], **got, "truth": acc})
+        print(f"[{i + 1}/{len(truth)}] {name}: val loss {got['loss']:.4f}, top-1 {got['top1']:.4f} "
+              f"({time.perf_counter() - t0:.0f} s)", file=sys.stderr, flush=True)
+    return {"run_dir": args.run, "truth": args.truth, "n": len(truth),
+            "finetune": {"steps": args.steps, "lr": args.lr, "batch_size": args.batch_size, "init": args.init,
+                         "train_images": len(train), "val_images": len(val)},
+            "modes": {m: {"n": len(s), "scores": s} for m, s in scores.items()}}
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ from stnas.pipeline.report import read_report
 from stnas.pipeline.retrain import retrain
 from stnas.space.catalog import load_space
 
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import one_line_errors
+
 
 def train(arch: str, cfg: dict, out: str, threads: int = 0) -> float:
     """Retrains ``arch`` into ``out``, or reuses a run there (which must have the same recipe,
@@ -256,8 +261,4 @@ def truth_file(rows: list[dict], seeds: list[int], command: str, cfg: dict) -> d
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except StnasError as e:  # bad input or a cached run made with other settings
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    one_line_errors(main)  # bad input or a cached run made with other settings: one line, exit 2

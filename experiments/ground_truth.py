@@ -32,7 +32,6 @@ the first and the second half of its seeds.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import multiprocessing
 import os
@@ -55,7 +54,20 @@ from stnas.deploy.card import read_card
 from stnas.pipeline.config import resolve
 from stnas.space.catalog import load_arch, load_space
 
-FORMAT, VERSION = "stnas-groundtruth", 1
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import (
+    TABLE_FORMAT,
+    ci95,
+    extends_seeds,
+    one_line_errors,
+    read_table,
+    task_dir,
+    two_way_mean_squares,
+)
+
+VERSION = 1
 
 
 def exit_with(parent: int, every: float = 2.0) -> None:
@@ -106,14 +118,10 @@ def _plan(args, space, recipe_cfg: dict) -> dict:
             if a not in drawn:
                 drawn.append(a)
         archs[str(b)] = drawn
-    return {"format": FORMAT + "-plan", "preset": args.preset, "space_fingerprint": space.fingerprint,
+    return {"format": TABLE_FORMAT + "-plan", "preset": args.preset, "space_fingerprint": space.fingerprint,
             "budgets": budgets, "band": args.band, "n": args.n, "arch_seed": args.arch_seed,
             "seeds": [int(s) for s in args.seeds.split(",")], "overrides": args.overrides,
             "recipe": recipe_cfg["retrain"], "archs": archs}
-
-
-def _task_dir(work: Path, arch: str, seed: int) -> Path:
-    return work / hashlib.sha256(arch.encode()).hexdigest()[:12] / f"seed{seed}"
 
 
 def _table(plan: dict, done: dict, space) -> dict:
@@ -125,16 +133,10 @@ def _table(plan: dict, done: dict, space) -> dict:
                 continue
             a = load_arch(arch, space)
             rows.append({"arch": arch, "budget": b, "madds": a.madds, "params": a.params, "seeds": per_seed})
-    return {"format": FORMAT, "version": VERSION, "preset": plan["preset"],
+    return {"format": TABLE_FORMAT, "version": VERSION, "preset": plan["preset"],
             "space_fingerprint": plan["space_fingerprint"], "budgets": plan["budgets"], "band": plan["band"],
             "recipe": plan["recipe"], "overrides": plan["overrides"], "seeds": plan["seeds"],
             "planned_networks": {str(b): len(plan["archs"][str(b)]) for b in plan["budgets"]}, "rows": rows}
-
-
-def _extends(saved, seeds: list[int]) -> bool:
-    """A plan may add training seeds after the recorded ones (``--seeds 0,1`` grown to
-    ``0,1,2,3``): the finished seeds are kept; any other change of seeds is another plan."""
-    return isinstance(saved, list) and seeds[:len(saved)] == saved
 
 
 def _recorded(path: Path, plan: dict) -> dict:
@@ -142,11 +144,11 @@ def _recorded(path: Path, plan: dict) -> dict:
     if not path.exists():
         return {}
     table = read_json(path, "ground-truth table", required=False)
-    if not isinstance(table, dict) or table.get("format") != FORMAT or not isinstance(table.get("rows"), list):
-        raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
+    if not isinstance(table, dict) or table.get("format") != TABLE_FORMAT or not isinstance(table.get("rows"), list):
+        raise StnasError(f"{path} is not a {TABLE_FORMAT} table; move it away or choose another --out")
     keys = ("preset", "space_fingerprint", "recipe", "overrides", "band")
     diff = sorted(k for k in keys if table.get(k) != json.loads(json.dumps(plan[k])))
-    if not _extends(table.get("seeds"), plan["seeds"]):
+    if not extends_seeds(table.get("seeds"), plan["seeds"]):
         diff.append("seeds")
     if diff:
         raise StnasError(f"{path} holds a table of another plan ({', '.join(diff)} differ); choose another --out")
@@ -179,7 +181,7 @@ def build(args) -> None:
         saved = read_json(plan_file, "ground-truth plan", required=False)
         new = json.loads(json.dumps(plan))
         diff = sorted(k for k in new if k not in ("n", "archs", "seeds") and saved.get(k) != new[k])
-        if not _extends(saved.get("seeds"), new["seeds"]):
+        if not extends_seeds(saved.get("seeds"), new["seeds"]):
             diff.append("seeds")
         if diff:
             raise StnasError(f"{plan_file} holds another plan ({', '.join(diff)} differ); choose another --work")
@@ -191,7 +193,7 @@ def build(args) -> None:
     tasks = {}
     for arch, s in order:
         c = resolve(args.preset, overrides=args.overrides + [f"seed={s}"])
-        tasks[(arch, s)] = (arch, c, str(_task_dir(work, arch, s)), args.threads)
+        tasks[(arch, s)] = (arch, c, str(task_dir(work, arch, s)), args.threads)
     total = len(done) + len(tasks)
     t0 = time.time()
 
@@ -236,8 +238,7 @@ def seed_tau(rows: list[dict], metric: str, seeds: tuple[str, str], resamples: i
         dist = stats.bootstrap((a, b), kendall, paired=True,
                                vectorized=False, n_resamples=resamples, method="percentile",
                                random_state=np.random.default_rng(0)).bootstrap_distribution
-    lo, hi = np.percentile(dist[~np.isnan(dist)], [2.5, 97.5])
-    return {"n": len(pairs), "tau": float(tau), "ci": [float(lo), float(hi)]}
+    return {"n": len(pairs), "tau": float(tau), "ci": ci95(dist)}
 
 
 def variance_components(rows: list[dict], metric: str, seeds: list[str], level: float = 0.95) -> dict:
@@ -250,9 +251,7 @@ def variance_components(rows: list[dict], metric: str, seeds: list[str], level: 
         return {"networks": len(full)}
     x = np.asarray(full, dtype=float)
     n, k = x.shape
-    resid = x - x.mean(1, keepdims=True) - x.mean(0, keepdims=True) + x.mean()
-    ms_res = (resid ** 2).sum() / ((n - 1) * (k - 1))
-    ms_arch = k * ((x.mean(1) - x.mean()) ** 2).sum() / (n - 1)
+    ms_arch, ms_res = two_way_mean_squares(x)
     arch_var = max(0.0, (ms_arch - ms_res) / k)
     out = {"networks": n, "arch_sd": float(np.sqrt(arch_var)), "noise_sd": float(np.sqrt(ms_res)),
            "ratio": float(np.sqrt(arch_var / ms_res)) if ms_res > 0 else None}
@@ -277,7 +276,7 @@ def ceiling(ratio: float, seeds: int) -> float:
 
 
 def summary(args) -> None:
-    table = _table_file(args.table)
+    table = read_table(args.table)
     seeds = [str(s) for s in table["seeds"]]
     metrics = args.metrics.split(",")
     missing = sorted({m for r in table["rows"] for v in r["seeds"].values() for m in metrics if m not in v})
@@ -337,13 +336,6 @@ def all_seeds(rows: list[dict], metric: str, seeds: list[str], resamples: int = 
             "halves_tau": seed_tau(means, metric, ("a", "b"), resamples)}
 
 
-def _table_file(path: str) -> dict:
-    table = read_json(path, "ground-truth table", required=False)
-    if not isinstance(table, dict) or table.get("format") != FORMAT:
-        raise StnasError(f"{path} is not a {FORMAT} table")
-    return table
-
-
 def recipe_tau(rows_a: list[dict], rows_b: list[dict], metric: str, resamples: int = 2000) -> dict:
     """Kendall tau between two recipes' seed-mean rankings of the networks both tables hold
     with every seed, with the paired bootstrap interval of ``seed_tau``."""
@@ -355,7 +347,7 @@ def recipe_tau(rows_a: list[dict], rows_b: list[dict], metric: str, resamples: i
 
 
 def recipes(args) -> None:
-    ta, tb = _table_file(args.table), _table_file(args.other)
+    ta, tb = read_table(args.table), read_table(args.other)
     if ta["space_fingerprint"] != tb["space_fingerprint"]:
         raise StnasError(f"{args.table} and {args.other} are tables of different spaces")
     out = {"tables": [args.table, args.other], "budgets": {}}
@@ -404,15 +396,6 @@ def main(argv: list[str] | None = None) -> None:
     r.add_argument("--json", help="also write the comparison here")
     args = ap.parse_args(argv)
     one_line_errors({"build": build, "recipes": recipes, "summary": summary}[args.cmd], args)
-
-
-def one_line_errors(fn, *args) -> None:
-    """Runs ``fn(*args)``; bad input ends in one line on stderr and exit code 2."""
-    try:
-        fn(*args)
-    except (StnasError, OSError, ValueError, KeyError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 if __name__ == "__main__":

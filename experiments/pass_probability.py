@@ -38,10 +38,10 @@ from stnas.core.errors import StnasError
 from stnas.core.units import budget_label
 from stnas.core.verified import read_json, write_json
 
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-def tau_to_rho(tau: float) -> float:
-    """Pearson correlation of a bivariate normal with Kendall tau ``tau`` (Greiner)."""
-    return math.sin(math.pi * tau / 2)
+from experiments.common import one_line_errors, tau_to_rho, two_way_mean_squares
 
 
 def win_probability(arch_sd: float, noise_sd: float, rho: float, *, candidates: int = 120, n_random: int = 10,
@@ -74,11 +74,8 @@ def components(row: dict) -> dict | None:
         return None
     if len(seeds) < 2 or len(a) < 2:
         return None
-    k, n = a.shape
-    resid = a - a.mean(1, keepdims=True) - a.mean(0) + a.mean()
-    ms_noise = (resid ** 2).sum() / ((k - 1) * (n - 1))
-    ms_arch = n * ((a.mean(1) - a.mean()) ** 2).sum() / (k - 1)
-    return {"arch_var": max(0.0, (ms_arch - ms_noise) / n), "noise_var": ms_noise}
+    ms_arch, ms_noise = two_way_mean_squares(a)
+    return {"arch_var": max(0.0, (ms_arch - ms_noise) / len(seeds)), "noise_var": ms_noise}
 
 
 def variance_components(files: list[dict]) -> dict[str, dict]:
@@ -109,6 +106,11 @@ def main() -> None:
     ap.add_argument("--trials", type=int, default=20000)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "pass_probability.json"))
     args = ap.parse_args()
+    one_line_errors(run, args)
+
+
+def run(args) -> None:
+    """The table of ``main``'s arguments, printed and written to ``--out``."""
     try:
         seeds = [int(s) for s in args.seeds.split(",")]
         comps = variance_components([read_json(p, "results", required=False) for p in args.results])
@@ -117,13 +119,11 @@ def main() -> None:
                 for src, key in (("proxy", args.mode), ("MAdds", "MAdds"))}
         if min(seeds) < 1 or args.candidates < 1 or args.n < 1 or args.trials < 1:
             raise ValueError("--seeds, --candidates, --n and --trials must be >= 1")
-    except (StnasError, OSError, ValueError, KeyError, TypeError) as exc:
-        print(f"pass_probability: cannot read the inputs ({type(exc).__name__}: {exc})", file=sys.stderr)
-        sys.exit(2)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise StnasError(f"cannot read the inputs ({type(exc).__name__}: {exc})") from None
     budgets = [b for b in comps if b in taus["proxy"] and b in taus["MAdds"]]
     if not budgets:
-        print("pass_probability: no budget is in both the results and the fidelity file", file=sys.stderr)
-        sys.exit(2)
+        raise StnasError("no budget is in both the results and the fidelity file")
     kw = {"candidates": args.candidates, "n_random": args.n, "trials": args.trials}
     rows = []
     for b in budgets:

@@ -37,11 +37,13 @@ from stnas.pipeline.config import resolve
 from stnas.search.history import read_search
 from stnas.space.catalog import load_arch, load_space
 
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import ci95, extends_seeds, one_line_errors, read_table, task_dir, truth_value
+from experiments.ground_truth import train_all
+
 FORMAT = "stnas-groundtruth-picks"
-
-
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
-import ground_truth as gt  # noqa: E402
 
 
 def read_picks(spec: str, budgets: list[int], recorded: dict | None = None) -> tuple[str, dict[int, str]]:
@@ -69,13 +71,13 @@ def read_picks(spec: str, budgets: list[int], recorded: dict | None = None) -> t
 def build(args) -> None:
     if args.threads < 0 or args.jobs < 1:
         raise StnasError("need --threads >= 0 and --jobs >= 1")
-    table = gt._table_file(args.table)
+    table = read_table(args.table)
     space = load_space(table["preset"])
     if space.fingerprint != table["space_fingerprint"]:
         raise StnasError(f"{args.table} was built on another version of the {table['preset']} space")
     if args.seeds is not None:  # the table's first seeds only (a table still growing more)
         seeds = [int(s) if s.strip().isdigit() else None for s in args.seeds.split(",")]
-        if not (seeds and None not in seeds and gt._extends(seeds, table["seeds"])):
+        if not (seeds and None not in seeds and extends_seeds(seeds, table["seeds"])):
             raise StnasError(f"--seeds must be the first of {args.table}'s seeds {table['seeds']}, got {args.seeds!r}")
         table = table | {"seeds": seeds}
     record = _record(Path(args.out), table)
@@ -100,7 +102,7 @@ def build(args) -> None:
 
     def task(arch, s):
         cfg = resolve(table["preset"], overrides=list(table["overrides"]) + [f"seed={s}"])
-        return arch, cfg, str(gt._task_dir(work, arch, s)), args.threads
+        return arch, cfg, str(task_dir(work, arch, s)), args.threads
 
     todo = {k: task(*k) for k in keys if k not in done}
     for i, (arch, s) in enumerate(keys, 1):
@@ -112,7 +114,7 @@ def build(args) -> None:
         _write_picks(args, table, rows, done)
         _report(keys.index(key) + 1, len(keys), *key, result, f"{result['wall_s']:.0f} s")
 
-    gt.train_all(todo, args.jobs, record)
+    train_all(todo, args.jobs, record)
     _write_picks(args, table, rows, done)
 
 
@@ -138,7 +140,7 @@ def _record(path: Path, table: dict) -> dict:
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise StnasError(f"{path} is not a {FORMAT} table; move it away or choose another --out")
     if [record.get(k) for k in ("space_fingerprint", "recipe", "overrides")] != [
-            table[k] for k in ("space_fingerprint", "recipe", "overrides")] or not gt._extends(
+            table[k] for k in ("space_fingerprint", "recipe", "overrides")] or not extends_seeds(
             record.get("seeds"), table["seeds"]):
         raise StnasError(f"{path} was retrained with another space, recipe or seeds; choose another --out")
     fields = ("top1", "test_loss", "wall_s")
@@ -149,23 +151,18 @@ def _record(path: Path, table: dict) -> dict:
     return record
 
 
-def _value(run: dict, metric: str) -> float:
-    """Higher is better: top-1, or minus the test loss."""
-    return run["top1"] if metric == "top1" else -run["test_loss"]
-
-
 def place_one(pick: dict, rows: list[dict], seeds: list[str], metric: str, resamples: int = 2000) -> dict:
     """The pick's percentile among ``rows`` (networks with every seed), by seed means and per seed."""
     if not all(s in pick["seeds"] for s in seeds):
         return {"n": len(rows), "percentile": None}
-    nets = np.array([[_value(r["seeds"][s], metric) for s in seeds] for r in rows])
-    mine = np.array([_value(pick["seeds"][s], metric) for s in seeds])
+    nets = np.array([[truth_value(r["seeds"][s], metric) for s in seeds] for r in rows])
+    mine = np.array([truth_value(pick["seeds"][s], metric) for s in seeds])
     means, me = nets.mean(1), float(mine.mean())
     pct = float((means <= me).mean())
     dist = stats.bootstrap((means,), lambda m: (m <= me).mean(), vectorized=False, n_resamples=resamples,
                            method="percentile", random_state=np.random.default_rng(0)).bootstrap_distribution
     return {"n": len(rows), "value": me if metric == "top1" else -me, "percentile": pct,
-            "ci": [float(np.percentile(dist, 2.5)), float(np.percentile(dist, 97.5))],
+            "ci": ci95(dist),
             "per_seed": {s: float((nets[:, j] <= mine[j]).mean()) for j, s in enumerate(seeds)},
             "top_quartile": pct >= 0.75}
 
@@ -174,9 +171,9 @@ def place(args) -> None:
     picks = read_json(args.picks, "picks table", required=False)
     if not isinstance(picks, dict) or picks.get("format") != FORMAT:
         raise StnasError(f"{args.picks} is not a {FORMAT} table")
-    table = gt._table_file(args.table)
+    table = read_table(args.table)
     if (picks["space_fingerprint"], picks["overrides"]) != (table["space_fingerprint"], table["overrides"]) or \
-            not gt._extends(picks["seeds"], table["seeds"]):
+            not extends_seeds(picks["seeds"], table["seeds"]):
         raise StnasError(f"{args.picks} was not retrained with {args.table}'s space, recipe and seeds")
     seeds = [str(s) for s in picks["seeds"]]  # the table's, or the first of them (a table grown since)
     out = {"picks": args.picks, "table": args.table, "metric": args.metric, "seeds": seeds, "rows": []}
@@ -216,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--resamples", type=int, default=2000)
     p.add_argument("--json", help="also write the placement here")
     args = ap.parse_args(argv)
-    gt.one_line_errors(build if args.cmd == "build" else place, args)
+    one_line_errors(build if args.cmd == "build" else place, args)
 
 
 if __name__ == "__main__":

@@ -35,8 +35,11 @@ from stnas.core.verified import write_json
 from stnas.pipeline.search import proxy_for_run
 from stnas.space.catalog import load_arch, load_space
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
-import fidelity as fid  # noqa: E402
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import ci95, is_record, one_line_errors, read_record, read_table, rows_with_seeds, tau
+from experiments.fidelity import run_cells, shape_features, truth_of
 
 FEATURES = ("madds", "params", "kernel_sum", "depth", "exp6_stem", "branches", "branch_share", "last_stage_share")
 
@@ -49,7 +52,7 @@ def features(arch, space) -> dict[str, float]:
     return {
         "madds": total,
         "params": float(space.params(arch)),
-        **fid.shape_features(arch, space),
+        **shape_features(arch, space),
         "exp6_stem": float(sum(space.ops[o].expand == 6 for o in arch.stem)),
         "branches": float(sum(b >= 0 for b in arch.branches)),
         "branch_share": sum(m for e, _, m, _ in rows if e in space.branch_edges) / total,
@@ -62,7 +65,7 @@ def bias_table(feats: dict[str, np.ndarray], proxy: np.ndarray, truth: np.ndarra
     """{feature: {truth, proxy, bias: {tau, ci}}} for one budget (high truth/proxy = better)."""
     def taus(i):
         err = stats.rankdata(proxy[i]) - stats.rankdata(truth[i])
-        return np.array([fid._tau(feats[n][i], against) for n in feats for against in (truth[i], proxy[i], err)])
+        return np.array([tau(feats[n][i], against) for n in feats for against in (truth[i], proxy[i], err)])
     point = taus(np.arange(len(truth)))
     dist = stats.bootstrap((np.arange(len(truth)),), taus, vectorized=False, n_resamples=resamples,
                            method="percentile", random_state=np.random.default_rng(seed)).bootstrap_distribution
@@ -70,8 +73,7 @@ def bias_table(feats: dict[str, np.ndarray], proxy: np.ndarray, truth: np.ndarra
     for n in feats:
         out[n] = {}
         for what in ("truth", "proxy", "bias"):
-            out[n][what] = {"tau": float(point[j]),
-                            "ci": [float(np.percentile(dist[j], 2.5)), float(np.percentile(dist[j], 97.5))]}
+            out[n][what] = {"tau": float(point[j]), "ci": ci95(dist[j])}
             j += 1
     return out
 
@@ -89,6 +91,22 @@ def markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _inputs(args) -> tuple[object, list[dict], dict[str, float]]:
+    """The table's space, its networks with ``--min-seeds`` seeds, and the run's proxy score
+    of each."""
+    table = read_table(args.table)
+    rows = rows_with_seeds(table, args.min_seeds)
+    space = load_space(table["preset"])
+    if not rows:
+        raise StnasError(f"{args.table} has no network with {args.min_seeds} seeds")
+    archs = sorted({r["arch"] for r in rows})
+    if is_record(args.run):  # a proxy record: its run's own configured proxy
+        rec = read_record(args.run)
+        return space, rows, run_cells(args.run, archs, rec["ks"])[rec["preset_cell"]]
+    proxy = proxy_for_run(args.run, progress=True)
+    return space, rows, {s.arch: s.score for s in proxy.score(archs)}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("table", help="a stnas-groundtruth table")
@@ -100,28 +118,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", help="write the result JSON here")
     ap.add_argument("--markdown", help="write the tables as markdown here")
     args = ap.parse_args(argv)
-    try:
-        table, rows = fid.read_table(args.table, args.min_seeds)
-        space = load_space(table["preset"])
-        if not rows:
-            raise StnasError(f"{args.table} has no network with {args.min_seeds} seeds")
-        archs = sorted({r["arch"] for r in rows})
-        if fid._is_record(args.run):  # a proxy record: its run's own configured proxy
-            rec = fid.read_record(args.run)
-            scores = fid.run_cells(args.run, archs, rec["ks"])[rec["preset_cell"]]
-        else:
-            scores = {s.arch: s.score for s in proxy_for_run(args.run, progress=True).score(archs)}
-    except (StnasError, OSError, ValueError) as exc:
-        print(f"proxy_bias: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    space, rows, scores = one_line_errors(_inputs, args)
     result = {"table": args.table, "run": args.run, "truth": args.truth, "budgets": {}}
     for b in sorted({r["budget"] for r in rows}):
         sub = [r for r in rows if r["budget"] == b]
-        truth = np.array([fid.truth_of(r, args.truth) for r in sub])
+        truth = np.array([truth_of(r, args.truth) for r in sub])
         prox = np.array([scores[r["arch"]] for r in sub])
         fs = [features(load_arch(r["arch"], space), space) for r in sub]
         feats = {n: np.array([f[n] for f in fs]) for n in FEATURES}
-        result["budgets"][str(b)] = {"n": len(sub), "proxy_tau": fid._tau(prox, truth),
+        result["budgets"][str(b)] = {"n": len(sub), "proxy_tau": tau(prox, truth),
                                      "features": bias_table(feats, prox, truth, args.resamples)}
     md = markdown(result)
     print(md)

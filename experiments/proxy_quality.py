@@ -55,7 +55,6 @@ import numpy as np
 
 from stnas.analysis.ranking import kendall, rank_metrics
 from stnas.core.checkpoint import CheckpointManager
-from stnas.core.errors import StnasError
 from stnas.core.fileio import write_text
 from stnas.core.verified import read_json, write_json
 from stnas.data.datasets import dataset_split
@@ -73,6 +72,11 @@ from stnas.pipeline.settings import data_spec
 from stnas.pipeline.supernet import train_supernet
 from stnas.proxy.scorer import Proxy
 from stnas.space.catalog import load_space
+
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import one_line_errors
 
 HERE = Path(__file__).resolve().parent
 GT_DEFAULT = ["retrain.epochs=2", "retrain.limit=10000", "retrain.progress=false"]
@@ -492,7 +496,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except StnasError as e:  # bad input or a cached run made with other settings
-        sys.exit(f"error: {e}")
+    one_line_errors(main)  # bad input or a cached run made with other settings: one line, exit 2

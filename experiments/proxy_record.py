@@ -27,22 +27,16 @@ from pathlib import Path
 from stnas.core.errors import StnasError
 from stnas.core.fileio import sha256_file
 from stnas.core.rundir import RunDir
-from stnas.core.verified import read_json, write_json
+from stnas.core.verified import write_json
 from stnas.pipeline.config import apply_layers, load_run_config, user_layers
+from stnas.space.catalog import load_space
 from stnas.train.pool import SamplePool
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
-import fidelity as fid  # noqa: E402
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-
-def planned_archs(path: str) -> list[str]:
-    """The networks of a ground-truth plan (``archs``), table or picks table (``rows``)."""
-    obj = read_json(path, "--archs file", required=False)
-    if isinstance(obj, dict) and isinstance(obj.get("archs"), dict):
-        return [a for v in obj["archs"].values() for a in v]
-    if isinstance(obj, dict) and isinstance(obj.get("rows"), list):
-        return [r["arch"] for r in obj["rows"] if isinstance(r, dict) and "arch" in r]
-    raise StnasError(f"--archs {path}: neither a ground-truth plan ('archs') nor a table ('rows')")
+from experiments.common import RECORD, RECORD_VERSION, is_record, one_line_errors, planned_archs, read_record
+from experiments.fidelity import parse_few_shot, parse_runs, run_cells, score_few_shot
 
 
 def preset_cell(cfg: dict, pool_size: int) -> str:
@@ -76,19 +70,17 @@ def _target(args) -> tuple[str, dict, list[str], object]:
     if args.few_shot is not None:
         if args.epochs:
             raise StnasError("--epochs is for a single run, not a few-shot pair")
-        from stnas.space.catalog import load_space
-
-        (label, (edge, off, on)), = fid.parse_few_shot([args.few_shot], None).items()
+        (label, (edge, off, on)), = parse_few_shot([args.few_shot], None).items()
         space = load_space(load_run_config(off)["preset"])
         halves = [identity(r, [], False) for r in (off, on)]
         me = {"run": [off, on], "edge": edge, "config": [h["config"] for h in halves],
               "weights": [h["weights"] for h in halves], "preset_cell": halves[0]["preset_cell"]}
-        return label, me, [], lambda archs, ks: fid.score_few_shot(edge, off, on, archs, ks, space)
-    (label, (run_dir, sets)), = fid.parse_runs([args.run]).items()
-    if fid._is_record(run_dir):
+        return label, me, [], lambda archs, ks: score_few_shot(edge, off, on, archs, ks, space)
+    (label, (run_dir, sets)), = parse_runs([args.run]).items()
+    if is_record(run_dir):
         raise StnasError(f"{run_dir} is a record already: give the supernet run directory")
     return label, {"run": run_dir} | identity(run_dir, sets, args.epochs), sets, \
-        lambda archs, ks: fid.run_cells(run_dir, archs, ks, sets, epochs=args.epochs)
+        lambda archs, ks: run_cells(run_dir, archs, ks, sets, epochs=args.epochs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,33 +93,34 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--k", default="1,2,4,8", help="pool sample counts K")
     ap.add_argument("--out", required=True, help="the record (JSON); an existing one is extended")
     args = ap.parse_args(argv)
-    try:
-        label, ident, sets, scorer = _target(args)
-        ks = [int(k) for k in args.k.split(",")]
-        archs = list(dict.fromkeys(a for f in args.archs for a in planned_archs(f)))
-        me = {"format": fid.RECORD, "version": fid.RECORD_VERSION, "label": label, "overrides": sets,
-              "ks": ks} | ident
-        cell = me["preset_cell"]
-        if "@" in cell and int(cell.split("@")[1].split("/")[0]) not in ks:
-            raise StnasError(f"the run's own proxy is {cell}, not among --k {args.k}: add its K")
-        out = Path(args.out)
-        cells: dict[str, dict[str, float]] = {}
-        if out.exists():
-            old = fid.read_record(out)
-            same = {k: old.get(k) for k in ("config", "weights", "ks", "overrides")}
-            if same != json.loads(json.dumps({k: me[k] for k in same})):
-                raise StnasError(f"{out} records other weights or settings; choose another --out")
-            cells = old["cells"]
-        todo = [a for a in archs if not cells or any(a not in v for v in cells.values())]
-        if todo:
-            for c, v in scorer(todo, ks).items():
-                cells.setdefault(c, {}).update(v)
-        write_json(out, me | {"cells": cells})
-        print(f"{out}: {len(next(iter(cells.values())))} networks x {len(cells)} cells "
-              f"({len(todo)} scored now)")
-    except (StnasError, OSError, ValueError, KeyError) as exc:
-        print(f"proxy_record: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    one_line_errors(write_record, args)
+
+
+def write_record(args) -> None:
+    """Scores what the record of ``main``'s arguments lacks and writes it to ``--out``."""
+    label, ident, sets, scorer = _target(args)
+    ks = [int(k) for k in args.k.split(",")]
+    archs = list(dict.fromkeys(a for f in args.archs for a in planned_archs(f)))
+    me = {"format": RECORD, "version": RECORD_VERSION, "label": label, "overrides": sets,
+          "ks": ks} | ident
+    cell = me["preset_cell"]
+    if "@" in cell and int(cell.split("@")[1].split("/")[0]) not in ks:
+        raise StnasError(f"the run's own proxy is {cell}, not among --k {args.k}: add its K")
+    out = Path(args.out)
+    cells: dict[str, dict[str, float]] = {}
+    if out.exists():
+        old = read_record(out)
+        same = {k: old.get(k) for k in ("config", "weights", "ks", "overrides")}
+        if same != json.loads(json.dumps({k: me[k] for k in same})):
+            raise StnasError(f"{out} records other weights or settings; choose another --out")
+        cells = old["cells"]
+    todo = [a for a in archs if not cells or any(a not in v for v in cells.values())]
+    if todo:
+        for c, v in scorer(todo, ks).items():
+            cells.setdefault(c, {}).update(v)
+    write_json(out, me | {"cells": cells})
+    print(f"{out}: {len(next(iter(cells.values())))} networks x {len(cells)} cells "
+          f"({len(todo)} scored now)")
 
 
 if __name__ == "__main__":

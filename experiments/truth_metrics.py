@@ -30,8 +30,10 @@ from stnas.core.errors import StnasError
 from stnas.core.verified import write_json
 from stnas.pipeline.config import load_run_config
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
-import ground_truth as gt  # noqa: E402
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import one_line_errors, read_table, task_dir
 
 
 def scaled_loss(logits: torch.Tensor, labels: torch.Tensor) -> tuple[float, float, float]:
@@ -70,7 +72,7 @@ def derive(table: dict, work: Path, done: dict) -> dict:
         for s, res in r["seeds"].items():
             key = (r["arch"], s)
             if key not in done:
-                run_dir = gt._task_dir(work, r["arch"], int(s))
+                run_dir = task_dir(work, r["arch"], int(s))
                 if not (run_dir / "model_card.json").is_file():
                     continue
                 loss1, loss_t, t = scaled_loss(*test_logits(run_dir))
@@ -93,16 +95,16 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
 
     def run(args):
-        table = gt._table_file(args.table)
+        table = read_table(args.table)
         done = {}
         if Path(args.out).exists():
-            old = gt._table_file(args.out)
+            old = read_table(args.out)
             if old.get("space_fingerprint") != table["space_fingerprint"] or old.get("recipe") != table["recipe"]:
                 raise StnasError(f"{args.out} is derived from another table; choose another --out")
             done = {(r["arch"], s): v for r in old["rows"] for s, v in r["seeds"].items() if "test_loss_ts" in v}
         write_json(Path(args.out), derive(table, Path(args.work), done))
 
-    gt.one_line_errors(run, args)
+    one_line_errors(run, args)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,10 @@ from stnas.pipeline.config import resolve
 from stnas.pipeline.settings import data_spec
 from stnas.space.catalog import load_arch, load_space
 
-sys.path.insert(0, str(Path(__file__).parent))  # the sibling scripts
-import fidelity as fid  # noqa: E402
-from ground_truth import one_line_errors  # noqa: E402
-from proxy_record import planned_archs  # noqa: E402
+if not __package__:  # run as `python experiments/NAME.py`: the package from the repository root
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from experiments.common import RECORD, RECORD_VERSION, one_line_errors, planned_archs
 
 RELUS = (nn.ReLU, nn.ReLU6)
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     x = fixed_batch(cfg, space, args.batch)
     cells = score(archs, space, x, args.inits)
     write_json(Path(args.out), {
-        "format": fid.RECORD, "version": fid.RECORD_VERSION, "label": args.label, "overrides": [],
+        "format": RECORD, "version": RECORD_VERSION, "label": args.label, "overrides": [],
         "ks": [], "run": None, "config": {"preset": args.preset, "batch": args.batch, "inits": args.inits,
                                           "split_seed": data_spec(cfg).data_seed, "split": "search-train"},
         "weights": None, "preset_cell": "naswot", "cells": cells})

@@ -108,18 +108,6 @@ def kill_at_first_checkpoint(cmd: list[str], run_dir, env: dict, timeout: float 
     proc.wait()
 
 
-def load_experiment(name: str, folder: str = "experiments"):
-    """experiments/<name>.py (or ``folder``/<name>.py, e.g. benchmarks) imported as a module
-    (the experiments and benchmarks are scripts, not a package)."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / folder / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def pytest_collection_modifyitems(config, items):
     """Tests under tests/research/ test the method studies (experiments/), not the product:
     marked ``research`` so that ``-m "not research"`` runs the product's tests alone."""

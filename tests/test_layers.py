@@ -207,3 +207,104 @@ def test_nothing_below_the_pipeline_reads_the_config():
         for path in sorted((SRC / "stnas" / pkg).rglob("*.py")):
             found += config_reads(path.read_text(), str(path.relative_to(SRC)))
     assert found == []
+
+
+# ---------------------------------------------------------------------------- research and benchmarks
+ROOT = SRC.parent
+OUTSIDE = ("experiments", "benchmarks")  # packages of their own that use stnas; stnas never imports them
+BOOTSTRAP = "sys.path.insert(0, str(Path(__file__).resolve().parents[1]))"  # experiments/__init__.py
+
+
+def _all_imports(tree: ast.Module) -> list[tuple[str, list[str], int]]:
+    """(module, imported names, line) of every import statement, at any depth."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(a.name, [], node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level:
+            out.append((node.module, [a.name for a in node.names], node.lineno))
+    return out
+
+
+def _outside_files() -> list[Path]:
+    return sorted(p for d in OUTSIDE for p in (ROOT / d).glob("*.py"))
+
+
+def test_src_never_imports_research_nor_benchmarks():
+    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}" for p in (SRC / "stnas").rglob("*.py")
+           for mod, _, line in _all_imports(ast.parse(p.read_text(), str(p))) if mod.split(".")[0] in OUTSIDE]
+    assert not bad, bad
+
+
+def _private_uses(path: Path) -> list[str]:
+    """Private names (``_x``) of stnas or of experiments that ``path`` imports or reaches
+    through an imported module (``lat._x`` after ``from stnas.latency import table as lat``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    modules, bad = set(), []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module.split(".")[0] in ("stnas", *OUTSIDE):
+            for a in node.names:
+                if any(p.startswith("_") and not p.startswith("__") for p in [*node.module.split("."), a.name]):
+                    bad.append(f"{path.name}:{node.lineno} from {node.module} import {a.name}")
+                target = ROOT / ("src" if node.module.startswith("stnas") else "") / node.module.replace(".", "/")
+                if (target / f"{a.name}.py").is_file() or (target / a.name / "__init__.py").is_file():
+                    modules.add(a.asname or a.name)
+        elif isinstance(node, ast.Import):
+            modules |= {a.asname or a.name.split(".")[0] for a in node.names
+                        if a.name.split(".")[0] in ("stnas", *OUTSIDE)}
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                and node.attr.startswith("_") and not node.attr.startswith("__")):
+            bad.append(f"{path.name}:{node.lineno} {ast.unparse(node)}")
+    return bad
+
+
+def test_research_and_benchmarks_use_public_names_only():
+    bad = [b for p in _outside_files() for b in _private_uses(p)]
+    assert not bad, bad
+
+
+def test_the_private_name_check_can_fail(tmp_path):
+    f = tmp_path / "x.py"
+    f.write_text("from stnas.core.fileio import _tmp\nfrom stnas.latency import table as lat\nfrom experiments "
+                 "import fidelity\nlat._x\nfidelity._tau\nlat.load_table\nfrom stnas.core.errors import StnasError\n")
+    assert [b.split(" ", 1)[1] for b in _private_uses(f)] == ["from stnas.core.fileio import _tmp", "lat._x",
+                                                              "fidelity._tau"]
+
+
+def _bootstrap_line(tree: ast.Module) -> int | None:
+    """The line of the documented ``if not __package__: sys.path.insert(...)``, if any."""
+    for node in tree.body:
+        if (isinstance(node, ast.If) and ast.unparse(node.test) == "not __package__" and len(node.body) == 1
+                and ast.unparse(node.body[0]) == BOOTSTRAP):
+            return node.lineno
+    return None
+
+
+def test_research_scripts_import_each_other_as_a_package():
+    """No sibling imports (``import fidelity``), no importlib loading, no other sys.path edit;
+    a script that imports experiments.* puts the repository root on its path first."""
+    scripts = {p.stem for p in _outside_files()}
+    bad = []
+    for p in _outside_files():
+        text = p.read_text()
+        tree = ast.parse(text, str(p))
+        imports = _all_imports(tree)
+        bad += [f"{p.name}:{line} imports its sibling {mod}" for mod, _, line in imports if mod in scripts]
+        bad += [f"{p.name} loads modules by path" for word in ("importlib", "spec_from_file_location")
+                if word in text]
+        boot = _bootstrap_line(tree)
+        edits = sum(isinstance(n, ast.Attribute) and ast.unparse(n) == "sys.path" for n in ast.walk(tree))
+        if edits != (1 if boot else 0):
+            bad.append(f"{p.name} edits sys.path other than by the documented line")
+        first = min((line for mod, _, line in imports if mod.split(".")[0] in OUTSIDE), default=None)
+        if first is not None and (boot is None or boot > first):
+            bad.append(f"{p.name}:{first} imports {OUTSIDE} before putting the repository root on its path")
+    assert not bad, bad
+
+
+def test_a_research_script_runs_by_its_path_from_anywhere(tmp_path):
+    """``python experiments/NAME.py`` finds the package whatever the working directory."""
+    proc = subprocess.run([sys.executable, str(ROOT / "experiments" / "fidelity_power.py"), "--help"], cwd=tmp_path,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
+    assert proc.returncode == 0 and "--tau-proxy" in proc.stdout, proc.stderr

@@ -454,9 +454,8 @@ def test_a_finished_latency_budget_run_resumes_without_rebuilding_anything(laten
 
 def test_predictor_benchmark_smoke(tmp_path, capsys):
     """The benchmark script end to end on digits (real timings, so only its bookkeeping is checked)."""
-    from conftest import load_experiment
+    from benchmarks import latency_predictor as bench
 
-    bench = load_experiment("latency_predictor", folder="benchmarks")
     out = tmp_path / "lp.json"
     assert bench.main(["--presets", "digits", "--runtimes", "torch", "--archs", "5", "--warmup", "1", "--repeats", "3",
                        "--rounds", "1", "--fit-networks", "4", "--net-repeats", "3", "--net-rounds", "1",

@@ -3,12 +3,12 @@ points): `stnas run` SIGKILLed inside a checkpoint write, in the sampling phase,
 search and in retraining before its first checkpoint, resumed, ends equal to an
 uninterrupted run."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
 
-HARNESS = Path(__file__).resolve().parents[2] / "experiments" / "kill_resume.py"
+from experiments import kill_resume
+
 SAMPLE = [["checkpoints/step_00000015.pt", "pool/sample_000.safetensors"],
           ["proxy_cache.jsonl:1"],
           ["retrain/budget_300k/config.yaml"]]
@@ -16,11 +16,8 @@ SAMPLE = [["checkpoints/step_00000015.pt", "pool/sample_000.safetensors"],
 
 @pytest.fixture(scope="module")
 def harness(tmp_path_factory):
-    spec = importlib.util.spec_from_file_location("kill_resume", HARNESS)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
     work = tmp_path_factory.mktemp("kill")
-    return mod, work, mod.reference(work)
+    return kill_resume, work, kill_resume.reference(work)
 
 
 def test_the_sample_is_in_the_sweep(harness):

@@ -17,7 +17,8 @@ from stnas.cli import main
 from stnas.core.errors import DataError
 from stnas.space.catalog import load_arch, load_space
 
-from conftest import load_experiment, run_cli
+from conftest import run_cli
+from experiments import found_vs_random
 
 FOUND_VS_RANDOM = Path(__file__).resolve().parents[2] / "experiments" / "found_vs_random.py"
 
@@ -74,6 +75,7 @@ def _cards(root: Path) -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.research
 def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
     """experiments/found_vs_random.py with --set: found and random retrained with that recipe in
     parallel, numbers taken from their model cards; a rerun reuses every retraining."""
@@ -153,6 +155,7 @@ def test_found_vs_random_under_another_recipe(finished_run, tmp_path):
 @pytest.mark.parametrize("args, needle", [(["--set", "supernet.lr=1"], "supernet.lr"),
                                           (["--set", "retrain.epochs=zero"], "retrain.epochs"),
                                           (["--jobs", "0"], "--jobs")])
+@pytest.mark.research
 def test_found_vs_random_bad_input_exits_2(finished_run, tmp_path, args, needle):
     out, _ = finished_run
     p = subprocess.run([sys.executable, str(FOUND_VS_RANDOM), str(out), "--out", str(tmp_path / "x.json")] + args,
@@ -199,9 +202,10 @@ def test_embedded_default_prefers_fashion_mnist():
     assert run.embedded_default() == ("fashion-mnist", None)
 
 
+@pytest.mark.research
 def test_run_all_retrains_a_shared_folder_once(monkeypatch):
     """One network chosen for two budgets: both keys point at one folder, retrained once."""
-    mod = load_experiment("found_vs_random")
+    mod = found_vs_random
     calls = []
     monkeypatch.setattr(mod, "train", lambda arch, cfg, out, threads=0: calls.append(out) or len(calls) / 10)
     tasks = {("6M", "found", 0): ("a", {}, "/x/6M"), ("8M", "found", 0): ("a", {}, "/x/6M"),
@@ -211,10 +215,11 @@ def test_run_all_retrains_a_shared_folder_once(monkeypatch):
     assert done == {("6M", "found", 0): 0.1, ("8M", "found", 0): 0.1, ("8M", "random  1", 0): 0.2}
 
 
+@pytest.mark.research
 def test_architecture_effect_by_hand():
     """Two networks, two seeds each: [1, 3] and [5, 7]. By hand: grand mean 4, MSB = 2 * (4 + 4) / 1 = 16,
     MSW = (1 + 1 + 1 + 1) / 2 = 2, F = 8, architecture variance (16 - 2) / 2 = 7."""
-    architecture_effect = load_experiment("found_vs_random").architecture_effect
+    architecture_effect = found_vs_random.architecture_effect
     effect = architecture_effect([[1, 3], [5, 7]])
     assert effect["F"] == pytest.approx(8.0)
     assert effect["noise_sd"] == pytest.approx(2 ** 0.5) and effect["arch_sd"] == pytest.approx(7 ** 0.5)

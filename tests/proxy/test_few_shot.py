@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stnas.core import dist
-from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core.errors import CheckpointError, ConfigError, StnasError
 from stnas.core.weights import load_weights
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
@@ -137,10 +137,10 @@ def _both_sides(space, n=8, seed=3):
     return archs, off, on
 
 
+@pytest.mark.research
 def test_fidelity_routes_each_network_to_its_side(children, trained_run):
-    from conftest import load_experiment
+    from experiments import fidelity as fid
 
-    fid = load_experiment("fidelity")
     space = load_space("digits")
     few = fid.parse_few_shot([f"fs=1:{children[0]},{children[1]}"], space)
     assert few == {"fs": (1, children[0], children[1])}
@@ -151,7 +151,7 @@ def test_fidelity_routes_each_network_to_its_side(children, trained_run):
         assert cells[c] == {**want_off[c], **want_on[c]}
     for bad in (f"fs=1:{children[1]},{children[0]}", f"fs=0:{children[0]},{children[1]}",
                 f"fs=1:{trained_run},{children[1]}", "fs=1:onlyone", "fs"):
-        with pytest.raises(fid.StnasError, match="--few-shot"):
+        with pytest.raises(StnasError, match="--few-shot"):
             fid.parse_few_shot([bad], space)
 
 
@@ -248,10 +248,11 @@ def test_cli_few_shot_search_routes_and_refuses_a_bad_pair(children, trained_run
     assert unsplit.returncode == 2 and "supernet.split" in unsplit.stderr and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.research
 def test_a_few_shot_record_reads_as_the_pair(children, tmp_path):
-    from conftest import load_experiment
+    from experiments import proxy_record as pr
+    from experiments.fidelity import run_cells, score_few_shot
 
-    pr = load_experiment("proxy_record")
     space = load_space("digits")
     archs, _, _ = _both_sides(space, n=8, seed=7)
     (tmp_path / "plan.json").write_text(json.dumps({"archs": {"1": archs}}))
@@ -260,5 +261,5 @@ def test_a_few_shot_record_reads_as_the_pair(children, tmp_path):
              "--k", "1,2", "--out", str(rec)])
     got = json.loads(rec.read_text())
     assert got["label"] == "fs" and got["edge"] == 1 and got["run"] == children
-    assert got["cells"] == pr.fid.score_few_shot(1, children[0], children[1], archs, [1, 2], space)
-    assert pr.fid.run_cells(str(rec), archs, [1, 2]) == got["cells"]
+    assert got["cells"] == score_few_shot(1, children[0], children[1], archs, [1, 2], space)
+    assert run_cells(str(rec), archs, [1, 2]) == got["cells"]

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import load_experiment
+from experiments import agreement as ag
 
 ROOT = Path(__file__).resolve().parents[2] / "experiments"
-ag = load_experiment("agreement")
 
 
 def test_mean_pairwise_tau_by_hand():

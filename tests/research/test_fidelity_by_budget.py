@@ -7,15 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import load_experiment
+from experiments import fidelity_by_budget as fbb
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "fidelity_by_budget.py"
 # digits architectures and their MAdds (stnas arch show): 214,816 < 231,552 < 295,008 < 303,712
 A, B, C, D = "digits:102220/..000..1.", "digits:221100/0......1.", "digits:012211/01.0.1.10", "digits:212320/1011.111."
-
-
-def _module():
-    return load_experiment("fidelity_by_budget")
 
 
 def _inputs(tmp_path):
@@ -39,7 +35,7 @@ def _inputs(tmp_path):
 
 def test_tau_within_each_budget_by_hand(tmp_path):
     rank, truth = _inputs(tmp_path)
-    table = _module().fidelity({"modes": rank["modes"] | _module().madds_scores(truth)}, truth)
+    table = fbb.fidelity({"modes": rank["modes"] | fbb.madds_scores(truth)}, truth)
     # 300k: scores A<B<C, accuracies 0.80<0.85<0.90: all 3 pairs concordant, tau = +1
     assert table["stabilized"]["300k"]["n"] == 3 and table["stabilized"]["300k"]["kendall_tau"] == pytest.approx(1.0)
     # 350k: A, C, D. Scores 1, 3, 4; accuracies 0.80, 0.90, 0.845.

@@ -3,9 +3,7 @@
 import numpy as np
 import pytest
 
-from conftest import load_experiment
-
-fp = load_experiment("fidelity_power")
+from experiments import fidelity_power as fp
 
 
 def test_a_proxy_that_is_madds_never_resolves():

@@ -1,7 +1,6 @@
 """experiments/ground_truth.py and experiments/fidelity.py: the statistics by hand, and the
 builder's plan, resume and refusal on the digits preset."""
 
-import importlib.util
 import json
 import os
 import signal
@@ -16,20 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from stnas.core.errors import StnasError
 from stnas.core.verified import write_json
 
-ROOT = Path(__file__).resolve().parents[2] / "experiments"
+from experiments import common
+from experiments import fidelity as fid
+from experiments import ground_truth as gt
+
+REPO = Path(__file__).resolve().parents[2]
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"exp_{name}", ROOT / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-gt = _load("ground_truth")
-fid = _load("fidelity")
 
 
 def _rows(values):
@@ -155,7 +150,7 @@ def test_replicate_groups_average_their_members_tau():
     assert c1["rep_se"] == pytest.approx(np.std(taus, ddof=1) * np.sqrt(1 + 1 / 3))
     assert c1["resolved"] == ((c1["ci"][0] > 0 or c1["ci"][1] < 0) and abs(c1["diff"]) > 2 * c1["rep_se"])
     for bad in ("A=a0", "A", "=a0,a1", "A=a0,a0", "A=zz,yy"):
-        with pytest.raises(fid.StnasError, match="--replicates"):
+        with pytest.raises(StnasError, match="--replicates"):
             fid.replicate_groups(list(cells), bad)
 
 
@@ -164,7 +159,7 @@ def test_ensemble_cells_average_the_members_scores():
              "a single/top1": {"x": 0.5, "y": 0.7}, "madds": {"x": 1.0, "y": 2.0}}
     # only the cells both members have; x: (1 + 3) / 2, y: (4 + 0) / 2
     assert fid.ensemble_cells(cells, "E=a,b") == {"E single/loss": {"x": 2.0, "y": 2.0}}
-    with pytest.raises(fid.StnasError, match="--ensemble"):
+    with pytest.raises(StnasError, match="--ensemble"):
         fid.ensemble_cells(cells, "E=a")
 
 
@@ -174,7 +169,7 @@ def test_rank_mix_by_hand():
     assert fid.rank_mix(a, b).tolist() == [2.5, 2.0, 2.5, 3.0]
     assert fid.rank_mix(np.array([1.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0])).tolist() == [1.25, 1.75, 3.0]
     truth = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
-    assert fid._tau(fid.rank_mix(truth, truth), truth) == pytest.approx(1.0)
+    assert common.tau(fid.rank_mix(truth, truth), truth) == pytest.approx(1.0)
 
 
 def test_contrasts_are_paired_differences_between_runs():
@@ -192,7 +187,7 @@ def test_contrasts_are_paired_differences_between_runs():
     assert 0.0 <= ab["ci"][0] <= ab["diff"] <= ab["ci"][1] <= 2.0
     assert res["b single/loss - c single/loss"]["ci"] == pytest.approx([0.0, 0.0], abs=1e-12)
     for bad in ("a", "a:", ":b", "a:zzz"):
-        with pytest.raises(fid.StnasError, match="--contrast"):
+        with pytest.raises(StnasError, match="--contrast"):
             fid.contrast_pairs(list(cells), bad)
 
 
@@ -227,7 +222,7 @@ def test_build_resumes_and_extends_and_refuses_another_plan(tmp_path, capsys):
             f.unlink()
     t = json.loads((tmp_path / "t.json").read_text())  # and it never reached the table
     for r in t["rows"]:
-        if gt._task_dir(tmp_path / "work", r["arch"], int(victim.name[4:])) == victim:
+        if common.task_dir(tmp_path / "work", r["arch"], int(victim.name[4:])) == victim:
             del r["seeds"][victim.name[4:]]
     write_json(tmp_path / "t.json", t)
     gt.main(_build(tmp_path, "--n", "3"))
@@ -310,12 +305,13 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
 def test_a_worker_ends_when_its_build_is_killed():
     # a "build" that starts a worker watching it, then is killed as `kill -9` would
-    worker = ("import os, sys, time; sys.path.insert(0, sys.argv[1]); import ground_truth as g; "
+    worker = ("import os, time; import experiments.ground_truth as g; "
               "g.exit_with(os.getppid(), every=0.1); print('ready', flush=True); time.sleep(120)")
-    build = ("import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]], "
+    build = ("import subprocess, sys, time; w = subprocess.Popen([sys.executable, '-c', sys.argv[1]], "
              "stdout=subprocess.PIPE, text=True); assert w.stdout.readline().strip() == 'ready'; "
              "print(w.pid, flush=True); time.sleep(120)")
-    parent = subprocess.Popen([sys.executable, "-c", build, worker, str(ROOT)], stdout=subprocess.PIPE, text=True)
+    # from the repository root (`python -c` has the working directory on its path): experiments.* imports
+    parent = subprocess.Popen([sys.executable, "-c", build, worker], stdout=subprocess.PIPE, text=True, cwd=REPO)
     try:
         pid = int(parent.stdout.readline())
         time.sleep(1.0)
@@ -376,7 +372,7 @@ def test_epoch_cells_score_every_kept_epoch(trained_copy, tmp_path):
         assert cells[f"{last}/loss"][a] == pytest.approx(-single[a].loss, abs=1e-9)
     empty = tmp_path / "run"
     (empty / "epochs").mkdir(parents=True)
-    with pytest.raises(fid.StnasError, match="keep_epoch_weights"):
+    with pytest.raises(StnasError, match="keep_epoch_weights"):
         fid.epoch_cells(str(empty), archs)
 
 
@@ -399,7 +395,7 @@ def test_score_run_takes_proxy_settings_and_refuses_others(trained_copy):
     got = recal1[f"single/{cfg['proxy']['metric']}"]
     assert got == pytest.approx(want, abs=1e-9)
     assert got != pytest.approx(plain[f"single/{cfg['proxy']['metric']}"], abs=1e-6)  # not the default's
-    with pytest.raises(fid.StnasError, match="supernet.lr cannot change"):
+    with pytest.raises(StnasError, match="supernet.lr cannot change"):
         fid.score_run(str(trained_copy), archs, [1], ["supernet.lr=0.5"])
 
 
@@ -441,7 +437,7 @@ def test_recipe_tau_compares_seed_means_of_shared_networks():
 
 def test_recipes_refuses_tables_of_other_spaces(tmp_path, capsys):
     for name, fp in (("a", "x1"), ("b", "x2")):
-        (tmp_path / f"{name}.json").write_text(json.dumps({"format": gt.FORMAT, "space_fingerprint": fp,
+        (tmp_path / f"{name}.json").write_text(json.dumps({"format": common.TABLE_FORMAT, "space_fingerprint": fp,
                                                             "budgets": [1], "seeds": [0, 1], "rows": []}))
     with pytest.raises(SystemExit) as e:
         gt.main(["recipes", str(tmp_path / "a.json"), str(tmp_path / "b.json")])

@@ -11,14 +11,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import load_experiment
+from experiments import pass_probability as pp
 
 SCRIPT = Path(__file__).resolve().parents[2] / "experiments" / "pass_probability.py"
 TRIALS = 4000
-
-
-def _module():
-    return load_experiment("pass_probability")
 
 
 def _close(p, exact):
@@ -35,7 +31,7 @@ counts = st.integers(1, 40)
 def test_a_proxy_without_fidelity_is_one_more_random_draw(arch_sd, noise_sd, c, n, s, seed):
     # rho = 0: the picked network is exchangeable with the N random ones, so it is the best of
     # the N + 1 with probability 1 / (N + 1), whatever the variances and the candidate count
-    p = _module().win_probability(arch_sd, noise_sd, 0.0, candidates=c, n_random=n, seeds=s, trials=TRIALS,
+    p = pp.win_probability(arch_sd, noise_sd, 0.0, candidates=c, n_random=n, seeds=s, trials=TRIALS,
                                   rng_seed=seed)
     _close(p, 1 / (n + 1))
 
@@ -45,26 +41,18 @@ def test_a_proxy_without_fidelity_is_one_more_random_draw(arch_sd, noise_sd, c, 
 def test_a_perfect_proxy_without_noise_wins_when_the_best_is_a_candidate(arch_sd, c, n, seed):
     # rho = 1, no seed noise: the search keeps the best candidate, which beats the best random
     # network exactly when the best of all C + N draws is a candidate: probability C / (C + N)
-    p = _module().win_probability(arch_sd, 0.0, 1.0, candidates=c, n_random=n, seeds=2, trials=TRIALS, rng_seed=seed)
+    p = pp.win_probability(arch_sd, 0.0, 1.0, candidates=c, n_random=n, seeds=2, trials=TRIALS, rng_seed=seed)
     _close(p, c / (c + n))
 
 
 def test_fidelity_and_seeds_raise_the_chance():
-    m = _module()
     kw = {"candidates": 100, "n_random": 10, "trials": 20000}
     # a budget like 8M: small architecture spread, large seed noise
-    low, high = (m.win_probability(0.001, 0.0026, r, seeds=2, **kw) for r in (0.3, 0.9))
+    low, high = (pp.win_probability(0.001, 0.0026, r, seeds=2, **kw) for r in (0.3, 0.9))
     assert high > low + 0.05
-    assert m.win_probability(0.001, 0.0026, 0.9, seeds=16, **kw) > high + 0.05
+    assert pp.win_probability(0.001, 0.0026, 0.9, seeds=16, **kw) > high + 0.05
     with pytest.raises(ValueError):
-        m.win_probability(0.001, 0.001, 1.5)
-
-
-def test_tau_to_rho():
-    m = _module()
-    assert m.tau_to_rho(0.0) == 0.0 and m.tau_to_rho(1.0) == pytest.approx(1.0)
-    assert m.tau_to_rho(-1.0) == pytest.approx(-1.0)
-    assert m.tau_to_rho(1 / 3) == pytest.approx(0.5)  # sin(pi / 6)
+        pp.win_probability(0.001, 0.001, 1.5)
 
 
 def _row(budget, table):
@@ -99,7 +87,7 @@ def _inputs(tmp_path):
 
 def test_components_and_pooling_by_hand(tmp_path):
     paths, _ = _inputs(tmp_path)
-    comps = _module().variance_components([json.loads(Path(p).read_text()) for p in paths])
+    comps = pp.variance_components([json.loads(Path(p).read_text()) for p in paths])
     assert set(comps) == {"6M", "8M"}
     # 6M pools an arch variance of 0.0002 with one of 0 (mean 0.0001); no noise in either
     assert comps["6M"]["arch_sd"] == pytest.approx(0.01) and comps["6M"]["noise_sd"] == pytest.approx(0.0, abs=1e-9)

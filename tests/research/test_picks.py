@@ -8,9 +8,8 @@ import pytest
 
 from stnas.core.verified import write_json
 
-from conftest import load_experiment
-
-pk = load_experiment("picks")
+from experiments import ground_truth as gt
+from experiments import picks as pk
 
 
 def _net(arch, *losses):
@@ -33,7 +32,6 @@ def test_place_one_by_hand():
 
 
 def _gt_build(tmp_path):
-    gt = pk.gt
     gt.main(["build", "--preset", "digits", "--work", str(tmp_path / "gt"), "--out", str(tmp_path / "t.json"),
              "--budgets", "200k", "--band", "0.5", "--n", "4", "--seeds", "0,1", "--jobs", "1", "--threads", "1",
              "--set", "retrain.epochs=1", "--set", "retrain.limit=300"])
@@ -82,7 +80,7 @@ def test_build_retrains_picks_with_the_tables_recipe_and_places_them(tmp_path, c
     means = [np.mean([s["test_loss"] for s in r["seeds"].values()]) for r in table["rows"]]
     assert placed[0]["percentile"] == pytest.approx(np.mean([m >= means[0] for m in means]))
     # the table grows a seed: the picks are placed on the seeds they have, until build adds it
-    pk.gt.main(["build", "--preset", "digits", "--work", str(tmp_path / "gt"), "--out", str(tmp_path / "t.json"),
+    gt.main(["build", "--preset", "digits", "--work", str(tmp_path / "gt"), "--out", str(tmp_path / "t.json"),
                 "--budgets", "200k", "--band", "0.5", "--n", "4", "--seeds", "0,1,2", "--jobs", "1",
                 "--threads", "1", "--set", "retrain.epochs=1", "--set", "retrain.limit=300"])
     pk.main(["place", str(tmp_path / "p.json"), str(tmp_path / "t.json"), "--json", str(tmp_path / "pl2.json")])

@@ -7,9 +7,7 @@ import pytest
 
 from stnas.space.catalog import load_space
 
-from conftest import load_experiment
-
-pb = load_experiment("proxy_bias")
+from experiments import proxy_bias as pb
 
 
 def test_features_of_a_known_architecture():

@@ -6,13 +6,12 @@ import json
 import numpy as np
 import pytest
 
-from stnas.core.verified import read_json, write_json
+from stnas.core.verified import write_json
 from stnas.space.catalog import load_space
 
-from conftest import load_experiment
-
-pr = load_experiment("proxy_record")
-fid = pr.fid
+from experiments import fidelity as fid
+from experiments import proxy_bias as pb
+from experiments import proxy_record as pr
 
 
 def _table(tmp_path, archs):
@@ -71,7 +70,7 @@ def test_a_record_reads_as_its_run_and_grows_by_the_new_networks(trained_copy, t
     # replicate groups and ensembles of records: two copies of one run are replicates with
     # no spread, and their ensemble scores as either does
     twin = tmp_path / "twin.json"
-    write_json(twin, read_json(rec) | {"label": "t"})
+    write_json(twin, json.loads(rec.read_text()) | {"label": "t"})
     out_g = tmp_path / "g.json"
     fid.main(base + ["--runs", str(rec), str(twin), "--replicates", "G=r,t", "--ensemble", "E=r,t",
                      "--contrast", "E:G", "--out", str(out_g)])
@@ -83,7 +82,6 @@ def test_a_record_reads_as_its_run_and_grows_by_the_new_networks(trained_copy, t
         assert g["contrasts"][f"E {c} - G {c}"]["diff"] == pytest.approx(0.0)
     _fails(fid.main, base + ["--runs", str(rec), "--replicates", "G=r,zz"], capsys, "--replicates")
     # proxy_bias.py too, by the run's own configured proxy
-    pb = load_experiment("proxy_bias")
     for run, out in ((str(trained_copy), "b_run.json"), (str(rec), "b_rec.json")):
         pb.main([str(table), "--run", run, "--resamples", "100", "--out", str(tmp_path / out)])
     b_run, b_rec = (json.loads((tmp_path / o).read_text()) for o in ("b_run.json", "b_rec.json"))
@@ -99,12 +97,12 @@ def test_stale_short_or_broken_records_are_refused(trained_copy, tmp_path, capsy
     pr.main([f"{trained_copy}:r", "--archs", str(table), "--k", "1,2", "--out", str(rec)])
     good = rec.read_text()
     # a record of other weights (its run trained again, say): not extended, and kept
-    stale = read_json(rec)
+    stale = json.loads(good)
     stale["weights"]["final"] = "0" * 64
-    write_json(rec, stale)
+    stale_text = write_json(rec, stale).read_text()
     _fails(pr.main, [f"{trained_copy}:r", "--archs", str(table), "--k", "1,2", "--out", str(rec)], capsys,
            "other weights or settings")
-    assert read_json(rec) == stale
+    assert rec.read_text() == stale_text
     rec.write_text(good)
     assert rec.read_text() == good
     _fails(pr.main, [f"{trained_copy}:r", "--archs", str(table), "--k", "3", "--out", str(tmp_path / "k.json")],

@@ -10,10 +10,9 @@ from hypothesis import strategies as st
 
 from stnas.core.verified import write_json
 
-from conftest import load_experiment
-
-tm = load_experiment("truth_metrics")
-gt = load_experiment("ground_truth")
+from experiments import ground_truth as gt
+from experiments import truth_metrics as tm
+from experiments.common import TABLE_FORMAT
 
 
 def _case(seed: int, n: int = 400, classes: int = 5):
@@ -43,7 +42,7 @@ def test_calibrated_logits_need_no_temperature():
 
 
 def _table(path, rows):
-    path.write_text(json.dumps({"format": gt.FORMAT, "budgets": [1], "seeds": [0, 1], "rows": rows}))
+    path.write_text(json.dumps({"format": TABLE_FORMAT, "budgets": [1], "seeds": [0, 1], "rows": rows}))
 
 
 def test_summary_reads_the_metrics_asked_for(tmp_path, capsys):

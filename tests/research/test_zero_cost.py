@@ -13,11 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from conftest import load_experiment
+from stnas.core.errors import StnasError
+
+from experiments import fidelity as fid
+from experiments import zero_cost as zc
+from experiments.common import read_record
 
 ROOT = Path(__file__).resolve().parents[2] / "experiments"
-zc = load_experiment("zero_cost")
-fid = load_experiment("fidelity")
 
 
 def test_naswot_is_the_log_determinant_of_the_hamming_kernel():
@@ -39,7 +41,7 @@ def test_naswot_of_identical_codes_is_minus_infinity():
     net = nn.Sequential(nn.Linear(2, 3), nn.ReLU())
     x = torch.ones(3, 2)  # every image the same: every code the same, a singular kernel
     assert zc.naswot(net, x) == float("-inf")
-    with pytest.raises(zc.StnasError, match="ReLU"):
+    with pytest.raises(StnasError, match="ReLU"):
         zc.naswot(nn.Sequential(nn.Linear(2, 3), nn.Tanh()), x)
 
 
@@ -79,7 +81,7 @@ def test_record_is_read_by_fidelity_and_nothing_is_replaced(tmp_path):
     out = tmp_path / "zc.json"
     r = _run("--preset", "digits", "--archs", str(plan), "--out", str(out), "--batch", "16", "--inits", "2")
     assert r.returncode == 0, r.stderr
-    rec = fid.read_record(out)
+    rec = read_record(out)
     assert set(rec["cells"]) == {"naswot", "synflow"} and rec["preset_cell"] == "naswot"
     cells = fid.run_cells(str(out), archs, [1])
     assert all(set(v) == set(archs) and all(np.isfinite(list(v.values()))) for v in cells.values())
