@@ -41,6 +41,8 @@ import numpy as np
 
 from stnas.core.errors import LatencyTableError
 from stnas.core.fileio import write_json
+from stnas.core.limits import parse_json, read_text_bounded, shown
+from stnas.core.verified import MAX_BYTES
 
 if TYPE_CHECKING:
     from stnas.space.arch import Arch
@@ -220,14 +222,8 @@ def validate_table(table: Any, where: str = "latency table") -> dict:
 
 def load_table(path: str | Path) -> dict:
     """A validated table from a JSON file (never pickle)."""
-    p = Path(path)
-    if not p.is_file():
-        raise LatencyTableError(f"latency table {p} does not exist")
-    try:
-        table = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LatencyTableError(f"latency table {p} is unreadable or not JSON ({str(exc).splitlines()[0]})") from None
-    return validate_table(table, str(p))
+    text = read_text_bounded(path, "latency table", LatencyTableError, limit=MAX_BYTES)
+    return validate_table(parse_json(text, f"latency table {shown(path)}", LatencyTableError), str(path))
 
 
 def describe(table: dict) -> str:
