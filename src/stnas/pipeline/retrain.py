@@ -24,7 +24,7 @@ import torch
 
 from stnas.core import dist
 from stnas.core.checkpoint import CheckpointManager
-from stnas.core.errors import ConfigError
+from stnas.core.errors import CheckpointError, ConfigError
 from stnas.core.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.pipeline.retrain.CARD)
 from stnas.core.units import parse_count
 from stnas.core.verified import append_jsonl, read_json, write_json
@@ -59,8 +59,20 @@ def run_arch(run_dir: str | Path) -> Arch:
 
 
 def read_card(run_dir: str | Path) -> dict:
-    """The model card of a finished retrain run, checksum verified."""
-    return read_json(RunDir(run_dir).card, "model card")
+    """The model card of a finished retrain run, checksum verified and holding the numbers its
+    readers print (a card of another kind, e.g. an export's, is refused).
+
+    Raises:
+        CheckpointError: missing, damaged, or not a retrain run's card.
+    """
+    path = RunDir(run_dir).card
+    card = read_json(path, "model card")
+    bad = [k for k in ("top1", "top5", "test_images", "steps", "wall_s", "images_per_s")
+           if isinstance(card.get(k), bool) or not isinstance(card.get(k), (int, float))]
+    if bad or not isinstance(card.get("dataset"), str):
+        raise CheckpointError(f"model card {path} is not a retrain run's card ({', '.join(bad) or 'dataset'} "
+                              f"missing or of the wrong type)")
+    return card
 
 
 def _start_step(run_dir: Path, resume: bool | str) -> int:
@@ -116,7 +128,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
 def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: bool | str,
              ctx: dist.Context) -> dict:
     run_dir = run.path
-    run.guard(bool(resume), needs=(CONFIG, ARCH))
+    run.guard(bool(resume), needs=(CONFIG, ARCH), kind="retrain")
     dist.barrier(ctx.world_size)
     if resume:
         saved = run_arch(run_dir)

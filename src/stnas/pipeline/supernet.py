@@ -98,7 +98,7 @@ def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
 
 
 def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dict:
-    run.guard(bool(resume))
+    run.guard(bool(resume), kind="supernet")
     dist.barrier(ctx.world_size)
     if resume:
         check_same_settings(run.path, cfg, RESUME_SECTIONS)
