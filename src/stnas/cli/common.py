@@ -53,7 +53,7 @@ def path_arg(text: str) -> str:
     """argparse type for a file or directory argument: one the system could hold, with room
     for what stnas writes below it (a name of at most NAME_MAX bytes, a path of at most
     PATH_MAX - PATH_ROOM, no NUL byte). The text is returned as given."""
-    shown = text if len(text) <= 60 else f"{text[:40]}...{text[-12:]}"
+    shown = _shown(text)
     if "\0" in text:
         raise argparse.ArgumentTypeError(f"{shown!r} holds a NUL byte, which no path may")
     longest = max((len(os.fsencode(part)) for part in Path(text).parts), default=0)
@@ -65,6 +65,23 @@ def path_arg(text: str) -> str:
         raise argparse.ArgumentTypeError(f"{shown!r} is a path of {size} bytes; stnas takes at most "
                                          f"{PATH_MAX - PATH_ROOM} (the system's {PATH_MAX} less room for its files)")
     return text
+
+
+def out_arg(text: str) -> str:
+    """argparse type for an output path: a :func:`path_arg` below no file (its nearest existing
+    parent is a directory). Whether the path itself may exist is the command's to judge."""
+    path_arg(text)
+    for parent in Path(text).absolute().parents:
+        if os.path.lexists(parent):
+            if not os.path.isdir(parent):
+                raise argparse.ArgumentTypeError(f"{_shown(text)!r} lies below {_shown(str(parent))}, which is a "
+                                                 f"file, not a directory")
+            break
+    return text
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:40]}...{text[-12:]}"
 
 
 def count_list(text: str) -> list[int]:
@@ -92,7 +109,7 @@ def table(rows: list[list], header: list[str] | None = None) -> str:
 def add_run_args(p, *, checkpoint: bool = True) -> None:
     """--out, --resume, --config, --seed, --device, --data-root and KEY=VALUE overrides,
     shared by the commands that make a run directory."""
-    p.add_argument("--out", type=path_arg, help="run directory (default runs/<name>-<time>)")
+    p.add_argument("--out", type=out_arg, help="run directory (default runs/<name>-<time>)")
     if checkpoint:
         p.add_argument("--resume", nargs="?", type=path_arg, const=True, default=False, metavar="CHECKPOINT",
                        help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from stnas.cli.common import path_arg
+from stnas.cli.common import out_arg, path_arg
 
 
 def register(sub) -> None:
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--weights", type=path_arg, default="supernet", metavar="supernet|PATH",
                    help="supernet (default: RUN_DIR/supernet.safetensors), a supernet-shaped safetensors file "
                         "(e.g. RUN_DIR/pool/sample_000.safetensors), or a retrain run / model directory")
-    p.add_argument("--out", type=path_arg, metavar="DIR",
+    p.add_argument("--out", type=out_arg, metavar="DIR",
                    help="output directory (default RUN_DIR/export/<architecture>)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     p.add_argument("--no-recalibrate", action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from stnas.cli.common import path_arg
+from stnas.cli.common import out_arg, path_arg
 from stnas.cli.common import table as text_table
 from stnas.core import choices
 from stnas.core.errors import ConfigError
@@ -59,7 +59,7 @@ def register(sub) -> None:
     b.add_argument("--rounds", type=int, default=d["rounds"], help="rounds over all modules")
     b.add_argument("--fit-networks", type=int, default=d["fit_networks"],
                    help="whole networks measured to fit the per-network overhead")
-    b.add_argument("--out", type=path_arg, metavar="FILE",
+    b.add_argument("--out", type=out_arg, metavar="FILE",
                    help="where to write it (default: the cache, $STNAS_CACHE/latency)")
     b.add_argument("--force", action="store_true", help="measure again even when the table exists")
     b.set_defaults(func=cmd_build)

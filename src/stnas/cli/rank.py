@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from stnas.cli.common import path_arg, positive_int, seed_arg, table
+from stnas.cli.common import out_arg, path_arg, positive_int, seed_arg, table
 from stnas.core.choices import PROXY_MODES
 from stnas.space.catalog import run_space
 
@@ -54,7 +54,7 @@ def _common(p) -> None:
                    help="seeds the bootstrap / the random architectures (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of a table")
-    p.add_argument("--out", type=path_arg, metavar="FILE.json",
+    p.add_argument("--out", type=out_arg, metavar="FILE.json",
                    help="where the result goes (default RUN_DIR/<command>.json); a file holding a result of other "
                         "inputs is never replaced")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stnas.cli.common import count, count_list, path_arg, positive_int, seed_arg, table
+from stnas.cli.common import count, count_list, out_arg, path_arg, positive_int, seed_arg, table
 from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.core.errors import ConfigError
@@ -38,7 +38,7 @@ def register(sub) -> None:
     p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
     add_latency_args(p)
-    p.add_argument("--out", type=path_arg, help="output folder (default RUN_DIR/search)")
+    p.add_argument("--out", type=out_arg, help="output folder (default RUN_DIR/search)")
     p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
     p.add_argument("--config", type=path_arg, metavar="FILE.yaml", help="a YAML file with search and proxy settings")

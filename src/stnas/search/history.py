@@ -173,6 +173,8 @@ NOT_SETTINGS = ("done", "generations", "evaluations", "wall_s", "best", "pareto_
 def check_same_search(out: Path, settings: dict) -> None:
     """A search writes into a folder that holds none, or one with the same settings (a rerun,
     which replays from the score cache): another search's results are never replaced."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a directory: search into another --out")
     f = out / "search.json"
     if not f.is_file():
         return
