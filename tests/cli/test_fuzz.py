@@ -2,8 +2,13 @@
 error line with exit 2; never a traceback, never a hang, and nothing saved changes.
 
 CI runs a fixed number of examples per target. A long run: ``STNAS_FUZZ_EXAMPLES=2000
-STNAS_FUZZ_REPORT=fuzz.json pytest tests/test_fuzz.py -n 0``; with a report file,
+STNAS_FUZZ_REPORT=fuzz.json pytest tests/cli/test_fuzz.py -n 0``; with a report file,
 failures are counted (inputs, clean errors, successes, tracebacks, hangs) instead of raised.
+
+The targets: config overrides and files, architectures, space files (with huge integers),
+numbers, data folders; over-long arguments in every command; output paths below or at a
+file; a run directory of the wrong kind given to ``--resume``; deeply nested JSON in every
+reader of JSON handed in from outside; checkpoints forged with a matching checksum.
 """
 
 import json
@@ -69,13 +74,15 @@ def _dump(value) -> str:
         return str(value)
 
 
-def _files(root):
-    return {p: p.read_bytes() for p in root.rglob("*") if p.is_file() and p.name != LOCK}
+def _files(*roots):
+    return {p: p.read_bytes() for root in roots for p in root.rglob("*") if p.is_file() and p.name != LOCK}
 
 
-def run_cli(argv, capsys, saved=None):
-    """Runs the CLI; checks the outcome (or counts it, in report mode)."""
-    before = _files(saved) if saved else None
+def run_cli(argv, capsys, saved=None, writes_on_success: bool = False):
+    """Runs the CLI; checks the outcome (or counts it, in report mode). ``saved``: a folder (or
+    a tuple of them) nothing may change in (``writes_on_success``: unless the command succeeds)."""
+    saved = (saved,) if isinstance(saved, os.PathLike) else saved
+    before = _files(*saved) if saved else None
     capsys.readouterr()
     COUNTS["inputs"] += 1
     old = signal.signal(signal.SIGALRM, _alarm)
@@ -102,7 +109,7 @@ def run_cli(argv, capsys, saved=None):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    if before is not None and _files(saved) != before:
+    if before is not None and _files(*saved) != before and not (writes_on_success and outcome == "successes"):
         outcome, detail = "changed_saved", "files of the saved run changed"
     COUNTS[outcome] += 1
     if outcome not in ("successes", "clean_errors"):
@@ -227,3 +234,174 @@ def test_data_folders(n_images, n_labels, ndim, label, fifo, garbage, tmp_path_f
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
+
+
+# ------------------------------------------------------------------ issue #36: inputs under pressure
+ARCH = "digits:012012/.1.0....."
+# no file can have these names: a name over 255 bytes, or a path over 4096 bytes
+too_long = st.one_of(
+    st.tuples(st.integers(256, 6000), st.sampled_from(["", ".json", ".yaml", ".npz", ".safetensors"]))
+    .map(lambda t: "a" * t[0] + t[1]),
+    st.text(st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)), min_size=256, max_size=400),
+    st.lists(st.integers(200, 250), min_size=20, max_size=30).map(lambda ns: "/".join("d" * n for n in ns)))
+LONG_ARGVS = [
+    ["arch", "show", "{L}"], ["arch", "show", ARCH, "--space", "{L}"], ["arch", "draw", ARCH, "-o", "{L}"],
+    ["space", "show", "{L}"], ["space", "sample", "{L}", "-n", "1"], ["latency", "build", "{L}"],
+    ["latency", "build", "digits", "--out", "{L}"], ["latency", "show", "{L}"], ["latency", "query", "{L}", ARCH],
+    ["supernet", "train", "--preset", "{L}", "--out", "{S}"], ["supernet", "train", "--config", "{L}", "--out", "{S}"],
+    ["supernet", "train", "--preset", "digits", "--data", "{L}", "--out", "{S}"],
+    ["supernet", "train", "--preset", "digits", "--data-root", "{L}", "--out", "{S}"],
+    ["supernet", "train", "--preset", "digits", "--out", "{L}"],
+    ["supernet", "train", "--out", "{S}", "--resume", "{L}"],
+    ["supernet", "train", "--preset", "digits", "--out", "{S}", "data.root={L}"],
+    ["supernet", "train", "--preset", "digits", "--out", "{S}", "supernet.init={L}"],
+    ["retrain", "--arch", "{L}", "--out", "{S}"], ["retrain", "--arch", ARCH, "--preset", "{L}", "--out", "{S}"],
+    ["run", "--preset", "digits", "--data", "{L}", "--out", "{S}"], ["run", "--out", "{L}", "--resume"],
+    ["export", "{L}", "--arch", ARCH], ["export", "{S}", "--arch", "{L}"],
+    ["export", "{S}", "--arch", ARCH, "--out", "{L}"],
+    ["export", "{S}", "--arch", ARCH, "--weights", "{L}"], ["search", "{L}"], ["search", "{S}", "--out", "{L}"],
+    ["search", "{S}", "--config", "{L}"], ["search", "{S}", "--few-shot", "{L}"],
+    ["search", "{S}", "--latency-table", "{L}"],
+    ["search", "{S}", "latency.table={L}"], ["rank", "{S}", "--truth", "{L}"], ["rank", "{L}", "--truth", "t.json"],
+    ["stability", "{S}", "--archs", "{L}"], ["stability", "{S}", "--out", "{L}"], ["predict", "{L}", "x.png"],
+    ["predict", "{S}", "{L}"],
+]
+
+
+@FUZZ
+@given(argv=st.sampled_from(LONG_ARGVS), text=too_long)
+def test_over_long_arguments(argv, text, saved_run, capsys):
+    run_cli([a.replace("{L}", text).replace("{S}", str(saved_run)) for a in argv], capsys, saved_run)
+
+
+INT_LEAVES = [("input", "channels"), ("input", "size"), ("num_classes",), ("stem", "channels"), ("stem", "stride"),
+              ("first_block", "channels"), ("stages", 0, "channels"), ("stages", 1, "depth"), ("stages", 2, "stride"),
+              ("branch", "depths", 0), ("head", "channels"), ("head", "dropout")]
+huge = st.sampled_from([10**400, -10**400, 2**63, 2**64, -2**63 - 1, 2**31, 65537, 16385, 1025]) | st.integers()
+
+
+@FUZZ
+@given(edits=st.lists(st.tuples(st.sampled_from(INT_LEAVES), huge), min_size=1, max_size=3),
+       command=st.sampled_from(["show", "sample"]))
+def test_huge_integers_in_spaces(edits, command, tmp_path_factory, capsys):
+    space = json.loads(json.dumps(SPACE))
+    for where, value in edits:
+        node = space
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = value
+    path = tmp_path_factory.mktemp("space") / "s.yaml"
+    path.write_text(json.dumps({"space": space}))  # JSON is YAML: every digit as written
+    run_cli(["space", command, str(path)] + (["-n", "2"] if command == "sample" else []), capsys)
+
+
+@pytest.fixture(scope="module")
+def kinds(trained_run, tmp_path_factory):
+    """A run directory of every kind, each saved (no input may change it): a supernet run, a
+    retrain run, an exported model and a search output."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("kinds")
+    supernet = shutil.copytree(trained_run, root / "supernet")
+    quick = ["device=cpu", "--out"]
+    assert main(["retrain", "--arch", ARCH, "--epochs", "1", "--batch-size", "32", "retrain.limit=64",
+                 "retrain.progress=false"] + quick + [str(root / "retrain")]) == 0
+    assert main(["export", str(supernet), "--arch", ARCH, "--no-onnx", "--no-recalibrate",
+                 "--out", str(root / "export")]) == 0
+    assert main(["search", str(supernet), "--mode", "single", "--generations", "1", "--population", "4",
+                 "search.parents=2", "--out", str(root / "search")] + quick[:1]) == 0
+    return {k: root / k for k in ("supernet", "retrain", "export", "search")}
+
+
+# every (kind, --resume command) pair but a run resumed as its own kind
+WRONG_KIND = [(k, c) for k in ("supernet", "retrain", "export", "search") for c in ("supernet", "retrain", "run")
+              if (k, c) not in {("supernet", "supernet"), ("supernet", "run"), ("retrain", "retrain")}]
+RESUME = {"supernet": ["supernet", "train"], "retrain": ["retrain"], "run": ["run"]}
+
+
+@FUZZ
+@given(pair=st.sampled_from(WRONG_KIND))
+def test_resume_a_run_of_the_wrong_kind(pair, kinds, capsys):
+    kind, command = pair
+    run_cli(RESUME[command] + ["--resume", "--out", str(kinds[kind])], capsys, kinds[kind].parent)
+
+
+@FUZZ
+@given(command=st.sampled_from([
+    ["export", "{R}", "--arch", ARCH, "--no-onnx", "--out", "{F}"], ["export", "{R}", "--arch", ARCH, "--out", "{F}/m"],
+    ["search", "{R}", "--out", "{F}"], ["search", "{R}", "--out", "{F}/s"], ["stability", "{R}", "--out", "{F}"],
+    ["stability", "{R}", "--out", "{F}/x.json"], ["arch", "draw", ARCH, "-o", "{F}/a.png"],
+    ["latency", "build", "digits", "--out", "{F}/t.json"], ["latency", "build", "digits", "--out", "{F}"],
+    ["supernet", "train", "--preset", "digits", "--out", "{F}"], ["supernet", "train", "--preset", "digits", "--out",
+                                                                  "{F}/r"],
+    ["retrain", "--arch", ARCH, "--out", "{F}"], ["run", "--preset", "digits", "--out", "{F}/r"],
+    ["export", "{R}", "--arch", ARCH, "--out", "{R}"]]), content=st.sampled_from([b"mine\n", b"", b"{}", b"\xff"]))
+def test_output_paths_that_are_files(command, content, kinds, tmp_path_factory, capsys):
+    folder = tmp_path_factory.mktemp("out")
+    (folder / "file").write_bytes(content)
+    argv = [a.replace("{F}", str(folder / "file")).replace("{R}", str(kinds["supernet"])) for a in command]
+    run_cli(argv, capsys, (folder, kinds["supernet"]))
+
+
+def _nested(depth: int, kind: str) -> str:
+    return ("[" * depth + "1" + "]" * depth) if kind == "list" else ('{"a":' * depth + "1" + "}" * depth)
+
+
+JSON_READERS = [
+    (["arch", "show", "{J}"], "text"), (["arch", "show", "{P}"], "file"), (["export", "{R}", "--arch", "{P}"], "file"),
+    (["rank", "{R}", "--truth", "{P}"], "file"), (["rank", "{R}", "--truth", "{T}", "--archs", "{P}"], "file"),
+    (["rank", "{R}", "--truth", "{T}", "--archs", "{P}"], "line"), (["stability", "{R}", "--archs", "{P}"], "file"),
+    (["latency", "show", "{P}"], "file"), (["latency", "query", "{P}", ARCH], "file"),
+    (["search", "{R}", "--latency-table", "{P}", "--latency-budget", "1ms"], "file"),
+    (["space", "show", "{P}"], "file"), (["supernet", "train", "--config", "{P}", "--out", "{S}"], "file"),
+]
+
+
+@FUZZ
+@given(reader=st.sampled_from(JSON_READERS), depth=st.integers(33, 3000) | st.just(200_000),
+       kind=st.sampled_from(["list", "dict"]))
+def test_deep_json_in_every_reader(reader, depth, kind, kinds, saved_run, tmp_path_factory, capsys):
+    argv, form = reader
+    folder = tmp_path_factory.mktemp("json")
+    text = _nested(depth, kind)
+    path = folder / "deep.json"  # for "line": a JSONL architecture list whose third line nests deeply
+    path.write_text(f'{ARCH}\ndigits:000000/.........\n{{"x": {text}}}\n' if form == "line" else text)
+    truth = folder / "truth.json"
+    truth.write_text(json.dumps({"format": "stnas-truth", "version": 1, "results": [
+        {"arch": a, "top1": 0.5} for a in (ARCH, "digits:000000/.........", "digits:111111/.........")]}))
+    swap = {"{J}": text, "{P}": str(path), "{R}": str(kinds["supernet"]), "{T}": str(truth), "{S}": str(saved_run)}
+    for key, value in swap.items():
+        argv = [a.replace(key, value) for a in argv]
+    run_cli(argv + ["--out", str(folder / "out.json")] if argv[0] in ("rank", "stability") else argv, capsys,
+            kinds["supernet"].parent)
+
+
+FORGEABLE = ["step", "acc", "acc.loss", "acc.n", "last", "rng", "rng.torch", "rng.numpy.keys", "rng.python.state",
+             "optimizer_kind", "optimizer", "optimizer.state", "optimizer.sgld_seed", "optimizer.param_groups",
+             "model", "seed", "total_steps"]
+forged_values = st.sampled_from([-1, -5, 10**30, 2**63, 2**64, "6", 6.0, True, None, [], {}, "x", float("nan"),
+                                 [-1], {"loss": "x"}]) | st.integers(-2**70, 2**70)
+
+
+@FUZZ
+@given(key=st.sampled_from(FORGEABLE), value=forged_values, which=st.sampled_from([0, -1]))
+def test_forged_but_checksummed_checkpoints(key, value, which, trained_run, tmp_path_factory, capsys):
+    import hashlib
+    import shutil
+
+    import torch
+
+    run = shutil.copytree(trained_run, tmp_path_factory.mktemp("forged") / "run")
+    files = sorted((run / "checkpoints").glob("step_*.pt"))
+    for other in files[:which] if which else files[1:]:  # the forged one is the latest
+        other.unlink()
+        other.with_name(other.name + ".sha256").unlink()
+    path = files[which]
+    obj = torch.load(path, weights_only=True)
+    node, *parts = [obj["state"], *key.split(".")]
+    for part in parts[:-1]:
+        node = node[part]
+    node[parts[-1]] = value
+    torch.save(obj, path)
+    path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
+    run_cli(["supernet", "train", "--resume", "--out", str(run)], capsys, run, writes_on_success=True)

@@ -140,7 +140,7 @@ def test_library_resume_must_match_the_saved_settings(run):
     is refused before anything in the run directory is touched."""
     from stnas.core.errors import ConfigError
     from stnas.pipeline.config import load_run_config
-    from stnas.pipeline.retrain import read_card, retrain
+    from stnas.pipeline.retrain import read_retrain_card, retrain
 
     cfg = load_run_config(run)
     files = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
@@ -149,7 +149,7 @@ def test_library_resume_must_match_the_saved_settings(run):
     card = retrain(ARCH, cfg | {"retrain": cfg["retrain"] | {"progress": True},
                                 "data": cfg["data"] | {"root": "/elsewhere", "limit": 100, "val_limit": 50}},
                    run, resume=True)
-    assert card == read_card(run)
+    assert card == read_retrain_card(run)
     for change, section in [({"seed": cfg["seed"] + 1}, "seed"),
                             ({"retrain": cfg["retrain"] | {"lr": cfg["retrain"]["lr"] * 2}}, "retrain"),
                             ({"data": cfg["data"] | {"image_size": 12}}, "data.image_size")]:

@@ -40,6 +40,7 @@ import numpy as np
 from scipy import stats
 
 from stnas.core.errors import ArchError, CheckpointError, ConfigError, StnasError
+from stnas.core.limits import parse_json, read_text_bounded, shown
 from stnas.core.verified import check_digest
 from stnas.space.arch import Arch
 from stnas.space.catalog import load_arch
@@ -135,16 +136,6 @@ def rank_metrics(proxy_scores, truth, top_k: int = 5, n_boot: int = 1000, seed: 
 
 
 # ---------------------------------------------------------------------------- files
-def _read(path) -> str:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p} does not exist")
-    try:
-        return p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {p}: {exc}") from None
-
-
 def _arch(entry, space: SearchSpace, where: str) -> Arch:
     if not isinstance(entry, (str, dict)):
         raise ArchError(f"{where}: expected an architecture string or JSON object, got {entry!r:.60}")
@@ -161,11 +152,7 @@ def load_truth(path, space: SearchSpace) -> dict[Arch, float]:
         ConfigError: unreadable or malformed file, non-numeric accuracy, too few entries.
         ArchError: an architecture that does not parse in ``space``.
     """
-    text = _read(path)
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"truth file {path} is not valid JSON ({exc})") from None
+    obj = parse_json(read_text_bounded(path, "truth file", ConfigError), f"truth file {shown(path)}", ConfigError)
     obj = check_digest(obj, path, "truth file", required=False)
     if isinstance(obj, dict):
         if obj.get("format") != TRUTH_FORMAT:
@@ -197,22 +184,16 @@ def load_arch_list(path, space: SearchSpace) -> list[Arch]:
         ConfigError: unreadable or malformed file, duplicates, fewer than 3 architectures.
         ArchError: an architecture that does not parse in ``space``.
     """
-    text = _read(path)
+    text = read_text_bounded(path, "architecture list", ConfigError)
     lines = [(n, s) for n, s in enumerate(text.splitlines(), 1) if s.strip() and not s.lstrip().startswith("#")]
     if text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"architecture list {path} is not valid JSON ({exc})") from None
+        items = parse_json(text, f"architecture list {shown(path)}", ConfigError)
         entries = [(f"{path}, item {i + 1}", e) for i, e in enumerate(items)]
     else:
         entries = []
         for n, s in lines:
             if s.lstrip().startswith("{"):
-                try:
-                    e = json.loads(s)
-                except json.JSONDecodeError as exc:
-                    raise ConfigError(f"{path}, line {n}: not valid JSON ({exc})") from None
+                e = parse_json(s, f"{shown(path)}, line {n}", ConfigError)
             else:
                 e = s.strip()
             entries.append((f"{path}, line {n}", e))

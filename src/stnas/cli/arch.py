@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import table
+from stnas.cli.common import out_arg, table
 from stnas.core.units import fmt_count
 from stnas.space.catalog import load_arch
 
@@ -22,7 +22,7 @@ def register(sub) -> None:
     show.set_defaults(func=cmd_show)
     draw = ss.add_parser("draw", help="draw the DAG as a picture")
     add_arch_args(draw)
-    draw.add_argument("-o", "--output", required=True, help="image file to write (.png, .svg, .pdf)")
+    draw.add_argument("-o", "--output", required=True, type=out_arg, help="image file to write (.png, .svg, .pdf)")
     draw.set_defaults(func=cmd_draw)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -44,6 +45,45 @@ def positive_int(limit: int = 10**6):
     return parse
 
 
+NAME_MAX, PATH_MAX = 255, 4096  # bytes of a file name and of a path (Linux; macOS is stricter on paths)
+PATH_ROOM = 256  # bytes kept for the names stnas adds below a path it is given (run layout, temp files)
+
+
+def path_arg(text: str) -> str:
+    """argparse type for a file or directory argument: one the system could hold, with room
+    for what stnas writes below it (a name of at most NAME_MAX bytes, a path of at most
+    PATH_MAX - PATH_ROOM, no NUL byte). The text is returned as given."""
+    shown = _shown(text)
+    if "\0" in text:
+        raise argparse.ArgumentTypeError(f"{shown!r} holds a NUL byte, which no path may")
+    longest = max((len(os.fsencode(part)) for part in Path(text).parts), default=0)
+    if longest > NAME_MAX:
+        raise argparse.ArgumentTypeError(f"{shown!r} holds a name of {longest} bytes; a file name may have "
+                                         f"at most {NAME_MAX}")
+    size = len(os.fsencode(os.path.abspath(text)))
+    if size > PATH_MAX - PATH_ROOM:
+        raise argparse.ArgumentTypeError(f"{shown!r} is a path of {size} bytes; stnas takes at most "
+                                         f"{PATH_MAX - PATH_ROOM} (the system's {PATH_MAX} less room for its files)")
+    return text
+
+
+def out_arg(text: str) -> str:
+    """argparse type for an output path: a :func:`path_arg` below no file (its nearest existing
+    parent is a directory). Whether the path itself may exist is the command's to judge."""
+    path_arg(text)
+    for parent in Path(text).absolute().parents:
+        if os.path.lexists(parent):
+            if not os.path.isdir(parent):
+                raise argparse.ArgumentTypeError(f"{_shown(text)!r} lies below {_shown(str(parent))}, which is a "
+                                                 f"file, not a directory")
+            break
+    return text
+
+
+def _shown(text: str) -> str:
+    return text if len(text) <= 60 else f"{text[:40]}...{text[-12:]}"
+
+
 def count_list(text: str) -> list[int]:
     """argparse type for comma-separated counts: 3M,6M."""
     return [count(t) for t in str(text).split(",") if t.strip()] or [count(text)]
@@ -69,17 +109,17 @@ def table(rows: list[list], header: list[str] | None = None) -> str:
 def add_run_args(p, *, checkpoint: bool = True) -> None:
     """--out, --resume, --config, --seed, --device, --data-root and KEY=VALUE overrides,
     shared by the commands that make a run directory."""
-    p.add_argument("--out", help="run directory (default runs/<name>-<time>)")
+    p.add_argument("--out", type=out_arg, help="run directory (default runs/<name>-<time>)")
     if checkpoint:
-        p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CHECKPOINT",
+        p.add_argument("--resume", nargs="?", type=path_arg, const=True, default=False, metavar="CHECKPOINT",
                        help="continue the run in --out from its latest checkpoint (or from CHECKPOINT)")
     else:
         p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with any config sections "
+    p.add_argument("--config", type=path_arg, metavar="FILE.yaml", help="a YAML file with any config sections "
                    "(preset, seed, device, data, supernet, sgld, pool, proxy, search, retrain)")
     p.add_argument("--seed", type=seed_arg, help="random seed (config: seed)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
-    p.add_argument("--data-root", help="where to look for the dataset first (config: data.root)")
+    p.add_argument("--data-root", type=path_arg, help="where to look for the dataset first (config: data.root)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides with dotted keys, e.g. supernet.lr=0.05 pool.samples=4")
 

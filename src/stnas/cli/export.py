@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from stnas.cli.common import out_arg, path_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("export", help="export an architecture with inherited weights (safetensors + ONNX)",
@@ -13,13 +15,15 @@ def register(sub) -> None:
                                    "batch), model.pt2 (torch.export) and model_card.json. Supernet-inherited "
                                    "weights get their BN recalibrated on search-train data and are not a "
                                    "trained model: the one to deploy comes from stnas retrain.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a supernet run directory (stnas supernet train --out)")
+    p.add_argument("run_dir", type=path_arg, metavar="RUN_DIR",
+                   help="a supernet run directory (stnas supernet train --out)")
     p.add_argument("--arch", required=True, metavar="FILE|STRING",
                    help="architecture JSON file or string SPACE:STEM/BRANCHES of the run's space")
-    p.add_argument("--weights", default="supernet", metavar="supernet|PATH",
+    p.add_argument("--weights", type=path_arg, default="supernet", metavar="supernet|PATH",
                    help="supernet (default: RUN_DIR/supernet.safetensors), a supernet-shaped safetensors file "
                         "(e.g. RUN_DIR/pool/sample_000.safetensors), or a retrain run / model directory")
-    p.add_argument("--out", metavar="DIR", help="output directory (default RUN_DIR/export/<architecture>)")
+    p.add_argument("--out", type=out_arg, metavar="DIR",
+                   help="output directory (default RUN_DIR/export/<architecture>)")
     p.add_argument("--no-onnx", action="store_true", help="skip the ONNX file")
     p.add_argument("--no-recalibrate", action="store_true",
                    help="keep the supernet's BN statistics (the export then equals the supernet's path exactly)")

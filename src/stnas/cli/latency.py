@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from stnas.cli.common import out_arg, path_arg
 from stnas.cli.common import table as text_table
 from stnas.core import choices
 from stnas.core.errors import ConfigError
@@ -25,7 +26,7 @@ def add_latency_args(p) -> None:
     p.add_argument("--latency-budget", type=latency_list, action="append", metavar="T[,T...]",
                    help="predicted-latency budget(s) on this machine, e.g. 1.2ms (config: search.latency_budgets); "
                         "without --budget the search is under latency alone")
-    p.add_argument("--latency-table", metavar="FILE",
+    p.add_argument("--latency-table", type=path_arg, metavar="FILE",
                    help="a table from `stnas latency build` (default: the cache, built when missing; "
                         "config: latency.table)")
 
@@ -58,14 +59,15 @@ def register(sub) -> None:
     b.add_argument("--rounds", type=int, default=d["rounds"], help="rounds over all modules")
     b.add_argument("--fit-networks", type=int, default=d["fit_networks"],
                    help="whole networks measured to fit the per-network overhead")
-    b.add_argument("--out", metavar="FILE", help="where to write it (default: the cache, $STNAS_CACHE/latency)")
+    b.add_argument("--out", type=out_arg, metavar="FILE",
+                   help="where to write it (default: the cache, $STNAS_CACHE/latency)")
     b.add_argument("--force", action="store_true", help="measure again even when the table exists")
     b.set_defaults(func=cmd_build)
     s = ss.add_parser("show", help="what a table holds: device, runtime, modules, overhead fit")
-    s.add_argument("table", metavar="FILE")
+    s.add_argument("table", type=path_arg, metavar="FILE")
     s.set_defaults(func=cmd_show)
     q = ss.add_parser("predict", help="predicted latency of architectures from a table")
-    q.add_argument("table", metavar="FILE")
+    q.add_argument("table", type=path_arg, metavar="FILE")
     q.add_argument("archs", nargs="+", metavar="ARCH", help="architecture strings or JSON files")
     q.set_defaults(func=cmd_predict)
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+from stnas.cli.common import path_arg
+
 
 def register(sub) -> None:
     p = sub.add_parser("predict", help="classify image files with a model directory (top-k class names)",
                        description="Read each image, preprocess it as the model directory records (mode, size, "
                                    "mean, std) and print the top-k classes with their names and probabilities.")
-    p.add_argument("model_dir", metavar="MODEL_DIR", help="a model directory (stnas export --out, RUN/retrain/*/model) "
-                                                          "or a retrain run directory")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("model_dir", type=path_arg, metavar="MODEL_DIR",
+                   help="a model directory (stnas export --out, RUN/retrain/*/model) or a retrain run directory")
+    p.add_argument("images", nargs="+", type=path_arg, metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("-k", "--top", type=int, default=5, help="how many classes per image (default 5)")
     p.add_argument("--json", action="store_true", help="one JSON object per image (with the logits)")
     p.set_defaults(func=cmd_predict)

@@ -7,7 +7,7 @@ import math
 import sys
 from pathlib import Path
 
-from stnas.cli.common import positive_int, seed_arg, table
+from stnas.cli.common import out_arg, path_arg, positive_int, seed_arg, table
 from stnas.core.choices import PROXY_MODES
 from stnas.pipeline.config import ON_EXISTING_RUN
 from stnas.space.catalog import run_space
@@ -19,12 +19,13 @@ def register(sub) -> None:
                                    "with stand-alone (trained from scratch) accuracies: Kendall tau, Spearman rho "
                                    "and top-k overlap with 95% bootstrap intervals. Writes RUN_DIR/rank.json "
                                    "(or --out).")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run trained by stnas supernet train")
-    p.add_argument("--truth", required=True, metavar="FILE",
+    p.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run trained by stnas supernet train")
+    p.add_argument("--truth", required=True, type=path_arg, metavar="FILE",
                    help='stand-alone accuracies: {"format": "stnas-truth", "version": 1, '
                         '"results": [{"arch": STRING, "top1": FLOAT}, ...]}')
-    p.add_argument("--archs", metavar="FILE", help="architectures to rank (JSON list, JSONL or one string per "
-                   "line; default: every architecture in the truth file)")
+    p.add_argument("--archs", type=path_arg, metavar="FILE",
+                   help="architectures to rank (JSON list, JSONL or one string per line; default: every "
+                        "architecture in the truth file)")
     p.add_argument("--mode", default="all", choices=[*PROXY_MODES, "all"],
                    help="proxy mode(s) to evaluate (default: all)")
     p.add_argument("--top-k", type=positive_int(10**5), default=5, help="size of the top set compared (default 5)")
@@ -36,9 +37,10 @@ def register(sub) -> None:
                        description="Rank a fixed architecture set at every epoch checkpoint (epochs/) and "
                                    "every pool sample of a run, and report Kendall tau between consecutive "
                                    "rankings. Writes RUN_DIR/stability.json (or --out).")
-    s.add_argument("run_dir", metavar="RUN_DIR", help="a run trained by stnas supernet train")
+    s.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run trained by stnas supernet train")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--archs", metavar="FILE", help="the architecture set (JSON list, JSONL or one per line)")
+    g.add_argument("--archs", type=path_arg, metavar="FILE",
+                   help="the architecture set (JSON list, JSONL or one per line)")
     g.add_argument("-n", type=positive_int(10**5), default=20,
                    help="else: this many distinct random architectures (default 20)")
     _common(s)
@@ -50,8 +52,9 @@ def _common(p) -> None:
                    help="seeds the bootstrap / the random architectures (default 0)")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the run's)")
     p.add_argument("--json", action="store_true", help="print the result JSON instead of a table")
-    p.add_argument("--out", metavar="FILE.json", help="where the result goes (default RUN_DIR/<command>.json); "
-                                                     "a file holding a result of other inputs is never replaced")
+    p.add_argument("--out", type=out_arg, metavar="FILE.json",
+                   help="where the result goes (default RUN_DIR/<command>.json); a file holding a result of other "
+                        "inputs is never replaced")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="proxy settings for this scoring, e.g. proxy.recal_batches=8 data.val_limit=500 "
                         f"(only {', '.join(ON_EXISTING_RUN['rank']['change'])} and their sub-keys)")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import count, count_list, positive_int, seed_arg, table
+from stnas.cli.common import count, count_list, out_arg, path_arg, positive_int, seed_arg, table
 from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
 
@@ -14,11 +14,11 @@ def register(sub) -> None:
                                    "proxy. Candidates outside the constraints are never scored; several budgets "
                                    "share one search. Scores are cached in the run, so an interrupted search "
                                    "rerun with the same settings replays without rescoring.")
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a run directory made by `stnas supernet train`")
-    p.add_argument("--few-shot", metavar="RUN_DIR_2",
+    p.add_argument("run_dir", type=path_arg, metavar="RUN_DIR", help="a run directory made by `stnas supernet train`")
+    p.add_argument("--few-shot", type=path_arg, metavar="RUN_DIR_2",
                    help="few-shot search: RUN_DIR and RUN_DIR_2 are the two children of one split "
                         "(supernet.split=E:off and E:on), each architecture scored by its side's")
-    p.add_argument("--ensemble", nargs="+", metavar="RUN_DIR_2",
+    p.add_argument("--ensemble", nargs="+", type=path_arg, metavar="RUN_DIR_2",
                    help="ensemble search: RUN_DIR and these runs (supernets of one space trained on the same "
                         "data, e.g. --seed 1 data.split_seed=0) score every architecture by the mean of their "
                         "scores")
@@ -30,12 +30,12 @@ def register(sub) -> None:
     p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
     add_latency_args(p)
-    p.add_argument("--out", help="output folder (default RUN_DIR/search)")
+    p.add_argument("--out", type=out_arg, help="output folder (default RUN_DIR/search)")
     p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
-    p.add_argument("--config", metavar="FILE.yaml", help="a YAML file with search and proxy settings")
+    p.add_argument("--config", type=path_arg, metavar="FILE.yaml", help="a YAML file with search and proxy settings")
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (config: device)")
-    p.add_argument("--data-root", help="where to look for the dataset first (config: data.root)")
+    p.add_argument("--data-root", type=path_arg, help="where to look for the dataset first (config: data.root)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides with dotted keys, e.g. search.parents=5 proxy.recal_batches=8")
     p.set_defaults(func=cmd_search)

@@ -143,7 +143,7 @@ def restore_rng_state(state: dict) -> None:
         if cuda and torch.cuda.is_available():
             for i, s in enumerate(cuda[: torch.cuda.device_count()]):
                 torch.cuda.set_rng_state(s.cpu(), i)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError, OverflowError) as e:
         raise CheckpointError(f"RNG state in the checkpoint is invalid: {first_line(e)}") from None
 
 

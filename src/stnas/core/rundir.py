@@ -56,6 +56,8 @@ MODEL = "model"
 CARD = "model_card.json"
 REPORT_MD, REPORT_JSON, PLOTS = "report.md", "report.json", "plots"
 LOCK = ".stnas.lock"
+# the files that only a run of one kind holds: a run resumed as one kind must hold none of another's
+KIND_FILES = {"supernet": (SUPERNET_SUMMARY, SUPERNET, POOL, EPOCHS), "retrain": (ARCH, CARD, MODEL)}
 _TMP = re.compile(r"^\..+\.tmp$")  # stnas.core.fileio.atomic_write's temporary files
 
 _HELD: dict[str, list[int]] = {}  # resolved lock path -> [fd, depth] held by this process
@@ -151,9 +153,10 @@ class RunDir:
         return sorted(p.name for p in self.path.iterdir()
                       if p.name not in (LOCK, SPACE, ARCH) and not _TMP.match(p.name))
 
-    def guard(self, resume: bool, needs: tuple[str, ...] = (CONFIG,)) -> None:
+    def guard(self, resume: bool, needs: tuple[str, ...] = (CONFIG,), kind: str | None = None) -> None:
         """The one overwrite rule: a new run needs a directory that holds no run
-        (:meth:`contents` empty); a resumed one needs the files ``needs`` (its config).
+        (:meth:`contents` empty); a resumed one needs the files ``needs`` (its config) and, when
+        ``kind`` (a key of ``KIND_FILES``) is given, none of another kind's files.
 
         Raises:
             ConfigError: in one line, saying what to do instead.
@@ -163,6 +166,11 @@ class RunDir:
             missing = [n for n in needs if not (self.path / n).is_file()]
             if missing:
                 raise ConfigError(f"cannot resume: {self.path} holds no run (no {' and '.join(missing)})")
+            for other, names in KIND_FILES.items() if kind else ():
+                found = [n for n in names if (self.path / n).exists()]
+                if other != kind and found:
+                    raise ConfigError(f"cannot resume: {self.path} holds a {other} run ({', '.join(found)}), "
+                                      f"not a {kind} run")
             return
         held = self.contents()
         if held:

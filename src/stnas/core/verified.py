@@ -45,7 +45,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import stat
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +52,7 @@ import yaml
 
 from stnas.core.errors import CheckpointError, first_line
 from stnas.core.fileio import write_text
+from stnas.core.limits import read_bounded
 
 DIGEST_KEY = "sha256"
 YAML_TRAILER = "# sha256: "
@@ -66,27 +66,13 @@ def content_digest(obj: Any) -> str:
 
 
 def read_regular(path: str | os.PathLike, what: str = "file", limit: int = MAX_BYTES) -> bytes:
-    """The bytes of a regular file of at most ``limit`` bytes (a FIFO is never opened).
+    """The bytes of a regular file of at most ``limit`` bytes (a FIFO is never opened), read
+    in pieces: a large ``limit`` reserves no memory (:func:`stnas.core.limits.read_bounded`).
 
     Raises:
         CheckpointError: missing, not a regular file, too large or unreadable.
     """
-    path = Path(path)
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{what} {path} does not exist") from None
-    except OSError as exc:
-        raise CheckpointError(f"{what} {path} cannot be read: {first_line(exc)}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{what} {path} is not a regular file")
-    if st.st_size > limit:
-        raise CheckpointError(f"{what} {path} is {st.st_size} bytes, more than the {limit} this file may hold")
-    try:
-        with open(path, "rb") as f:
-            return f.read(limit + 1)
-    except OSError as exc:
-        raise CheckpointError(f"{what} {path} cannot be read: {first_line(exc)}") from None
+    return read_bounded(path, what, CheckpointError, limit)
 
 
 # ------------------------------------------------------------------ JSON

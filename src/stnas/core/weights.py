@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from stnas.core.errors import CheckpointError, first_line
 from stnas.core.fileio import atomic_write
+from stnas.core.limits import is_file
 from stnas.core.verified import read_regular
 
 DIGEST_KEY = "sha256"
@@ -79,8 +80,8 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
             one line naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        read_regular(path, what)  # raises: missing or not a regular file
+    if not is_file(path):
+        read_regular(path, what)  # raises: missing, not a regular file, or a name no file can have
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}

@@ -34,6 +34,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from stnas.core.choices import DATASETS
 from stnas.core.errors import ConfigError, DataError
+from stnas.core.limits import is_dir
 from stnas.data.splits import stratified_split, stratified_subset  # noqa: F401  (also stnas.data.datasets.stratified_subset)
 from stnas.data.userdata import is_user_data, load_user_data
 
@@ -293,7 +294,7 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
         images, labels = (user.x_test, user.y_test) if split == "test" else (user.x_train, user.y_train)
         return ArrayDataset(user.name, images, labels, indices_for(labels), augment=augment, image_size=image_size,
                             info=info)
-    if root is not None and not Path(root).is_dir():
+    if root is not None and not is_dir(root):
         raise DataError(f"data root {root} is not a directory (--data-root / data.root: the folder that holds "
                         f"the {name} files)")
     where = None if name == "digits" else str(_locate(name, root, download))

@@ -37,6 +37,7 @@ import numpy as np
 
 from stnas.core.errors import DataError, first_line
 from stnas.core.fileio import atomic_write
+from stnas.core.limits import is_dir
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TEST_FRACTION = 0.2  # single-folder layout and Datasets: share of each class held out for test
@@ -60,7 +61,7 @@ def is_user_data(spec) -> bool:
     if spec in DATASETS:
         return False
     p = Path(spec)
-    return p.suffix.lower() == ".npz" or p.is_dir() or os.sep in str(spec)
+    return p.suffix.lower() == ".npz" or is_dir(p) or os.sep in str(spec)
 
 
 @dataclass(eq=False)

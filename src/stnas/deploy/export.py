@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors import safe_open
 
-from stnas.core.errors import ArchError, CheckpointError, state_dict_detail
+from stnas.core.errors import ArchError, CheckpointError, ConfigError, state_dict_detail
 from stnas.core.fileio import atomic_write
 from stnas.core.rundir import CARD, RunDir, check_same_inputs
 from stnas.core.weights import load_weights, save_weights, tensor_digest
@@ -65,8 +65,9 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     """Writes ``model`` (a ``build_model(arch)`` network) as a model directory.
 
     Every file is written atomically; the ONNX file is checked with ``onnx.checker``
-    before it replaces a previous one. A directory that already holds another model (another
-    architecture or other weights) is refused with a ConfigError before anything is written.
+    before it replaces a previous one. A file, a run directory, or a directory that already holds
+    another model (another architecture or other weights) is refused with a ConfigError before
+    anything is written.
     ``model`` itself is not modified (a CPU copy in eval mode is exported).
 
     Args:
@@ -91,6 +92,7 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     meta.update(format=FORMAT, arch=str(arch), space=arch.space.name,
                 space_fingerprint=arch.space.fingerprint, stnas_version=_version())
     tensors = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
+    _check_out_dir(out)
     _check_replaces_same_model(out, arch, tensors)
     paths = {"weights": save_weights(tensors, out / WEIGHTS, meta),
              "arch": save_arch(arch, out / ARCH),
@@ -101,6 +103,23 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
     if card is not None:
         paths["card"] = write_card(out / CARD, card)
     return paths
+
+
+def _check_out_dir(out: Path) -> None:
+    """A model directory is written into a directory or a path to create, never over a file or
+    into a run directory (its config is not a model's).
+
+    Raises:
+        ConfigError: before anything is written.
+    """
+    for p in (out, *out.parents):
+        if p.exists() or p.is_symlink():
+            if not p.is_dir():
+                raise ConfigError(f"{p} is a file, not a directory: export elsewhere (--out)")
+            break
+    if RunDir(out).config.exists():
+        raise ConfigError(f"{out} holds a run ({RunDir(out).config.name}), not an exported model: "
+                          f"export elsewhere (--out)")
 
 
 def _check_replaces_same_model(out: Path, arch: Arch, tensors: dict[str, torch.Tensor]) -> None:
@@ -263,6 +282,7 @@ def export_from_run(run_dir: str | Path, arch: Arch | str, out_dir: str | Path,
     from stnas.train.inherited import recalibrate as recal
 
     arch = arch_for_run(run_dir, arch)
+    _check_out_dir(Path(out_dir))
     net = inherited_model(run_dir, arch, weights)
     src = "supernet" if str(weights) == "supernet" else str(Path(weights).resolve())
     inherited = str(weights) == "supernet" or (not Path(weights).is_dir() and _read_format(Path(weights)) != FORMAT)

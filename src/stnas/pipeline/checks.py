@@ -12,7 +12,7 @@ from pathlib import Path
 
 from stnas.core import choices
 from stnas.core.errors import ConfigError
-from stnas.core.limits import check_sgld_settings
+from stnas.core.limits import check_sgld_settings, is_dir, is_file
 from stnas.core.units import is_number, parse_count, parse_latency, show  # noqa: F401  (re-used by config)
 from stnas.space.sampling import parse_split
 
@@ -40,7 +40,7 @@ def check_dataset(value) -> str:
     p = Path(str(value)).expanduser()
     if value in choices.DATASETS:
         return value
-    if p.is_dir() or (p.suffix.lower() == ".npz" and p.is_file()):
+    if is_dir(p) or (p.suffix.lower() == ".npz" and is_file(p)):  # False for a name too long for a file
         return str(p.resolve())
     if p.suffix.lower() == ".npz" or "/" in str(value):
         raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "

@@ -24,7 +24,7 @@ import torch
 
 from stnas.core import dist
 from stnas.core.checkpoint import CheckpointManager
-from stnas.core.errors import ConfigError
+from stnas.core.errors import CheckpointError, ConfigError
 from stnas.core.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.pipeline.retrain.CARD)
 from stnas.core.units import parse_count
 from stnas.core.verified import append_jsonl
@@ -53,6 +53,23 @@ def run_arch(run_dir: str | Path) -> Arch:
     """The architecture a retrain run directory trains (its ``arch.json`` in the run's space)."""
     run = RunDir(run_dir)
     return load_arch(run.arch, run_space(run))
+
+
+def read_retrain_card(run_dir: str | Path) -> dict:
+    """The model card of a finished retrain run, checksum verified and holding the numbers its
+    readers print (a card of another kind, e.g. an export's, is refused).
+
+    Raises:
+        CheckpointError: missing, damaged, or not a retrain run's card.
+    """
+    path = RunDir(run_dir).card
+    card = read_card(path)
+    bad = [k for k in ("top1", "top5", "test_images", "steps", "wall_s", "images_per_s")
+           if isinstance(card.get(k), bool) or not isinstance(card.get(k), (int, float))]
+    if bad or not isinstance(card.get("dataset"), str):
+        raise CheckpointError(f"model card {path} is not a retrain run's card ({', '.join(bad) or 'dataset'} "
+                              f"missing or of the wrong type)")
+    return card
 
 
 def _start_step(run_dir: Path, resume: bool | str) -> int:
@@ -108,7 +125,7 @@ def retrain(arch: Arch | str, cfg: dict, run_dir: str | Path, resume: bool | str
 def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: bool | str,
              ctx: dist.Context) -> dict:
     run_dir = run.path
-    run.guard(bool(resume), needs=(CONFIG, ARCH))
+    run.guard(bool(resume), needs=(CONFIG, ARCH), kind="retrain")
     dist.barrier(ctx.world_size)
     if resume:
         saved = run_arch(run_dir)
@@ -116,7 +133,7 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
             raise ConfigError(f"{run_dir} retrains {saved}, not {arch}; drop --arch to resume it")
         check_same_settings(run_dir, cfg, ON_EXISTING_RUN["retrain"]["keep"])
         if resume is True and run.card.exists():
-            return read_card(run.card)  # already finished
+            return read_retrain_card(run_dir)  # already finished
     train_set, test_set = _splits(cfg, space)
     prep = preprocessing(data_spec(cfg), space)
     if ctx.is_main:

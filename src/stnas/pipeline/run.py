@@ -71,7 +71,7 @@ def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist
 
 def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     run_dir = run.path
-    run.guard(resume)
+    run.guard(resume, kind="supernet")
     space = load_space(cfg["preset"])
     se = cfg["search"]
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training

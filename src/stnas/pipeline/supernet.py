@@ -19,6 +19,7 @@ import torch
 
 from stnas.core import dist
 from stnas.core.errors import ConfigError
+from stnas.core.limits import is_dir
 from stnas.core.rundir import RunDir
 from stnas.core.verified import write_json
 from stnas.core.weights import load_weights, save_weights
@@ -69,8 +70,8 @@ def initial_weights(cfg: dict, space) -> dict[str, torch.Tensor] | None:
     src = cfg["supernet"]["init"]
     if src is None:
         return None
-    run = RunDir(src if Path(src).is_dir() else Path(src).parent)
-    file = run.supernet if Path(src).is_dir() else Path(src)
+    run = RunDir(src if is_dir(src) else Path(src).parent)
+    file = run.supernet if is_dir(src) else Path(src)
     state, _ = load_weights(file, what="supernet.init weights")
     if run.space_file.is_file() and run_space(run).fingerprint != space.fingerprint:
         raise ConfigError(f"supernet.init {src} is a supernet of another space (not {space.name} {space.fingerprint})")
@@ -95,7 +96,7 @@ def train_supernet(cfg: dict, run_dir: str | Path, resume: bool | str = False,
 
 
 def _train(cfg: dict, run: RunDir, resume: bool | str, ctx: dist.Context) -> dict:
-    run.guard(bool(resume))
+    run.guard(bool(resume), kind="supernet")
     dist.barrier(ctx.world_size)
     if resume:
         check_same_settings(run.path, cfg, ON_EXISTING_RUN["supernet"]["keep"])

@@ -29,7 +29,7 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from stnas.core.errors import CheckpointError
+from stnas.core.errors import CheckpointError, ConfigError
 from stnas.core.rundir import check_same_inputs
 from stnas.core.units import budget_label
 from stnas.core.verified import read_json, read_jsonl, write_json, write_jsonl
@@ -204,6 +204,8 @@ def read_search(out: str | Path, part: str):
 def check_same_search(out: Path, settings: dict) -> None:
     """A search writes into a folder that holds none, or one with the same settings (a rerun,
     which replays from the score cache): another search's results are never replaced."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file, not a directory: search into another --out")
     old = read_search(out, "summary")
     if old is None:
         return

@@ -30,11 +30,11 @@ message that says what is wrong.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stnas.core.errors import ArchError, CheckpointError
+from stnas.core.limits import check_text_size, is_file, parse_json, read_text_bounded
 from stnas.core.verified import check_digest, write_json
 
 if TYPE_CHECKING:
@@ -200,13 +200,6 @@ def from_json(obj: Any, space: SearchSpace) -> Arch:
     return Arch(space, stem, branches)
 
 
-def _is_file(text: str) -> bool:
-    try:
-        return Path(text).is_file()
-    except (OSError, ValueError):
-        return False
-
-
 def save_arch(arch: Arch, path: str | Path) -> Path:
     """Writes the architecture JSON atomically."""
     return write_json(path, arch.to_json())
@@ -221,26 +214,13 @@ def read_source(source: str | Path) -> tuple[Any, str, str | None]:
     where = "text"
     if not text:
         raise ArchError("empty architecture: give a JSON file or a string SPACE:STEM/BRANCHES")
-    if not text.startswith(("{", "[")) and (text.endswith(".json") or _is_file(text)):
-        path = where = Path(text)
-        if not path.is_file():
-            raise ArchError(f"architecture file {text} does not exist")
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ArchError(f"cannot read architecture file {path}: {exc}") from None
+    if not text.startswith(("{", "[")) and (text.endswith(".json") or is_file(text)):
+        where = text
+        text = read_text_bounded(text, "architecture file", ArchError)
     obj = None
     if text.lstrip().startswith(("{", "[")):
-        from stnas.core.limits import check_text_size, check_tree
-
         check_text_size(text, "architecture JSON", ArchError)
-        try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ArchError(f"malformed architecture JSON: {exc}") from None
-        except RecursionError:
-            raise ArchError("malformed architecture JSON: nested too deeply") from None
-        check_tree(obj, "architecture JSON", ArchError)
+        obj = parse_json(text, "architecture JSON", ArchError)
         try:
             obj = check_digest(obj, where, "architecture JSON", required=False)
         except CheckpointError as exc:

@@ -66,10 +66,19 @@ def _require(cond: bool, msg: str) -> None:
         raise SpaceError(msg)
 
 
-def _int(cfg: dict, key: str, where: str, minimum: int = 1) -> int:
+# the largest values a space may hold: far beyond any network that trains, small enough that
+# every count stays exact in the int64 cost tables and loops over edges end
+MAX_CHANNELS = 1 << 16
+MAX_SIZE = 1 << 14  # input side, pixels
+MAX_CLASSES = 1 << 24
+MAX_EDGES = 1024  # stem edges in all (4x as many branch edges), the largest stage depth or depth difference
+MAX_MADDS, MAX_PARAMS = 1 << 50, 1 << 40  # of the largest network (params are packed in 40 bits)
+
+
+def _int(cfg: dict, key: str, where: str, minimum: int = 1, maximum: int = MAX_CHANNELS) -> int:
     v = cfg.get(key)
-    _require(isinstance(v, int) and not isinstance(v, bool) and v >= minimum,
-             f"{where}.{key} must be an integer >= {minimum}, got {v!r}")
+    _require(isinstance(v, int) and not isinstance(v, bool) and minimum <= v <= maximum,
+             f"{where}.{key} must be an integer from {minimum} to {maximum}, got {str(v)[:40]}")
     return v
 
 
@@ -97,8 +106,8 @@ class SearchSpace(Sampling):
         inp = cfg.get("input") or {}
         _require(isinstance(inp, dict), "space.input must be a mapping with channels and size")
         self.input_channels = _int(inp, "channels", "space.input")
-        self.input_size = _int(inp, "size", "space.input")
-        self.num_classes = _int(cfg, "num_classes", "space", 2)
+        self.input_size = _int(inp, "size", "space.input", maximum=MAX_SIZE)
+        self.num_classes = _int(cfg, "num_classes", "space", 2, MAX_CLASSES)
         self.activation = cfg["activation"]
         _require(self.activation in ACTIVATIONS,
                  f"space.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
@@ -114,8 +123,10 @@ class SearchSpace(Sampling):
         head = cfg["head"]
         _require(isinstance(head, dict), "space.head must be a mapping")
         self.head_channels = _int(head, "channels", "space.head", 0)
-        self.dropout = float(head.get("dropout", 0.0))
-        _require(0.0 <= self.dropout < 1.0, "space.head.dropout must be in [0, 1)")
+        dropout = head.get("dropout", 0.0)
+        _require(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
+                 f"space.head.dropout must be a number in [0, 1), got {str(dropout)[:40]}")
+        self.dropout = float(dropout)
 
         ops = cfg.get("ops")
         _require(isinstance(ops, list) and ops, "space.ops must be a non-empty list of op names")
@@ -124,8 +135,8 @@ class SearchSpace(Sampling):
         br = cfg["branch"]
         _require(isinstance(br, dict), "space.branch must be a mapping with depths and ops")
         depths = br.get("depths") or []
-        _require(isinstance(depths, list) and all(isinstance(d, int) and d >= 2 for d in depths),
-                 "space.branch.depths must be a list of integers >= 2")
+        _require(isinstance(depths, list) and all(isinstance(d, int) and 2 <= d <= MAX_EDGES for d in depths),
+                 f"space.branch.depths must be a list of integers from 2 to {MAX_EDGES}")
         self.branch_depths = tuple(sorted(set(depths)))
         bops = br.get("ops") or ops
         _require(isinstance(bops, list) and bops, "space.branch.ops must be a list of op names")
@@ -144,7 +155,8 @@ class SearchSpace(Sampling):
         for s, st in enumerate(stages_cfg):
             where = f"space.stages[{s}]"
             _require(isinstance(st, dict), f"{where} must be a mapping with channels, depth and stride")
-            c, depth = _int(st, "channels", where), _int(st, "depth", where)
+            c, depth = _int(st, "channels", where), _int(st, "depth", where, maximum=MAX_EDGES)
+            _require(len(strides) + depth <= MAX_EDGES, f"{where}: the space has more than {MAX_EDGES} stem edges")
             stride = st.get("stride", 1)
             _require(stride in (1, 2), f"{where}.stride must be 1 or 2")
             for k in range(depth):
@@ -156,6 +168,9 @@ class SearchSpace(Sampling):
         self.num_stages = len(stages_cfg)
         self.node_channels, self.node_sizes, self.node_stages = channels, sizes, stages
         n = len(strides)
+        n_branches = sum(max(0, n - d + 1) for d in self.branch_depths)
+        _require(n_branches <= 4 * MAX_EDGES, f"space.branch.depths: {n_branches} branch edges, more than "
+                                              f"the {4 * MAX_EDGES} a space may have")
 
         def make_edge(i: int, j: int, oplist: tuple[OpSpec, ...], kind: str) -> Edge:
             stride = int(np.prod(strides[i:j]))
@@ -210,18 +225,27 @@ class SearchSpace(Sampling):
         params += c_head * self.num_classes + self.num_classes
         self.fixed_madds, self.fixed_params = madds, params
 
-        def table(edges, oplist, off: bool):
+        def costs(edges, oplist):
+            return [{k: op_cost(oplist[k], e.c_in, e.c_out, e.stride, e.size_in) for k in e.allowed} for e in edges]
+
+        stem_costs, branch_costs = costs(self.stem_edges, self.ops), costs(self.branch_edges, self.branch_ops)
+        for i, (fixed, bound, what) in enumerate(((madds, MAX_MADDS, "MAdds"), (params, MAX_PARAMS, "parameters"))):
+            largest = fixed + sum(max(cost[i] for cost in edge.values()) for edge in stem_costs + branch_costs)
+            _require(largest < bound, f"the space's largest network has {largest:.3g} {what}, more than the "
+                                      f"{bound:.3g} stnas counts (fewer channels, edges or a smaller input)")
+
+        def table(edge_costs, oplist, off: bool):
             # [edge, op (, off), (MAdds, params)]: the last column of a branch table is "off",
             # so that op index -1 selects it; ops an edge does not allow get a huge cost
-            t = np.zeros((len(edges), len(oplist) + off, 2), dtype=np.int64)
+            t = np.zeros((len(edge_costs), len(oplist) + off, 2), dtype=np.int64)
             t[:, :len(oplist), :] = np.iinfo(np.int64).max // 1024
-            for e, edge in enumerate(edges):
-                for k in edge.allowed:
-                    t[e, k] = op_cost(oplist[k], edge.c_in, edge.c_out, edge.stride, edge.size_in)
+            for e, edge in enumerate(edge_costs):
+                for k, cost in edge.items():
+                    t[e, k] = cost
             return t
 
-        self.stem_table = table(self.stem_edges, self.ops, False)
-        self.branch_table = table(self.branch_edges, self.branch_ops, True)
+        self.stem_table = table(stem_costs, self.ops, False)
+        self.branch_table = table(branch_costs, self.branch_ops, True)
         # plain lists for the fast scalar path
         self._stem_m = self.stem_table[:, :, 0].tolist()
         self._stem_p = self.stem_table[:, :, 1].tolist()

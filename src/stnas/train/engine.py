@@ -31,7 +31,7 @@ from tqdm import tqdm
 
 from stnas.core import dist
 from stnas.core.checkpoint import CheckpointManager, capture_rng_state, load_checkpoint, restore_rng_state
-from stnas.core.errors import CheckpointError
+from stnas.core.errors import CheckpointError, state_dict_detail
 from stnas.core.rundir import RunDir
 from stnas.core.verified import append_jsonl, read_jsonl, write_jsonl
 from stnas.core.weights import save_weights
@@ -199,17 +199,21 @@ class Trainer:
         state = load_checkpoint(path, self.ctx.device) if path else self.ckpt.load_latest(self.ctx.device)
         step = 0
         if state is not None:
+            step = _checked_step(state, self.total_steps, path or self.ckpt.latest())
             try:
                 self.model.load_state_dict(state["model"])
-                step = int(state["step"])
+                if state["optimizer_kind"] not in ("sgd", "sgld"):
+                    raise ValueError(f"optimizer kind {state['optimizer_kind']!r:.40} is neither sgd nor sgld")
                 if state["optimizer_kind"] != self.opt_kind:  # saved at or after the phase start
                     self.optimizer, self.opt_kind = self._make_optimizer(self.phase_start), "sgld"
+                kinds = _group_kinds(self.optimizer)
                 self.optimizer.load_state_dict(state["optimizer"])
+                _check_optimizer(self.optimizer, kinds)
                 restore_rng_state(state["rng"])
                 acc.update({k: state["acc"][k] for k in ("loss", "correct", "n")})
                 last.update(state["last"])
-            except (KeyError, RuntimeError, ValueError, TypeError) as exc:
-                raise CheckpointError(f"checkpoint does not fit this run: {str(exc).splitlines()[0]}") from None
+            except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError, OverflowError) as exc:
+                raise CheckpointError(f"checkpoint does not fit this run: {state_dict_detail(exc)}") from None
         epoch_file = self.run.epoch_weights(step // self.spe)
         if (state is not None and self.ctx.is_main and self.recipe.get("keep_epoch_weights") and step
                 and step % self.spe == 0 and not epoch_file.is_file()):  # a kill came between the two
@@ -309,6 +313,52 @@ class Trainer:
         dist.average_buffers(self.model, self.ctx.world_size)
         if self.ctx.is_main:
             self.pool.add(self.model.state_dict(), step, lr, loss)
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _checked_step(state: dict, total_steps: int, path: Path | None) -> int:
+    """The step of a loaded checkpoint state, once its counters are of the types the loop adds
+    to: a state with a step outside the run (or counters of another type) is refused before
+    anything of the run (its pool, its log) is cut back to that step.
+
+    Raises:
+        CheckpointError: one line naming the checkpoint.
+    """
+    step, acc, last = state.get("step"), state.get("acc"), state.get("last")
+    if isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= total_steps:
+        raise CheckpointError(f"checkpoint {path} is at step {step!r:.40}, not a step of this run "
+                              f"(0 to {total_steps})")
+    if not (isinstance(acc, dict) and all(_number(acc.get(k)) for k in ("loss", "correct", "n"))
+            and isinstance(last, dict) and all(isinstance(k, str) for k in last)):
+        raise CheckpointError(f"checkpoint {path} does not fit this run: its loss counters (acc, last) are not "
+                              f"of the types stnas writes")
+    return step
+
+
+def _kind(v) -> str:
+    return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else type(v).__name__
+
+
+def _group_kinds(optimizer) -> list[dict[str, str]]:
+    """The kind (bool, number, None ...) of every hyper-parameter of every param group."""
+    return [{k: _kind(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+
+
+def _check_optimizer(optimizer, kinds: list[dict[str, str]]) -> None:
+    """Raises ValueError unless a loaded optimizer state holds the hyper-parameters ``kinds``
+    (those of the optimizer the run builds) and per-parameter tensors of their parameters'
+    shapes: torch checks neither, and the first step would fail on them."""
+    for g, want in zip(optimizer.param_groups, kinds):
+        wrong = sorted(k for k, kind in want.items() if k not in g or _kind(g[k]) != kind)
+        if wrong:
+            raise ValueError(f"its optimizer state is not this run's ({', '.join(wrong)} missing or of another type)")
+    for p, st in optimizer.state.items():
+        if isinstance(p, torch.Tensor) and any(isinstance(v, torch.Tensor) and v.dim() and v.shape != p.shape
+                                               for v in st.values()):
+            raise ValueError(f"its optimizer state holds a tensor of another shape than its parameter {tuple(p.shape)}")
 
 
 def _truncate_jsonl(path: Path, step: int) -> None:

@@ -105,8 +105,14 @@ class SGLD(torch.optim.Optimizer):
         return sd
 
     def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, and a ValueError when the seed or the step count is not an integer from 0
+        to 2**63 - 1 (the noise stream packs both as signed 64-bit integers)."""
         state_dict = dict(state_dict)
         seed = state_dict.pop("sgld_seed", None)
+        step = state_dict.get("state", {}).get(_STATE_KEY, {}).get("step", 0)
+        for name, v in (("sgld_seed", seed), ("step", step)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**63):
+                raise ValueError(f"SGLD state: {name} must be an integer from 0 to 2**63 - 1, got {v!r:.40}")
         super().load_state_dict(state_dict)
         if seed is not None:
             self.seed = int(seed)

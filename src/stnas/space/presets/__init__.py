@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from stnas.core.errors import SpaceError
+from stnas.core.limits import check_text_size, check_tree, is_file, read_text_bounded
 
 # the run sections a preset may hold besides ``space`` (the top level of stnas.pipeline.config.DEFAULTS;
 # a test keeps the two equal)
@@ -31,15 +32,9 @@ def read_preset(name_or_path: str | Path) -> dict:
     if name in list_presets():
         text = resources.files("stnas.space.presets").joinpath(f"{name}.yaml").read_text()
     else:
-        p = Path(name)
-        if not p.is_file():  # a FIFO is never opened
+        if not is_file(name):  # a FIFO is never opened; a name too long for a file is none
             raise SpaceError(f"{name[:200]!r} is neither a preset ({', '.join(list_presets())}) nor a YAML file")
-        try:
-            text = p.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpaceError(f"cannot read {name}: {exc}") from None
-    from stnas.core.limits import check_text_size, check_tree
-
+        text = read_text_bounded(name, "space file", SpaceError)
     check_text_size(text, name, SpaceError)
     try:
         data = yaml.safe_load(text)
@@ -60,7 +55,7 @@ def load_preset(name_or_path: str | Path) -> dict:
     Raises:
         SpaceError: unreadable, not a mapping, or run sections without a space section.
     """
-    if str(name_or_path).startswith("auto-") and not Path(name_or_path).is_file():
+    if str(name_or_path).startswith("auto-") and not is_file(name_or_path):
         from stnas.space.derive import derived_preset  # imports torch: only for derived names
 
         return derived_preset(str(name_or_path))
