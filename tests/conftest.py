@@ -12,6 +12,9 @@ import torch
 
 # two xdist workers on two cores: one thread each
 torch.set_num_threads(int(os.environ.get("STNAS_TEST_THREADS", "1")))
+# no plan (and no calibration) unless a test asks for one (tests/pipeline/test_plan.py): runs in
+# subprocesses inherit it
+os.environ["STNAS_PLAN"] = "off"
 
 SMALL_PRESETS = ["digits", "fashion-mnist", "cifar"]
 ALL_PRESETS = SMALL_PRESETS + ["paper", "mobilenetv2"]

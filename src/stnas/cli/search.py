@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from stnas.cli.common import count, count_list, positive_int, seed_arg, table
+from stnas.cli.common import count, count_list, positive_int, seed_arg, show_plan, table
 from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
 from stnas.core.errors import ConfigError
@@ -38,6 +38,7 @@ def register(sub) -> None:
     p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
     add_latency_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan (evaluations, estimated time here) and exit")
     p.add_argument("--out", help="output folder (default RUN_DIR/search)")
     p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
@@ -88,6 +89,11 @@ def cmd_search(args) -> int:
     se = cfg["search"]
     space = run_space(run)
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # fail before loading weights
+    from stnas.train.pool import SamplePool
+
+    sizes = {"pool_samples": len(SamplePool(RunDir(run).pool)), "members": len(sides) if args.ensemble else 1}
+    if show_plan(cfg, ("search",), dry_run=args.dry_run, space=space, sizes=sizes):
+        return 0
     out = Path(args.out) if args.out else run / "search"
     predictor, lat_info = None, {}
     if se["latency_budgets"]:

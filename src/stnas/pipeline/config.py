@@ -129,6 +129,12 @@ DEFAULTS: dict[str, Any] = {
         "fit_networks": 12,  # whole networks measured to fit the per-network overhead
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
+    "run": {
+        # a wall-clock limit for `stnas run` (90s, 10m, 1.5h, 1h30m): supernet epochs, pool, search
+        # generations and retraining epochs are scaled down to fit it on this machine
+        # (stnas.pipeline.plan); null: run the settings as they are
+        "time_budget": None,
+    },
 }
 
 
@@ -156,7 +162,8 @@ _NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "dat
                        "data.limit": "count", "data.val_limit": "count", "pool.lr": "number",
                        "sgld.noise_scale": "number", "proxy.samples": "integer", "search.min_madds": "count",
                        "search.max_params": "count", "search.screen": "number", "retrain.limit": "count",
-                       "supernet.split": "string", "supernet.init": "string"}
+                       "supernet.split": "string", "supernet.init": "string",
+                       "run.time_budget": "string"}
 _MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
 
 
