@@ -48,7 +48,7 @@ POINTS: list[list[str]] = [[t] for t in (
     ["checkpoints/step_00000015.pt", "pool/sample_000.safetensors"],
     ["metrics.jsonl:1", "supernet.json", f"{R}/checkpoints/step_00000003.pt"],
     ["pool/index.json", "proxy_cache.jsonl:2", f"{R}/model/model.safetensors"]]
-TIMING = {"wall_s", "test_s", "images_per_s", "img_per_s", "date", "resumed_at_step", "sha256", "host"}
+TIMING = {"wall_s", "planned_s", "test_s", "images_per_s", "img_per_s", "date", "resumed_at_step", "sha256", "host"}
 BYTES = ["supernet.safetensors", "pool/*", "epochs/*", "search/*.jsonl", "search/pareto.json", "search/best.json",
          "search/best/*/*", f"{R}/model/*", f"{R}/arch.json", "config.yaml", "space.yaml"]
 RECORDS = ["metrics.jsonl", f"{R}/metrics.jsonl", "proxy_cache.jsonl"]

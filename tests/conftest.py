@@ -12,14 +12,17 @@ import torch
 
 # two xdist workers on two cores: one thread each
 torch.set_num_threads(int(os.environ.get("STNAS_TEST_THREADS", "1")))
+# no plan (and no calibration) unless a test asks for one (tests/pipeline/test_plan.py): runs in
+# subprocesses inherit it
+os.environ["STNAS_PLAN"] = "off"
 
 SMALL_PRESETS = ["digits", "fashion-mnist", "cifar"]
 ALL_PRESETS = SMALL_PRESETS + ["paper", "mobilenetv2"]
 
 
 # the shared trained run: a tiny digits supernet (2 epochs, a pool of 2 samples), scored by
-# top-1 (the library default; the tests hold it to a reference written by hand, and the loss
-# metric, the digits preset's, has tests of its own)
+# top-1 (the tests hold it to a reference written by hand, and the loss metric, the default,
+# has tests of its own)
 TRAINED_OVERRIDES = ["device=cpu", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.progress=false",
                      "data.limit=384", "data.val_limit=120", "proxy.batch_size=64", "proxy.recal_batches=2",
                      "supernet.checkpoint_every=1000", "proxy.metric=top1"]

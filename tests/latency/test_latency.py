@@ -265,7 +265,7 @@ class Scorer:
 
 def search_cfg(**kw):
     return check_search({**DEFAULTS["search"], "budgets": [], "population": 12, "parents": 3, "generations": 4,
-                         "top": 2, **kw})
+                         "top": 2, "screen": None, "budget_floor": 0.0, **kw})
 
 
 @pytest.mark.parametrize("quantile", [0.02, 0.3, 0.7])
@@ -337,7 +337,7 @@ def test_madds_search_output_is_unchanged_by_latency_support(tmp_path):
     def scorer(archs):
         return [Score(str(a), float(a.madds), 0.0) for a in archs]
     search(SPACE, scorer, check_search(dict(DEFAULTS["search"], budgets=["300k"], population=6, parents=2,
-                                            generations=2)),
+                                            generations=2, screen=None, budget_floor=0.0)),
            tmp_path, progress=False)
     rows = read_search(tmp_path, "history")
     assert rows and all("latency_ms" not in r for r in rows)
@@ -476,7 +476,8 @@ def test_a_latency_search_never_replaces_a_madds_search_and_back(table, tmp_path
 
     def scorer(archs):
         return [Score(str(a), float(a.madds), 0.0) for a in archs]
-    base = check_search({**DEFAULTS["search"], "budgets": ["300k"], "population": 6, "parents": 2, "generations": 1})
+    base = check_search({**DEFAULTS["search"], "budgets": ["300k"], "population": 6, "parents": 2, "generations": 1,
+                         "screen": None, "budget_floor": 0.0})
     info = {"latency_table": {"checksum": table["checksum"]}}
     limit = f"{sorted(pred(SPACE.sample(np.random.default_rng(i))) for i in range(50))[40]!r}ms"
     search(SPACE, scorer, base, tmp_path / "m", progress=False)

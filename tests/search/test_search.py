@@ -56,8 +56,9 @@ class LinearScorer:
 
 
 def cfg(**kw):
-    """A search section, checked as ``resolve`` checks it."""
-    c = dict(DEFAULTS["search"], budgets=[200_000], population=16, parents=4, generations=6, random_samples=96, top=3)
+    """A plain search section (no screening, no floor), checked as ``resolve`` checks it."""
+    c = dict(DEFAULTS["search"], budgets=[200_000], population=16, parents=4, generations=6, random_samples=96, top=3,
+             screen=None, budget_floor=0.0)
     c.update(kw)
     return check_search(c)
 

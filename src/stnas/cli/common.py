@@ -144,6 +144,26 @@ def out_dir(args, name: str) -> Path:
     return Path(args.out) if args.out else Path("runs") / f"{Path(name).stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
+def show_plan(cfg: dict, stages: tuple[str, ...], *, dry_run: bool = False, space=None, **kw) -> bool:
+    """Prints the plan of a step (``stnas.pipeline.plan.plan_for``): for ``--dry-run`` on stdout,
+    writing nothing (not even the calibration cache); else on stderr before the work, in the
+    main process, unless STNAS_PLAN=off. Returns ``dry_run``."""
+    import os
+    import sys
+
+    from stnas.pipeline import plan
+
+    if not dry_run and (not plan.wanted() or os.environ.get("RANK", "0") != "0"):
+        return False
+    from stnas.core.dist import resolve_device
+    from stnas.space.catalog import load_space
+
+    found = plan.plan_for(cfg, space or load_space(cfg["preset"]), stages, resolve_device(cfg["device"]),
+                          write_cache=not dry_run, log=None if dry_run else lambda m: print(m, file=sys.stderr), **kw)
+    print(plan.plan_text(found), file=sys.stdout if dry_run else sys.stderr, flush=True)
+    return dry_run
+
+
 def in_process_group(cfg: dict, fn):
     """Runs ``fn(ctx)`` inside the process's distributed context; returns (ctx, result)."""
     from stnas.core import dist

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, positive_int, resumed_config
+from stnas.cli.common import (
+    add_run_args,
+    common_flags,
+    in_process_group,
+    out_dir,
+    positive_int,
+    resumed_config,
+    show_plan,
+)
 
 
 def register(sub) -> None:
@@ -19,17 +27,21 @@ def register(sub) -> None:
                    "(ImageFolder layout) or an .npz file (config: data.dataset)")
     p.add_argument("--epochs", type=positive_int(), help="training epochs (config: retrain.epochs)")
     p.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: retrain.batch_size)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (work, estimated time here) and exit")
     add_run_args(p)
     p.set_defaults(func=cmd_retrain)
 
 
 def cmd_retrain(args) -> int:
     from stnas.core.errors import ConfigError
+    from stnas.core.rundir import RunDir
     from stnas.pipeline.config import resolve
     from stnas.pipeline.retrain import retrain, run_arch
     from stnas.space.catalog import load_arch
 
     if args.resume:
+        if args.dry_run:
+            raise ConfigError("--dry-run plans a new run: drop --resume")
         cfg = resumed_config(args)
         arch = run_arch(args.out)
         if args.arch and load_arch(args.arch, arch.space) != arch:
@@ -42,6 +54,11 @@ def cmd_retrain(args) -> int:
                                            "retrain.batch_size": args.batch_size})
         cfg = resolve(None, args.config, flags, args.overrides)
     out = out_dir(args, f"retrain-{arch.space.name}")
+    if not args.resume:
+        if not args.dry_run:
+            RunDir(out).guard(False)  # an occupied --out is refused before the calibration
+        if show_plan(cfg, ("retrain",), dry_run=args.dry_run, space=arch.space, archs=[arch]):
+            return 0
     ctx, card = in_process_group(cfg, lambda ctx: retrain(arch, cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         print(f"retrain: {arch} top-1 {card['top1']:.4f} top-5 {card['top5']:.4f} on {card['test_images']} "

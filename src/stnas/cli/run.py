@@ -15,6 +15,7 @@ from stnas.cli.common import (
 )
 from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.core.choices import OPTIMIZERS, PROXY_MODES
+from stnas.core.errors import ConfigError
 from stnas.pipeline.config import resolve
 
 
@@ -34,6 +35,11 @@ def register(sub) -> None:
     p.add_argument("--budget", type=count_list,
                    help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
     p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
+    p.add_argument("--time", metavar="TIME", help="time budget, e.g. 10m, 1.5h, 1h30m: supernet epochs, pool, search "
+                   "generations and retraining epochs are scaled down to fit it on this machine, by the rule in "
+                   "stnas.pipeline.plan (config: run.time_budget)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="print the plan (stages, their work and estimated time here) and exit, writing nothing")
     add_latency_args(p)
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_run)
@@ -43,6 +49,8 @@ def cmd_run(args) -> int:
     from stnas.pipeline.run import embedded_default, run_pipeline
 
     if args.resume:
+        if args.time is not None:
+            raise ConfigError("a resumed run keeps the plan it started with; drop --time")
         cfg = resumed_config(args)
     else:
         preset = args.preset
@@ -52,9 +60,15 @@ def cmd_run(args) -> int:
                 print(notice, file=sys.stderr)
         flags = dict(common_flags(args), **{"preset": preset, "supernet.optimizer": args.optimizer,
                                            "supernet.epochs": args.epochs, "search.budgets": args.budget,
-                                           "proxy.mode": args.mode, **latency_flags(args)})
+                                           "proxy.mode": args.mode, "run.time_budget": args.time,
+                                           **latency_flags(args)})
         cfg = resolve(preset, args.config, flags, args.overrides)
     out = out_dir(args, cfg["preset"])
+    if args.dry_run:
+        from stnas.pipeline.plan import dry_run
+
+        print(dry_run(cfg, out if args.resume else None))
+        return 0
     ctx, report = in_process_group(cfg, lambda ctx: run_pipeline(cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         print(f"\nreport: {out / 'report.md'}")

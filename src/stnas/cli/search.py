@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import count, count_list, out_arg, path_arg, positive_int, seed_arg, table
+from stnas.cli.common import count, count_list, out_arg, path_arg, positive_int, seed_arg, show_plan, table
 from stnas.cli.latency import add_latency_args, latency_flags
 from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
 
@@ -30,6 +30,7 @@ def register(sub) -> None:
     p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
     add_latency_args(p)
+    p.add_argument("--dry-run", action="store_true", help="print the plan (evaluations, estimated time here) and exit")
     p.add_argument("--out", type=out_arg, help="output folder (default RUN_DIR/search)")
     p.add_argument("--seed", type=seed_arg, help="seed of the search alone (default: the run's seed; "
                    "the data split keeps the run's seed)")
@@ -50,8 +51,11 @@ def cmd_search(args) -> int:
              "search.generations": args.generations, "search.population": args.population,
              "search.max_params": args.max_params, "device": args.device,
              "data.root": args.data_root, **latency_flags(args)}
-    done = search_trained(args.run_dir, user_layers(args.config, flags, args.overrides), few_shot=args.few_shot,
-                          ensemble=args.ensemble or (), out_dir=args.out, seed=args.seed)
+    layers = user_layers(args.config, flags, args.overrides)
+    if _plan(args, layers):
+        return 0
+    done = search_trained(args.run_dir, layers, few_shot=args.few_shot, ensemble=args.ensemble or (),
+                          out_dir=args.out, seed=args.seed)
     res, se, out = done.result, done.cfg["search"], done.out_dir
     if res is None:  # a torchrun rank other than 0
         return 0
@@ -71,3 +75,15 @@ def cmd_search(args) -> int:
     print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "
           f"(architecture files in {out / 'best'})\nsummary {res.files['summary']}")
     return 0
+
+
+def _plan(args, layers) -> bool:
+    """Prints the search's plan (``stnas.pipeline.plan``); True for ``--dry-run``."""
+    from stnas.core.rundir import RunDir
+    from stnas.pipeline.search import search_config
+    from stnas.space.catalog import run_space
+    from stnas.train.pool import SamplePool
+
+    cfg = search_config(args.run_dir, layers)
+    sizes = {"pool_samples": len(SamplePool(RunDir(args.run_dir).pool)), "members": 1 + len(args.ensemble or ())}
+    return show_plan(cfg, ("search",), dry_run=args.dry_run, space=run_space(args.run_dir), sizes=sizes)

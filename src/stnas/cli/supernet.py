@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, positive_int, resumed_config
+from stnas.cli.common import (
+    add_run_args,
+    common_flags,
+    in_process_group,
+    out_dir,
+    positive_int,
+    resumed_config,
+    show_plan,
+)
 from stnas.core.choices import OPTIMIZERS
+from stnas.core.errors import ConfigError
+from stnas.core.rundir import RunDir
 from stnas.pipeline.config import resolve
 
 
@@ -23,6 +33,7 @@ def register(sub) -> None:
                    help="optimizer of the sampling phase (config: supernet.optimizer)")
     t.add_argument("--epochs", type=positive_int(), help="training epochs (config: supernet.epochs)")
     t.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: supernet.batch_size)")
+    t.add_argument("--dry-run", action="store_true", help="print the plan (work, estimated time here) and exit")
     add_run_args(t)
     t.set_defaults(func=cmd_train)
 
@@ -31,12 +42,19 @@ def cmd_train(args) -> int:
     from stnas.pipeline.supernet import train_supernet
 
     if args.resume:
+        if args.dry_run:
+            raise ConfigError("--dry-run plans a new run: drop --resume")
         cfg = resumed_config(args)
     else:
         flags = dict(common_flags(args), **{"supernet.optimizer": args.optimizer, "supernet.epochs": args.epochs,
                                            "supernet.batch_size": args.batch_size})
         cfg = resolve(args.preset, args.config, flags, args.overrides)
     out = out_dir(args, cfg["preset"])
+    if not args.resume:
+        if not args.dry_run:
+            RunDir(out).guard(False)  # an occupied --out is refused before the calibration
+        if show_plan(cfg, ("supernet",), dry_run=args.dry_run):
+            return 0
     ctx, s = in_process_group(cfg, lambda ctx: train_supernet(cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         print(f"supernet: {s['steps']} steps in {s['wall_s']:.0f}s ({s['images_per_s']:.0f} img/s), "

@@ -4,6 +4,7 @@ and which search space it holds.
 Layout::
 
     config.yaml            resolved config (checksummed YAML)
+    plan.json              the plan `stnas run` started with: stages, estimated times, sizing
     space.yaml             the space definition (checksummed YAML): the run's space
     checkpoints/           rotating training checkpoints (resume)
     pool/                  parameter samples (safetensors) + index.json
@@ -19,8 +20,8 @@ Layout::
     .stnas.lock            held (flock) by the process working in the directory
 
 The run's space is its ``space.yaml`` when present, else the preset its ``config.yaml``
-names. A new run needs a directory that holds no run (nothing but the lock and the space
-and architecture files a run writes before its config); ``--resume`` needs the config,
+names. A new run needs a directory that holds no run (nothing but the lock and the space,
+plan and architecture files a run writes before its config); ``--resume`` needs the config,
 which a run writes last of its inputs. Results already on disk are never replaced by
 results of other inputs (:func:`check_same_inputs`: a search folder, a rank result, an
 exported model, a latency table, a resumed run).
@@ -39,6 +40,7 @@ from stnas.core.errors import CheckpointError, ConfigError, first_line
 from stnas.core.verified import read_yaml, write_yaml
 
 CONFIG = "config.yaml"  # the resolved config (stnas.pipeline.config writes it through RunDir)
+PLAN = "plan.json"  # stnas.pipeline.plan
 SPACE = "space.yaml"
 CHECKPOINTS = "checkpoints"
 POOL = "pool"
@@ -114,6 +116,7 @@ class RunDir:
     # ------------------------------------------------------------------ layout
     config = property(lambda self: self.path / CONFIG)
     space_file = property(lambda self: self.path / SPACE)
+    plan = property(lambda self: self.path / PLAN)
     checkpoints = property(lambda self: self.path / CHECKPOINTS)
     pool = property(lambda self: self.path / POOL)
     epochs = property(lambda self: self.path / EPOCHS)
@@ -147,11 +150,11 @@ class RunDir:
 
     def contents(self) -> list[str]:
         """Names in the directory that make it hold a run: all but the lock, interrupted
-        temporary files, and the inputs a run writes before its config (space, arch)."""
+        temporary files, and the inputs a run writes before its config (space, plan, arch)."""
         if not self.path.is_dir():
             return []
         return sorted(p.name for p in self.path.iterdir()
-                      if p.name not in (LOCK, SPACE, ARCH) and not _TMP.match(p.name))
+                      if p.name not in (LOCK, SPACE, PLAN, ARCH) and not _TMP.match(p.name))
 
     def guard(self, resume: bool, needs: tuple[str, ...] = (CONFIG,), kind: str | None = None) -> None:
         """The one overwrite rule: a new run needs a directory that holds no run

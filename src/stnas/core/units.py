@@ -74,3 +74,31 @@ def parse_latency(value: Any, what: str = "latency budget") -> float:
     if not (math.isfinite(ms) and ms > 0):
         raise ConfigError(f"{what}: {value!r} must be a finite latency > 0 (examples: 1.2ms, 800us)")
     return ms
+
+
+_DURATION_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+_DURATION = re.compile(r"(?:(\d{1,9}(?:\.\d{1,9})?|\.\d{1,9})([hms]))+")
+
+
+def parse_duration(value: Any, what: str = "time") -> float:
+    """``90s``, ``10m``, ``1.5h``, ``1h30m`` -> seconds (a float > 0). Every number needs its
+    unit (h, m or s), each unit at most once, largest first."""
+    text = value.strip().lower().replace(" ", "") if isinstance(value, str) and len(value) <= 64 else ""
+    parts = re.findall(r"(\d{1,9}(?:\.\d{1,9})?|\.\d{1,9})([hms])", text) if _DURATION.fullmatch(text) else []
+    units = [u for _, u in parts]
+    if not parts or units != sorted(set(units), key="hms".index):
+        raise ConfigError(f"{what}: {show(value)} is not a time (examples: 90s, 10m, 1.5h, 1h30m)")
+    seconds = sum(float(n) * _DURATION_UNITS[u] for n, u in parts)
+    if not 0 < seconds <= 10**7:
+        raise ConfigError(f"{what}: {show(value)} must be more than 0 s and at most 10^7 s")
+    return seconds
+
+
+def fmt_duration(seconds: float) -> str:
+    """Seconds for people: ``45 s``, ``3 min 10 s``, ``1 h 05 min``."""
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60:02d} s"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"

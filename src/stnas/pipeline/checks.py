@@ -13,7 +13,7 @@ from pathlib import Path
 from stnas.core import choices
 from stnas.core.errors import ConfigError
 from stnas.core.limits import check_sgld_settings, is_dir, is_file
-from stnas.core.units import is_number, parse_count, parse_latency, show  # noqa: F401  (re-used by config)
+from stnas.core.units import is_number, parse_count, parse_duration, parse_latency, show  # noqa: F401  (re-used by config)
 from stnas.space.sampling import parse_split
 
 _CHOICES = {
@@ -102,6 +102,8 @@ def validate(cfg: dict) -> None:
     if cfg["search"]["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
         raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
                           f"samples), got proxy.mode {cfg['proxy']['mode']}")
+    if cfg["run"]["time_budget"] is not None:
+        parse_duration(cfg["run"]["time_budget"], "run.time_budget")
     if cfg["retrain"]["limit"] is not None:
         cfg["retrain"]["limit"] = parse_count(cfg["retrain"]["limit"], "retrain.limit")
     if cfg["proxy"]["recal_batches"] < 0:

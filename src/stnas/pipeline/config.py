@@ -47,6 +47,8 @@ RECIPE: dict[str, Any] = {
     "progress": True,
 }
 
+# The supernet, proxy and search defaults are the settings the measurements put first, for every
+# space (docs/experiments/, docs/benchmarks.md); a preset states only what differs for its space.
 DEFAULTS: dict[str, Any] = {
     "preset": "fashion-mnist",  # the search space: a preset name or a YAML file
     "seed": 0,
@@ -70,9 +72,9 @@ DEFAULTS: dict[str, Any] = {
     # kernel_sharing: an edge's MBConvs that differ only in kernel size share one module, the
     # smaller kernels the centre of the largest (OFA's elastic kernel; stnas.space.ops.NestedMBConv);
     # width_sharing: those that differ only in expansion share one, the smaller expansions its
-    # first hidden channels (elastic width); both: one module per edge for all its MBConvs
+    # first hidden channels (elastic width); both (the default): one module per edge for all its MBConvs
     "supernet": dict(RECIPE, optimizer="sgld", sampling="topology", keep_epoch_weights=True, split=None, init=None,
-                     kernel_sharing=False, width_sharing=False),
+                     kernel_sharing=True, width_sharing=True),
     "sgld": {
         "temperature": 1.0,  # T: 1 = posterior, < 1 = cold
         "noise_scale": None,  # replaces 2T/N when set
@@ -86,8 +88,8 @@ DEFAULTS: dict[str, Any] = {
     },
     "proxy": {
         "mode": "stabilized",  # single | stabilized | averaged
-        "metric": "top1",  # the score: top1 (accuracy on search-val) | loss (minus its cross-entropy)
-        "recal_batches": 4,  # BN recalibration: batches of search-train per evaluation
+        "metric": "loss",  # the score: loss (minus the cross-entropy on search-val) | top1 (accuracy on it)
+        "recal_batches": 2,  # BN recalibration: batches of search-train per evaluation
         "batch_size": 256,
         "samples": None,  # use the first K pool samples (null: all)
     },
@@ -95,7 +97,7 @@ DEFAULTS: dict[str, Any] = {
         "algorithm": "evolution",  # evolution | random
         "budgets": ["4M"],  # MAdds budgets, one best architecture each
         "min_madds": None,
-        "budget_floor": 0.0,  # > 0: each budget B searches and chooses within [floor * B, B]
+        "budget_floor": 0.8,  # > 0: each budget B searches and chooses within [floor * B, B]; 0: off
         "max_params": None,
         # best: the top mean score. largest_tied: the most MAdds among the networks that a paired
         # one-sided t-test across the pool samples cannot tell from the best at tie_alpha
@@ -105,13 +107,13 @@ DEFAULTS: dict[str, Any] = {
         # a share in (0, 1]: successive halving. Each generation is scored on the first pool
         # sample, and only this share of each budget's candidates (the best) on all K samples;
         # the others keep their one-sample score and are never parents nor chosen. null: off
-        "screen": None,
-        "population": 50,
-        "parents": 10,  # top-k of each generation breed the next
+        "screen": 0.2,
+        "population": 20,
+        "parents": 5,  # top-k of each generation breed the next
         "mutation_prob": 0.1,
         "crossover": 0.5,  # share of children made by crossover (the rest by mutation)
-        "generations": 20,
-        "random_samples": 500,  # random search: how many architectures
+        "generations": 6,
+        "random_samples": 120,  # random search: how many architectures
         "top": 3,  # architecture files saved per budget
         "latency_budgets": None,  # e.g. [1.2ms]: targets of predicted latency (stnas.latency.table)
     },
@@ -129,6 +131,12 @@ DEFAULTS: dict[str, Any] = {
         "fit_networks": 12,  # whole networks measured to fit the per-network overhead
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
+    "run": {
+        # a wall-clock limit for `stnas run` (90s, 10m, 1.5h, 1h30m): supernet epochs, pool, search
+        # generations and retraining epochs are scaled down to fit it on this machine
+        # (stnas.pipeline.plan); null: run the settings as they are
+        "time_budget": None,
+    },
 }
 
 
@@ -155,9 +163,10 @@ def _merge(base: dict, new: dict, where: str = "") -> dict:
 _NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "data.val_fraction": "number",
                        "data.limit": "count", "data.val_limit": "count", "pool.lr": "number",
                        "sgld.noise_scale": "number", "proxy.samples": "integer", "search.min_madds": "count",
-                       "search.max_params": "count", "search.screen": "number", "retrain.limit": "count",
-                       "supernet.split": "string", "supernet.init": "string"}
-_MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip"}  # null: off
+                       "search.max_params": "count", "retrain.limit": "count",
+                       "supernet.split": "string", "supernet.init": "string",
+                       "run.time_budget": "string"}
+_MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip", "search.screen"}  # null: off
 
 
 _MISSING = object()

@@ -14,7 +14,8 @@ from pathlib import Path
 from stnas.core import verified
 from stnas.core.fileio import write_text
 from stnas.core.rundir import RunDir
-from stnas.core.units import budget_label, fmt_count
+from stnas.core.units import budget_label, fmt_count, fmt_duration
+from stnas.pipeline.plan import planned_seconds
 from stnas.pipeline.plots import draw_arch, plot_curves, plot_pareto
 from stnas.search.history import read_search
 from stnas.space.catalog import load_arch
@@ -48,13 +49,15 @@ def _recipe(card: dict) -> str:
             f"{card.get('test_images', '?')} test images")
 
 
-def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict | None = None) -> dict:
+def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict | None = None,
+                 plan: dict | None = None) -> dict:
     """Writes report.json, report.md and the plots.
 
     Args:
         chosen: one entry per budget: {budget, arch (string), madds, params, score, std,
             model_card (dict or None), retrain_dir}.
         wall: seconds per stage.
+        plan: the run's plan (stnas.pipeline.plan): its estimates go beside ``wall``.
     """
     run_dir = Path(run_dir)
     run = RunDir(run_dir)
@@ -82,6 +85,7 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
         "supernet": (verified.read_json(run.supernet_summary, "supernet summary")
                      if run.supernet_summary.exists() else {}),
         "search": read_search(run.search, "summary") or {}, "chosen": chosen, "wall_s": wall or {},
+        "planned_s": planned_seconds(plan),
         "plots": files, "notes": budget_notes(chosen), "proxy_unit": METRIC_UNIT[cfg["proxy"]["metric"]],
     }
     verified.write_json(run.report_json, report)
@@ -110,6 +114,19 @@ def latency_lines(chosen: list[dict]) -> list[str]:
                      f"| {x['measured_ms']:.3f} | {x['measured_iqr_ms']:.3f} "
                      f"| {x['measured_min_ms']:.3f}-{x['measured_max_ms']:.3f} |")
     return lines + [""]
+
+
+def time_lines(planned: dict, wall: dict) -> list[str]:
+    """Time per stage: planned (the run's plan, made before any work) and actual. The
+    calibration's actual is its planned: it was measured, not estimated. A resumed run's
+    actual times are those of its last session."""
+    if not planned:
+        return ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in wall.items()), ""] if wall else []
+    actual = {"calibration": planned.get("calibration", 0.0), **wall}
+    rows = [(k, fmt_duration(v), fmt_duration(actual[k]) if k in actual else "") for k, v in planned.items()]
+    rows.append(("total", fmt_duration(sum(planned.values())), fmt_duration(sum(actual.values()))))
+    return (["Time per stage, planned before any work and actual:", "", "| stage | planned | actual |", "|---|---|---|"]
+            + [f"| {a} | {b} | {c} |" for a, b, c in rows] + [""])
 
 
 def _choice(summary: dict) -> str:
@@ -144,8 +161,7 @@ def _markdown(r: dict, run_dir: Path) -> str:
     lines += [f"- {n}" for n in r["notes"]] + ([""] if r["notes"] else [])
     lines += ["The models to deploy are the retrained ones (`retrain/budget_*/model/`: ONNX, `.pt2`, and a model "
               "card with the preprocessing); `stnas export` of supernet weights gives an untrained starting point.", ""]
-    if r["wall_s"]:
-        lines += ["Time per stage: " + ", ".join(f"{k} {v:.0f} s" for k, v in r["wall_s"].items()), ""]
+    lines += time_lines(r["planned_s"], r["wall_s"])
     for name, path in r["plots"].items():
         lines += [f"![{name}]({os.path.relpath(path, run_dir)})", ""]
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from stnas.core.errors import DataError
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
+from stnas.pipeline.plan import start, write_plan
 from stnas.pipeline.report import write_report
 from stnas.pipeline.retrain import retrain
 from stnas.pipeline.search import run_search
@@ -75,8 +76,10 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     space = load_space(cfg["preset"])
     se = cfg["search"]
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training
+    cfg, plan = start(cfg, space, run, resume, ctx)  # measured and sized to run.time_budget, or the saved one
     dist.barrier(ctx.world_size)
     if ctx.is_main and not resume:
+        write_plan(run, plan)
         run.save_config(cfg)
     wall = {}
     predictor, lat_info = _latency_predictor(space, cfg, ctx)  # (None, {}) without latency settings
@@ -123,6 +126,6 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     report = {}
     if ctx.is_main:
         _stage("4/4 report", ctx)
-        report = write_report(run_dir, chosen, cfg, wall)
+        report = write_report(run_dir, chosen, cfg, wall, plan)
     dist.barrier(ctx.world_size)
     return report

@@ -2,7 +2,7 @@
 
 Constraints: MAdds <= budget (and >= ``min_madds``, and >= ``budget_floor`` x budget),
 params <= ``max_params``. A candidate outside them is never handed to the scorer.
-``budget_floor`` (our addition, default 0: off) gives every budget a window of its own:
+``budget_floor`` (our addition; 0: off) gives every budget a window of its own:
 its candidates, its parents and its best all lie in [floor x budget, budget], so a larger
 budget is not won by a small network that a weak proxy happens to prefer (docs/benchmarks.md).
 ``select`` (our addition) says which record of a budget is chosen (:mod:`stnas.search.history`).
@@ -22,7 +22,7 @@ budgets is our design):
   outside its budget or already seen is redrawn (bounded tries), then replaced by a fresh
   constrained sample.
 
-``screen`` (our addition; off by default, 0.2 in the fashion-mnist preset) is successive
+``screen`` (our addition; 0.2 in the config defaults, null: off) is successive
 halving over each generation: every candidate is scored under one pool sample, and only the
 best ``screen`` share of each target budget's candidates under all K; the others keep that
 one-sample score in the history but are never parents, chosen, nor on the Pareto front.

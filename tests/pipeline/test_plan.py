@@ -1,0 +1,336 @@
+"""The plan before any work and the time budget it keeps (stnas.pipeline.plan): the stages and
+their arithmetic on a recorded calibration, the search's evaluation count against the real
+search loop, the sizing rule, and the CLI: --dry-run writes nothing, a too-small or bad --time
+is one line and exit 2 before any work, a resumed run keeps its plan."""
+
+import copy
+import json
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import stnas.pipeline.plan as plan_mod
+from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core.rundir import RunDir
+from stnas.core.units import parse_duration
+from stnas.pipeline.config import resolve
+from stnas.pipeline.plan import (
+    MINIMUM,
+    SAFETY,
+    STAGES,
+    _checkpoints,
+    fit,
+    make_plan,
+    read_plan,
+    search_evaluations,
+    sized,
+)
+from stnas.pipeline.report import time_lines
+from stnas.proxy.score import Score
+from stnas.search.evolution import search
+from stnas.space.catalog import load_space
+
+from conftest import run_cli
+
+# a recorded calibration (seconds), round numbers so that the expected plans are worked by hand
+UNITS = {"supernet": {"step_s": 0.1, "phase_step_s": 0.2, "checkpoint_s": 1.0, "weights_s": 0.5, "log_s": 0.01},
+         "search": {"eval_s": 0.3, "load_s": 2.0, "log_s": 0.01},
+         "retrain": {"step_s": {"200k": 0.05, "300k": 0.07}, "eval_image_s": 0.001, "checkpoint_s": 0.4,
+                     "log_s": 0.02},
+         "export": {"export_s": 3.0}}
+# the digits preset's data: 1,437 train (1,150 search-train, 287 search-val) and 360 test images
+DIGITS = {"ranks": 1, "search_train": 1150, "search_val": 287, "train": 1437, "test": 360}
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return resolve("digits", overrides=["device=cpu"])
+
+
+def test_the_plan_lists_the_stages_in_pipeline_order(digits):
+    plan = make_plan(digits, DIGITS, UNITS, calibration_s=5.0)
+    assert [s["name"] for s in plan["stages"]] == ["calibration", "supernet", "search", "retrain"]
+    assert list(STAGES) == ["supernet", "search", "retrain"]  # a new stage is one entry here
+    assert plan["stages"][0]["seconds"] == 5.0
+
+
+def test_supernet_arithmetic_by_hand(digits):
+    # 20 epochs of ⌊1150 / 64⌋ = 17 steps: 340, the last 2 x 17 = 34 with SGLD; checkpoints at the
+    # 17 multiples of 20, the 20 epoch ends, less step 340 counted twice: 36; files: 20 epochs,
+    # 4 pool samples, the final weights; 34 log lines
+    s = STAGES["supernet"](digits, DIGITS, UNITS)
+    assert (s["steps"], s["phase_steps"], s["checkpoints"]) == (340, 34, 36)
+    assert s["seconds"] == pytest.approx(306 * 0.1 + 34 * 0.2 + 36 * 1.0 + 25 * 0.5 + 34 * 0.01)
+
+
+def test_search_arithmetic_by_hand(digits):
+    # no screen: 4 generations x 16 candidates x 4 pool samples; each generation loads the 4 samples
+    s = STAGES["search"](digits, DIGITS, UNITS)
+    assert (s["candidates"], s["evaluations"]) == (64, 256)
+    assert s["seconds"] == pytest.approx(256 * (0.3 + 0.01) + 16 * 2.0)
+
+
+def test_screened_search_arithmetic_by_hand(digits):
+    # fashion-mnist's search: 20 candidates, 10 per budget, the best ceil(0.2 x 10) = 2 of each
+    # promoted to the 7 other samples: 20 + 4 x 7 = 48 a generation (the 2.4 per candidate of
+    # stnas.search.evolution), 1 + 7 sources loaded
+    cfg = resolve("fashion-mnist")
+    sizes = {"ranks": 1, "search_train": 10000, "search_val": 1000}
+    s = STAGES["search"](cfg, sizes, UNITS)
+    assert (s["candidates"], s["evaluations"]) == (120, 288)
+    assert s["seconds"] == pytest.approx(288 * 0.31 + 6 * 8 * 2.0)
+
+
+def test_retrain_arithmetic_by_hand(digits):
+    # one training per budget: 15 epochs of ⌊1437 / 64⌋ = 22 steps = 330; checkpoints at the 6
+    # multiples of 50 and the 15 epoch ends (step 330 is one); 33 log lines; 360 test images; an export
+    s = STAGES["retrain"](digits, DIGITS, UNITS)
+    fixed = 21 * 0.4 + 33 * 0.02 + 360 * 0.001 + 3.0
+    assert (s["trainings"], s["steps"]) == (2, 330)
+    assert s["seconds"] == pytest.approx(330 * 0.05 + fixed + 330 * 0.07 + fixed)
+
+
+def test_the_total_is_the_sum(digits):
+    plan = make_plan(digits, DIGITS, UNITS, calibration_s=5.0)
+    assert plan["total_s"] == pytest.approx(sum(s["seconds"] for s in plan["stages"]))
+
+
+@given(st.integers(0, 3000), st.integers(1, 300), st.integers(1, 300))
+@settings(max_examples=200, deadline=None)
+def test_checkpoint_count_is_the_engines_rule(steps, every, spe):
+    # stnas.train.engine.Trainer.fit: a checkpoint when step % every == 0, step % spe == 0 or at the end
+    want = sum(1 for s in range(1, steps + 1) if s % every == 0 or s % spe == 0 or s == steps)
+    assert _checkpoints(steps, every, spe) == want
+
+
+class CountingProxy:
+    """Scores like stnas.proxy.scorer.Proxy and counts its cache misses: an evaluation is an
+    (architecture, weight source) pair not scored before; a source is loaded per call when
+    one of its evaluations is missing (averaged: all K samples)."""
+
+    def __init__(self, k: int, mode: str):
+        self.k, self.mode, self.done, self.evaluations, self.loads = k, mode, set(), 0, 0
+
+    def score(self, archs, samples=None):
+        sources = {"stabilized": [f"pool:{i}" for i in range(samples or self.k)], "single": ["final"],
+                   "averaged": ["avg"]}[self.mode]
+        for src in sources:
+            missing = {(str(a), src) for a in archs} - self.done
+            if missing:
+                self.loads += self.k if src == "avg" else 1
+                self.evaluations += len(missing)
+                self.done |= missing
+        out = []
+        for a in archs:
+            per = [((hash((str(a), s)) % 1000) / 1000) for s in sources]
+            out.append(Score(str(a), sum(per) / len(per), 0.0, 1.0, per, 0.5))
+        return out
+
+
+@pytest.mark.parametrize("mode, screen, budgets, population, algorithm", [
+    ("stabilized", None, [300_000], 16, "evolution"),
+    ("stabilized", 0.2, [200_000, 300_000], 16, "evolution"),
+    ("stabilized", 0.5, [160_000, 200_000, 300_000], 7, "evolution"),
+    ("stabilized", 0.3, [200_000, 300_000], 5, "random"),
+    ("averaged", None, [200_000, 300_000], 6, "evolution"),
+    ("single", None, [300_000], 6, "random"),
+])
+def test_search_count_is_the_search_loops(mode, screen, budgets, population, algorithm):
+    cfg = resolve("digits", overrides=[f"proxy.mode={mode}", f"search.screen={'null' if screen is None else screen}",
+                                       f"search.budgets={budgets}", f"search.population={population}",
+                                       "search.parents=2", "search.generations=3", "search.random_samples=23",
+                                       f"search.algorithm={algorithm}", "search.budget_floor=0.5"])
+    sizes = dict(DIGITS, pool_samples=4)
+    proxy = CountingProxy(4, mode)
+    search(load_space("digits"), proxy.score, cfg["search"], None, seed=3, progress=False,
+           screen=lambda archs: proxy.score(archs, samples=1))
+    candidates, evaluations, loads = search_evaluations(cfg, sizes)
+    assert (evaluations, loads) == (proxy.evaluations, proxy.loads)
+    assert candidates == len({a for a, _ in proxy.done})
+
+
+# ------------------------------------------------------------------ time budget
+def _total(cfg, sizes=DIGITS):
+    return sum(STAGES[s](cfg, sizes, UNITS)["seconds"] for s in STAGES)
+
+
+def test_a_budget_the_run_fits_changes_nothing(digits):
+    new, budget = fit(digits, DIGITS, UNITS, "2h", spent=5.0)
+    assert new == digits and budget["changed"] == {} and budget["factor"] == 1.0
+
+
+def test_a_smaller_budget_scales_every_stage_and_fits(digits):
+    full = _total(digits)
+    budget_s = 0.5 * full / SAFETY
+    new, budget = fit(digits, DIGITS, UNITS, f"{budget_s:.0f}s", spent=0.0)
+    assert _total(new) <= SAFETY * parse_duration(f"{budget_s:.0f}s")
+    changed = budget["changed"]
+    assert {"supernet.epochs", "search.generations", "retrain.epochs"} <= set(changed)
+    for key, (old, value) in changed.items():
+        assert value < old and value >= MINIMUM.get(key, 1)
+    f = budget["factor"]
+    for key in ("supernet.epochs", "search.generations", "retrain.epochs"):  # one factor for all
+        old, value = changed[key]
+        assert value == max(MINIMUM[key], math.floor(old * f + 1e-9))
+    assert new["pool"]["epochs"] <= new["supernet"]["epochs"]
+    resolve("digits", overrides=[f"{k}={v}" for k, (_, v) in changed.items()])  # a valid config
+
+
+@given(st.floats(0.2, 1.5), st.floats(0.2, 1.5))
+@settings(max_examples=25, deadline=None)
+def test_more_time_never_means_less_work(a, b):
+    digits = resolve("digits")
+    full = _total(digits)
+    lo, hi = sorted((a, b))
+    try:
+        small, _ = fit(digits, DIGITS, UNITS, f"{lo * full:.1f}s")
+    except ConfigError:
+        return
+    large, _ = fit(digits, DIGITS, UNITS, f"{hi * full:.1f}s")
+    for sec, key in (("supernet", "epochs"), ("search", "generations"), ("retrain", "epochs"), ("pool", "epochs")):
+        assert small[sec][key] <= large[sec][key]
+
+
+def test_a_too_small_budget_is_one_line_and_names_enough(digits):
+    with pytest.raises(ConfigError) as exc:
+        fit(digits, DIGITS, UNITS, "20s", spent=5.0)
+    msg = str(exc.value)
+    assert "too small" in msg and "\n" not in msg
+    enough = msg.split("give --time ")[1].split()[0]
+    fit(digits, DIGITS, UNITS, enough, spent=5.0)  # the time it names is enough
+    least = sized(digits, 0.0, DIGITS)
+    assert (least["supernet"]["epochs"], least["search"]["generations"], least["retrain"]["epochs"]) == (2, 2, 1)
+
+
+def test_sizing_extra_steps_and_random_search(digits):
+    cfg = copy.deepcopy(digits)
+    cfg["pool"]["extra_steps"], cfg["search"]["algorithm"] = 100, "random"
+    new = sized(cfg, 0.25, DIGITS)
+    assert new["pool"]["extra_steps"] == 25 and new["search"]["random_samples"] == 16  # 64 / 4
+    assert sized(cfg, 0.0, DIGITS)["search"]["random_samples"] == 16  # one population at least
+
+
+# ------------------------------------------------------------------ the command line
+class Recorded:
+    """calibrate() answering ``units`` (5 s spent) and recording which stages it was asked for."""
+
+    def __init__(self):
+        self.units, self.calls = copy.deepcopy(UNITS), []
+
+    def __call__(self, cfg, space, stages, device, **kw):
+        self.calls.append(tuple(stages))
+        return copy.deepcopy(self.units), 5.0, []
+
+
+@pytest.fixture
+def recorded(monkeypatch, tmp_path):
+    fake = Recorded()
+    monkeypatch.setattr(plan_mod, "calibrate", fake)
+    monkeypatch.setenv("STNAS_PLAN", "on")
+    monkeypatch.setenv("STNAS_CACHE", str(tmp_path / "cache"))
+    return fake
+
+
+def test_dry_run_prints_the_plan_and_writes_nothing(recorded, tmp_path):
+    out = tmp_path / "runs" / "r"
+    p = run_cli(["run", "--preset", "digits", "--dry-run", "--out", out, "device=cpu"])
+    assert p.returncode == 0, p.stderr
+    for name in ("calibration", "supernet", "search", "retrain", "total"):
+        assert f"  {name} " in p.stdout
+    assert "340 steps of 64" in p.stdout and "256 evaluations" in p.stdout
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_dry_run_with_a_time_shows_the_sizing(recorded, tmp_path, digits):
+    budget = f"{0.5 * (_total(digits) + 5) / SAFETY:.0f}s"
+    p = run_cli(["run", "--preset", "digits", "--dry-run", "--time", budget, "--out", tmp_path / "r", "device=cpu"])
+    assert p.returncode == 0, p.stderr
+    assert f"time budget {budget}: sized to fit (supernet.epochs 20 -> " in p.stdout
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("time, needle", [("20s", "too small for a meaningful run"), ("10x", "is not a time"),
+                                          ("0s", "more than 0 s"), ("1h1h", "is not a time")])
+def test_too_small_or_bad_time_is_one_line_exit_2_before_any_work(recorded, tmp_path, time, needle):
+    out = tmp_path / "r"
+    p = run_cli(["run", "--preset", "digits", "--time", time, "--out", out, "device=cpu"])
+    assert p.returncode == 2 and needle in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not out.exists()
+
+
+def test_a_bad_time_in_the_config_file_is_one_line(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("run:\n  time_budget: soon\n")
+    p = run_cli(["run", "--preset", "digits", "--config", f, "--out", tmp_path / "r"])
+    assert p.returncode == 2 and "run.time_budget: 'soon' is not a time" in p.stderr
+    with pytest.raises(ConfigError, match="run.time_budget"):
+        resolve("digits", overrides=["run.time_budget=12"])
+
+
+TINY = ["device=cpu", "data.limit=256", "data.val_limit=64", "supernet.epochs=4", "pool.epochs=1", "pool.samples=2",
+        "search.population=4", "search.parents=2", "search.generations=3", "search.budgets=[300k]",
+        "retrain.epochs=2", "retrain.limit=256", "supernet.progress=false", "retrain.progress=false"]
+
+
+def test_a_resumed_run_keeps_its_plan(recorded, tmp_path, monkeypatch):
+    import stnas.pipeline.run as run_mod
+
+    out = tmp_path / "r"
+    real_retrain = run_mod.retrain
+
+    def killed(*a, **kw):
+        raise KeyboardInterrupt  # the run stops after its search, as under a kill
+
+    monkeypatch.setattr(run_mod, "retrain", killed)
+    recorded.units["supernet"]["step_s"] = 15.0  # the supernet is what the 3 minutes cannot hold
+    p = run_cli(["run", "--preset", "digits", "--time", "3m", "--out", out] + TINY)
+    assert p.returncode == 130, p.stderr[-2000:]
+    run = RunDir(out)
+    saved = run.plan.read_bytes()
+    plan = json.loads(saved)
+    new_epochs = plan["budget"]["changed"]["supernet.epochs"][1]
+    assert new_epochs < 4 and run.load_config()["supernet"]["epochs"] == new_epochs
+    assert recorded.calls == [("supernet", "search", "retrain")]
+
+    monkeypatch.setattr(run_mod, "retrain", real_retrain)
+    config = run.config.read_bytes()
+    p = run_cli(["run", "--out", out, "--resume"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert recorded.calls == [("supernet", "search", "retrain")]  # nothing measured or sized again
+    assert run.plan.read_bytes() == saved and run.config.read_bytes() == config
+    assert "plan (saved when the run started)" in p.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["planned_s"] == {s["name"]: s["seconds"] for s in plan["stages"]}
+    assert "| stage | planned | actual |" in (out / "report.md").read_text()
+
+    p = run_cli(["run", "--out", out, "--resume", "--dry-run"])
+    assert p.returncode == 0 and "plan (saved when the run started)" in p.stdout
+    p = run_cli(["run", "--out", out, "--resume", "--time", "1h"])
+    assert p.returncode == 2 and "keeps the plan it started with" in p.stderr
+
+
+def test_a_plan_that_does_not_match_its_config_is_refused(tmp_path):
+    from stnas.core.verified import write_json
+
+    run = RunDir(tmp_path)
+    cfg = resolve("digits")
+    plan = {"stages": [], "budget": {"changed": {"supernet.epochs": [20, 5]}}}
+    write_json(run.plan, plan)
+    with pytest.raises(CheckpointError, match="sized supernet.epochs to 5"):
+        read_plan(run, cfg)
+    cfg["supernet"]["epochs"] = 5
+    assert read_plan(run, cfg)["budget"]["changed"] == {"supernet.epochs": [20, 5]}
+    run.plan.write_text(run.plan.read_text().replace('"stages"', '"stagez"'))
+    with pytest.raises(CheckpointError, match="damaged"):
+        read_plan(run, cfg)
+
+
+def test_report_gives_planned_and_actual_per_stage():
+    planned = {"calibration": 5.0, "supernet": 100.0, "search": 50.0, "retrain": 60.0}
+    lines = time_lines(planned, {"supernet": 90.0, "search": 70.0, "retrain": 61.0})
+    assert "| supernet | 1 min 40 s | 1 min 30 s |" in lines and "| calibration | 5 s | 5 s |" in lines
+    assert "| total | 3 min 35 s | 3 min 46 s |" in lines
+    assert time_lines({}, {"supernet": 3.0}) == ["Time per stage: supernet 3 s", ""]
