@@ -108,6 +108,33 @@ def evaluate(forward: Callable, dataset, batch_size: int, ctx: dist.Context, cha
     return rates(sum(dist.all_gather_objects(sums, ctx.world_size)))
 
 
+def recalibrate_bn(model: nn.Module, batches, device: torch.device, channels_last: bool = True,
+                   amp: bool = False) -> int:
+    """Re-estimates every BatchNorm's running statistics of ``model`` in place as the cumulative
+    average (``momentum=None``) of their statistics on ``batches`` (``(x, y)`` pairs), under
+    ``no_grad`` with the BN layers in train mode and every other layer in eval mode (dropout
+    and stochastic depth off); the model ends in eval mode. Returns the images seen."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    seen = 0
+    try:
+        with torch.no_grad():
+            for x, _ in batches:
+                with _autocast(device, amp):
+                    model(_to(x, device, channels_last))
+                seen += len(x)
+    finally:
+        for m, momentum in zip(bns, momenta):
+            m.momentum = momentum
+        model.eval()
+    return seen
+
+
 def _to(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
