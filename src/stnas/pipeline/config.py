@@ -129,6 +129,16 @@ DEFAULTS: dict[str, Any] = {
         "fit_networks": 12,  # whole networks measured to fit the per-network overhead
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
+    # standard networks (stnas.nn.baselines) trained with the retrain recipe, data and seeds and
+    # evaluated as the picks are, one table per budget in the report (stnas.pipeline.baselines)
+    "baselines": {
+        "enabled": None,  # a stage of `stnas run`: true | false | null (on where retraining is small)
+        "families": None,  # registered names (`stnas baselines --help` lists them); null: all
+        "forms": ["defined", "adapted"],  # as torchvision defines them | small-input adapted, width fit
+        "seeds": 1,  # trainings per network: seeds seed, seed+1, ... (the pick retrained under each)
+        "recal_batches": 20,  # BN recalibration before the test: batches of unaugmented train; 0: off
+        "budgets": None,  # e.g. [4M, params:300k, 1.2ms, 4M+1.2ms]; null: the run's search budgets
+    },
 }
 
 

@@ -13,7 +13,7 @@ from stnas.core.errors import SpaceError
 # the run sections a preset may hold besides ``space`` (the top level of stnas.pipeline.config.DEFAULTS;
 # a test keeps the two equal)
 PRESET_SECTIONS = ("preset", "seed", "device", "data", "supernet", "sgld", "pool", "proxy", "search", "latency",
-                   "retrain")
+                   "retrain", "baselines")
 
 
 def list_presets() -> list[str]:
