@@ -20,10 +20,12 @@ from stnas.pipeline.config import resolve
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "run", help="the whole pipeline: supernet -> SGLD samples -> search -> retrain -> report",
+        "run", help="the whole pipeline: supernet -> SGLD samples -> search -> retrain -> baselines -> report",
         description="Train the supernet (SGD, then an SGD or SGLD sampling phase), score architectures with the "
                     "stabilized proxy in an evolutionary search under each MAdds budget, retrain the best per "
-                    "budget from scratch, and write report.md / report.json / plots. With no arguments: the "
+                    "budget from scratch, train standard networks that fit the same budgets the same way (where "
+                    "that is cheap; see --no-baselines), and write report.md / report.json / plots. With no "
+                    "arguments: the "
                     "embedded default (Fashion-MNIST if found, else scikit-learn's digits).")
     p.add_argument("--preset", help="search space and recipes: preset name or YAML file (default for a folder or "
                                     ".npz: a space derived from the data and budget; see stnas space show --data)")
@@ -34,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("--budget", type=count_list,
                    help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
     p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
+                   help="skip the baselines stage (standard networks trained as the picks are; by default on where "
+                        "retraining is small: see stnas baselines --help) (config: baselines.enabled)")
     add_latency_args(p)
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_run)
@@ -52,7 +57,8 @@ def cmd_run(args) -> int:
                 print(notice, file=sys.stderr)
         flags = dict(common_flags(args), **{"preset": preset, "supernet.optimizer": args.optimizer,
                                            "supernet.epochs": args.epochs, "search.budgets": args.budget,
-                                           "proxy.mode": args.mode, **latency_flags(args)})
+                                           "proxy.mode": args.mode, "baselines.enabled": args.baselines,
+                                           **latency_flags(args)})
         cfg = resolve(preset, args.config, flags, args.overrides)
     out = out_dir(args, cfg["preset"])
     ctx, report = in_process_group(cfg, lambda ctx: run_pipeline(cfg, out, resume=args.resume, ctx=ctx))
