@@ -114,6 +114,8 @@ def test_the_pick_is_evaluated_as_the_baselines_under_every_seed(tmp_path):
     assert set(pick["seeds"]) == set(base["seeds"]) == {"0", "1"}
     # seed 0 is the run's own retraining: before the recalibration, its test top-1 is the model card's
     assert pick["seeds"]["0"]["top1_before_recal"] == card["top1"]
+    assert pick["seeds"]["0"]["test_loss_before_recal"] == pytest.approx(card["test_loss"])
+    assert pick["seeds"]["0"]["wall_s"] == card["wall_s"]  # the training time of each network and seed
     seed1 = json.loads((tmp_path / "baselines" / f"pick-{arch_slug(load_arch(arch))}" / "seed_1" /
                         "model_card.json").read_text())
     assert seed1["seed"] == 1 and seed1["arch"] == arch and pick["seeds"]["1"]["top1_before_recal"] == seed1["top1"]

@@ -31,6 +31,18 @@ Files, under ``ROOT`` (``RUN/baselines``)::
     pick-<arch slug>/eval_seed_<s>.json   a pick's evaluation
     latency.json                  the measured latency of every network (reused when resumed)
     baselines.json                the table: per budget, one row per network (checksummed)
+
+The table (``baselines.json``; :func:`run_baselines` returns it): ``format``, ``version``,
+``dataset``, ``preset``, ``input`` (channels, size, classes), ``recipe`` (the retrain section),
+``seeds``, ``recal_batches``, ``latency_settings``, ``train_images`` and ``budgets``: per budget
+its ``budget`` (madds, params, latency_ms, label), ``unfit`` (entry, form, the MAdds of its
+smallest network, why) and ``rows``, stnas's pick first where there is one. A row: ``name``,
+``kind`` (stnas | baseline), ``form`` (searched | defined | adapted), ``arch`` or ``key`` and
+``spec``, ``madds``, ``params``, ``measured_latency`` (median_ms, iqr_ms, min_ms, max_ms, calls),
+the mean over seeds of ``top1``, ``test_loss`` and ``top1_before_recal``, the sd over seeds
+``top1_sd`` and ``test_loss_sd`` (null for one seed), ``seeds`` (per seed: the ``PER_SEED``
+fields, ``wall_s`` the training's), and beside a pick ``d_top1`` and ``d_test_loss`` (the
+row's mean minus the pick's).
 """
 
 from __future__ import annotations
@@ -64,6 +76,7 @@ from stnas.train.engine import evaluate, recalibrate_bn, use_amp, use_channels_l
 FORMAT, VERSION = "stnas-baselines", 1
 TABLE, LATENCY, WEIGHTS = "baselines.json", "latency.json", "model.safetensors"
 EVAL_BATCH = 256  # as retraining evaluates
+PER_SEED = ("top1", "test_loss", "top1_before_recal", "test_loss_before_recal", "wall_s")  # a row's per-seed fields
 # ``baselines.enabled: null`` turns the stage of `stnas run` on where retraining sees at most
 # this many images (train images × retrain.epochs): digits' 1,437 × 15 is on, the
 # fashion-mnist preset's 15,000 × 3 off. The one place of this rule (a time planner will
@@ -332,7 +345,8 @@ def run_baselines(cfg: dict, root: str | Path, budgets: list[Budget], picks: dic
             if s != cfg["seed"]:
                 src = root / slug / f"seed_{s}"
                 retrain(pk["arch"], c, src, resume=RunDir(src).config.is_file(), ctx=ctx)
-            pick_res[(pk["arch"], s)] = evaluate_pick(pk["arch"], src, c, root / slug / f"eval_seed_{s}.json", ctx)
+            res = evaluate_pick(pk["arch"], src, c, root / slug / f"eval_seed_{s}.json", ctx)
+            pick_res[(pk["arch"], s)] = {**res, "wall_s": read_json(RunDir(src).card, "model card")["wall_s"]}
     table = {}
     if ctx.is_main:
         models = {b.key: (lambda b=b: build(b), side) for b in nets.values()}
@@ -352,13 +366,11 @@ def _table(cfg, plans, seeds, cards, picks, pick_res, latency) -> dict:
         pk = picks.get(label)
         if pk:
             a = load_arch(pk["arch"], cfg["preset"])
-            per = {str(s): {k: pick_res[(pk["arch"], s)][k] for k in ("top1", "test_loss", "top1_before_recal")}
-                   for s in seeds}
+            per = {str(s): {k: pick_res[(pk["arch"], s)][k] for k in PER_SEED} for s in seeds}
             rows.append(_row(per, name="stnas pick", kind="stnas", form="searched", arch=pk["arch"], madds=a.madds,
                              params=a.params, measured_latency=latency[f"stnas:{pk['arch']}"]))
         for b in p["networks"]:
-            per = {str(s): {k: cards[(b.key, s)][k] for k in ("top1", "test_loss", "top1_before_recal")}
-                   for s in seeds}
+            per = {str(s): {k: cards[(b.key, s)][k] for k in PER_SEED} for s in seeds}
             m, par = cost(b)
             rows.append(_row(per, name=b.name, kind="baseline", form=b.form, key=b.key, spec=b.to_json(),
                              madds=m, params=par, measured_latency=latency[b.key]))
