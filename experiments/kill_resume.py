@@ -28,9 +28,10 @@ ENV = dict(os.environ, OMP_NUM_THREADS="1")
 SETTINGS = ["--preset", "digits", "--budget", "300k", "supernet.epochs=2", "pool.epochs=1", "pool.samples=2",
             "search.population=4", "search.parents=2", "search.generations=1", "retrain.epochs=1",
             "retrain.limit=256", "supernet.progress=false", "retrain.progress=false",
-            "supernet.checkpoint_every=5", "retrain.checkpoint_every=3"]
+            "supernet.checkpoint_every=5", "retrain.checkpoint_every=3", "baselines.families=[mobilenet_v3_small]"]
 RUN = [sys.executable, "-m", "stnas.cli", "run"]
 R = "retrain/budget_300k"
+B = "baselines/*/seed_0"  # the baseline network(s) of the baselines stage
 # every stage: config, checkpoint writes (temporary file, before and after the sidecar),
 # training logs, epoch weights, the sampling phase and its pool writes, final weights, proxy
 # cache, search files, retraining (before and at its checkpoints), export, report
@@ -43,14 +44,17 @@ POINTS: list[list[str]] = [[t] for t in (
     "proxy_cache.jsonl:1", "proxy_cache.jsonl:4", "proxy_cache.jsonl:8", "search/search.jsonl",
     "search/best.json", "search/search.json", f"{R}/config.yaml", f"{R}/checkpoints/.step_*.tmp",
     f"{R}/checkpoints/step_00000003.pt.sha256", f"{R}/metrics.jsonl:1", f"{R}/model/model.safetensors",
-    f"{R}/model/model.onnx", f"{R}/model_card.json", "plots/pareto.png", "report.json")] + [
+    f"{R}/model/model.onnx", f"{R}/model_card.json", f"{B}/checkpoints/step_00000003.pt.sha256",
+    f"{B}/model_card.json", "baselines/latency.json", "plots/pareto.png", "report.json")] + [
     ["checkpoints/step_00000005.pt.sha256", "pool/sample_000.safetensors"],
     ["checkpoints/step_00000015.pt", "pool/sample_000.safetensors"],
     ["metrics.jsonl:1", "supernet.json", f"{R}/checkpoints/step_00000003.pt"],
     ["pool/index.json", "proxy_cache.jsonl:2", f"{R}/model/model.safetensors"]]
-TIMING = {"wall_s", "planned_s", "test_s", "images_per_s", "img_per_s", "date", "resumed_at_step", "sha256", "host"}
+TIMING = {"wall_s", "planned_s", "test_s", "images_per_s", "img_per_s", "date", "resumed_at_step", "sha256", "host",
+          "measured_latency"}  # the baselines table's latency: measured, so never equal twice
 BYTES = ["supernet.safetensors", "pool/*", "epochs/*", "search/*.jsonl", "search/pareto.json", "search/best.json",
-         "search/best/*/*", f"{R}/model/*", f"{R}/arch.json", "config.yaml", "space.yaml"]
+         "search/best/*/*", f"{R}/model/*", f"{R}/arch.json", "config.yaml", "space.yaml",
+         f"{B}/model.safetensors", f"{B}/baseline.json"]
 RECORDS = ["metrics.jsonl", f"{R}/metrics.jsonl", "proxy_cache.jsonl"]
 # the model folder's card repeats the run's card (timing fields included): compared as a document
 CARD = "model_card.json"

@@ -1,7 +1,7 @@
-"""A sample of the kill harness (experiments/kill_resume.py, whose full sweep has 38 kill
+"""A sample of the kill harness (experiments/kill_resume.py, whose full sweep has 41 kill
 points): `stnas run` SIGKILLed inside a checkpoint write, in the sampling phase, in the
-search and in retraining before its first checkpoint, resumed, ends equal to an
-uninterrupted run."""
+search, in retraining before its first checkpoint and in the baselines stage, resumed, ends
+equal to an uninterrupted run."""
 
 from pathlib import Path
 
@@ -11,7 +11,8 @@ from experiments import kill_resume
 
 SAMPLE = [["checkpoints/step_00000015.pt", "pool/sample_000.safetensors"],
           ["proxy_cache.jsonl:1"],
-          ["retrain/budget_300k/config.yaml"]]
+          ["retrain/budget_300k/config.yaml"],
+          ["baselines/*/seed_0/checkpoints/step_00000003.pt.sha256"]]
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ FOUND_VS_RANDOM = Path(__file__).resolve().parents[2] / "experiments" / "found_v
 
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
 SMALL = ["supernet.epochs=4", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
-         "search.generations=2", "retrain.epochs=2", "supernet.progress=false"]
+         "search.generations=2", "retrain.epochs=2", "supernet.progress=false",
+         "baselines.families=[mobilenet_v3_small]"]  # the baselines stage is on for digits: one family
 
 
 @pytest.fixture(scope="module")
@@ -46,18 +47,25 @@ def test_report_has_every_budget(finished_run):
         assert card["arch"] == c["arch"] and 0.1 < card["top1"] <= 1.0
         row = next(line for line in md.splitlines() if f"`{c['arch']}`" in line)
         assert f"{c['score']:.4f} ± {c['std']:.4f}" in row and f"{card['top1']:.4f}" in row
-    for name in ("pareto.png", "supernet_curves.png", "arch_200k.png", "arch_350k.png"):
+    for name in ("pareto.png", "supernet_curves.png", "arch_200k.png", "arch_350k.png", "baselines.png"):
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert re.search(r"test top-1 0\.\d{4}", proc.stdout)
+    # the baselines stage: a table per budget, stnas's pick first, beside the networks that fit
+    tables = report["baselines"]["budgets"]
+    assert [t["budget"]["madds"] for t in tables] == [200_000, 350_000] and "## Baselines" in md
+    for c, t in zip(report["chosen"], tables):
+        assert t["rows"][0]["arch"] == c["arch"] and all(r["madds"] <= c["budget"] for r in t["rows"])
+        assert [r["kind"] for r in t["rows"]][1:] and {r["kind"] for r in t["rows"][1:]} == {"baseline"}
 
 
 def test_resume_of_a_finished_run_recomputes_nothing(finished_run):
     out, _ = finished_run
     cache = (out / "proxy_cache.jsonl").read_text()
-    cards = sorted(p.read_text() for p in out.glob("retrain/*/model_card.json"))
+    cards = sorted(p.read_text() for p in [*out.glob("retrain/*/model_card.json"), *out.glob("baselines/*/*/*.json")])
     assert main(["run", "--out", str(out), "--resume"]) == 0
     assert (out / "proxy_cache.jsonl").read_text() == cache
-    assert sorted(p.read_text() for p in out.glob("retrain/*/model_card.json")) == cards
+    assert sorted(p.read_text() for p in [*out.glob("retrain/*/model_card.json"),
+                                          *out.glob("baselines/*/*/*.json")]) == cards
 
 
 def test_existing_run_dir_is_not_overwritten(finished_run, capsys):

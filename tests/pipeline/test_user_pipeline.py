@@ -13,7 +13,8 @@ from synthdata import write_folder, write_npz
 
 TINY = ["supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "supernet.batch_size=8", "search.population=4",
         "search.parents=2", "search.generations=1", "retrain.epochs=8", "retrain.batch_size=8",
-        "supernet.progress=false", "retrain.progress=false"]
+        "supernet.progress=false", "retrain.progress=false",
+        "baselines.families=[mobilenet_v3_small]"]  # the baselines stage is on for data this small
 DATA = {
     "folders-split-rgb16": lambda d: write_folder(d / "rgb", split=True, classes=3, per_class=16, size=16,
                                                   channels=3),
@@ -50,6 +51,10 @@ def test_pipeline_on_user_data_learns(finished):
         assert prep["input_size"] == size and prep["channels"] == channels and len(prep["class_names"]) == 3
         model = out / c["retrain_dir"] / "model"
         assert {"model.onnx", "model.pt2", "model_card.json", "model.safetensors"} <= {f.name for f in model.iterdir()}
+    # the baselines stage ran on the user's data: each pick beside the mobilenet_v3_small that fits
+    for c, t in zip(report["chosen"], report["baselines"]["budgets"]):
+        assert t["rows"][0]["arch"] == c["arch"] and t["rows"][0]["top1"] >= 0.5
+        assert all(r["spec"]["size"] == size and r["spec"]["channels"] == channels for r in t["rows"][1:])
 
 
 def test_predict_on_the_run_model(finished, tmp_path):

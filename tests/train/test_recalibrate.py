@@ -92,3 +92,23 @@ def test_bf16_autocast_estimates_close_to_float32():
     exact, cast = recalibrate_bn(_net(), batches), recalibrate_bn(_net(), batches, amp=True)
     torch.testing.assert_close(cast[1].running_mean, exact[1].running_mean, rtol=0.05, atol=0.05)
     assert not torch.equal(cast[1].running_mean, exact[1].running_mean)  # the cast did happen
+
+
+def test_dropout_stays_off_and_the_statistics_are_the_cumulative_moments():
+    """Only BN is in train mode while it re-estimates: a dropout before it would change what it
+    sees (torch's update_bn trains the whole net). Per batch moments averaged equally (momentum
+    None), computed here by hand."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Dropout(0.5), nn.Conv2d(2, 3, 3, padding=1), nn.BatchNorm2d(3, momentum=0.0003),
+                        nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 5, 4)).train()
+    batches = [torch.randn(n, 2, 5, 5) * 3 + 1 for n in (4, 7, 5)]
+    for x in batches:  # training-time statistics to be replaced
+        net(x)
+    assert recalibrate_bn(net, batches) is net and not net.training
+    bn = net[2]
+    with torch.no_grad():
+        means = torch.stack([net[1](x).mean((0, 2, 3)) for x in batches])
+        vars_ = torch.stack([net[1](x).transpose(0, 1).reshape(3, -1).var(1) for x in batches])
+    assert bn.momentum == 0.0003 and bn.num_batches_tracked.item() == 3
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, vars_.mean(0), atol=1e-4)

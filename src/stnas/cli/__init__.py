@@ -11,7 +11,8 @@ import sys
 from stnas.core.errors import StnasError, first_line
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
-COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "predict", "run", "rank", "latency"]
+COMMANDS = ["space", "arch", "supernet", "search", "export", "retrain", "baselines", "predict", "run", "rank",
+            "latency"]
 ERROR_LINE = 1000  # characters of an error message shown (messages may quote the bad input)
 
 

@@ -21,10 +21,12 @@ from stnas.pipeline.config import resolve
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "run", help="the whole pipeline: supernet -> SGLD samples -> search -> retrain -> report",
+        "run", help="the whole pipeline: supernet -> SGLD samples -> search -> retrain -> baselines -> report",
         description="Train the supernet (SGD, then an SGD or SGLD sampling phase), score architectures with the "
                     "stabilized proxy in an evolutionary search under each MAdds budget, retrain the best per "
-                    "budget from scratch, and write report.md / report.json / plots. With no arguments: the "
+                    "budget from scratch, train standard networks that fit the same budgets the same way (where "
+                    "that is cheap; see --no-baselines), and write report.md / report.json / plots. With no "
+                    "arguments: the "
                     "embedded default (Fashion-MNIST if found, else scikit-learn's digits).")
     p.add_argument("--preset", help="search space and recipes: preset name or YAML file (default for a folder or "
                                     ".npz: a space derived from the data and budget; see stnas space show --data)")
@@ -40,6 +42,9 @@ def register(sub) -> None:
                    "stnas.pipeline.plan (config: run.time_budget)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (stages, their work and estimated time here) and exit, writing nothing")
+    p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
+                   help="skip the baselines stage (standard networks trained as the picks are; by default on where "
+                        "retraining is small: see stnas baselines --help) (config: baselines.enabled)")
     add_latency_args(p)
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_run)
@@ -61,6 +66,7 @@ def cmd_run(args) -> int:
         flags = dict(common_flags(args), **{"preset": preset, "supernet.optimizer": args.optimizer,
                                            "supernet.epochs": args.epochs, "search.budgets": args.budget,
                                            "proxy.mode": args.mode, "run.time_budget": args.time,
+                                           "baselines.enabled": args.baselines,
                                            **latency_flags(args)})
         cfg = resolve(preset, args.config, flags, args.overrides)
     out = out_dir(args, cfg["preset"])

@@ -15,13 +15,15 @@ Layout::
     proxy_cache.jsonl      proxy evaluations (one checksummed record a line)
     search/                search history, Pareto front, best architectures
     retrain/budget_<B>/    retrain runs (each a run directory: arch.json, model/, model_card.json)
+    baselines/             standard networks trained as the picks are (stnas.pipeline.baselines;
+                           each network a run directory with baseline.json, its spec)
     export/<arch>/         exported models
     report.md, report.json, plots/
     .stnas.lock            held (flock) by the process working in the directory
 
 The run's space is its ``space.yaml`` when present, else the preset its ``config.yaml``
 names. A new run needs a directory that holds no run (nothing but the lock and the space,
-plan and architecture files a run writes before its config); ``--resume`` needs the config,
+plan, architecture and baseline files a run writes before its config); ``--resume`` needs the config,
 which a run writes last of its inputs. Results already on disk are never replaced by
 results of other inputs (:func:`check_same_inputs`: a search folder, a rank result, an
 exported model, a latency table, a resumed run).
@@ -52,6 +54,8 @@ TB = "tb"
 CACHE = "proxy_cache.jsonl"
 SEARCH = "search"
 RETRAIN = "retrain"
+BASELINES = "baselines"
+BASELINE = "baseline.json"  # what a baseline run trains (stnas.nn.baselines.Baseline.to_json)
 EXPORT = "export"
 ARCH = "arch.json"
 MODEL = "model"
@@ -127,6 +131,8 @@ class RunDir:
     cache = property(lambda self: self.path / CACHE)
     search = property(lambda self: self.path / SEARCH)
     arch = property(lambda self: self.path / ARCH)
+    baseline = property(lambda self: self.path / BASELINE)
+    baselines = property(lambda self: self.path / BASELINES)
     model = property(lambda self: self.path / MODEL)
     card = property(lambda self: self.path / CARD)
     report_md = property(lambda self: self.path / REPORT_MD)
@@ -150,11 +156,11 @@ class RunDir:
 
     def contents(self) -> list[str]:
         """Names in the directory that make it hold a run: all but the lock, interrupted
-        temporary files, and the inputs a run writes before its config (space, plan, arch)."""
+        temporary files, and the inputs a run writes before its config (space, plan, arch, baseline)."""
         if not self.path.is_dir():
             return []
         return sorted(p.name for p in self.path.iterdir()
-                      if p.name not in (LOCK, SPACE, PLAN, ARCH) and not _TMP.match(p.name))
+                      if p.name not in (LOCK, SPACE, PLAN, ARCH, BASELINE) and not _TMP.match(p.name))
 
     def guard(self, resume: bool, needs: tuple[str, ...] = (CONFIG,), kind: str | None = None) -> None:
         """The one overwrite rule: a new run needs a directory that holds no run

@@ -1,11 +1,13 @@
 """Counts as text: the one place that writes MAdds, parameter and budget counts for people
-(the reverse, text to a count, is ``stnas.core.units.parse_count``)."""
+(the reverse, text to a count, is ``stnas.core.units.parse_count``), and the budgets a
+network must fit (:class:`Budget`, :func:`parse_budget`)."""
 
 from __future__ import annotations
 
 import math
 import re
 import reprlib
+from dataclasses import dataclass
 from typing import Any
 
 from stnas.core.errors import ConfigError
@@ -102,3 +104,54 @@ def fmt_duration(seconds: float) -> str:
     if s < 3600:
         return f"{s // 60} min {s % 60:02d} s"
     return f"{s // 3600} h {s % 3600 // 60:02d} min"
+
+
+@dataclass(frozen=True)
+class Budget:
+    """What a network must fit: every limit that is set (MAdds; parameters; latency measured on
+    this machine, in milliseconds). Text form (:func:`parse_budget`): ``4M``, ``params:300k``,
+    ``1.2ms``, or several joined by ``+`` (``4M+1.2ms``: both must hold)."""
+
+    madds: int | None = None
+    params: int | None = None
+    latency_ms: float | None = None
+
+    @property
+    def label(self) -> str:
+        parts = [budget_label(self.madds)] if self.madds is not None else []
+        parts += [f"params:{budget_label(self.params)}"] if self.params is not None else []
+        if self.latency_ms is not None:  # no exponent: "+" joins the terms
+            ms = self.latency_ms
+            value, unit = (ms, "ms") if ms >= 1 else (ms * 1e3, "us")
+            parts.append(f"{value:.6f}".rstrip("0").rstrip(".") + unit)
+        return "+".join(parts)
+
+    def to_json(self) -> dict:
+        return {"madds": self.madds, "params": self.params, "latency_ms": self.latency_ms, "label": self.label}
+
+
+def parse_budget(value: Any, what: str = "budget") -> Budget:
+    """A :class:`Budget` from its text form (or a count: MAdds).
+
+    Raises:
+        ConfigError: not a budget, or a kind given twice.
+    """
+    if is_number(value):
+        return Budget(madds=parse_count(value, what))
+    text = str(value)[:200]
+    found: dict[str, Any] = {}
+    for term in text.split("+"):
+        term = term.strip()
+        if term.lower().startswith("params:"):
+            kind, v = "params", parse_count(term[7:], f"{what} {text!r}")
+        elif re.fullmatch(r"[0-9.eE+-]+\s*(ms|us|µs|s)", term):
+            kind, v = "latency_ms", parse_latency(term, f"{what} {text!r}")
+        else:
+            if not term or not re.fullmatch(r"[0-9.]+\s*[kKmMgG]?", term):
+                raise ConfigError(f"{what}: {text!r} is not a budget (examples: 4M for MAdds, params:300k, 1.2ms, "
+                                  f"4M+1.2ms)")
+            kind, v = "madds", parse_count(term, f"{what} {text!r}")
+        if kind in found:
+            raise ConfigError(f"{what}: {text!r} sets the {kind.split('_')[0]} limit twice")
+        found[kind] = v
+    return Budget(**found)

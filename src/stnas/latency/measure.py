@@ -190,14 +190,23 @@ def measure_networks(archs: Sequence[Arch], runtime: str = "torch", kind: str = 
                      threads: int = 1, warmup: int = 5, repeats: int = 30, rounds: int = 3,
                      timer: Timer | None = None) -> list[dict]:
     """End-to-end latency of whole networks (interleaved across them): one summary each."""
+    models = [(lambda a=a: build_model(a), (a.space.input_channels, a.space.input_size, a.space.input_size))
+              for a in archs]
+    return measure_models(models, runtime, kind, batch, threads, warmup, repeats, rounds, timer)
+
+
+def measure_models(models: Sequence[tuple[Callable[[], nn.Module], tuple[int, int, int]]], runtime: str = "torch",
+                   kind: str = "cpu", batch: int = 1, threads: int = 1, warmup: int = 5, repeats: int = 30,
+                   rounds: int = 3, timer: Timer | None = None) -> list[dict]:
+    """End-to-end latency of any networks, given as (factory, input shape C×H×W), each built
+    under ``torch.manual_seed(its index)`` and timed interleaved with the others: one summary each."""
     with torch_threads(threads), torch.inference_mode():
         runners = {}
-        for i, a in enumerate(archs):
+        for i, (factory, shape) in enumerate(models):
             torch.manual_seed(i)
-            shape = (batch, a.space.input_channels, a.space.input_size, a.space.input_size)
-            runners[i] = make_runner(build_model(a), [shape], runtime, kind, threads)
+            runners[i] = make_runner(factory(), [(batch, *shape)], runtime, kind, threads)
         res = time_interleaved(runners, warmup, repeats, rounds, timer)
-    return [res[i] for i in range(len(archs))]
+    return [res[i] for i in range(len(models))]
 
 
 def build_table(space: SearchSpace, runtime: str = "torch", kind: str = "cpu", batch: int = 1, threads: int = 1,

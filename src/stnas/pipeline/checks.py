@@ -13,7 +13,14 @@ from pathlib import Path
 from stnas.core import choices
 from stnas.core.errors import ConfigError
 from stnas.core.limits import check_sgld_settings, is_dir, is_file
-from stnas.core.units import is_number, parse_count, parse_duration, parse_latency, show  # noqa: F401  (re-used by config)
+from stnas.core.units import (  # noqa: F401  (re-used by config)
+    is_number,
+    parse_budget,
+    parse_count,
+    parse_duration,
+    parse_latency,
+    show,
+)
 from stnas.space.sampling import parse_split
 
 _CHOICES = {
@@ -96,6 +103,7 @@ def validate(cfg: dict) -> None:
         raise ConfigError(f"proxy.samples must be a positive integer or null (all), got {px['samples']!r}")
     check_search(cfg["search"])
     check_latency_section(cfg["latency"])
+    check_baselines_section(cfg["baselines"])
     if cfg["search"]["screen"] is not None and cfg["proxy"]["mode"] != "stabilized":
         raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
                           f"got proxy.mode {cfg['proxy']['mode']}")
@@ -170,6 +178,31 @@ def check_latency_section(lat: dict) -> None:
             raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")
     if lat["table"] is not None and not isinstance(lat["table"], str):
         raise ConfigError(f"latency.table must be a file path or null (the cache), got {lat['table']!r}")
+
+
+def check_baselines_section(bl: dict) -> dict:
+    """Checks a ``baselines`` section in place and returns it: names registered
+    (``stnas.nn.baselines.BASELINES``), forms known, budgets parsed and kept as their labels
+    (so a saved config validates again), counts in range; a lone value becomes a list."""
+    from stnas.nn.baselines import BASELINES, check_form  # torch-free
+
+    if bl["enabled"] is not None and not isinstance(bl["enabled"], bool):
+        raise ConfigError(f"baselines.enabled must be true, false or null (auto), got {show(bl['enabled'])}")
+    for key, limit in (("seeds", 1000), ("recal_batches", 10**5)):
+        low = 1 if key == "seeds" else 0
+        if type(bl[key]) is not int or not low <= bl[key] <= limit:
+            raise ConfigError(f"baselines.{key} must be an integer from {low} to {limit}, got {show(bl[key])}")
+    listed = {k: bl[k] if isinstance(bl[k], list) else [bl[k]] for k in ("families", "forms", "budgets")
+              if bl[k] is not None}
+    for key, items in listed.items():
+        if not items or len(items) > 100:
+            raise ConfigError(f"baselines.{key} must list 1 to 100 values{' or be null' if key != 'forms' else ''}")
+    if "families" in listed:
+        bl["families"] = list(dict.fromkeys(BASELINES.check(f, "baselines.families") for f in listed["families"]))
+    bl["forms"] = list(dict.fromkeys(check_form(f, "baselines.forms") for f in listed["forms"]))
+    if "budgets" in listed:
+        bl["budgets"] = list(dict.fromkeys(parse_budget(b, "baselines.budgets").label for b in listed["budgets"]))
+    return bl
 
 
 _UPPER = {"supernet.epochs": 10**5, "retrain.epochs": 10**5, "supernet.batch_size": 1 << 16,

@@ -137,6 +137,16 @@ DEFAULTS: dict[str, Any] = {
         # (stnas.pipeline.plan); null: run the settings as they are
         "time_budget": None,
     },
+    # standard networks (stnas.nn.baselines) trained with the retrain recipe, data and seeds and
+    # evaluated as the picks are, one table per budget in the report (stnas.pipeline.baselines)
+    "baselines": {
+        "enabled": None,  # a stage of `stnas run`: true | false | null (on where retraining is small)
+        "families": None,  # registered names (`stnas baselines --help` lists them); null: all
+        "forms": ["defined", "adapted"],  # as torchvision defines them | small-input adapted, width fit
+        "seeds": 1,  # trainings per network: seeds seed, seed+1, ... (the pick retrained under each)
+        "recal_batches": 20,  # BN recalibration before the test: batches of unaugmented train; 0: off
+        "budgets": None,  # e.g. [4M, params:300k, 1.2ms, 4M+1.2ms]; null: the run's search budgets
+    },
 }
 
 
@@ -375,6 +385,9 @@ ON_EXISTING_RUN: dict[str, dict[str, tuple[str, ...]]] = {
     "supernet": {"keep": ("preset", "supernet", "sgld", "pool", "data", "seed")},
     # the recipe, the seed and the data it reads, not the supernet's search-train/search-val settings
     "retrain": {"keep": ("retrain", "data.dataset", "data.image_size", "seed")},
+    # a baseline's training: the retraining's, its data seed and its test-time recalibration
+    "baselines": {"keep": ("retrain", "data.dataset", "data.image_size", "seed", "data.split_seed",
+                           "baselines.recal_batches")},
     # the seed and the rest fix the trained supernet and the data split
     "search": {"change": ("search", "proxy", "latency", "device", "data.root", "data.workers", "data.val_limit")},
     "rank": {"change": ("proxy", "data.val_limit", "data.root", "data.workers", "device")},

@@ -1,4 +1,4 @@
-"""Pictures: the architecture DAG (and, for reports, curves and Pareto fronts).
+"""Pictures: the architecture DAG (and, for reports, curves, Pareto fronts and the baselines).
 
 matplotlib with the Agg backend; every figure is written atomically.
 """
@@ -119,4 +119,52 @@ def plot_curves(metrics: list[dict], path: str | Path, title: str = "training") 
     if any(m.get("phase") == "sampling" for m in metrics):
         axes[0].legend(fontsize=7)
     fig.suptitle(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def _front(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no cheaper (or equally cheap) point beats in accuracy, by cost."""
+    front, best = [], -float("inf")
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def plot_baselines(table: dict, path: str | Path) -> Path:
+    """Test top-1 against measured latency (left) and MAdds (right) of every network of a
+    baselines table (``stnas.pipeline.baselines``): stnas's picks and the baselines, each
+    with its front (the best top-1 at or below each cost); error bars: sd over seeds."""
+    rows = {}
+    for b in table["budgets"]:
+        for r in b["rows"]:
+            rows.setdefault(r.get("arch") or r["key"], r)
+    lat = table["latency_settings"]
+    costs = [(lambda r: r["measured_latency"]["median_ms"],
+              f"measured latency (ms; {lat['runtime']} on {lat['device']}, batch {lat['batch']})"),
+             (lambda r: r["madds"] / 1e6, "MAdds (M)")]
+    groups = [("stnas picks", "searched", "*", "tab:red"), ("baselines as defined", "defined", "o", "tab:blue"),
+              ("baselines adapted", "adapted", "s", "tab:green")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, (cost, xlabel) in zip(axes, costs):
+        for label, form, marker, color in groups:
+            rs = [r for r in rows.values() if r["form"] == form]
+            if rs:
+                ax.errorbar([cost(r) for r in rs], [r["top1"] for r in rs], yerr=[r["top1_sd"] or 0 for r in rs],
+                            fmt=marker, color=color, ms=9 if form == "searched" else 5, label=label, zorder=3)
+            for r in rs:
+                ax.annotate("stnas" if form == "searched" else r["name"].split(" adapted")[0], (cost(r), r["top1"]),
+                            fontsize=5, xytext=(3, 2), textcoords="offset points", color="0.3")
+        right = max(cost(r) for r in rows.values())
+        for label, kind, color in (("stnas front", "stnas", "tab:red"), ("baseline front", "baseline", "tab:blue")):
+            front = _front([(cost(r), r["top1"]) for r in rows.values() if r["kind"] == kind])
+            if front:  # drawn on to the costliest network, so that a front of one point shows
+                front.append((right, front[-1][1]))
+                ax.step([x for x, _ in front], [y for _, y in front], where="post", color=color, lw=1, ls="--",
+                        label=label, zorder=2)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test top-1 (after BN recalibration)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
     return save_figure(fig, path)

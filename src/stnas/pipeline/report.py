@@ -2,8 +2,9 @@
 
 Reads only what the earlier steps wrote into the run directory, through their checking
 readers: the supernet summary and training curves, the search history and Pareto front, the
-chosen architectures and the model cards of their retrained models. report.json is
-checksummed (:func:`read_report`); report.md and the plots are for people.
+chosen architectures, the model cards of their retrained models and the baselines table
+(stnas.pipeline.baselines). report.json is checksummed (:func:`read_report`); report.md and
+the plots are for people.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from stnas.core.fileio import write_text
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label, fmt_count, fmt_duration
 from stnas.pipeline.plan import planned_seconds
-from stnas.pipeline.plots import draw_arch, plot_curves, plot_pareto
+from stnas.pipeline.plots import draw_arch, plot_baselines, plot_curves, plot_pareto
 from stnas.search.history import read_search
 from stnas.space.catalog import load_arch
 
@@ -78,6 +79,9 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     for c in chosen:
         label = c.get("target") or budget_label(c["budget"])
         files[f"arch_{label}"] = str(draw_arch(load_arch(c["arch"], cfg["preset"]), plots / f"arch_{label}.png"))
+    baselines = _baselines_table(run)
+    if baselines:
+        files["baselines"] = str(plot_baselines(baselines, plots / "baselines.png"))
     report = {
         "preset": cfg["preset"], "dataset": cfg["data"]["dataset"], "proxy_mode": cfg["proxy"]["mode"],
         "proxy_metric": cfg["proxy"]["metric"],
@@ -87,6 +91,7 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
         "search": read_search(run.search, "summary") or {}, "chosen": chosen, "wall_s": wall or {},
         "planned_s": planned_seconds(plan),
         "plots": files, "notes": budget_notes(chosen), "proxy_unit": METRIC_UNIT[cfg["proxy"]["metric"]],
+        **({"baselines": baselines} if baselines else {}),
     }
     verified.write_json(run.report_json, report)
     write_text(run.report_md, _markdown(report, run_dir))
@@ -159,9 +164,72 @@ def _markdown(r: dict, run_dir: Path) -> str:
                      f"| {_recipe(card)} |")
     lines += [""] + latency_lines(r["chosen"])
     lines += [f"- {n}" for n in r["notes"]] + ([""] if r["notes"] else [])
+    lines += baseline_lines(r.get("baselines"))
     lines += ["The models to deploy are the retrained ones (`retrain/budget_*/model/`: ONNX, `.pt2`, and a model "
               "card with the preprocessing); `stnas export` of supernet weights gives an untrained starting point.", ""]
     lines += time_lines(r["planned_s"], r["wall_s"])
     for name, path in r["plots"].items():
         lines += [f"![{name}]({os.path.relpath(path, run_dir)})", ""]
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ baselines
+def _baselines_table(run: RunDir) -> dict | None:
+    path = run.baselines / "baselines.json"  # stnas.pipeline.baselines.TABLE
+    return verified.read_json(path, "baselines table") if path.is_file() else None
+
+
+def _pm(mean: float, sd: float | None) -> str:
+    return f"{mean:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+
+
+def baseline_lines(table: dict | None) -> list[str]:
+    """The baselines section: one table per budget, stnas's pick first."""
+    if not table:
+        return []
+    seeds, lat, k = table["seeds"], table["latency_settings"], table["recal_batches"]
+    recal = f"its BN statistics recalibrated on {k} batches of unaugmented training images" if k else \
+        "no BN recalibration (baselines.recal_batches 0)"
+    picked = any(r["kind"] == "stnas" for b in table["budgets"] for r in b["rows"])
+    pick = ("; stnas's pick too, so its top-1 here can differ from the retraining's above. " if picked else ". ")
+    lines = ["## Baselines: standard networks trained and evaluated as the picks are", "",
+             f"Each network was trained from scratch with the retrain recipe ({table['train_images'] or '?'} train "
+             f"images × {table['recipe']['epochs']} epochs, seed{'s' if len(seeds) > 1 else ''} "
+             f"{', '.join(map(str, seeds))}), then tested with {recal}{pick}"
+             f"± is the sd over seeds. Latency: measured end to end here "
+             f"({lat['runtime']} on {lat['device']}, batch {lat['batch']}, {lat['threads']} thread(s); median and "
+             f"interquartile range). Δ: the network minus stnas's pick (top-1: higher is better; loss: lower). "
+             f"`defined`: torchvision's network as defined, its first convolution built for the data's channels; "
+             f"`adapted`: a stem that keeps a small input's resolution and, where the family has one, the largest "
+             f"width multiplier that fits (docs/usage.md, \"Baselines\").", ""]
+    for b in table["budgets"]:
+        lines += [f"### ≤ {b['budget']['label']}", "",
+                  "| network | form | MAdds | params | latency ms (IQR) | test top-1 | test loss | Δ top-1 | Δ loss |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for r in b["rows"]:
+            name = f"stnas pick `{r['arch']}`" if r["kind"] == "stnas" else r["name"]
+            ms = r["measured_latency"]
+            d = [f"{r[key]:+.4f}" if key in r else "" for key in ("d_top1", "d_test_loss")]
+            lines.append(f"| {name} | {r['form']} | {fmt_count(r['madds'])} | {fmt_count(r['params'])} "
+                         f"| {ms['median_ms']:.3f} ({ms['iqr_ms']:.3f}) | {_pm(r['top1'], r['top1_sd'])} "
+                         f"| {_pm(r['test_loss'], r['test_loss_sd'])} | {d[0]} | {d[1]} |")
+        if not any(r["kind"] == "baseline" for r in b["rows"]):
+            lines += ["", "No configured baseline fits this budget."]
+        if b["unfit"]:
+            least = sorted(b["unfit"], key=lambda u: u["madds"])[:3]
+            lines += ["", f"{len(b['unfit'])} configured networks do not fit (report.json lists why); the smallest: "
+                      + "; ".join(u["why"] for u in least) + "."]
+        lines.append("")
+    return lines
+
+
+def write_baselines_report(run_dir: str | Path, table: dict) -> dict:
+    """report.json, report.md and plots/baselines.png of a ``stnas baselines`` run."""
+    run_dir = Path(run_dir)
+    files = {"baselines": str(plot_baselines(table, run_dir / "plots" / "baselines.png"))}
+    report = {"dataset": table["dataset"], "baselines": table, "plots": files}
+    verified.write_json(RunDir(run_dir).report_json, report)
+    lines = [f"# stnas baselines on {Path(str(table['dataset'])).name}", ""] + baseline_lines(table)
+    lines += [f"![baselines]({os.path.relpath(files['baselines'], run_dir)})", ""]
+    write_text(run_dir / "report.md", "\n".join(lines))
+    return report

@@ -18,9 +18,11 @@ import os
 import platform
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from stnas.core import dist
 from stnas.core.checkpoint import CheckpointManager
@@ -81,14 +83,51 @@ def _start_step(run_dir: Path, resume: bool | str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _splits(cfg: dict, space: SearchSpace):
+def retrain_splits(cfg: dict, space: SearchSpace, augment: bool | None = None):
+    """(train, test): what retraining trains on (``retrain.limit`` applied; ``augment``: None
+    is the dataset's default for train) and tests on, at the network's input size."""
     d, limit = cfg["data"], cfg["retrain"]["limit"]
     if limit is not None:
         limit = parse_count(limit, "retrain.limit")
     check_data_fits(space, d["dataset"], d["image_size"])
     kw = dict(image_size=d["image_size"] or space.input_size, split_seed=data_spec(cfg).data_seed)
-    return (get_dataset(d["dataset"], "train", d["root"], limit=limit, **kw),
+    return (get_dataset(d["dataset"], "train", d["root"], limit=limit, augment=augment, **kw),
             get_dataset(d["dataset"], "test", d["root"], **kw))
+
+
+def fit_model(build: Callable[[], nn.Module], cfg: dict, run_dir: Path, resume: bool | str, ctx: dist.Context,
+              train_set, desc: str = "retrain") -> tuple[nn.Module, dict, int]:
+    """Retraining's training of any network: ``build()`` under ``torch.manual_seed(seed)``,
+    trained on ``train_set`` with the ``retrain`` recipe by the shared Trainer (checkpoints and
+    exact resume in ``run_dir``). Returns (the model in eval mode, the fit summary, the step
+    the run resumed from)."""
+    recipe, seed = cfg["retrain"], cfg["seed"]
+    torch.manual_seed(seed)
+    model = build().to(ctx.device)
+    trainer = Trainer(model, recipe, train_set, run_dir, ctx, seed=seed, forward=lambda m, x, step: m(x),
+                      workers=cfg["data"]["workers"], desc=desc)
+    start = _start_step(run_dir, resume)
+    summary = trainer.fit(resume=resume)
+    model.eval()
+    return model, summary, start
+
+
+def training_record(cfg: dict, summary: dict, start: int, resume: bool | str, ctx: dist.Context, train_set,
+                    test: dict, test_s: float) -> dict:
+    """The model-card fields every retraining shares: the test result, data, recipe, time and hardware."""
+    recipe = cfg["retrain"]
+    steps_run = summary["steps"] - start
+    return {
+        "top1": test["top1"], "top5": test["top5"], "test_loss": test["loss"],
+        "dataset": cfg["data"]["dataset"], "test_images": test["n"], "train_images": len(train_set),
+        "recipe": dict(recipe), "epochs": recipe["epochs"], "steps": summary["steps"],
+        "wall_s": summary["wall_s"], "test_s": test_s,
+        "resumed_at_step": start if resume else None,
+        "images_per_s": steps_run * recipe["batch_size"] * ctx.world_size / max(1e-9, summary["wall_s"]),
+        "hardware": hardware(ctx.device), "device": str(ctx.device), "torch": torch.__version__,
+        "world_size": ctx.world_size, "seed": cfg["seed"],
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 
 def log_test_scalars(run: RunDir, step: int, test: dict) -> None:
@@ -134,33 +173,18 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         check_same_settings(run_dir, cfg, ON_EXISTING_RUN["retrain"]["keep"])
         if resume is True and run.card.exists():
             return read_retrain_card(run_dir)  # already finished
-    train_set, test_set = _splits(cfg, space)
+    train_set, test_set = retrain_splits(cfg, space)
     prep = preprocessing(data_spec(cfg), space)
     if ctx.is_main:
         save_run_space(run, space)
         save_arch(arch, run.arch)
         run.save_config(cfg)  # last: a run with a config can be resumed
     recipe, seed = cfg["retrain"], cfg["seed"]
-    torch.manual_seed(seed)
-    model = build_model(arch).to(ctx.device)
-    trainer = Trainer(model, recipe, train_set, run_dir, ctx, seed=seed, forward=lambda m, x, step: m(x),
-                      workers=cfg["data"]["workers"], desc="retrain")
-    start = _start_step(run_dir, resume)
-    summary = trainer.fit(resume=resume)
-    model.eval()
+    model, summary, start = fit_model(lambda: build_model(arch), cfg, run_dir, resume, ctx, train_set)
     t_eval = time.perf_counter()
     test = evaluate(model, test_set, 256, ctx, use_channels_last(recipe), use_amp(recipe, ctx.device))
-    steps_run = summary["steps"] - start
     card = model_card(
-        arch, prep, top1=test["top1"], top5=test["top5"], test_loss=test["loss"],
-        dataset=cfg["data"]["dataset"], test_images=test["n"], train_images=len(train_set),
-        recipe=dict(recipe), epochs=recipe["epochs"], steps=summary["steps"],
-        wall_s=summary["wall_s"], test_s=time.perf_counter() - t_eval,
-        resumed_at_step=start if resume else None,
-        images_per_s=steps_run * recipe["batch_size"] * ctx.world_size / max(1e-9, summary["wall_s"]),
-        hardware=hardware(ctx.device), device=str(ctx.device), torch=torch.__version__,
-        world_size=ctx.world_size, seed=seed,
-        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        arch, prep, **training_record(cfg, summary, start, resume, ctx, train_set, test, time.perf_counter() - t_eval),
         files={"weights": "model/model.safetensors", "arch": "model/arch.json", "onnx": "model/model.onnx",
                "pt2": "model/model.pt2", "card": "model/model_card.json"},
         weights="retrained from scratch")

@@ -1,6 +1,7 @@
 """The whole pipeline in one call: supernet (SGD, then SGD or SGLD sampling) -> parameter
 sample pool -> proxy-scored search under the budget(s) -> retraining of the best
-architecture per budget -> report.
+architecture per budget -> standard networks of the same budgets trained and evaluated the
+same way (stnas.pipeline.baselines; where ``baselines.enabled`` says so) -> report.
 
 Every stage writes into one run directory and is skipped when its output is already
 there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
@@ -19,9 +20,10 @@ from stnas.core.errors import DataError
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
+from stnas.pipeline.baselines import AUTO_MAX_IMAGE_EPOCHS, run_baselines, run_budgets, stage_enabled
 from stnas.pipeline.plan import start, write_plan
 from stnas.pipeline.report import write_report
-from stnas.pipeline.retrain import retrain
+from stnas.pipeline.retrain import retrain, retrain_splits
 from stnas.pipeline.search import run_search
 from stnas.pipeline.supernet import train_supernet
 from stnas.search.evolution import check_constraints
@@ -62,6 +64,18 @@ def _stage(name: str, ctx: dist.Context) -> None:
         print(f"\n== {name} ==", file=sys.stderr, flush=True)
 
 
+def _baselines(cfg: dict, space, ctx: dist.Context) -> bool:
+    """Whether the baselines stage runs (stnas.pipeline.baselines.stage_enabled), said in its stage line."""
+    enabled = cfg["baselines"]["enabled"]
+    images = len(retrain_splits(cfg, space)[0]) if enabled is None else 0
+    on = stage_enabled(cfg, images)
+    why = "" if enabled is not None else (
+        f" ({images} train images × {cfg['retrain']['epochs']} epochs {'≤' if on else '>'} {AUTO_MAX_IMAGE_EPOCHS}; "
+        f"baselines.enabled={'false' if on else 'true'} to {'skip' if on else 'run'} it)")
+    _stage(f"4/5 baselines: {'on' if on else 'off'}{why}", ctx)
+    return on
+
+
 def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
     """Runs (or, with ``resume``, continues) every stage; returns the report dict."""
     ctx = ctx or dist.setup(cfg["device"])
@@ -86,14 +100,14 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
 
     t = time.perf_counter()
     if not run.supernet.is_file():
-        _stage(f"1/4 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
+        _stage(f"1/5 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
                ctx)
         train_supernet(cfg, run_dir, resume=True, ctx=ctx)  # from the latest checkpoint, if any
     wall["supernet"] = time.perf_counter() - t
 
     t = time.perf_counter()
     labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])
-    _stage(f"2/4 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
+    _stage(f"2/5 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
     result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info))
@@ -109,7 +123,7 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
         if str(best.arch) in done:  # the best of a smaller budget also wins this one
             out, card = done[str(best.arch)]
         else:
-            _stage(f"3/4 retrain {k + 1}/{len(result.best)}: {best.arch} ({best.madds / 1e6:.2f}M MAdds ≤ "
+            _stage(f"3/5 retrain {k + 1}/{len(result.best)}: {best.arch} ({best.madds / 1e6:.2f}M MAdds ≤ "
                    f"{budget_label(budget)})", ctx)
             card = retrain(best.arch, cfg, out, resume=RunDir(out).config.is_file(), ctx=ctx)
             done[str(best.arch)] = (out, card)
@@ -123,9 +137,15 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
             chosen[-1].update(latency_ms=best.latency_ms, latency=(card or {}).get("latency"))
     wall["retrain"] = time.perf_counter() - t
 
+    t = time.perf_counter()
+    if _baselines(cfg, space, ctx):
+        budgets, picks = run_budgets(cfg, chosen, run_dir)
+        run_baselines(cfg, run.baselines, budgets, picks, ctx)
+        wall["baselines"] = time.perf_counter() - t
+
     report = {}
     if ctx.is_main:
-        _stage("4/4 report", ctx)
+        _stage("5/5 report", ctx)
         report = write_report(run_dir, chosen, cfg, wall, plan)
     dist.barrier(ctx.world_size)
     return report

@@ -14,7 +14,7 @@ from stnas.core.limits import check_text_size, check_tree, is_file, read_text_bo
 # the run sections a preset may hold besides ``space`` (the top level of stnas.pipeline.config.DEFAULTS;
 # a test keeps the two equal)
 PRESET_SECTIONS = ("preset", "seed", "device", "data", "supernet", "sgld", "pool", "proxy", "search", "latency",
-                   "retrain", "run")
+                   "retrain", "run", "baselines")
 
 
 def list_presets() -> list[str]:
