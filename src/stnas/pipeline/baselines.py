@@ -189,7 +189,8 @@ def recalibrated_test(model, cfg: dict, space, ctx: dist.Context, recal_batches:
             x = x.to(ctx.device)
             return x.contiguous(memory_format=torch.channels_last) if cl else x
 
-        batches = fixed_batches(recal_set, recipe["batch_size"], recal_batches, cfg["seed"], put=put,
+        one_pass = max(1, len(recal_set) // recipe["batch_size"])  # at most one pass of whole batches
+        batches = fixed_batches(recal_set, recipe["batch_size"], min(recal_batches, one_pass), cfg["seed"], put=put,
                                 name="the training split")
         recalibrate_bn(model, batches, amp)
         seen = sum(len(x) for x in batches)
