@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from stnas.cli import main
 from stnas.core.errors import ConfigError, LatencyTableError, SpaceError
 from stnas.core.units import parse_latency
+from stnas.core.verified import read_json
 from stnas.latency import table as lat
 from stnas.latency.measure import build_table, ensure_table, summarize, time_calls
 from stnas.pipeline.checks import check_search
@@ -343,7 +344,8 @@ def test_madds_search_output_is_unchanged_by_latency_support(tmp_path):
 
 # ------------------------------------------------------------------ the pipeline
 SMALL = ["supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
-         "search.generations=2", "retrain.epochs=1", "supernet.progress=false", "retrain.progress=false"]
+         "search.generations=2", "retrain.epochs=1", "supernet.progress=false", "retrain.progress=false",
+         "baselines.families=[mobilenet_v3_small]", "baselines.forms=[adapted]"]  # (on for digits: kept small)
 
 
 def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, capsys):
@@ -368,8 +370,11 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, tmp_path, cap
         assert x["predicted_ms"] == pytest.approx(pred(load_arch(c["arch"], SPACE)))
         assert x["predicted_ms"] <= c["latency_budget_ms"]
         assert x["measured_ms"] > 0 and x["calls"] >= 50 and x["device"] == lat.describe(table)
-        card = json.loads((out / c["retrain_dir"] / "model_card.json").read_text())
+        card = read_json(out / c["retrain_dir"] / "model_card.json")  # still checksummed
         assert card["latency"] == x
+    # the baselines stage fits by measured latency: each table's baseline measured within its budget
+    for c, t in zip(report["chosen"], report["baselines"]["budgets"]):
+        assert t["budget"]["latency_ms"] == pytest.approx(c["latency_budget_ms"]) and t["rows"][0]["kind"] == "stnas"
     md = (out / "report.md").read_text()
     assert "Latency on" in md and "predicted ms" in md and (out / "plots" / "pareto_latency.png").is_file()
 

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from stnas.core import verified
 from stnas.core.fileio import write_json
 from stnas.core.units import parse_latency
 from stnas.latency import table as lat
@@ -71,6 +72,6 @@ def add_to_model(retrain_dir: str | Path, card: dict, arch: Arch, pred: lat.Pred
         found = model_latency(arch, pred, settings, timer)
         write_json(f, found)
     card = {**card, "latency": found}
-    if (retrain_dir / "model_card.json").is_file():
-        write_json(retrain_dir / "model_card.json", card)
+    if (retrain_dir / "model_card.json").is_file():  # checksummed, as the retraining wrote it
+        verified.write_json(retrain_dir / "model_card.json", card)
     return card
