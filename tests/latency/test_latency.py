@@ -379,7 +379,8 @@ def test_a_models_latency_file_is_reused_only_when_intact(table, tmp_path):
 
 # ------------------------------------------------------------------ the pipeline
 SMALL = ["supernet.epochs=2", "pool.epochs=1", "pool.samples=2", "search.population=6", "search.parents=2",
-         "search.generations=2", "retrain.epochs=1", "supernet.progress=false", "retrain.progress=false"]
+         "search.generations=2", "retrain.epochs=1", "supernet.progress=false", "retrain.progress=false",
+         "baselines.families=[mobilenet_v3_small]", "baselines.forms=[adapted]"]  # (on for digits: kept small)
 
 
 @pytest.fixture(scope="module")
@@ -415,6 +416,9 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, latency_run, 
         assert x["predicted_ms"] <= c["latency_budget_ms"]
         assert x["measured_ms"] > 0 and x["calls"] >= 50 and x["device"] == lat.describe(table)
         assert read_card(out / c["retrain_dir"])["latency"] == x
+    # the baselines stage fits by measured latency: each table's baseline measured within its budget
+    for c, t in zip(report["chosen"], report["baselines"]["budgets"]):
+        assert t["budget"]["latency_ms"] == pytest.approx(c["latency_budget_ms"]) and t["rows"][0]["kind"] == "stnas"
     md = (out / "report.md").read_text()
     assert "Latency on" in md and "predicted ms" in md and (out / "plots" / "pareto_latency.png").is_file()
 

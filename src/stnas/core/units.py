@@ -120,10 +120,11 @@ class Budget:
     def label(self) -> str:
         parts = [budget_label(self.madds)] if self.madds is not None else []
         parts += [f"params:{budget_label(self.params)}"] if self.params is not None else []
-        if self.latency_ms is not None:  # no exponent: "+" joins the terms
+        if self.latency_ms is not None:  # 6 significant digits (as latency targets), no exponent: "+" joins
             ms = self.latency_ms
             value, unit = (ms, "ms") if ms >= 1 else (ms * 1e3, "us")
-            parts.append(f"{value:.6f}".rstrip("0").rstrip(".") + unit)
+            text = f"{value:.6g}"
+            parts.append((f"{value:.6f}".rstrip("0").rstrip(".") if "e" in text else text) + unit)
         return "+".join(parts)
 
     def to_json(self) -> dict:
