@@ -45,13 +45,18 @@ from __future__ import annotations
 import copy
 import math
 import os
+import sys
 from typing import Callable
 
-from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core import dist
+from stnas.core.errors import CheckpointError, ConfigError, StnasError
 from stnas.core.rundir import RunDir
 from stnas.core.units import fmt_duration, parse_duration
 from stnas.core.verified import read_json, write_json
 from stnas.pipeline.calibrate import calibrate, data_sizes, retrain_labels
+from stnas.pipeline.config import apply_layers
+from stnas.search.evolution import check_constraints
+from stnas.space.catalog import load_space
 
 VERSION = 1
 SAFETY = 0.9  # share of a time budget the plan fills (runs vary by about ±20%, docs/design.md §6)
@@ -247,8 +252,6 @@ def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool =
                 log: Callable[[str], None] | None = None) -> tuple[dict, dict]:
     """The plan of ``stnas run`` (calibrating what the cache lacks) and the config it runs:
     with ``run.time_budget``, sized to fit it (ConfigError, one line, when it cannot)."""
-    from stnas.pipeline.config import apply_layers
-
     sizes = dict(data_sizes(cfg, space, RUN_STAGES, ranks), trainings=retrain_labels(cfg["search"]))
     units, spent, cached = calibrate(cfg, space, RUN_STAGES, device, sizes=sizes, write_cache=write_cache, log=log)
     budget = None
@@ -333,11 +336,6 @@ def start(cfg: dict, space, run: RunDir, resume: bool, ctx) -> tuple[dict, dict 
     """The config a run executes and its plan, printed (main process): a resumed run's saved
     plan; a new run's measured and, with ``run.time_budget``, sized to it (the main process
     measures, every process gets the same). Writes nothing (the caller saves both)."""
-    import sys
-
-    from stnas.core import dist
-    from stnas.core.errors import StnasError
-
     if resume:
         plan = read_plan(run, cfg)
         if plan is not None and ctx.is_main:
@@ -364,15 +362,11 @@ def start(cfg: dict, space, run: RunDir, resume: bool, ctx) -> tuple[dict, dict 
 def dry_run(cfg: dict, run_dir=None) -> str:
     """The plan ``stnas run --dry-run`` prints (a resumed run: the one it started with);
     nothing is written, not even the calibration cache."""
-    from stnas.core.dist import resolve_device
-    from stnas.search.evolution import check_constraints
-    from stnas.space.catalog import load_space
-
     if run_dir is not None:
         plan = read_plan(RunDir(run_dir), cfg)
         return plan_text(plan, "plan (saved when the run started)") if plan else f"{run_dir} was started without a plan"
     space = load_space(cfg["preset"])
     se = cfg["search"]
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])
-    _, plan = prepare_run(cfg, space, resolve_device(cfg["device"]), write_cache=False)
+    _, plan = prepare_run(cfg, space, dist.resolve_device(cfg["device"]), write_cache=False)
     return plan_text(plan)
