@@ -43,7 +43,6 @@ from typing import Callable
 import numpy as np
 import torch
 from torch import nn
-from torch.optim.swa_utils import update_bn
 
 from stnas.core.checkpoint import save_checkpoint
 from stnas.core.errors import CheckpointError
@@ -59,6 +58,7 @@ from stnas.pipeline.settings import data_spec, sharing
 from stnas.pipeline.supernet import sampler
 from stnas.space.arch import Arch
 from stnas.train.engine import eval_sums, param_groups, use_amp, use_channels_last
+from stnas.train.recalibrate import fixed_batches, recalibrate_bn
 from stnas.train.sgld import SGLD
 
 VERSION = 1
@@ -220,11 +220,12 @@ def measure_search(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
     cl, amp = use_channels_last(r), use_amp(r, device)
     train = dataset_split(data_spec(cfg), space, "search-train", None, augment=False)
     val = dataset_split(data_spec(cfg), space, "search-val", cfg["data"]["val_limit"])
-    loaders = (make_loader(train, px["batch_size"], train=True, seed=data_spec(cfg).data_seed, epoch=e, drop_last=False)
-               for e in itertools.count())
-    recal = [(x.to(device), y) for x, y in itertools.islice(itertools.chain.from_iterable(loaders),
-                                                           px["recal_batches"])]
-    recal = [(x.contiguous(memory_format=torch.channels_last) if cl else x, y) for x, y in recal]
+
+    def put(x):
+        x = x.to(device)
+        return x.contiguous(memory_format=torch.channels_last) if cl else x
+
+    recal = fixed_batches(train, px["batch_size"], px["recal_batches"], data_spec(cfg).data_seed, put=put)
     val_batches = [(x.to(device), y.to(device)) for x, y in make_loader(val, px["batch_size"], train=False)]
     supernet = Supernet(space, **sharing(cfg)).to(device)
     rng = np.random.default_rng(0)
@@ -236,10 +237,7 @@ def measure_search(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
         net = supernet.extract(archs[i])
         if cl:
             net = net.to(memory_format=torch.channels_last)
-        net.eval()
-        if recal:
-            with torch.no_grad(), _autocast(device, amp):
-                update_bn(recal, net)
+        recalibrate_bn(net, recal, amp)
         eval_sums(net, val_batches, device, cl, amp)
 
     units = {"eval_s": _timed(unit, device, warmup=1, count=EVALS)}
@@ -291,7 +289,7 @@ def measure_export(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
     arch = space.extreme(largest=True)
     model = build_model(arch).eval()
     t = time.perf_counter()
-    export_model(model, arch, tmp / "model", preprocessing=preprocessing(cfg, space))
+    export_model(model, arch, tmp / "model", preprocessing=preprocessing(data_spec(cfg), space))
     return {"export_s": time.perf_counter() - t}
 
 
