@@ -31,14 +31,15 @@ message that says what is wrong.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from stnas.core.errors import ArchError, CheckpointError
 from stnas.core.limits import check_text_size, is_file, parse_json, read_text_bounded
 from stnas.core.verified import check_digest, write_json
 
-if TYPE_CHECKING:
-    from stnas.space.searchspace import SearchSpace
+# an Arch holds its space, a stnas.space.searchspace.SearchSpace; that module imports this one,
+# so the type is named here and not imported (the package's imports run one way)
+SearchSpace = Any
 
 FORMAT = "stnas-arch"
 VERSION = 1
