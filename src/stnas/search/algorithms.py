@@ -44,7 +44,7 @@ def _random(sampler, generation: int, targets: list, c: dict, parents: Callable[
 
 SEARCH_ALGORITHMS: Registry[SearchAlgorithm] = Registry("search algorithm")
 SEARCH_ALGORITHMS.add("evolution", SearchAlgorithm(lambda c, population: int(c["generations"]), _evolution),
-                      "evolution: top-k parents of the history per target, crossover and mutation")
+                      "SPOS-style: top-k parents of the history per target, crossover and mutation")
 SEARCH_ALGORITHMS.add("random", SearchAlgorithm(lambda c, population: -(-int(c["random_samples"]) // population),
                                                 _random),
                       "random_samples distinct constrained draws, scored population at a time")
