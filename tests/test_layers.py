@@ -101,7 +101,7 @@ def test_no_import_cycle(module_level):
 
 
 def test_config_imports_without_torch():
-    code = ("import sys, stnas.pipeline.config, stnas.core.choices, stnas.space.presets; "
+    code = ("import sys, stnas.pipeline.config, stnas.pipeline.checks, stnas.space.presets; "
             "sys.exit(1 if 'torch' in sys.modules else 0)")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONPATH": str(SRC)})
     assert proc.returncode == 0, proc.stderr or "stnas.pipeline.config imported torch"

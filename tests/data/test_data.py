@@ -14,8 +14,9 @@ from sklearn.datasets import load_digits
 from torch.utils.data import Dataset
 
 from stnas.core.errors import ConfigError, DataError
-from stnas.data import datasets as data
-from stnas.data.datasets import ArrayDataset, get_dataset, make_loader, read_idx, stratified_split, stratified_subset
+from stnas.data import catalog
+from stnas.data.catalog import DATASETS, read_idx
+from stnas.data.datasets import ArrayDataset, get_dataset, make_loader, stratified_split, stratified_subset
 
 FMNIST = Path("/usr/share/datasets/fashion-mnist")
 needs_fmnist = pytest.mark.skipif(not (FMNIST / "train-images-idx3-ubyte.gz").exists(),
@@ -178,8 +179,8 @@ def test_fashion_mnist_augmentation_is_crop_and_flip():
 
 def test_missing_data_names_every_place(tmp_path, monkeypatch):
     monkeypatch.setenv("STNAS_DATA", str(tmp_path / "env"))
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {"fashion-mnist": str(tmp_path / "sys")})
-    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(DATASETS.get("fashion-mnist").files, "system_dir", str(tmp_path / "sys"))
+    monkeypatch.setattr(catalog, "CACHE_DIR", tmp_path / "cache")
     (tmp_path / "root").mkdir()  # a root that exists but does not hold the data: looked in, then the rest
     with pytest.raises(DataError) as e:
         get_dataset("fashion-mnist", "train", root=tmp_path / "root", download=False)
@@ -193,7 +194,7 @@ def test_missing_data_names_every_place(tmp_path, monkeypatch):
         get_dataset("cifar10", "train", download=False)
     with pytest.raises(DataError, match="train/ and val/"):
         get_dataset("imagenet", "train", root=tmp_path)
-    with pytest.raises(DataError, match="unknown dataset"):
+    with pytest.raises(DataError, match="dataset must be one of digits, fashion-mnist"):
         get_dataset("mnist", "train")
     # a root that does not exist is a typo, not a place to skip: named, before anything else
     for name in ("fashion-mnist", "digits"):
@@ -208,8 +209,8 @@ def test_failed_download_is_a_data_error(tmp_path, monkeypatch):
         raise OSError("Network is unreachable")
 
     monkeypatch.delenv("STNAS_DATA", raising=False)
-    monkeypatch.setattr(data, "SYSTEM_DIRS", {})
-    monkeypatch.setattr(data, "CACHE_DIR", tmp_path / "cache")
+    monkeypatch.setattr(DATASETS.get("fashion-mnist").files, "system_dir", None)
+    monkeypatch.setattr(catalog, "CACHE_DIR", tmp_path / "cache")
     monkeypatch.setattr(tvd, "FashionMNIST", offline)
     with pytest.raises(DataError, match="download into .*cache failed: OSError: Network is unreachable"):
         get_dataset("fashion-mnist", "train")
@@ -351,3 +352,42 @@ def test_split_seed_fixes_the_data_across_training_seeds():
     np.testing.assert_array_equal(val(1, split_seed=0), base)
     assert not np.array_equal(val(1), base)  # by default the seed splits
     np.testing.assert_array_equal(val(0, split_seed=1), val(1))
+
+
+# ------------------------------------------------------------------ every named dataset
+@pytest.mark.parametrize("name", DATASETS.names())
+def test_every_named_dataset_is_well_formed_and_offered(name, tmp_path, monkeypatch):
+    from stnas.cli.common import data_help
+    from stnas.data.datasets import describe
+    from stnas.pipeline.checks import check_dataset
+
+    e = DATASETS.get(name)
+    assert e.classes >= 2 and e.size >= 1 and e.pad >= 0 and e.pixel_scale > 0
+    assert len(e.mean) == len(e.std) in (1, 3) and all(0 <= m <= 1 for m in e.mean) and min(e.std) > 0
+    assert 0 < e.val < 1 if isinstance(e.val, float) else e.val >= 1
+    assert len(e.names()) == e.classes == len(set(e.names()))
+    assert (e.load is None) == e.folders and (e.files is not None or not e.folders)
+    d = describe(name)
+    assert (d["channels"], d["classes"], d["class_names"]) == (len(e.mean), e.classes, e.names())
+    assert check_dataset(name) == name and name in data_help()
+    if e.files is None:  # shipped with a package: it loads here
+        ds = get_dataset(name, "test", augment=False)
+        x, y = ds[0]
+        assert x.shape == (len(e.mean), e.size, e.size) and 0 <= y < e.classes and ds.num_classes == e.classes
+        return
+    assert e.files.subdirs and e.files.markers and e.files.how
+    monkeypatch.setenv("STNAS_DATA", str(tmp_path / "env"))
+    monkeypatch.setattr(e.files, "system_dir", None)
+    monkeypatch.setattr(catalog, "CACHE_DIR", tmp_path / "cache")
+    with pytest.raises(DataError) as info:  # found nowhere: every place and how to get it, in one line
+        get_dataset(name, "train", root=tmp_path, download=False)
+    msg = str(info.value)
+    assert "\n" not in msg and e.files.how in msg and str(tmp_path / "env") in msg and str(tmp_path) in msg
+
+
+def test_an_unknown_dataset_name_is_one_line_with_a_hint():
+    from stnas.pipeline.checks import check_dataset
+
+    with pytest.raises(ConfigError, match="did you mean 'cifar10'") as info:
+        check_dataset("cifar-10")
+    assert "\n" not in str(info.value) and "an image folder or an .npz file" in str(info.value)

@@ -4,6 +4,7 @@ every bad input refused in one line with exit code 2 before anything is written.
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,7 @@ from PIL import Image
 from stnas.cli import main
 from stnas.core.errors import DataError
 from stnas.data.datasets import describe, get_dataset
-from stnas.data.userdata import load_user_data, save_npz
+from stnas.data.userdata import DATA_FORMATS, data_format, is_user_data, load_user_data, save_npz
 from stnas.space.catalog import load_space
 
 from synthdata import images, write_folder
@@ -251,3 +252,48 @@ def test_large_folders_are_streamed_with_the_same_items(tmp_path, monkeypatch):
     (root / "green" / "broken.png").write_bytes(b"junk")
     with pytest.raises(DataError, match="cannot read image"):
         load_user_data(str(root))
+
+
+# ------------------------------------------------------------------ every data format
+def _folder_data(tmp_path):
+    return str(write_folder(tmp_path / "f", split=False, classes=3, per_class=10, size=8, channels=3))
+
+
+def _npz_data(tmp_path):
+    x, y = images(3, 10, 8, 3)
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x[:6], y_test=y[:6])
+    return str(tmp_path / "d.npz")
+
+
+class _Squares(torch.utils.data.Dataset):
+    def __init__(self):
+        self.x, self.y = images(3, 10, 8, 3)
+
+    def __len__(self):
+        return len(self.y)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.x[i]).permute(2, 0, 1).float() / 255, int(self.y[i])
+
+
+EXAMPLES = {"folder": _folder_data, "npz": _npz_data, "dataset": lambda tmp_path: _Squares()}
+
+
+@pytest.mark.parametrize("fmt", DATA_FORMATS.names())
+def test_every_data_format_claims_and_loads_its_own_kind(fmt, tmp_path):
+    from stnas.pipeline.checks import check_dataset
+
+    assert fmt in EXAMPLES, f"data format {fmt!r} needs an example here"
+    spec = EXAMPLES[fmt](tmp_path)
+    entry = DATA_FORMATS.get(fmt)
+    assert data_format(spec) == fmt and is_user_data(spec)
+    assert [f for f in DATA_FORMATS if DATA_FORMATS.get(f).claims(spec)] == [fmt]  # no other format claims it
+    d = load_user_data(spec)
+    assert d.channels == 3 and d.size == 8 and len(d.classes) == 3
+    assert len(d.y_train) + len(d.y_test) in (30, 36) and set(d.y_train.tolist()) == {0, 1, 2}
+    if entry.path:  # named by a path in data.dataset: checked, made absolute, described in --data's help
+        from stnas.cli.common import data_help
+
+        assert entry.exists(Path(spec)) and check_dataset(spec) == str(Path(spec).resolve())
+        assert entry.noun in data_help()
+        assert not entry.exists(tmp_path / "missing")

@@ -281,7 +281,7 @@ def test_no_scored_candidate_exceeds_its_latency_budget(table, tmp_path, quantil
                  tmp_path, seed=1, progress=False, latency=pred)
     assert scorer.scored and len(scorer.scored) == len(set(scorer.scored))
     for target, recs in res.best.items():
-        assert recs and all(r.latency_ms <= target.latency_ms for r in recs)
+        assert recs and all(r.latency_ms <= target.limit("latency") for r in recs)
     history = read_search(tmp_path, "history")
     assert all(h["latency_ms"] == pytest.approx(pred(load_arch(h["arch"], SPACE))) for h in history)
     assert all(h["latency_ms"] <= parse_latency(budgets[1]) for h in history)
@@ -299,9 +299,9 @@ def test_latency_and_madds_budgets_together(table):
     scorer = Scorer(pred, limit, max_madds=300_000)
     res = search(SPACE, scorer, search_cfg(budgets=["200k", "300k"], latency_budgets=[f"{limit!r}ms"]), None,
                  seed=0, progress=False, latency=pred)
-    assert sorted((t.madds, t.latency_ms) for t in res.best) == [(200_000, limit), (300_000, limit)]
+    assert sorted((t.limit("madds"), t.limit("latency")) for t in res.best) == [(200_000, limit), (300_000, limit)]
     for t, recs in res.best.items():
-        assert all(r.madds <= t.madds and r.latency_ms <= t.latency_ms for r in recs)
+        assert all(r.madds <= t.limit("madds") and r.latency_ms <= t.limit("latency") for r in recs)
 
 
 def test_screened_latency_search_keeps_every_candidate_within_its_target(table, tmp_path):
@@ -315,7 +315,7 @@ def test_screened_latency_search_keeps_every_candidate_within_its_target(table, 
     assert cheap.scored and len(full.scored) < len(cheap.scored)
     assert any(r.screened for r in res.history) and all(r.latency_ms <= limit for r in res.history)
     for t, recs in res.best.items():
-        assert recs and all(not r.screened and r.latency_ms <= t.latency_ms for r in recs)
+        assert recs and all(not r.screened and r.latency_ms <= t.limit("latency") for r in recs)
     front = read_search(tmp_path, "pareto_latency")
     assert front and not any(r.get("screened") for r in front)
 
@@ -493,3 +493,34 @@ def test_a_latency_search_never_replaces_a_madds_search_and_back(table, tmp_path
         search(SPACE, scorer, base, tmp_path / "l", progress=False)
     search(SPACE, scorer, {**base, "latency_budgets": [limit]}, tmp_path / "l", progress=False, latency=pred,
            info=info)  # the same settings replay
+
+
+# ------------------------------------------------------------------ every runtime and device
+@pytest.mark.parametrize("runtime", lat.LATENCY_RUNTIMES.names())
+@pytest.mark.parametrize("device", lat.LATENCY_DEVICES.names())
+def test_every_runtime_and_device_builds_a_table_or_says_why(tiny_config, runtime, device):
+    from stnas.latency.measure import device_info, runtime_info
+    from stnas.space.searchspace import SearchSpace
+
+    try:
+        device_info(device), runtime_info(runtime, device)
+    except ConfigError as exc:  # not here (no CUDA, no onnxruntime): one line that says so
+        assert "\n" not in str(exc) and (device in str(exc) or runtime in str(exc) or "Provider" in str(exc))
+        pytest.skip(str(exc))
+    space = SearchSpace(tiny_config)
+    t = build_table(space, runtime, device, warmup=0, repeats=3, rounds=1, fit_networks=3, timer=FakeTimer())
+    lat.validate_table(t)
+    assert t["runtime"]["name"] == runtime and t["device"]["kind"] == device
+    assert set(t["entries"]) == set(lat.required_keys(space))
+    a = space.sample(np.random.default_rng(0))
+    assert lat.Predictor(t, space)(a) == pytest.approx(expected_ms(t, a), rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize("key, bad", [("runtime", "onnx"), ("device", "gpu")])
+def test_an_unknown_runtime_or_device_is_refused_in_one_line(capsys, key, bad):
+    rc, out = cli(["latency", "build", "digits", f"--{key}", bad], capsys)
+    assert rc == 2 and len(out.err.strip().splitlines()) <= 2 and bad in out.err
+    with pytest.raises(ConfigError, match=f"latency.{key} must be one of"):
+        from stnas.pipeline.checks import check_latency_section
+
+        check_latency_section(dict(DEFAULTS["latency"], **{key: bad}))

@@ -88,17 +88,18 @@ def _cli_choices(command: list[str], flag: str) -> tuple:
 
 
 def test_cli_choices_are_the_configs():
-    from stnas.core import choices
-    from stnas.pipeline.checks import _CHOICES
+    from stnas.pipeline.checks import CHOICES
 
-    assert _CHOICES[("proxy", "mode")] == choices.PROXY_MODES
-    assert _cli_choices(["search"], "--mode") == choices.PROXY_MODES
-    assert _cli_choices(["run"], "--mode") == choices.PROXY_MODES
-    assert _cli_choices(["rank"], "--mode") == (*choices.PROXY_MODES, "all")
-    assert _cli_choices(["search"], "--algorithm") == choices.SEARCH_ALGORITHMS
-    assert _cli_choices(["run"], "--optimizer") == choices.OPTIMIZERS
-    assert _cli_choices(["supernet", "train"], "--optimizer") == choices.OPTIMIZERS
-    assert _cli_choices(["space", "sample"], "--mode") == choices.SAMPLING_MODES
+    modes = CHOICES[("proxy", "mode")].names()
+    assert modes == ("single", "stabilized", "averaged")
+    assert _cli_choices(["search"], "--mode") == modes
+    assert _cli_choices(["run"], "--mode") == modes
+    assert _cli_choices(["rank"], "--mode") == (*modes, "all")
+    assert _cli_choices(["search"], "--algorithm") == CHOICES[("search", "algorithm")].names()
+    assert _cli_choices(["run"], "--optimizer") == CHOICES[("supernet", "optimizer")].names() == ("sgd", "sgld")
+    assert _cli_choices(["supernet", "train"], "--optimizer") == CHOICES[("supernet", "optimizer")].names()
+    assert _cli_choices(["space", "sample"], "--mode") == CHOICES[("supernet", "sampling")].names()
+    assert _cli_choices(["latency", "build"], "--runtime") == CHOICES[("latency", "runtime")].names()
 
 
 @given(st.integers(1, 999), st.integers(-9, 0), st.sampled_from(["e", "E"]), st.booleans())

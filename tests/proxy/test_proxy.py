@@ -26,6 +26,7 @@ from stnas.nn.supernet import Supernet
 from stnas.pipeline.config import resolve
 from stnas.pipeline.report import write_report
 from stnas.pipeline.search import proxy_for_run
+from stnas.proxy.modes import PROXY_METRICS, PROXY_MODES
 from stnas.proxy.scorer import Proxy, ProxySettings
 from stnas.space.catalog import load_space
 
@@ -357,3 +358,41 @@ def test_a_proxy_takes_explicit_settings_and_keeps_its_cache_key(run, archs):
     assert split.settings == {**proxy.settings, "split_seed": 0}  # a split seed set explicitly is part of the key
     with pytest.raises(ConfigError, match="proxy mode must be one of"):
         Proxy(run, space, ProxySettings("best", "top1", 2, 64, None), data)
+
+
+# ------------------------------------------------------------------ every proxy mode and metric
+@pytest.mark.parametrize("mode", PROXY_MODES.names())
+def test_every_proxy_mode_scores_under_its_own_weight_sources(run, archs, mode):
+    entry = PROXY_MODES.get(mode)
+    proxy = proxy_for_run(run, mode=mode)
+    sources = entry.sources(proxy, None)
+    assert len(sources) == (len(proxy.pool) if entry.per_sample else 1) == len({s.name for s in sources})
+    score = proxy.score(archs[:1])[0]
+    assert len(score.per_sample) == len(sources) and score.arch == str(archs[0])
+    for value, source in zip(score.per_sample, sources):  # each by the hand-written recipe
+        assert value == pytest.approx(reference_top1(run, source.load(), archs[0]), abs=1e-9)
+    if entry.pool:  # where its weights come from: the pool, not the final weights
+        assert source.load().keys() == proxy.pool.load(0).keys()
+        (run / "supernet.safetensors").unlink()
+        assert proxy_for_run(run, mode=mode).score(archs[:1]) == [score]
+    else:
+        shutil.rmtree(run / "pool")
+        assert proxy_for_run(run, mode=mode).score(archs[:1]) == [score]
+
+
+@pytest.mark.parametrize("metric", PROXY_METRICS.names())
+def test_every_proxy_metric_is_higher_for_better_evaluations(run, archs, metric):
+    f = PROXY_METRICS.get(metric)
+    assert f(0.9, 1.0) >= f(0.5, 1.0) and f(0.5, 0.5) >= f(0.5, 1.0)
+    assert f(0.9, 0.5) > f(0.5, 1.0)
+    cfg = resolve("digits", overrides=OVERRIDES + [f"proxy.metric={metric}"])
+    s = proxy_for_run(run, cfg, mode="single").score(archs[:1])[0]
+    top1, loss = reference_top1(run, load_file(run / "supernet.safetensors"), archs[0], with_loss=True)
+    assert s.top1 == pytest.approx(top1, abs=1e-9) and s.loss == pytest.approx(loss, abs=1e-5)
+    assert s.score == pytest.approx(f(top1, loss), abs=1e-5)
+
+
+def test_an_unknown_proxy_mode_is_one_line_with_a_hint(run):
+    with pytest.raises(ConfigError, match="did you mean 'averaged'") as info:
+        proxy_for_run(run, mode="average")
+    assert "\n" not in str(info.value)

@@ -15,6 +15,7 @@ from stnas.core.verified import write_json
 from stnas.pipeline.checks import check_search
 from stnas.pipeline.config import DEFAULTS
 from stnas.proxy.score import Score
+from stnas.search.algorithms import SEARCH_ALGORITHMS, SELECTIONS
 from stnas.search.evolution import search
 from stnas.search.history import pareto_front, read_search
 from stnas.space.catalog import load_arch, load_space
@@ -55,6 +56,11 @@ class LinearScorer:
         return [s for c in self.calls for s in c]
 
 
+def madds_best(result):
+    """A MAdds search's top records keyed by the plain budget."""
+    return {t.limit("madds"): recs for t, recs in result.best.items()}
+
+
 def cfg(**kw):
     """A plain search section (no screening, no floor), checked as ``resolve`` checks it."""
     c = dict(DEFAULTS["search"], budgets=[200_000], population=16, parents=4, generations=6, random_samples=96, top=3,
@@ -74,7 +80,7 @@ def test_evolution_finds_the_known_optimum():
         scorer = LinearScorer(SPACE, seed)
         res = search(SPACE, scorer, cfg(budgets=[big], generations=40), None, seed=seed, progress=False)
         stem, br = scorer.optimum()
-        best = res.best[big][0]
+        best = madds_best(res)[big][0]
         assert (list(best.arch.stem), list(best.arch.branches)) == (stem, br)
         assert len(res.history) == 16 * 40  # 640 of 34M architectures
 
@@ -86,8 +92,8 @@ def test_evolution_beats_random_with_the_same_evaluations():
         e = search(SPACE, scorer, cfg(generations=10), None, seed=seed, progress=False)
         r = search(SPACE, scorer, cfg(algorithm="random", random_samples=160), None, seed=seed, progress=False)
         assert len(e.history) == len(r.history) == 160
-        evo.append(e.best[200_000][0].score)
-        rnd.append(r.best[200_000][0].score)
+        evo.append(madds_best(e)[200_000][0].score)
+        rnd.append(madds_best(r)[200_000][0].score)
     assert np.mean(evo) > np.mean(rnd) + 1.0
     assert sum(a > b for a, b in zip(evo, rnd)) >= 7
 
@@ -111,17 +117,17 @@ def test_multi_budget_best_and_exploration(tmp_path):
     res = search(SPACE, scorer, cfg(budgets=["300k", "120k", "200k"], population=15, generations=5), tmp_path,
                  seed=0, progress=False)
     lines = read_jsonl(tmp_path / "search.jsonl")
-    assert sorted(res.best) == budgets
+    assert sorted(madds_best(res)) == budgets
     for b in budgets:
         under = [x for x in lines if x["madds"] <= b]
-        assert res.best[b][0].madds <= b
-        assert res.best[b][0].score == max(x["score"] for x in under)
-        assert [r.score for r in res.best[b]] == sorted((x["score"] for x in under), reverse=True)[:3]
+        assert madds_best(res)[b][0].madds <= b
+        assert madds_best(res)[b][0].score == max(x["score"] for x in under)
+        assert [r.score for r in madds_best(res)[b]] == sorted((x["score"] for x in under), reverse=True)[:3]
     for g in range(5):  # every generation keeps exploring the smallest budget
         assert sum(x["madds"] <= 120_000 for x in lines if x["generation"] == g) >= 5
     # larger budgets find larger, better architectures
-    assert res.best[120_000][0].score < res.best[200_000][0].score < res.best[300_000][0].score
-    assert res.best[300_000][0].madds > 200_000
+    assert madds_best(res)[120_000][0].score < madds_best(res)[200_000][0].score < madds_best(res)[300_000][0].score
+    assert madds_best(res)[300_000][0].madds > 200_000
 
 
 def test_deterministic_given_seed():
@@ -143,7 +149,7 @@ def test_outputs_round_trip(tmp_path):
     best = read_search(tmp_path, "best")
     assert [(e["budget"], e["rank"]) for e in best] == [(150_000, 1), (150_000, 2), (250_000, 1), (250_000, 2)]
     for e in best:
-        rec = res.best[e["budget"]][e["rank"] - 1]
+        rec = madds_best(res)[e["budget"]][e["rank"] - 1]
         path = tmp_path / "best" / f"budget_{budget_label(e['budget'])}" / f"top{e['rank']}.json"
         assert e["file"] == str(path.relative_to(tmp_path))
         assert load_arch(path, SPACE) == rec.arch and e["arch"] == str(rec.arch)
@@ -151,7 +157,7 @@ def test_outputs_round_trip(tmp_path):
     assert (tmp_path / "best" / "budget_150k" / "top1.json").is_file()
     summary = read_search(tmp_path, "summary")
     assert summary["done"] and summary["evaluations"] == 96 and summary["budgets"] == [150_000, 250_000]
-    assert summary["best"]["250k"]["arch"] == str(res.best[250_000][0].arch)
+    assert summary["best"]["250k"]["arch"] == str(madds_best(res)[250_000][0].arch)
     # Pareto front against a brute-force check on the written history
     pts = [(x["madds"], x["score"]) for x in lines]
     brute = {(m, s) for m, s in pts
@@ -294,7 +300,7 @@ def test_tiny_space_is_exhausted_gracefully(tiny_config):
     res = search(space, scorer, cfg(budgets=[big], population=30, parents=5, generations=10), None, progress=False)
     assert len(scorer.scored) == len(set(scorer.scored)) == len(res.history) <= total
     stem, br = scorer.optimum()
-    assert (list(res.best[big][0].arch.stem), list(res.best[big][0].arch.branches)) == (stem, br)
+    assert (list(madds_best(res)[big][0].arch.stem), list(madds_best(res)[big][0].arch.branches)) == (stem, br)
 
 
 # ------------------------------------------------------------------------- CLI
@@ -374,12 +380,12 @@ def test_budget_floor_gives_each_budget_its_own_window(algorithm):
     budgets = [150_000, 300_000]
     small = LinearScorer(SPACE, 2, per_madd=-1e-4)
     plain = search(SPACE, small, cfg(algorithm=algorithm, budgets=budgets), None, seed=5, progress=False)
-    assert plain.best[300_000][0].madds < 0.8 * 300_000
+    assert madds_best(plain)[300_000][0].madds < 0.8 * 300_000
     windowed = LinearScorer(SPACE, 2, per_madd=-1e-4)
     res = search(SPACE, windowed, cfg(algorithm=algorithm, budgets=budgets, budget_floor=0.8), None, seed=5,
                  progress=False)
     for b in budgets:
-        assert res.best[b] and all(0.8 * b <= r.madds <= b for r in res.best[b])
+        assert madds_best(res)[b] and all(0.8 * b <= r.madds <= b for r in madds_best(res)[b])
     # every scored candidate was drawn for one budget's window, and both windows were explored
     assert all(any(0.8 * b <= r.madds <= b for b in budgets) for r in res.history)
     assert all(sum(0.8 * b <= r.madds <= b for r in res.history) >= len(res.history) // 3 for b in budgets)
@@ -448,14 +454,14 @@ def test_largest_tied_chooses_the_most_madds_among_ties(tmp_path, algorithm):
     assert [r.arch for r in res.history] == [r.arch for r in best.history]  # parents do not change
     for b in budgets:
         within = [r.madds for r in res.history if r.madds <= b]
-        assert res.best[b][0].madds == max(within)  # all tied: the largest
-        assert best.best[b][0].madds == min(within)  # equal means: the rank key's smallest
-        assert len(res.best[b]) == 3 and len({str(r.arch) for r in res.best[b]}) == 3
+        assert madds_best(res)[b][0].madds == max(within)  # all tied: the largest
+        assert madds_best(best)[b][0].madds == min(within)  # equal means: the rank key's smallest
+        assert len(madds_best(res)[b]) == 3 and len({str(r.arch) for r in madds_best(res)[b]}) == 3
     rows = read_jsonl(tmp_path / "search.jsonl")
     assert all(len(r["per_sample"]) == 8 for r in rows)
     summary = read_search(tmp_path, "summary")
     assert summary["config"]["select"] == "largest_tied"
-    assert summary["best"]["300k"]["madds"] == res.best[300_000][0].madds
+    assert summary["best"]["300k"]["madds"] == madds_best(res)[300_000][0].madds
 
 
 @pytest.mark.parametrize("kw, words", [({"select": "largest"}, "search.select"),
@@ -578,3 +584,40 @@ def test_ties_follow_the_paired_t_test_by_hand(best, shifts, alpha):
             t = d.mean() / (d.std(ddof=1) / np.sqrt(n))
         want = sps.t.cdf(t, n - 1) >= alpha
     assert (len(tied_with_best(rec, alpha)) == 2) == want
+
+
+# ------------------------------------------------------------------ every algorithm and selection rule
+class SampledScorer(LinearScorer):
+    """LinearScorer with three noisy per-sample scores (what the paired selection rules read)."""
+
+    def __call__(self, archs):
+        out = super().__call__(archs)
+        for s in out:
+            noise = np.random.default_rng(zlib.crc32(s.arch.encode())).normal(0, 0.3, 3)
+            s.per_sample = [s.score + v for v in noise - noise.mean()]
+        return out
+
+
+@pytest.mark.parametrize("algorithm", SEARCH_ALGORITHMS.names())
+@pytest.mark.parametrize("select", SELECTIONS.names())
+def test_every_algorithm_and_selection_rule_searches_within_the_budgets(algorithm, select, tmp_path):
+    scorer = SampledScorer(SPACE, max_madds=250_000)  # asserts that every scored candidate fits
+    c = cfg(budgets=[150_000, 250_000], algorithm=algorithm, select=select, generations=3, random_samples=40)
+    res = search(SPACE, scorer, c, tmp_path, progress=False)
+    assert scorer.scored and len(scorer.scored) == len(set(scorer.scored)) == len(res.history)
+    assert len(scorer.calls) == res.generations <= SEARCH_ALGORITHMS.get(algorithm).generations(c, c["population"])
+    for target, recs in res.best.items():
+        budget = target.limit("madds")
+        window = sorted((r for r in res.history if r.madds <= budget), key=lambda r: -r.score)
+        assert recs and {str(r.arch) for r in recs} <= {str(r.arch) for r in window}
+        if not SELECTIONS.get(select).paired:
+            assert recs[0].score == window[0].score
+    summary = json.loads((tmp_path / "search.json").read_text())
+    assert summary["config"]["algorithm"] == algorithm and summary["config"]["select"] == select
+
+
+def test_an_unknown_algorithm_or_rule_is_one_line_with_a_hint():
+    for key, bad, hint in (("algorithm", "evolutoin", "evolution"), ("select", "largest", "largest_tied")):
+        with pytest.raises(ConfigError, match=f"did you mean '{hint}'") as info:
+            cfg(**{key: bad})
+        assert "\n" not in str(info.value) and f"search.{key}" in str(info.value)

@@ -8,8 +8,21 @@ import time
 from pathlib import Path
 
 from stnas.core.errors import ConfigError
+from stnas.core.registry import Registry
 from stnas.core.units import parse_count
+from stnas.data.catalog import DATASETS
+from stnas.data.userdata import path_formats
 from stnas.pipeline.config import load_run_config
+
+
+def data_help() -> str:
+    """--data's help: the named datasets and the data formats a path can name (the registries)."""
+    return f"dataset: {', '.join(DATASETS.names())}, {' or '.join(path_formats())} (config: data.dataset)"
+
+
+def choice_help(registry: Registry, key: str, what: str | None = None) -> str:
+    """A choice flag's help: what it chooses, every entry with its help, its config key."""
+    return f"{what or registry.what}: {registry.help()} (config: {key})"
 
 
 def count(text: str) -> int:

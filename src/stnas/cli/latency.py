@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from stnas.cli.common import out_arg, path_arg
+from stnas.cli.common import choice_help, out_arg, path_arg
 from stnas.cli.common import table as text_table
-from stnas.core import choices
 from stnas.core.errors import ConfigError
+from stnas.latency.table import LATENCY_DEVICES, LATENCY_RUNTIMES
 from stnas.pipeline.config import DEFAULTS
 
 
@@ -50,8 +50,10 @@ def register(sub) -> None:
     d = DEFAULTS["latency"]
     b = ss.add_parser("build", help="measure the table of a space (cached for later searches)")
     b.add_argument("space", metavar="PRESET|FILE", help="a preset or a space YAML file")
-    b.add_argument("--runtime", choices=choices.LATENCY_RUNTIMES, default=d["runtime"])
-    b.add_argument("--device", choices=choices.LATENCY_DEVICES, default=d["device"])
+    b.add_argument("--runtime", choices=LATENCY_RUNTIMES.names(), default=d["runtime"],
+                   help=choice_help(LATENCY_RUNTIMES, "latency.runtime"))
+    b.add_argument("--device", choices=LATENCY_DEVICES.names(), default=d["device"],
+                   help=choice_help(LATENCY_DEVICES, "latency.device"))
     b.add_argument("--batch", type=int, default=d["batch"])
     b.add_argument("--threads", type=int, default=d["threads"])
     b.add_argument("--warmup", type=int, default=d["warmup"], help="untimed calls per module and round")

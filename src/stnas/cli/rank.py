@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from stnas.cli.common import out_arg, path_arg, positive_int, seed_arg, table
-from stnas.core.choices import PROXY_MODES
 from stnas.pipeline.config import ON_EXISTING_RUN
+from stnas.proxy.modes import PROXY_MODES
 from stnas.space.catalog import run_space
 
 
@@ -26,8 +26,8 @@ def register(sub) -> None:
     p.add_argument("--archs", type=path_arg, metavar="FILE",
                    help="architectures to rank (JSON list, JSONL or one string per line; default: every "
                         "architecture in the truth file)")
-    p.add_argument("--mode", default="all", choices=[*PROXY_MODES, "all"],
-                   help="proxy mode(s) to evaluate (default: all)")
+    p.add_argument("--mode", default="all", choices=[*PROXY_MODES.names(), "all"],
+                   help=f"proxy mode(s) to evaluate, {PROXY_MODES.help()}; or all (the default)")
     p.add_argument("--top-k", type=positive_int(10**5), default=5, help="size of the top set compared (default 5)")
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     _common(p)
@@ -142,7 +142,7 @@ def cmd_rank(args) -> int:
             raise ConfigError(f"{len(missing)} architecture(s) of {args.archs} are missing from truth file "
                               f"{args.truth}, e.g. {missing[0]}")
         true = [truth[a] for a in archs]
-        modes = list(PROXY_MODES) if args.mode == "all" else [args.mode]
+        modes = list(PROXY_MODES.names()) if args.mode == "all" else [args.mode]
         proxy = proxy_for_run(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
         result = {"run_dir": str(args.run_dir), "truth": str(args.truth), "n": len(archs), "proxy": cfg["proxy"],
                   "val_limit": cfg["data"]["val_limit"], "modes": {}}

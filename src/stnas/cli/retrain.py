@@ -5,6 +5,7 @@ from __future__ import annotations
 from stnas.cli.common import (
     add_run_args,
     common_flags,
+    data_help,
     in_process_group,
     out_dir,
     positive_int,
@@ -23,8 +24,7 @@ def register(sub) -> None:
                    help="architecture JSON file or string SPACE:STEM/BRANCHES (not needed with --resume)")
     p.add_argument("--preset", help="the architecture's space: preset name or YAML file "
                                     "(default: the space the architecture names)")
-    p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet, an image folder "
-                   "(ImageFolder layout) or an .npz file (config: data.dataset)")
+    p.add_argument("--data", help=data_help())
     p.add_argument("--epochs", type=positive_int(), help="training epochs (config: retrain.epochs)")
     p.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: retrain.batch_size)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (work, estimated time here) and exit")

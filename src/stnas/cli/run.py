@@ -6,17 +6,20 @@ import sys
 
 from stnas.cli.common import (
     add_run_args,
+    choice_help,
     common_flags,
     count_list,
+    data_help,
     in_process_group,
     out_dir,
     positive_int,
     resumed_config,
 )
 from stnas.cli.latency import add_latency_args, latency_flags
-from stnas.core.choices import OPTIMIZERS, PROXY_MODES
 from stnas.core.errors import ConfigError
 from stnas.pipeline.config import resolve
+from stnas.proxy.modes import PROXY_MODES
+from stnas.train.recipe import OPTIMIZERS
 
 
 def register(sub) -> None:
@@ -30,13 +33,13 @@ def register(sub) -> None:
                     "embedded default (Fashion-MNIST if found, else scikit-learn's digits).")
     p.add_argument("--preset", help="search space and recipes: preset name or YAML file (default for a folder or "
                                     ".npz: a space derived from the data and budget; see stnas space show --data)")
-    p.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet, an image folder "
-                   "(ImageFolder layout) or an .npz file (config: data.dataset)")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="sampling-phase optimizer (config: supernet.optimizer)")
+    p.add_argument("--data", help=data_help())
+    p.add_argument("--optimizer", choices=OPTIMIZERS.names(),
+                   help=choice_help(OPTIMIZERS, "supernet.optimizer", "sampling-phase optimizer"))
     p.add_argument("--epochs", type=positive_int(), help="supernet epochs (config: supernet.epochs)")
     p.add_argument("--budget", type=count_list,
                    help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
-    p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
+    p.add_argument("--mode", choices=PROXY_MODES.names(), help=choice_help(PROXY_MODES, "proxy.mode"))
     p.add_argument("--time", metavar="TIME", help="time budget, e.g. 10m, 1.5h, 1h30m: supernet epochs, pool, search "
                    "generations and retraining epochs are scaled down to fit it on this machine, by the rule in "
                    "stnas.pipeline.plan (config: run.time_budget)")

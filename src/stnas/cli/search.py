@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from stnas.cli.common import count, count_list, out_arg, path_arg, positive_int, seed_arg, show_plan, table
+from stnas.cli.common import choice_help, count, count_list, out_arg, path_arg, positive_int, seed_arg, show_plan, table
 from stnas.cli.latency import add_latency_args, latency_flags
-from stnas.core.choices import PROXY_MODES, SEARCH_ALGORITHMS
+from stnas.proxy.modes import PROXY_MODES
+from stnas.search.algorithms import SEARCH_ALGORITHMS, SELECTIONS
 
 
 def register(sub) -> None:
@@ -24,8 +25,9 @@ def register(sub) -> None:
                         "scores")
     p.add_argument("--budget", type=count_list, metavar="B[,B...]",
                    help="MAdds budget(s), e.g. 3M,6M (config: search.budgets)")
-    p.add_argument("--algorithm", choices=SEARCH_ALGORITHMS, help="config: search.algorithm")
-    p.add_argument("--mode", choices=PROXY_MODES, help="proxy mode (config: proxy.mode)")
+    p.add_argument("--algorithm", choices=SEARCH_ALGORITHMS.names(),
+                   help=choice_help(SEARCH_ALGORITHMS, "search.algorithm"))
+    p.add_argument("--mode", choices=PROXY_MODES.names(), help=choice_help(PROXY_MODES, "proxy.mode"))
     p.add_argument("--generations", type=positive_int(), help="config: search.generations")
     p.add_argument("--population", type=positive_int(), help="config: search.population")
     p.add_argument("--max-params", type=count, help="parameter limit, e.g. 500k (config: search.max_params)")
@@ -69,7 +71,7 @@ def cmd_search(args) -> int:
             rows.append([budget_label(b), "(none found)", "", "", ""] + ([""] if done.latency else []))
     print(f"{se['algorithm']} search, proxy mode {done.mode}, metric {done.metric}: {len(res.history)} "
           f"architectures scored in {res.generations} generations")
-    picked = "best" if se["select"] == "best" else f"largest tied (alpha {se['tie_alpha']:g})"
+    picked = SELECTIONS.get(se["select"]).describe(se["tie_alpha"])
     print(table(rows, ["budget", f"{picked} architecture", "MAdds", "params", "score ± std"]
                 + (["predicted ms"] if done.latency else [])))
     print(f"history {res.files['history']}\npareto  {res.files['pareto']}\nbest    {res.files['best']} "

@@ -7,10 +7,10 @@ import json
 import numpy as np
 
 from stnas.cli.common import count, count_list, positive_int, seed_arg, table
-from stnas.core.choices import SAMPLING_MODES
 from stnas.core.errors import SpaceError
 from stnas.core.units import fmt_count
 from stnas.space.catalog import list_presets, load_space
+from stnas.space.sampling import SAMPLING_MODES
 
 
 def register(sub) -> None:
@@ -34,8 +34,8 @@ def register(sub) -> None:
     sample.add_argument("--min-madds", type=count, help="keep only archs with MAdds >= M")
     sample.add_argument("--max-params", type=count, help="keep only archs with params <= P (e.g. 5M)")
     sample.add_argument("--seed", type=seed_arg, default=0, help="random seed (default 0)")
-    sample.add_argument("--mode", choices=SAMPLING_MODES, default="topology",
-                        help="topology: every topology equally likely; architecture: every architecture")
+    sample.add_argument("--mode", choices=SAMPLING_MODES.names(), default="topology",
+                        help=f"{SAMPLING_MODES.help()} (default topology)")
     sample.add_argument("--json", action="store_true", help="one architecture JSON per line")
     sample.set_defaults(func=cmd_sample)
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from stnas.cli.common import (
     add_run_args,
+    choice_help,
     common_flags,
+    data_help,
     in_process_group,
     out_dir,
     positive_int,
     resumed_config,
     show_plan,
 )
-from stnas.core.choices import OPTIMIZERS
 from stnas.core.errors import ConfigError
 from stnas.core.rundir import RunDir
 from stnas.pipeline.config import resolve
+from stnas.train.recipe import OPTIMIZERS
 
 
 def register(sub) -> None:
@@ -27,10 +29,9 @@ def register(sub) -> None:
                                   "pool.samples times, with SGLD noise when --optimizer sgld. Works under "
                                   "torchrun (gloo on CPU, NCCL on CUDA).")
     t.add_argument("--preset", help="search space: preset name or YAML file (config: preset)")
-    t.add_argument("--data", help="dataset: digits, fashion-mnist, cifar10, cifar100, imagenet, an image folder "
-                   "(ImageFolder layout) or an .npz file (config: data.dataset)")
-    t.add_argument("--optimizer", choices=OPTIMIZERS,
-                   help="optimizer of the sampling phase (config: supernet.optimizer)")
+    t.add_argument("--data", help=data_help())
+    t.add_argument("--optimizer", choices=OPTIMIZERS.names(),
+                   help=choice_help(OPTIMIZERS, "supernet.optimizer", "optimizer of the sampling phase"))
     t.add_argument("--epochs", type=positive_int(), help="training epochs (config: supernet.epochs)")
     t.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: supernet.batch_size)")
     t.add_argument("--dry-run", action="store_true", help="print the plan (work, estimated time here) and exit")

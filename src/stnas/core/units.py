@@ -1,5 +1,5 @@
-"""Counts as text: the one place that writes MAdds, parameter and budget counts for people
-(the reverse, text to a count, is ``stnas.core.units.parse_count``), and the budgets a
+"""Counts as text: the one place that writes MAdds, parameter, budget and latency counts for
+people (the reverse, text to a count, is ``parse_count`` and ``parse_latency``), and the budgets a
 network must fit (:class:`Budget`, :func:`parse_budget`)."""
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def fmt_count(n: float) -> str:
 
 def budget_label(n) -> str:
     """A short exact label of a count: 200000 -> 200k, 3500000 -> 3.5M, 1234567 -> 1234567
-    (a latency target, ``stnas.latency.table.Target``: its own label, e.g. 4M+1.2ms)."""
+    (a search target, ``stnas.search.targets.Target``: its own label, e.g. 4M+1.2ms)."""
     if hasattr(n, "label"):
         return n.label
     for unit, div in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
@@ -33,6 +33,11 @@ def budget_label(n) -> str:
             frac = f"{rest * 100 // div:02d}".rstrip("0")
             return f"{whole}{'.' + frac if frac else ''}{unit}"
     return str(n)
+
+
+def latency_label(ms: float) -> str:
+    """1.2 -> '1.2ms', 0.8 -> '800us' (6 significant digits: folder names of budgets)."""
+    return f"{ms:.6g}ms" if ms >= 1 else f"{ms * 1e3:.6g}us"
 
 
 def show(value: Any) -> str:

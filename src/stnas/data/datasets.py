@@ -1,7 +1,8 @@
 """Datasets, deterministic splits and deterministic loaders.
 
-``get_dataset(name, split)`` serves ``digits``, ``fashion-mnist``, ``cifar10``, ``cifar100``
-and ``imagenet`` with four splits: ``train``, ``test``, and ``search-train``/``search-val``,
+``get_dataset(name, split)`` serves the named datasets (:data:`stnas.data.catalog.DATASETS`:
+``digits``, ``fashion-mnist``, ``cifar10``, ``cifar100``, ``imagenet``) and the user's data
+(:mod:`stnas.data.userdata`) with four splits: ``train``, ``test``, and ``search-train``/``search-val``,
 a seeded class-stratified partition of ``train`` (the supernet trains on the first, the
 proxy scores on the second; search never sees ``test``). sklearn's digits ship without a
 split, so ours is a fixed stratified 80/20 train/test split (``random_state=0``).
@@ -20,9 +21,6 @@ seeds and the global RNG play no part, and ``start_batch`` resumes mid-epoch exa
 from __future__ import annotations
 
 import functools
-import gzip
-import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -32,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from stnas.core.choices import DATASETS
 from stnas.core.errors import ConfigError, DataError
 from stnas.core.limits import is_dir
+from stnas.data.catalog import DATASETS, locate
 from stnas.data.splits import stratified_split, stratified_subset  # noqa: F401  (also stnas.data.datasets.stratified_subset)
 from stnas.data.userdata import is_user_data, load_user_data
 
@@ -42,132 +40,13 @@ if TYPE_CHECKING:
     from stnas.space.searchspace import SearchSpace
 
 SPLITS = ("train", "test", "search-train", "search-val")
-# One place for every per-dataset fact: classes, native size, normalization, padding for the
-# random crop (0: none), horizontal flip, default search-val share (float: fraction of each
-# class, int: images per class; 50 per class is the SPOS choice for ImageNet).
-INFO = {
-    "digits": dict(classes=10, size=8, mean=(0.3053,), std=(0.3760,), pad=0, flip=False, val=0.2),
-    "fashion-mnist": dict(classes=10, size=28, mean=(0.2860,), std=(0.3530,), pad=2, flip=True, val=1 / 6),
-    "cifar10": dict(classes=10, size=32, mean=(0.4914, 0.4822, 0.4465), std=(0.2470, 0.2435, 0.2616),
-                    pad=4, flip=True, val=0.1),
-    "cifar100": dict(classes=100, size=32, mean=(0.5071, 0.4865, 0.4409), std=(0.2673, 0.2564, 0.2762),
-                     pad=4, flip=True, val=0.1),
-    "imagenet": dict(classes=1000, size=224, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
-                     pad=0, flip=True, val=50),
-}
-# class names of the named datasets (imagenet and cifar100: their folders' / files' order)
-CLASS_NAMES = {
-    "digits": [str(k) for k in range(10)],
-    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-                      "Ankle boot"],
-    "cifar10": ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"],
-}
-SYSTEM_DIRS = {"fashion-mnist": "/usr/share/datasets/fashion-mnist"}  # Debian dataset-fashion-mnist
-CACHE_DIR = Path("~/.cache/stnas").expanduser()  # where downloads go
-SUBDIRS = {"fashion-mnist": ("", "fashion-mnist", "FashionMNIST/raw"), "cifar10": ("", "cifar10"),
-           "cifar100": ("", "cifar100"), "imagenet": ("", "imagenet")}
-_MARKERS = {"fashion-mnist": "train-images-idx3-ubyte", "cifar10": "cifar-10-batches-py",
-            "cifar100": "cifar-100-python", "imagenet": "train"}
-_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-
-
-def read_idx(path) -> np.ndarray:
-    """Read an IDX file (the MNIST format), gzip-compressed or not.
-
-    Raises:
-        DataError: the file is unreadable, not a regular file (a FIFO is never opened), has
-            a bad header or the wrong length.
-    """
-    p = Path(path)
-    if p.exists() and not p.is_file():
-        raise DataError(f"IDX file {path} is not a regular file")
-    try:
-        raw = p.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
-        raise DataError(f"cannot read IDX file {path}: {e}") from e
-    if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] not in _IDX_DTYPES or len(raw) < 4 + 4 * raw[3]:
-        raise DataError(f"{path} is not an IDX file (bad or truncated header); re-download it")
-    ndim, dtype = raw[3], np.dtype(_IDX_DTYPES[raw[2]])
-    shape, start = tuple(int(d) for d in np.frombuffer(raw, ">u4", ndim, 4)), 4 + 4 * ndim
-    if len(raw) - start != math.prod(shape) * dtype.itemsize:
-        raise DataError(f"{path}: {len(raw) - start} data bytes, shape {shape} needs "
-                        f"{math.prod(shape) * dtype.itemsize}; re-download it")
-    return np.frombuffer(raw, dtype, offset=start).reshape(shape).astype(dtype.newbyteorder("="))
-
-
-def _places(name: str, root) -> list[Path]:
-    """Where ``name`` is looked for, in order: root, $STNAS_DATA, the system copy, the download cache."""
-    bases = [root, os.environ.get("STNAS_DATA"), SYSTEM_DIRS.get(name), CACHE_DIR]
-    return list(dict.fromkeys(Path(b) / s for b in bases if b for s in SUBDIRS[name]))
-
-
-def _has(name: str, d: Path) -> bool:
-    if name == "imagenet":
-        return (d / "train").is_dir() and (d / "val").is_dir()
-    m = d / _MARKERS[name]
-    return m.exists() or m.with_name(m.name + ".gz").exists()
-
-
-def _locate(name: str, root, download: bool) -> Path:
-    places = _places(name, root)
-    for d in places:
-        if _has(name, d):
-            return d
-    why = "download disabled"
-    if download and name != "imagenet":
-        import torchvision.datasets as tvd
-        cls = {"fashion-mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10, "cifar100": tvd.CIFAR100}[name]
-        try:
-            cls(str(CACHE_DIR), train=True, download=True)
-            cls(str(CACHE_DIR), train=False, download=True)
-            return CACHE_DIR / SUBDIRS[name][-1] if name == "fashion-mnist" else CACHE_DIR
-        except Exception as e:  # no network, HTTP error, disk full: all end the same way
-            why = f"download into {CACHE_DIR} failed: {type(e).__name__}: {e}".replace("\n", " ")
-    how = {"fashion-mnist": "`apt-get install dataset-fashion-mnist`",
-           "imagenet": "a directory with train/ and val/ class folders (torchvision ImageFolder layout)"}.get(
-        name, f"the torchvision {name} files ({_MARKERS[name]}/)")
-    raise DataError(f"{name} data not found; looked in: {', '.join(map(str, places))} ({why}). Get it with "
-                    f"{how}, then pass --data-root DIR or set STNAS_DATA=DIR")
 
 
 @functools.lru_cache(maxsize=8)
-def _load_arrays(name: str, where: str | None) -> tuple:
-    """(train images, train labels, test images, test labels) as uint8 NCHW / int64 arrays."""
-    if name == "digits":
-        from sklearn.datasets import load_digits
-        from sklearn.model_selection import train_test_split
-        d = load_digits()
-        x, y = d.images.astype(np.uint8)[:, None], d.target.astype(np.int64)
-        tr, te = train_test_split(np.arange(len(y)), test_size=0.2, stratify=y, random_state=0)
-        return x, y, np.sort(tr), np.sort(te)  # train/test are index sets into one array
-    d = Path(where)
-    if name == "fashion-mnist":
-        def idx(stem, ndim):
-            p = d / stem
-            p = p if p.exists() else p.with_name(stem + ".gz")
-            a = read_idx(p)
-            if a.ndim != ndim or not len(a):
-                raise DataError(f"{p}: shape {a.shape}, expected {ndim} dimensions and at least one item")
-            return a, p
-
-        out = []
-        for part in ("train", "t10k"):
-            (x, xp), (y, yp) = idx(f"{part}-images-idx3-ubyte", 3), idx(f"{part}-labels-idx1-ubyte", 1)
-            if len(x) != len(y):
-                raise DataError(f"{yp} holds {len(y)} labels for the {len(x)} images of {xp}")
-            if y.max() >= INFO[name]["classes"] or y.min() < 0:
-                raise DataError(f"{yp}: labels must be in 0..{INFO[name]['classes'] - 1}, found {int(y.max())}")
-            out += [x[:, None], y.astype(np.int64)]
-        return tuple(out)
-    import torchvision.datasets as tvd
-    cls = tvd.CIFAR10 if name == "cifar10" else tvd.CIFAR100
-    try:
-        parts = [cls(str(d), train=t, download=False) for t in (True, False)]
-    except Exception as e:
-        raise DataError(f"cannot read {name} from {d}: {e}; delete it and re-download") from e
-    return tuple(a for p in parts for a in (p.data.transpose(0, 3, 1, 2), np.asarray(p.targets, np.int64)))
+def _load_arrays(name: str, where: str | None) -> dict:
+    """A named dataset's ``{"train": (images, labels, rows), "test": ...}`` (its catalog loader)."""
+    entry = DATASETS.get(name)
+    return entry.load(entry, None if where is None else Path(where))
 
 
 class ArrayDataset(Dataset):
@@ -181,7 +60,7 @@ class ArrayDataset(Dataset):
     """
 
     def __init__(self, name, images, labels, indices, *, augment, image_size, scale=255.0, info=None):
-        info = info or INFO[name]
+        info = info or DATASETS.get(name).info()
         self.name, self.num_classes, self.augment, self.image_size = name, info["classes"], augment, image_size
         self.indices = np.asarray(indices, np.int64)  # rows of the source array (provenance)
         self.targets = np.asarray(labels)[self.indices]
@@ -253,8 +132,8 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
     """Load one split of a dataset.
 
     Args:
-        name: one of ``DATASETS``, or user data (a folder, an ``.npz`` path, a Dataset; see
-            ``stnas.data.userdata``).
+        name: a named dataset (``stnas.data.catalog.DATASETS``), or user data (a folder, an
+            ``.npz`` path, a Dataset; see ``stnas.data.userdata``).
         split: ``train``, ``test``, ``search-train`` or ``search-val`` (the last two partition
             ``train``).
         root: a data directory looked in first (then ``$STNAS_DATA``, the system copy, the cache).
@@ -263,20 +142,19 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
         val_fraction: search-val share (float) or count per class (int); default per dataset.
         split_seed: seeds the search split and the ``limit`` subset.
         limit: keep a class-stratified subset of this many images of the split.
-        download: allow a torchvision download into ``CACHE_DIR`` when nothing is found.
+        download: allow a torchvision download into ``stnas.data.catalog.CACHE_DIR`` when
+            nothing is found.
 
     Raises:
         DataError: unknown name or split, or the data is missing or unreadable.
     """
     user = load_user_data(name) if is_user_data(name) else None
-    if user is None and name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}, or an image folder "
-                        f"or .npz file")
+    entry = None if user is not None else DATASETS.get(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
     if limit is not None and (not isinstance(limit, (int, np.integer)) or limit < 1):
         raise ConfigError(f"limit must be a positive integer, got {limit!r}")
-    info = user.info() if user else INFO[name]
+    info = user.info() if user else entry.info()
     image_size = image_size or info["size"]
     augment = split in ("train", "search-train") if augment is None else bool(augment)
     val = info["val"] if val_fraction is None else val_fraction
@@ -297,21 +175,19 @@ def get_dataset(name: str, split: str, root=None, *, image_size=None, augment=No
     if root is not None and not is_dir(root):
         raise DataError(f"data root {root} is not a directory (--data-root / data.root: the folder that holds "
                         f"the {name} files)")
-    where = None if name == "digits" else str(_locate(name, root, download))
-    if name == "imagenet":  # torchvision PIL transforms, as in its reference training recipe
+    where = None if entry.files is None else str(locate(name, root, download))
+    part = "test" if split == "test" else "train"
+    if entry.folders:  # torchvision PIL transforms, as in its reference training recipe
         import torchvision.transforms as T
-        norm = [T.ToTensor(), T.Normalize(info["mean"], info["std"])]
+        norm = [T.ToTensor(), T.Normalize(entry.mean, entry.std)]
         tf = T.Compose([T.RandomResizedCrop(image_size), T.RandomHorizontalFlip(), *norm] if augment else
                        [T.Resize(round(image_size * 256 / 224)), T.CenterCrop(image_size), *norm])
-        folder = _image_folder(str(Path(where) / ("val" if split == "test" else "train")))
+        folder = _image_folder(str(Path(where) / ("val" if part == "test" else "train")))
         return FolderDataset(name, folder, indices_for(folder.targets), tf)
-    a, b, c, d = _load_arrays(name, where)
-    if name == "digits":  # a = all images, b = all labels, c/d = train/test rows
-        base = d if split == "test" else c
-        rows = base[indices_for(b[base])]
-        return ArrayDataset(name, a, b, rows, augment=augment, image_size=image_size, scale=16.0)
-    images, labels = (c, d) if split == "test" else (a, b)
-    return ArrayDataset(name, images, labels, indices_for(labels), augment=augment, image_size=image_size)
+    images, labels, base = _load_arrays(name, where)[part]
+    rows = base[indices_for(labels[base])]
+    return ArrayDataset(name, images, labels, rows, augment=augment, image_size=image_size, scale=entry.pixel_scale,
+                        info=info)
 
 
 def _seed(*parts: int) -> int:
@@ -446,7 +322,8 @@ def dataset_split(data: DataSpec, space: SearchSpace, split: str, limit: int | N
 def describe(dataset) -> dict:
     """``{dataset, channels, size, classes, mean, std, pixel_scale, class_names}``.
 
-    ``size`` is None for imagenet (its images vary; the recipe crops them). The model's
+    ``size`` is None for image-folder datasets such as imagenet (their images vary; the recipe
+    crops them). The model's
     input is ``(pixels / pixel_scale - mean) / std`` per channel, NCHW.
     """
     if is_user_data(dataset):
@@ -454,14 +331,9 @@ def describe(dataset) -> dict:
         mean, std = d.mean_std
         return dict(dataset=d.name, channels=d.channels, size=d.size, classes=len(d.classes), mean=list(mean),
                     std=list(std), pixel_scale=255.0, class_names=list(d.classes))
-    if dataset not in DATASETS:
-        raise DataError(f"unknown dataset {dataset!r}; choose one of {', '.join(DATASETS)}, or an image folder "
-                        f"or .npz file")
-    info = INFO[dataset]
-    names = CLASS_NAMES.get(dataset) or [str(k) for k in range(info["classes"])]
-    return dict(dataset=dataset, channels=len(info["mean"]), size=None if dataset == "imagenet" else info["size"],
-                classes=info["classes"], mean=list(info["mean"]), std=list(info["std"]),
-                pixel_scale=16.0 if dataset == "digits" else 255.0, class_names=names)
+    e = DATASETS.get(dataset)
+    return dict(dataset=dataset, channels=len(e.mean), size=None if e.folders else e.size, classes=e.classes,
+                mean=list(e.mean), std=list(e.std), pixel_scale=e.pixel_scale, class_names=e.names())
 
 
 def check_fits(space, dataset, image_size=None) -> dict:

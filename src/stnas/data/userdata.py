@@ -1,6 +1,7 @@
 """Pipeline step 1 for the user's own data: image folders, ``.npz`` arrays, torch Datasets.
 
-``data.dataset`` (``--data``) may name a path instead of a named dataset:
+``data.dataset`` (``--data``) may name a path instead of a named dataset; each kind of data is
+a data format, one entry of :data:`DATA_FORMATS`:
 
 * an image folder in torchvision's ImageFolder layout, ``PATH/CLASS/IMAGE`` (stnas splits it
   into train and test, stratified by class with seed 0, ``TEST_FRACTION`` of each class to
@@ -30,14 +31,18 @@ import io
 import os
 import stat
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from stnas.core.errors import DataError, first_line
 from stnas.core.fileio import atomic_write
-from stnas.core.limits import is_dir
+from stnas.core.limits import is_dir, is_file
+from stnas.core.registry import Registry
+from stnas.data.catalog import DATASETS
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
 TEST_FRACTION = 0.2  # single-folder layout and Datasets: share of each class held out for test
@@ -53,15 +58,11 @@ def cache_dir() -> Path:
 
 
 def is_user_data(spec) -> bool:
-    """True for a Dataset object, a directory or an ``.npz`` path (not a named dataset)."""
-    from stnas.core.choices import DATASETS
-
-    if not isinstance(spec, (str, os.PathLike)):
-        return True
+    """True for what a data format claims (a Dataset object, a directory, an ``.npz`` path) or
+    any path with a separator; False for a named dataset."""
     if spec in DATASETS:
         return False
-    p = Path(spec)
-    return p.suffix.lower() == ".npz" or is_dir(p) or os.sep in str(spec)
+    return data_format(spec) is not None or os.sep in str(spec)
 
 
 @dataclass(eq=False)
@@ -115,22 +116,29 @@ class UserData:
 
 # ------------------------------------------------------------------ loading
 def load_user_data(spec) -> UserData:
-    """Reads, checks and decodes ``spec`` (a folder, an ``.npz`` path or a Dataset).
+    """Reads, checks and decodes ``spec`` (a folder, an ``.npz`` path or a Dataset: its data
+    format's loader, :data:`DATA_FORMATS`).
 
     Raises:
         DataError: a missing path, an empty or single-class folder, unreadable or
             mixed-mode images, bad arrays, labels out of range or not one per image.
     """
-    if not isinstance(spec, (str, os.PathLike)):
-        return _from_dataset(spec)
+    fmt = data_format(spec)
+    if fmt is None:
+        raise DataError(f"data {spec} is neither a named dataset nor {' nor '.join(path_formats())}")
+    return DATA_FORMATS.get(fmt).load(spec)
+
+
+def _load_npz_file(spec) -> UserData:
     p = Path(spec)
-    if p.suffix.lower() == ".npz":
-        if not p.is_file():
-            raise DataError(f"data file {p} does not exist (or is not a regular file)")
-        st = p.stat()
-        return _load_npz(str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if not p.is_dir():
-        raise DataError(f"data {spec} is neither a named dataset, a folder nor an .npz file")
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist (or is not a regular file)")
+    st = p.stat()
+    return _load_npz(str(p.resolve()), st.st_size, st.st_mtime_ns)
+
+
+def _load_folder_tree(spec) -> UserData:
+    p = Path(spec)
     splits = _folder_splits(p)
     key = tuple((str(d), _signature(d)) for d in splits)
     return _load_folder(str(p.resolve()), key)
@@ -439,3 +447,48 @@ def save_npz(dataset, path: str | os.PathLike) -> Path:
     arrays = dict(x_train=d.x_train, y_train=d.y_train, x_test=d.x_test, y_test=d.y_test,
                   classes=np.asarray(d.classes, dtype=str))
     return atomic_write(path, lambda tmp: _savez(tmp, arrays))
+
+
+# ------------------------------------------------------------------ the formats
+@dataclass(frozen=True)
+class DataFormat:
+    """A kind of user data: ``claims(spec)`` says from its shape alone (a suffix, a directory,
+    an object) that ``spec`` is of this format, ``exists(path)`` that the file or folder is
+    there, ``load(spec)`` reads it. ``noun``: what it is, in messages (``an .npz file``);
+    ``path``: named by a path in ``data.dataset`` (else the Python API only)."""
+
+    claims: Callable[[Any], bool]
+    exists: Callable[[Path], bool]
+    load: Callable[[Any], UserData]
+    noun: str
+    path: bool = True
+
+
+def _is_path(spec) -> bool:
+    return isinstance(spec, (str, os.PathLike))
+
+
+def _npz(spec) -> bool:
+    return _is_path(spec) and Path(spec).suffix.lower() == ".npz"
+
+
+DATA_FORMATS: Registry[DataFormat] = Registry("data format", DataError)
+DATA_FORMATS.add("folder", DataFormat(lambda s: _is_path(s) and not _npz(s) and is_dir(s), is_dir,
+                                      _load_folder_tree, "an image folder"),
+                 "an image folder: PATH/CLASS/IMAGE, or PATH/train/ with PATH/val/ or PATH/test/ (ImageFolder layout)")
+DATA_FORMATS.add("npz", DataFormat(_npz, is_file, _load_npz_file, "an .npz file"),
+                 "an .npz file of uint8 x_train, x_test (NxHxW, NxHxWxC or NxCxHxW), integer y_train, y_test, "
+                 "optional classes")
+DATA_FORMATS.add("dataset", DataFormat(lambda s: not _is_path(s), lambda p: False, _from_dataset,
+                                       "a torch Dataset", path=False),
+                 "a map-style torch Dataset of (image, label) items (Python API)")
+
+
+def data_format(spec) -> str | None:
+    """The name of the data format that claims ``spec``, or None."""
+    return next((name for name in DATA_FORMATS if DATA_FORMATS.get(name).claims(spec)), None)
+
+
+def path_formats() -> list[str]:
+    """The nouns of the formats a path can name (``an image folder``, ``an .npz file``)."""
+    return [DATA_FORMATS.get(n).noun for n in DATA_FORMATS if DATA_FORMATS.get(n).path]

@@ -53,7 +53,7 @@ def cpu_name() -> str:
 
 def device_info(kind: str = "cpu") -> dict:
     """This machine's device: kind, model name, machine type and core count."""
-    if kind == "cuda":
+    if lat.LATENCY_DEVICES.get(kind, "latency.device").cuda:
         if not torch.cuda.is_available():
             raise ConfigError("latency.device is cuda, but no CUDA device is available here")
         name = torch.cuda.get_device_name(0)
@@ -64,15 +64,15 @@ def device_info(kind: str = "cpu") -> dict:
 
 def runtime_info(runtime: str, kind: str = "cpu") -> dict:
     """The runtime's name, version and execution provider (refused when not installed)."""
-    info = {"name": runtime, "torch": torch.__version__}
-    if runtime == "torch":
+    info, rt = {"name": runtime, "torch": torch.__version__}, lat.LATENCY_RUNTIMES.get(runtime, "latency.runtime")
+    if not rt.onnx:
         return {**info, "version": torch.__version__, "provider": kind}
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ConfigError("latency.runtime onnxruntime needs the onnxruntime package "
-                          "(pip install onnxruntime)") from None
-    provider = "CUDAExecutionProvider" if kind == "cuda" else "CPUExecutionProvider"
+        raise ConfigError(f"latency.runtime {runtime} needs the {rt.package} package "
+                          f"(pip install {rt.package})") from None
+    provider = lat.LATENCY_DEVICES.get(kind, "latency.device").ort_provider
     if provider not in ort.get_available_providers():
         raise ConfigError(f"onnxruntime {ort.__version__} has no {provider} here")
     return {**info, "version": ort.__version__, "provider": provider}
@@ -140,7 +140,7 @@ def _onnx_session(module: nn.Module, inputs: tuple, threads: int, kind: str):
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
-    provider = "CUDAExecutionProvider" if kind == "cuda" else "CPUExecutionProvider"
+    provider = lat.LATENCY_DEVICES.get(kind).ort_provider
     sess = ort.InferenceSession(buf.getvalue(), so, providers=[provider])
     feed = {n: x.cpu().numpy() for n, x in zip(names, inputs)}
     return lambda: sess.run(None, feed)
@@ -151,9 +151,9 @@ def make_runner(module: nn.Module, shapes: Sequence[tuple], runtime: str, kind: 
     module = module.eval()
     gen = torch.Generator().manual_seed(0)
     inputs = tuple(torch.randn(*s, generator=gen) for s in shapes)
-    if runtime == "onnxruntime":
+    if lat.LATENCY_RUNTIMES.get(runtime).onnx:
         return _onnx_session(module, inputs, threads, kind)
-    if kind == "cuda":
+    if lat.LATENCY_DEVICES.get(kind).cuda:
         module = module.cuda()
         inputs = tuple(x.cuda() for x in inputs)
 

@@ -1,4 +1,4 @@
-"""Latency on the user's device: budgets, lookup tables and the predictor (no torch here).
+"""Latency on the user's device: lookup tables and the predictor (no torch here).
 
 The measuring half (PyTorch eager / ONNX Runtime timers) is :mod:`stnas.latency.measure`;
 this module only keys, stores, checks and sums, without importing torch. Parsing a budget
@@ -42,7 +42,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stnas.core.errors import CheckpointError, LatencyTableError
+from stnas.core.registry import Registry
+from stnas.core.units import latency_label  # noqa: F401  (also stnas.latency.table.latency_label)
 from stnas.core.verified import content_digest, parse_json, read_regular, write_json
+from stnas.space.cost import CostTable
 
 if TYPE_CHECKING:
     from stnas.space.arch import Arch
@@ -54,25 +57,33 @@ SEARCH_TABLE = "latency_table.json"  # a copy of the table a search used, in its
 MODEL_LATENCY = "latency.json"  # the measured latency of a chosen model, in its retrain folder
 IDENTITY = ("space_fingerprint", "device", "runtime", "batch", "threads", "dtype")
 
-# ------------------------------------------------------------------ budgets
-def latency_label(ms: float) -> str:
-    """1.2 -> '1.2ms', 0.8 -> '800us' (6 significant digits: folder names of budgets)."""
-    return f"{ms:.6g}ms" if ms >= 1 else f"{ms * 1e3:.6g}us"
+
+# ------------------------------------------------------------------ runtimes and devices
+@dataclass(frozen=True)
+class Runtime:
+    """A runtime that runs the modules (``latency.runtime``): ``onnx``, it runs them exported to
+    ONNX (else PyTorch eager); ``package``, what it needs installed."""
+
+    onnx: bool
+    package: str
 
 
-@dataclass(frozen=True, order=True)
-class Target:
-    """A search target: MAdds <= madds (None: any) and predicted latency <= latency_ms."""
+@dataclass(frozen=True)
+class Device:
+    """A device kind (``latency.device``): ``cuda``, a CUDA device (synchronised after each call);
+    ``ort_provider``, ONNX Runtime's execution provider for it."""
 
-    madds: int | None
-    latency_ms: float | None
+    cuda: bool
+    ort_provider: str
 
-    @property
-    def label(self) -> str:
-        from stnas.core.units import budget_label
 
-        parts = [budget_label(self.madds)] if self.madds is not None else []
-        return "+".join(parts + ([latency_label(self.latency_ms)] if self.latency_ms is not None else []))
+LATENCY_RUNTIMES: Registry[Runtime] = Registry("latency runtime")
+LATENCY_RUNTIMES.add("torch", Runtime(False, "torch"), "PyTorch eager, under inference_mode")
+LATENCY_RUNTIMES.add("onnxruntime", Runtime(True, "onnxruntime"),
+                     "ONNX Runtime, all graph optimisations, sequential execution")
+LATENCY_DEVICES: Registry[Device] = Registry("latency device")
+LATENCY_DEVICES.add("cpu", Device(False, "CPUExecutionProvider"), "this machine's CPU")
+LATENCY_DEVICES.add("cuda", Device(True, "CUDAExecutionProvider"), "the first CUDA device")
 
 
 # ------------------------------------------------------------------ module keys
@@ -86,7 +97,7 @@ def add_key(channels: int, size: int) -> str:
 
 def stem_edge_key(space: SearchSpace, k: int, o: int) -> str:
     e = space.stem_edges[k]
-    res = space.ops[o].kind == "mb" and e.stride == 1 and e.c_in == e.c_out
+    res = space.ops[o].residual and e.stride == 1 and e.c_in == e.c_out
     return op_key(space.ops[o].name, e.c_in, e.c_out, e.stride, e.size_in, res)
 
 
@@ -270,8 +281,9 @@ class Predictor:
     what isolated module timings miss or add: the framework's per-call and per-graph costs,
     and the colder caches of a whole network.
 
-    The sum is linear in the edge choices, so like MAdds it is kept as per-edge tables
-    (``stem_ms[k, o]``, ``branch_ms[k, o]`` with the last column "off") plus ``fixed_ms``.
+    The sum is linear in the edge choices, so like MAdds it is a cost table, ``costs``
+    (:class:`stnas.space.cost.CostTable` of kind ``latency``): ``stem_ms[k, o]``, ``branch_ms[k, o]``
+    with the last column "off", plus ``fixed_ms``.
     """
 
     def __init__(self, table: dict, space: SearchSpace):
@@ -297,12 +309,11 @@ class Predictor:
             for o in b.allowed:
                 self.branch_ms[k, o] = (scale * (ms[branch_edge_key(space, k, o)] + ms[branch_add_key(space, k)])
                                         + self.per_module_ms)
-        self._stem = self.stem_ms.tolist()
-        self._br = self.branch_ms.tolist()
+        self.costs = CostTable("latency", self.stem_ms, self.branch_ms, self.fixed_ms,
+                               [e.allowed for e in space.stem_edges], [b.allowed for b in space.branch_edges])
 
     def __call__(self, arch: Arch) -> float:
-        return (self.fixed_ms + sum(map(list.__getitem__, self._stem, arch.stem))
-                + sum(map(list.__getitem__, self._br, arch.branches)))
+        return self.costs(arch)
 
     def modules_ms(self, arch: Arch) -> float:
         """S, the sum of the table entries alone (no fitted overhead)."""
@@ -311,7 +322,7 @@ class Predictor:
 
     def min_ms(self) -> float:
         """The smallest predicted latency of any architecture of the space."""
-        return self.fixed_ms + float(self.stem_ms.min(1).sum()) + float(np.minimum(self.branch_ms.min(1), 0).sum())
+        return self.costs.min()
 
     def describe(self) -> str:
         return describe(self.table)

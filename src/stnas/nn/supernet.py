@@ -124,7 +124,7 @@ class Supernet(nn.Module):
         Args:
             rng: a numpy Generator (``space.sample``); or else
             seed, step: draw ``space.sample_at(seed, step)``, the same in every process.
-            mode: one of ``stnas.core.choices.SAMPLING_MODES`` (see ``SearchSpace.sample_at``).
+            mode: a ``stnas.space.sampling.SAMPLING_MODES`` name (see ``SearchSpace.sample_at``).
         """
         if rng is not None:
             arch = self.space.sample(rng, mode)

@@ -53,13 +53,12 @@ from stnas.data.datasets import dataset_split, get_dataset, make_loader
 from stnas.latency.measure import device_info
 from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
-from stnas.pipeline.checks import pool_lr
 from stnas.pipeline.settings import data_spec, sharing
-from stnas.pipeline.supernet import sampler
+from stnas.pipeline.supernet import sampler, sampling_phase
 from stnas.space.arch import Arch
 from stnas.train.engine import eval_sums, param_groups, use_amp, use_channels_last
 from stnas.train.recalibrate import fixed_batches, recalibrate_bn
-from stnas.train.sgld import SGLD
+from stnas.train.recipe import MAIN_OPTIMIZER, OPTIMIZERS
 
 VERSION = 1
 WARMUP = 2  # untimed steps before the timed ones
@@ -202,14 +201,13 @@ def measure_supernet(cfg: dict, space, device: torch.device, tmp: Path, sizes: d
     sgd = _sgd(model, r)
     units = {"step_s": _timed(_train_unit(model, forward, batches, r, sgd, device, amp), device)}
     units["phase_step_s"] = units["step_s"]
-    if r["optimizer"] == "sgld":  # a phase step: the same, but for the optimizer's own step
-        s = cfg["sgld"]
-        sgld = SGLD(param_groups(model, r["weight_decay"]), lr=pool_lr(cfg), momentum=s["momentum"],
-                    temperature=s["temperature"], num_data=len(train), noise_scale=s["noise_scale"], seed=0)
+    if r["optimizer"] != MAIN_OPTIMIZER:  # a phase step: the same, but for the optimizer's own step
+        phase = sampling_phase(cfg)
+        opt = OPTIMIZERS.get(r["optimizer"])(param_groups(model, r["weight_decay"]), r, phase, len(train), 0)
         # on the gradients of the last step: optimizer steps alone
-        extra = (_timed(lambda i: sgld.step(), device, warmup=1, count=3)
+        extra = (_timed(lambda i: opt.step(), device, warmup=1, count=3)
                  - _timed(lambda i: sgd.step(), device, warmup=1, count=3))
-        units["phase_step_s"] = units["step_s"] + max(0.0, extra)  # SGLD does SGD's work and more
+        units["phase_step_s"] = units["step_s"] + max(0.0, extra)  # the phase's optimizer does SGD's work and more
     costs = _file_costs(model, sgd, tmp)
     return dict(units, **{k: costs[k] for k in ("checkpoint_s", "weights_s", "log_s")})
 

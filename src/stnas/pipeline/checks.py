@@ -6,13 +6,13 @@ they are given."""
 
 from __future__ import annotations
 
+import difflib
 import re
 import reprlib
 from pathlib import Path
 
-from stnas.core import choices
 from stnas.core.errors import ConfigError
-from stnas.core.limits import check_sgld_settings, is_dir, is_file
+from stnas.core.limits import check_sgld_settings
 from stnas.core.units import (  # noqa: F401  (re-used by config)
     is_number,
     parse_budget,
@@ -21,20 +21,31 @@ from stnas.core.units import (  # noqa: F401  (re-used by config)
     parse_latency,
     show,
 )
-from stnas.space.sampling import parse_split
+from stnas.data.catalog import DATASETS
+from stnas.data.userdata import DATA_FORMATS, data_format, path_formats
+from stnas.latency.table import LATENCY_DEVICES, LATENCY_RUNTIMES
+from stnas.proxy.modes import PROXY_METRICS, PROXY_MODES, per_sample_modes
+from stnas.search.algorithms import SEARCH_ALGORITHMS, SELECTIONS
+from stnas.space.sampling import SAMPLING_MODES, parse_split
+from stnas.train.recipe import AMP_MODES, CHANNELS_LAST, OPTIMIZERS, SCHEDULES
 
-_CHOICES = {
-    ("supernet", "optimizer"): choices.OPTIMIZERS,
-    ("supernet", "schedule"): choices.SCHEDULES,
-    ("supernet", "sampling"): choices.SAMPLING_MODES,
-    ("supernet", "amp"): choices.AMP_MODES,
-    ("supernet", "channels_last"): choices.CHANNELS_LAST,
-    ("retrain", "schedule"): choices.SCHEDULES,
-    ("retrain", "amp"): choices.AMP_MODES,
-    ("retrain", "channels_last"): choices.CHANNELS_LAST,
-    ("proxy", "mode"): choices.PROXY_MODES,
-    ("proxy", "metric"): choices.PROXY_METRICS,
-}  # and the search section's, in check_search
+# the config keys whose value is a registry's name (data.dataset: check_dataset)
+CHOICES = {
+    ("supernet", "optimizer"): OPTIMIZERS,
+    ("supernet", "schedule"): SCHEDULES,
+    ("supernet", "sampling"): SAMPLING_MODES,
+    ("supernet", "amp"): AMP_MODES,
+    ("supernet", "channels_last"): CHANNELS_LAST,
+    ("retrain", "schedule"): SCHEDULES,
+    ("retrain", "amp"): AMP_MODES,
+    ("retrain", "channels_last"): CHANNELS_LAST,
+    ("proxy", "mode"): PROXY_MODES,
+    ("proxy", "metric"): PROXY_METRICS,
+    ("search", "algorithm"): SEARCH_ALGORITHMS,
+    ("search", "select"): SELECTIONS,
+    ("latency", "runtime"): LATENCY_RUNTIMES,
+    ("latency", "device"): LATENCY_DEVICES,
+}
 
 
 def pool_lr(cfg: dict) -> float:
@@ -43,25 +54,28 @@ def pool_lr(cfg: dict) -> float:
 
 
 def check_dataset(value) -> str:
-    """data.dataset: a named dataset, or an image folder or .npz file (stnas.data.userdata; made absolute)."""
-    p = Path(str(value)).expanduser()
-    if value in choices.DATASETS:
+    """data.dataset: a named dataset (stnas.data.catalog), or a path of a data format
+    (stnas.data.userdata: an image folder or .npz file; made absolute)."""
+    if value in DATASETS:
         return value
-    if is_dir(p) or (p.suffix.lower() == ".npz" and is_file(p)):  # False for a name too long for a file
+    p = Path(str(value)).expanduser()
+    fmt = data_format(str(p))
+    if fmt is not None and DATA_FORMATS.get(fmt).exists(p):
         return str(p.resolve())
-    if p.suffix.lower() == ".npz" or "/" in str(value):
-        raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "
-                          f"file: {value} is neither a folder nor an .npz file")
-    raise ConfigError(f"data.dataset must be one of {', '.join(choices.DATASETS)}, an image folder or an .npz "
-                      f"file, got {value!r}; a folder that holds a named dataset goes in data.root (--data-root)")
+    want = f"data.dataset must be one of {', '.join(DATASETS.names())}, {' or '.join(path_formats())}"
+    if fmt is not None or "/" in str(value):
+        raise ConfigError(f"{want}: {value} is neither {' nor '.join(path_formats())}")
+    close = difflib.get_close_matches(str(value), DATASETS.names(), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ConfigError(f"{want}, got {value!r}{hint}; a folder that holds a named dataset goes in data.root "
+                      f"(--data-root)")
 
 
 def validate(cfg: dict) -> None:
     """Value checks that types alone do not catch."""
     check_config_bounds(cfg)
-    for (sec, key), allowed in _CHOICES.items():
-        if cfg[sec][key] not in allowed:
-            raise ConfigError(f"{sec}.{key} must be one of {', '.join(allowed)}, got {cfg[sec][key]!r}")
+    for (sec, key), registry in CHOICES.items():
+        registry.check(cfg[sec][key], f"{sec}.{key}")
     cfg["data"]["dataset"] = check_dataset(cfg["data"]["dataset"])
     sn = cfg["supernet"]
     for sec in ("supernet", "retrain"):
@@ -104,12 +118,13 @@ def validate(cfg: dict) -> None:
     check_search(cfg["search"])
     check_latency_section(cfg["latency"])
     check_baselines_section(cfg["baselines"])
-    if cfg["search"]["screen"] is not None and cfg["proxy"]["mode"] != "stabilized":
-        raise ConfigError("search.screen needs proxy.mode stabilized (it screens on one pool sample), "
-                          f"got proxy.mode {cfg['proxy']['mode']}")
-    if cfg["search"]["select"] == "largest_tied" and cfg["proxy"]["mode"] != "stabilized":
-        raise ConfigError("search.select=largest_tied needs proxy.mode stabilized (the test pairs the pool "
-                          f"samples), got proxy.mode {cfg['proxy']['mode']}")
+    per_sample, mode = PROXY_MODES.get(cfg["proxy"]["mode"]).per_sample, cfg["proxy"]["mode"]
+    if cfg["search"]["screen"] is not None and not per_sample:
+        raise ConfigError(f"search.screen needs proxy.mode {' or '.join(per_sample_modes())} (it screens on one "
+                          f"pool sample), got proxy.mode {mode}")
+    if SELECTIONS.get(cfg["search"]["select"]).paired and not per_sample:
+        raise ConfigError(f"search.select={cfg['search']['select']} needs proxy.mode {' or '.join(per_sample_modes())} "
+                          f"(the test pairs the pool samples), got proxy.mode {mode}")
     if cfg["run"]["time_budget"] is not None:
         parse_duration(cfg["run"]["time_budget"], "run.time_budget")
     if cfg["retrain"]["limit"] is not None:
@@ -134,9 +149,8 @@ def check_search(se: dict) -> dict:
     Raises:
         ConfigError: a value out of range, an unknown choice or no budget.
     """
-    for key, allowed in (("algorithm", choices.SEARCH_ALGORITHMS), ("select", choices.SEARCH_SELECT)):
-        if se[key] not in allowed:
-            raise ConfigError(f"search.{key} must be one of {', '.join(allowed)}, got {se[key]!r}")
+    for key in ("algorithm", "select"):
+        CHOICES[("search", key)].check(se[key], f"search.{key}")
     for key in ("population", "parents", "generations", "random_samples", "top"):
         if se[key] < 1:
             raise ConfigError(f"search.{key} must be >= 1, got {se[key]}")
@@ -170,9 +184,8 @@ def check_search(se: dict) -> dict:
 def check_latency_section(lat: dict) -> None:
     """The checks of a ``latency`` section (runtime, device, batch, threads, timing, table);
     ``search.latency_budgets`` is checked with the search section (``stnas.pipeline.checks.check_search``)."""
-    for key, allowed in (("runtime", choices.LATENCY_RUNTIMES), ("device", choices.LATENCY_DEVICES)):
-        if lat[key] not in allowed:
-            raise ConfigError(f"latency.{key} must be one of {', '.join(allowed)}, got {lat[key]!r}")
+    for key in ("runtime", "device"):
+        CHOICES[("latency", key)].check(lat[key], f"latency.{key}")
     for key, low in (("batch", 1), ("threads", 1), ("warmup", 0), ("repeats", 3), ("rounds", 1), ("fit_networks", 2)):
         if type(lat[key]) is not int or lat[key] < low:
             raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")

@@ -17,11 +17,11 @@ from typing import Any
 
 import yaml
 
-from stnas.core import choices
 from stnas.core.errors import ConfigError
 from stnas.core.limits import MAX_INT, MAX_TEXT, check_text_size, check_tree
 from stnas.core.rundir import RunDir, check_same_inputs
 from stnas.core.units import is_number, parse_count, show
+from stnas.data.catalog import DATASETS
 from stnas.pipeline.checks import check_dataset, validate
 from stnas.space.presets import load_preset
 
@@ -300,7 +300,7 @@ def _derived_preset(layers: list[dict]) -> str | None:
     for layer in layers:
         peek = _merge(peek, layer)
     dataset = peek["data"]["dataset"]
-    if dataset in choices.DATASETS:
+    if dataset in DATASETS:
         return None
     check_dataset(dataset)
     given = any("budgets" in (layer.get("search") or {}) for layer in layers)

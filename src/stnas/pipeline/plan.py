@@ -55,6 +55,8 @@ from stnas.core.units import fmt_duration, parse_duration
 from stnas.core.verified import read_json, write_json
 from stnas.pipeline.calibrate import calibrate, data_sizes, retrain_labels
 from stnas.pipeline.config import apply_layers
+from stnas.proxy.modes import PROXY_MODES
+from stnas.search.algorithms import SEARCH_ALGORITHMS
 from stnas.search.evolution import check_constraints
 from stnas.space.catalog import load_space
 
@@ -116,17 +118,17 @@ def search_evaluations(cfg: dict, sizes: dict) -> tuple[int, int, int]:
     k = pool_samples(cfg, sizes)
     if cfg["proxy"]["samples"]:
         k = min(k, cfg["proxy"]["samples"])
-    sources = k if mode == "stabilized" else 1
+    entry = PROXY_MODES.get(mode)
+    sources = k if entry.per_sample else 1
     targets = max(1, len(set(se["budgets"]))) * max(1, len(se.get("latency_budgets") or []))
     pop, keep = se["population"], se["screen"]
-    chunks = ([pop] * se["generations"] if se["algorithm"] == "evolution" else
-              [min(pop, se["random_samples"] - i) for i in range(0, se["random_samples"], pop)])
+    chunks = SEARCH_ALGORITHMS.get(se["algorithm"]).chunks(se, pop)
     evals = loads = 0
     for n in chunks:
         per_target = [len(range(t, n, targets)) for t in range(targets)]
         if keep is None or sources == 1:
             evals += n * sources
-            loads += k if mode == "averaged" else sources
+            loads += k if entry.pool else sources
         else:
             promoted = sum(math.ceil(keep * m) for m in per_target)
             evals += n + promoted * (sources - 1)
@@ -139,8 +141,9 @@ def search_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
     candidates, evals, loads = search_evaluations(cfg, sizes)
     evals, loads = evals * sizes.get("members", 1), loads * sizes.get("members", 1)  # an ensemble's supernets
     seconds = evals * (u["eval_s"] + u["log_s"]) + loads * u["load_s"]
-    how = (f"{se['generations']} generations × {se['population']}" if se["algorithm"] == "evolution"
-           else f"random, {candidates:,}")
+    effort = SEARCH_ALGORITHMS.get(se["algorithm"]).effort
+    how = (f"{se['generations']} generations × {se['population']}" if effort == "generations"
+           else f"{se['algorithm']}, {candidates:,}")
     screen = f", screen {se['screen']:g}" if se["screen"] is not None else ""
     work = (f"{how} candidates{screen}: {evals:,} evaluations on {sizes['search_val']:,} search-val images "
             f"({cfg['proxy']['mode']})")
@@ -193,10 +196,8 @@ def sized(cfg: dict, f: float, sizes: dict) -> dict:
         spe = max(1, _spe(sizes["search_train"], sizes["ranks"], sn["batch_size"]))
         fill = -(-pool["samples"] // spe)
         pool["epochs"] = min(pool["epochs"], sn["epochs"], max(1, fill, round(pool["epochs"] * sn["epochs"] / epochs)))
-    if se["algorithm"] == "evolution":
-        se["generations"] = scale(se["generations"], MINIMUM["search.generations"])
-    else:
-        se["random_samples"] = scale(se["random_samples"], se["population"])
+    effort = SEARCH_ALGORITHMS.get(se["algorithm"]).effort  # generations, or random draws
+    se[effort] = scale(se[effort], MINIMUM.get(f"search.{effort}", se["population"]))
     rt["epochs"] = scale(rt["epochs"], MINIMUM["retrain.epochs"])
     return c
 

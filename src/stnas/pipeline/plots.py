@@ -17,6 +17,7 @@ from stnas.core.errors import ConfigError  # noqa: E402
 from stnas.core.fileio import atomic_write  # noqa: E402
 from stnas.core.units import fmt_count  # noqa: E402
 from stnas.space.arch import Arch  # noqa: E402
+from stnas.space.cost import kind_of_record  # noqa: E402
 
 _FORMATS = {".png": "png", ".svg": "svg", ".pdf": "pdf", ".jpg": "jpg", ".jpeg": "jpg"}
 
@@ -78,7 +79,8 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
                 metric: str = "search-val top-1", cost: str = "madds") -> Path:
     """Cost (``madds``, or predicted ``latency_ms``) vs proxy score (``metric`` names it) of
     every scored architecture, the Pareto front, the budgets and the chosen architectures."""
-    scale, budget_key = (1e6, "budget") if cost == "madds" else (1.0, "latency_budget_ms")
+    kind = kind_of_record(cost)
+    (axis, scale), budget_key = kind.axis, kind.json_key
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.scatter([h[cost] / scale for h in history], [h["score"] for h in history], s=10, alpha=0.45,
                color="tab:gray", label=f"scored ({len(history)})")
@@ -96,7 +98,7 @@ def plot_pareto(history: list[dict], pareto: list[dict], chosen: list[dict], pat
         ax.errorbar([c[cost] / scale], [c["score"]], yerr=[c.get("std", 0.0)], fmt=markers[k % len(markers)],
                     ms=max(5, 14 - 3 * k), mfc="none", mew=1.6, color=color, zorder=3 + k,
                     label=f"chosen ≤ {c.get('target') or fmt_count(c['budget'])}")
-    ax.set_xlabel("MAdds (M)" if cost == "madds" else "predicted latency (ms)")
+    ax.set_xlabel(axis)
     ax.set_ylabel(f"proxy score ({metric})")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")

@@ -4,7 +4,8 @@ An architecture's score is its top-1 accuracy on search-val with weights inherit
 the supernet, after its BN statistics were recalibrated (``proxy.metric: top1``, the
 paper's metric), or minus its mean cross-entropy there (``proxy.metric: loss``: continuous,
 so less quantized by a small search-val set). Higher is better either way; every
-evaluation records both. Three modes (design.md section 4):
+evaluation records both. The modes and metrics are registry entries (:mod:`stnas.proxy.modes`;
+design.md section 4):
 
 * ``single``: the final shared weights ``supernet.safetensors`` (the SPOS baseline);
 * ``stabilized``: the mean over the first K samples θ_k of the SGLD pool, each evaluated
@@ -35,21 +36,20 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Mapping
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from stnas.core import dist
-from stnas.core.choices import PROXY_METRICS, PROXY_MODES
 from stnas.core.errors import CheckpointError, ConfigError, state_dict_detail
-from stnas.core.fileio import sha256_file
 from stnas.core.rundir import RunDir
 from stnas.core.verified import append_jsonl, read_jsonl
 from stnas.core.weights import load_weights
 from stnas.data.datasets import DataSpec, dataset_split, make_loader
 from stnas.nn.supernet import Supernet
+from stnas.proxy.modes import PROXY_METRICS, PROXY_MODES, Source
 from stnas.proxy.score import Score
 from stnas.space.arch import Arch
 from stnas.space.searchspace import SearchSpace
@@ -106,12 +106,8 @@ class Proxy:
                  kernel_sharing: bool = False, width_sharing: bool = False, amp: bool = False,
                  channels_last: bool = False, ctx: dist.Context | None = None, progress: bool = False):
         self.run_dir = Path(run_dir)
-        self.mode = settings.mode
-        if self.mode not in PROXY_MODES:
-            raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {self.mode!r}")
-        self.metric = settings.metric
-        if self.metric not in PROXY_METRICS:
-            raise ConfigError(f"proxy.metric must be one of {', '.join(PROXY_METRICS)}, got {self.metric!r}")
+        self.mode = PROXY_MODES.check(settings.mode, "proxy mode")
+        self.metric = PROXY_METRICS.check(settings.metric, "proxy.metric")
         self.ctx = ctx or dist.Context()
         self.progress = progress
         self.run = RunDir(self.run_dir)
@@ -137,15 +133,16 @@ class Proxy:
 
     # ------------------------------------------------------------------ setup
     def _check_files(self, mode: str) -> None:
-        if mode == "single":
+        if not PROXY_MODES.get(mode, "proxy mode").pool:
             path = self.run.supernet
             if not path.is_file():
                 raise CheckpointError(f"{path} is missing: finish the supernet training "
                                       f"(stnas supernet train --out {self.run_dir} --resume)")
         elif len(self.pool) == 0:
+            final = [m for m in PROXY_MODES if not PROXY_MODES.get(m).pool]
             raise CheckpointError(f"proxy mode {mode} needs the parameter-sample pool, but "
                                   f"{self.run_dir / 'pool'} holds no samples; train with pool.samples >= 1 "
-                                  f"(stnas supernet train ...) or use --mode single")
+                                  f"(stnas supernet train ...) or use --mode {' or '.join(final)}")
 
     def _read_cache(self) -> dict:
         """The cached evaluations; a damaged line (cut short by a kill, a flipped byte) is
@@ -181,44 +178,32 @@ class Proxy:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     # ------------------------------------------------------------------ weight sources
-    def _sources(self, mode: str,
-                 samples: int | None = None) -> list[tuple[str, Callable[[], Mapping[str, torch.Tensor]]]]:
-        """(name, loader) of the weight sources a mode averages over (``samples``: the first
-        that many pool samples in place of the configured number)."""
-        if mode == "single":
-            return [("final", lambda: load_weights(self.run.supernet, what="supernet weights")[0])]
-        k = samples or self._num_samples()
-        if mode == "stabilized":
-            return [(f"pool:{i}", lambda i=i: self.pool.load(i)) for i in range(k)]
-        return [("avg", self._average)]
+    def final_weights(self) -> Mapping[str, torch.Tensor]:
+        """The supernet's final shared weights."""
+        return load_weights(self.run.supernet, what="supernet weights")[0]
 
-    def _num_samples(self) -> int:
+    def num_samples(self) -> int:
+        """The number of pool samples the proxy averages over (``proxy.samples``, else all)."""
         want = self.samples
         if want is not None and not 1 <= want <= len(self.pool):
             raise ConfigError(f"proxy.samples={want} but the pool of {self.run_dir} holds {len(self.pool)} "
                               f"samples; choose 1..{len(self.pool)} or null (all)")
         return want or len(self.pool)
 
-    def _average(self) -> dict[str, torch.Tensor]:
-        k = self._num_samples()
+    def average_weights(self) -> dict[str, torch.Tensor]:
+        """The first ``num_samples()`` pool samples averaged element-wise."""
+        k = self.num_samples()
         if k == len(self.pool):
             return self.pool.average()
         states = [self.pool.load(i) for i in range(k)]  # the first k only
         return {n: (torch.stack([s[n].double() for s in states]).mean(0).to(t.dtype) if t.is_floating_point()
                     else states[-1][n]) for n, t in states[0].items()}
 
-    def _source_id(self, name: str) -> str:
-        """What identifies a source's weights: the file's SHA-256 or the pool entries'."""
-        if name not in self._ids:
-            if name == "final":
-                ident = sha256_file(self.run.supernet)
-            elif name == "avg":
-                ident = [e["sha256"] for e in self.pool.entries[:self._num_samples()]]
-            else:
-                e = self.pool.entries[int(name.split(":")[1])]
-                ident = [e["step"], e["sha256"]]
-            self._ids[name] = _digest([self.settings, name, ident])
-        return self._ids[name]
+    def _source_id(self, source: Source) -> str:
+        """What identifies a source's weights, with the settings: its score cache key."""
+        if source.name not in self._ids:
+            self._ids[source.name] = _digest([self.settings, source.name, source.ident()])
+        return self._ids[source.name]
 
     # ------------------------------------------------------------------ evaluation
     def _supernet(self, state: Mapping[str, torch.Tensor]) -> Supernet:
@@ -251,8 +236,9 @@ class Proxy:
         by_name = {str(a): a for a in archs}
         out: dict[tuple[str, str], tuple[float, float]] = {}
         todo = []
-        for src, loader in sources:
-            key = self._source_id(src) if cache else None
+        for source in sources:
+            src, loader = source.name, source.load
+            key = self._source_id(source) if cache else None
             missing = []
             for a in names:
                 hit = self._cache.get((a, src, key)) if cache else None
@@ -301,20 +287,19 @@ class Proxy:
         proxy's); ``samples``: stabilized over the first that many pool samples only (e.g. 1
         to screen candidates cheaply). Collective under torchrun: every rank calls it with
         the same list."""
-        mode = mode or self.mode
-        if mode not in PROXY_MODES:
-            raise ConfigError(f"proxy mode must be one of {', '.join(PROXY_MODES)}, got {mode!r}")
+        mode = PROXY_MODES.check(mode or self.mode, "proxy mode")
         self._check_files(mode)
         if samples is not None and not 1 <= samples <= len(self.pool):
             raise ConfigError(f"cannot score on {samples} samples: the pool of {self.run_dir} holds {len(self.pool)}")
         archs = self.check_archs(archs)
-        sources = self._sources(mode, samples)
+        sources = PROXY_MODES.get(mode).sources(self, samples)
         res = self._run(archs, sources, desc=f"proxy {mode}")
-        return [self._verdict(str(a), [res[(str(a), s)] for s, _ in sources]) for a in archs]
+        return [self._verdict(str(a), [res[(str(a), s.name)] for s in sources]) for a in archs]
 
     def _verdict(self, arch: str, vals: list[tuple[float, float]]) -> Score:
         """The Score of ``arch`` from its (top-1, loss) under each weight source."""
-        per = [top1 if self.metric == "top1" else -loss for top1, loss in vals]
+        metric = PROXY_METRICS.get(self.metric)
+        per = [metric(top1, loss) for top1, loss in vals]
         std = float(np.std(per, ddof=1)) if len(per) > 1 else 0.0
         return Score(arch, float(np.mean(per)), std, float(np.mean([v[1] for v in vals])), per,
                      float(np.mean([v[0] for v in vals])))
@@ -323,5 +308,6 @@ class Proxy:
         """Scores ``archs`` under arbitrary supernet weights (e.g. an epoch checkpoint) with
         the same recalibration and evaluation; not cached. Collective under torchrun."""
         archs = self.check_archs(archs)
-        res = self._run(archs, [("weights", lambda: state_dict)], cache=False, desc="proxy weights")
+        res = self._run(archs, [Source("weights", lambda: state_dict, lambda: None)], cache=False,
+                        desc="proxy weights")
         return [self._verdict(str(a), [res[(str(a), "weights")]]) for a in archs]

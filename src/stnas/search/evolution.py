@@ -32,12 +32,13 @@ candidate instead of 8.
 Random search draws ``random_samples`` distinct constrained architectures (spread over the
 budgets the same way) and scores them in chunks of P, one "generation" per chunk.
 
-Latency budgets (``latency_budgets``, with a predictor from :mod:`stnas.latency.table`): the
-targets become :class:`stnas.latency.table.Target` pairs, every MAdds budget (or none) with every
-latency budget, each met by predicted latency <= its budget too (``budget_floor`` bounds
-both from below); the records carry ``latency_ms`` and ``pareto_latency.json`` is the front
-by latency. Candidates over a target's latency are never scored, as for MAdds; random
-draws that miss it are repaired by latency-lowering moves.
+Targets (:mod:`stnas.search.targets`): every budget is a window on a cost table
+(:class:`stnas.space.cost.CostTable`), and the search sees only those windows. Latency budgets
+(``latency_budgets``, with a predictor from :mod:`stnas.latency.table`, whose table is one more
+cost table) pair every MAdds budget (or none) with every latency budget; the records carry
+``latency_ms`` and ``pareto_latency.json`` is the front by latency. Fresh candidates are drawn
+within the bounds the space's own tables set (MAdds, params); a predictor's bounds are checked
+on those draws, and after ``FRESH_TRIES`` misses the draws are repaired by cost-lowering moves.
 
 Everything is a function of the seed and the scores, so a rerun after a kill replays the
 same candidates and a caching scorer (``stnas.proxy.scorer.Proxy``) makes the replay free.
@@ -57,12 +58,13 @@ import numpy as np
 from tqdm import tqdm
 
 from stnas.core.errors import ConfigError, SpaceError
-from stnas.core.units import budget_label, parse_latency
-from stnas.latency.table import Target, latency_label
+from stnas.core.units import budget_label, latency_label
 from stnas.proxy.score import Score
+from stnas.search.algorithms import SEARCH_ALGORITHMS
 from stnas.search.history import Record, SearchResult, check_same_search, collect, within, write_search
+from stnas.search.targets import Target, build_targets, target_limits
 from stnas.space.arch import Arch
-from stnas.space.sampling import repair
+from stnas.space.cost import BUDGET_KINDS, Bound, repair
 from stnas.space.searchspace import SearchSpace
 
 CHILD_TRIES = 50  # redraws of a child that is out of budget or already seen
@@ -83,56 +85,42 @@ def check_constraints(space: SearchSpace, budgets: Sequence[int], min_madds=None
         raise SpaceError(f"search.min_madds {min_madds:,} exceeds the largest architecture of space "
                          f"{space.name!r} ({hi:,} MAdds)")
     if max_params is not None:
-        smallest = space.fixed_params + sum(int(min(space.stem_table[k, o, 1] for o in e.allowed))
-                                            for k, e in enumerate(space.stem_edges))
+        smallest = space.costs["params"].min()
         if max_params < smallest:
             raise SpaceError(f"search.max_params {max_params:,} is below the smallest architecture of space "
                              f"{space.name!r} ({smallest:,} params)")
 
 
 class _Sampler:
-    """Draws distinct, constrained candidates; ``seen`` holds every architecture drawn so far."""
+    """Draws distinct candidates within their target's bounds; ``seen`` holds every architecture
+    drawn so far."""
 
-    def __init__(self, space: SearchSpace, rng: np.random.Generator, floor: dict[int, int | None], max_params,
-                 latency: Callable[[Arch], float] | None = None, lat_floor: dict | None = None):
-        self.space, self.rng, self.floor, self.max_params = space, rng, floor, max_params
-        self.latency, self.lat_floor = latency, lat_floor or {}
+    def __init__(self, space: SearchSpace, rng: np.random.Generator, targets: dict[Target, tuple[Bound, ...]]):
+        self.space, self.rng, self.targets = space, rng, targets
         self.seen: set[Arch] = set()
 
-    def fits(self, a: Arch, budget) -> bool:
-        if isinstance(budget, (int, np.integer)):
-            return a not in self.seen and self.space.satisfies(a, budget, self.floor[budget], self.max_params)
-        return (a not in self.seen and self.space.satisfies(a, budget.madds, self.floor[budget], self.max_params)
-                and self.lat_floor.get(budget, 0.0) <= self.latency(a) <= budget.latency_ms)
+    def fits(self, a: Arch, target: Target) -> bool:
+        return a not in self.seen and all(b.holds(a) for b in self.targets[target])
 
     def take(self, a: Arch) -> Arch:
         self.seen.add(a)
         return a
 
-    def fresh(self, budget) -> Arch | None:
-        if not isinstance(budget, (int, np.integer)):
-            return self._fresh_latency(budget)
-        for _ in range(FRESH_TRIES):
-            a = self.space.sample_constrained(self.rng, budget, self.floor[budget], self.max_params)
-            if a not in self.seen:
-                return self.take(a)
-        return None
-
-    def _fresh_latency(self, target) -> Arch | None:
-        """Rejection sampling within the MAdds/params constraints, then repaired draws."""
-        sp, pred = self.space, self.latency
-        limits = sp.cost_limits(target.madds, self.max_params)
-        if target.latency_ms is not None:
-            limits.append((pred.stem_ms, pred.branch_ms, pred.fixed_ms, target.latency_ms))
-        for i in range(FRESH_TRIES * 10):
-            a = sp.sample_constrained(self.rng, target.madds, self.floor[target], self.max_params)
+    def fresh(self, target: Target) -> Arch | None:
+        """Constrained draws within the space's own bounds, checked against the others (a
+        predictor's); with such bounds, ten times the tries and repaired draws after FRESH_TRIES."""
+        bounds = self.targets[target]
+        aimed = [b for b in bounds if BUDGET_KINDS.get(b.table.kind).of_space]
+        tries = FRESH_TRIES * (1 if len(aimed) == len(bounds) else 10)
+        for i in range(tries):
+            a = self.space.sample_within(self.rng, aimed)
             if i >= FRESH_TRIES:  # far-tail budgets: cost-lowering moves
-                a = repair(a, self.rng, limits) or a
+                a = repair(a, self.rng, bounds) or a
             if self.fits(a, target):
                 return self.take(a)
         return None
 
-    def child(self, parents: list[Arch], budget: int, cross: bool, mutation_prob: float) -> Arch | None:
+    def child(self, parents: list[Arch], target: Target, cross: bool, mutation_prob: float) -> Arch | None:
         sp, rng = self.space, self.rng
         if parents:
             for _ in range(CHILD_TRIES):
@@ -141,9 +129,9 @@ class _Sampler:
                     c = sp.crossover(parents[i], parents[j], rng)
                 else:
                     c = sp.mutate(parents[rng.integers(len(parents))], rng, mutation_prob)
-                if self.fits(c, budget):
+                if self.fits(c, target):
                     return self.take(c)
-        return self.fresh(budget)
+        return self.fresh(target)
 
 
 def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_search: dict,
@@ -170,37 +158,31 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
         latency: the predictor (``stnas.latency.table.Predictor``) that ``latency_budgets`` need.
     """
     c = cfg_search
-    budgets = sorted(set(c["budgets"]))
-    lat_budgets = sorted({parse_latency(v, "search.latency_budgets") for v in c.get("latency_budgets") or []})
-    if lat_budgets and latency is None:
-        raise ConfigError("search.latency_budgets needs a latency table (stnas latency build)")
+    limits = target_limits(c)
+    windows = build_targets(c, space, latency)
     min_madds, max_params = c["min_madds"], c["max_params"]
-    check_constraints(space, budgets, min_madds, max_params)
-    fraction = float(c["budget_floor"] or 0.0)
-    floor = {b: max(min_madds or 0, math.ceil(fraction * b)) or None for b in budgets}
-    madds_budgets, lat_floor = budgets, {}
-    if lat_budgets:
-        check_latency_budgets(latency, lat_budgets)
-        targets = [Target(b, ms) for b in (budgets or [None]) for ms in lat_budgets]
-        floor = {t: floor[t.madds] if t.madds is not None else min_madds for t in targets}
-        lat_floor = {t: fraction * t.latency_ms for t in targets}
-        budgets = targets
+    check_constraints(space, limits["madds"], min_madds, max_params)
+    if limits["latency"]:
+        check_latency_budgets(latency, limits["latency"])
+    budgets = list(windows)
+    # the tables a predictor supplies (latency): every record carries their costs
+    predicted = {BUDGET_KINDS.get(n).record: BUDGET_KINDS.get(n).table(space, latency)
+                 for n in BUDGET_KINDS if latency is not None and not BUDGET_KINDS.get(n).of_space}
     select, alpha = c["select"], float(c["tie_alpha"])
     keep = c.get("screen")
     if keep is not None and screen is None:
         raise ConfigError("search.screen is set but no screening scorer was given")
-    choose = {"floor": floor, "select": select, "alpha": alpha, "top": int(c["top"])}
+    choose = {"select": select, "alpha": alpha, "top": int(c["top"])}
     c = {**c, "select": select, "tie_alpha": alpha}  # search.json records the rule in effect
     P, k = int(c["population"]), int(c["parents"])
-    evolution = c["algorithm"] == "evolution"
-    n_gen = int(c["generations"]) if evolution else -(-int(c["random_samples"]) // P)
-    sampler = _Sampler(space, np.random.default_rng(seed), floor, max_params, latency, lat_floor)
-    choose["lat_floor"] = lat_floor
+    algorithm = SEARCH_ALGORITHMS.get(c["algorithm"], "search.algorithm")
+    n_gen = algorithm.generations(c, P)
+    sampler = _Sampler(space, np.random.default_rng(seed), windows)
     out = Path(out_dir) if out_dir is not None else None
     settings = {"algorithm": c["algorithm"], "seed": seed, "space": space.name, "space_fingerprint": space.fingerprint,
-                "budgets": madds_budgets, "min_madds": min_madds, "max_params": max_params,
+                "budgets": limits["madds"], "min_madds": min_madds, "max_params": max_params,
                 "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params", "latency_budgets")},
-                **({"latency_budgets_ms": lat_budgets} if lat_budgets else {}), **(info or {})}
+                **({"latency_budgets_ms": limits["latency"]} if limits["latency"] else {}), **(info or {})}
     if out is not None:
         check_same_search(out, settings)
     history: list[Record] = []
@@ -208,15 +190,8 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
     bar = tqdm(total=n_gen, desc=f"{c['algorithm']} search", unit="gen", disable=not progress, dynamic_ncols=True)
     for gen in range(n_gen):
         targets = [budgets[i % len(budgets)] for i in range(P)]
-        if not evolution:
-            n = min(P, int(c["random_samples"]) - gen * P)
-            batch = [sampler.fresh(targets[i]) for i in range(n)]
-        elif gen == 0:
-            batch = [sampler.fresh(targets[i]) for i in range(P)]
-        else:
-            parents = {b: [r.arch for r in within(history, b, floor[b], lat_floor.get(b, 0.0))[:k]] for b in budgets}
-            n_cross = round(P * c["crossover"])
-            batch = [sampler.child(parents[targets[i]], targets[i], i < n_cross, c["mutation_prob"]) for i in range(P)]
+        batch = algorithm.propose(sampler, gen, targets, c, lambda: {
+            t: [r.arch for r in within(history, windows[t])[:k]] for t in budgets})
         targets = [t for t, a in zip(targets, batch) if a is not None]
         batch = [a for a in batch if a is not None]
         if not batch:  # a tiny space is exhausted
@@ -227,14 +202,14 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
             scores, screened = _halving(scorer, screen, batch, targets, keep)
         for a, s, cut in zip(batch, scores, screened):
             history.append(dataclasses.replace(Record.of(a, space, s, gen), screened=cut,
-                                                latency_ms=None if latency is None else float(latency(a))))
-        result = collect(history, budgets, gen + 1, out, **choose)
+                                                **{f: float(t(a)) for f, t in predicted.items()}))
+        result = collect(history, windows, gen + 1, out, **choose)
         if out is not None:
             write_search(result, settings, time.time() - t0, done=False)
         bar.set_postfix_str(" ".join(f"{budget_label(b)}:{v[0].score:.4g}" for b, v in result.best.items() if v))
         bar.update(1)
     bar.close()
-    result = collect(history, budgets, len({r.generation for r in history}), out, **choose)
+    result = collect(history, windows, len({r.generation for r in history}), out, **choose)
     if out is not None:
         write_search(result, settings, time.time() - t0, done=True)
     return result
@@ -268,7 +243,7 @@ def _halving(scorer, screen, batch: list[Arch], targets: list, keep: float) -> t
 
 def check_latency_budgets(predictor, budgets_ms: Sequence[float]) -> None:
     """Raises SpaceError (one line) when a latency budget is below every architecture's prediction."""
-    lo = predictor.min_ms()
+    lo = predictor.costs.min()
     for ms in budgets_ms:
         if ms < lo:
             raise SpaceError(f"latency budget {latency_label(ms)} is below the fastest architecture of space "

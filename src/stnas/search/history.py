@@ -1,9 +1,10 @@
 """The search's history and what it leaves: scored records, Pareto fronts, the choice per
 budget and the output folder (pipeline step 4, with :mod:`stnas.search.evolution`).
 
-``select`` says which record of a budget is chosen: ``best``, the top mean score, or
-``largest_tied``, the one with the most MAdds among those that a paired one-sided t-test over
-the stabilized proxy's pool samples cannot tell from the best at ``tie_alpha``. Every record
+``select`` says which record of a budget is chosen (:data:`stnas.search.algorithms.SELECTIONS`):
+``best``, the top mean score, or ``largest_tied``, the one with the most MAdds among those that a
+paired one-sided t-test over the stabilized proxy's pool samples cannot tell from the best at
+``tie_alpha``. Every record
 is scored under the same samples, so the pairing removes what the samples share.
 
 Output directory (every file checksummed, :mod:`stnas.core.verified`; read back only
@@ -27,14 +28,16 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy import stats
 
 from stnas.core.errors import CheckpointError, ConfigError
 from stnas.core.rundir import check_same_inputs
 from stnas.core.units import budget_label
 from stnas.core.verified import read_json, read_jsonl, write_json, write_jsonl
 from stnas.proxy.score import Score
+from stnas.search.algorithms import SELECTIONS, tied_with_best  # noqa: F401  (also stnas.search.history.tied_with_best)
+from stnas.search.targets import Target
 from stnas.space.arch import Arch, save_arch
+from stnas.space.cost import BUDGET_KINDS, Bound
 from stnas.space.searchspace import SearchSpace
 
 
@@ -75,21 +78,20 @@ class Record:
 
 @dataclass
 class SearchResult:
-    """History (in scoring order), Pareto front (by MAdds) and the top records per budget."""
+    """History (in scoring order), Pareto front (by MAdds) and the top records per target
+    (:class:`stnas.search.targets.Target`, in the search's order)."""
 
     history: list[Record]
     pareto: list[Record]
-    best: dict[int, list[Record]]
+    best: dict[Target, list[Record]]
     generations: int
     out_dir: Path | None = None
     files: dict[str, str] = field(default_factory=dict)
 
 
-def target_json(target) -> dict:
-    """A budget (int) or Target as the JSON fields of a chosen record."""
-    if isinstance(target, (int, np.integer)):
-        return {"budget": int(target)}
-    return {"budget": target.madds, "latency_budget_ms": target.latency_ms, "target": target.label}
+def target_json(target: Target) -> dict:
+    """A target's fields of a chosen record (:meth:`stnas.search.targets.Target.json`)."""
+    return target.json()
 
 
 def pareto_front(records: Sequence, cost: str = "madds") -> list:
@@ -118,53 +120,26 @@ def rank_key(r: Record):
     return (-r.score, r.madds, str(r.arch))
 
 
-def within(history: list[Record], budget, floor: int | None, lat_floor: float = 0.0) -> list[Record]:
-    """The fully scored records in budget's window [floor, budget], best first (a Target:
-    both windows)."""
-    if isinstance(budget, (int, np.integer)):
-        return sorted((r for r in history if (floor or 0) <= r.madds <= budget and not r.screened), key=rank_key)
-    return sorted((r for r in history if (floor or 0) <= r.madds <= (budget.madds or r.madds) and not r.screened
-                   and r.latency_ms is not None and lat_floor <= r.latency_ms <= budget.latency_ms), key=rank_key)
-
-
-def tied_with_best(records: Sequence[Record], alpha: float) -> list[Record]:
-    """The records, best first, that a paired one-sided t-test across their per-sample scores
-    cannot tell from ``records[0]`` (the best by mean score) at level ``alpha``: H0 "as good
-    as the best" is kept when p >= alpha. A record without per-sample scores, or with other
-    sources, ties with none."""
-    if not records:
-        return []
-    ref = records[0].per_sample
-    tied = [records[0]]
-    if ref is None:
-        return tied
-    b = np.asarray(ref)
-    for r in records[1:]:
-        if r.per_sample is None or len(r.per_sample) != len(b):
-            continue
-        a = np.asarray(r.per_sample)
-        d = a - b
-        if np.ptp(d) == 0:  # no spread: the t statistic is undefined; tied only when identical
-            keep = d[0] >= 0
-        else:
-            keep = stats.ttest_rel(a, b, alternative="less").pvalue >= alpha
-        if keep:
-            tied.append(r)
-    return tied
+def within(history: list[Record], bounds: Sequence[Bound]) -> list[Record]:
+    """The fully scored records within a target's window (every bound on the record's cost of
+    the bound's kind), best first."""
+    fields = [(b, BUDGET_KINDS.get(b.table.kind).record) for b in bounds]
+    return sorted((r for r in history if not r.screened and all(b.admits(getattr(r, f)) for b, f in fields)),
+                  key=rank_key)
 
 
 def choose(records: list[Record], select: str, alpha: float) -> list[Record]:
-    """``records`` (best first) reordered so that the one ``select`` chooses comes first."""
-    if select == "best" or not records:
+    """``records`` (best first) reordered so that the one ``select`` chooses comes first
+    (:data:`stnas.search.algorithms.SELECTIONS`)."""
+    if not records:
         return records
-    pick = max(tied_with_best(records, alpha), key=lambda r: (r.madds, r.score))
-    return [pick, *(r for r in records if r is not pick)]
+    return SELECTIONS.get(select, "search.select").choose(records, alpha)
 
 
-def collect(history: list[Record], budgets: list, generations: int, out: Path | None, *,
-            floor: dict, select: str, alpha: float, top: int, lat_floor: dict | None = None) -> SearchResult:
-    lat_floor = lat_floor or {}
-    best = {b: choose(within(history, b, floor[b], lat_floor.get(b, 0.0)), select, alpha)[:top] for b in budgets}
+def collect(history: list[Record], targets: dict[Target, Sequence[Bound]], generations: int, out: Path | None, *,
+            select: str, alpha: float, top: int) -> SearchResult:
+    """The result so far: per target (in order), the top records within its window."""
+    best = {t: choose(within(history, bounds), select, alpha)[:top] for t, bounds in targets.items()}
     return SearchResult(list(history), pareto_front([r for r in history if not r.screened]), best, generations, out)
 
 

@@ -1,7 +1,9 @@
 """The op library: every computation module an edge can carry, and its exact cost.
 
 This module is the one place that knows what an op *is*: its name grammar, the
-``nn.Module`` it builds and the multiply-adds and parameters it costs. The search
+``nn.Module`` it builds and the multiply-adds and parameters it costs. Each op family is one
+:class:`OpFamily` entry of :data:`OP_FAMILIES` (and each activation one entry of
+:data:`ACTIVATIONS`). The search
 space, the standalone model and the supernet all build ops through :func:`build_op`,
 and the cost model reads :func:`op_cost`, so the analytic count and the built module
 cannot drift apart (a test checks them against forward hooks).
@@ -28,44 +30,75 @@ MAdds follow design.md section 3: conv and linear multiply-accumulates only.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from stnas.core.errors import SpaceError
+from stnas.core.registry import Registry
 
 _MB_RE = re.compile(r"^mb_k(\d+)_e(\d+)$")
 
-ACTIVATIONS = {"relu6": nn.ReLU6, "relu": nn.ReLU, "hswish": nn.Hardswish, "silu": nn.SiLU}
+ACTIVATIONS: Registry[type[nn.Module]] = Registry("space.activation", SpaceError)
+ACTIVATIONS.add("relu6", nn.ReLU6, "min(max(x, 0), 6) (MobileNetV2)")
+ACTIVATIONS.add("relu", nn.ReLU, "max(x, 0)")
+ACTIVATIONS.add("hswish", nn.Hardswish, "hard swish (MobileNetV3)")
+ACTIVATIONS.add("silu", nn.SiLU, "x * sigmoid(x) (EfficientNet)")
 
 
 @dataclass(frozen=True)
 class OpSpec:
-    """A parsed op name."""
+    """A parsed op name: its family (``kind``, an :data:`OP_FAMILIES` name) and parameters.
+    ``residual``: on a stem edge of stride 1 between equal channels it adds its input."""
 
     name: str
-    kind: str  # "mb", "conv1x1" or "skip"
+    kind: str
     kernel: int = 1
     expand: int = 1
+    residual: bool = field(default=False, compare=False)
+
+
+@dataclass(frozen=True)
+class OpFamily:
+    """A family of ops (module docstring).
+
+    Attributes:
+        parse: an op name -> its spec, or None when the name is not of this family (raises
+            SpaceError for a name of the family with bad parameters).
+        grammar: the names it takes, for messages (``mb_k<K>_e<E>``).
+        example: one such name (tests build and price every family's).
+        allowed: ``(spec, c_in, c_out, stride)`` -> whether it can map the edge.
+        cost: ``(spec, c_in, c_out, stride, size)`` -> (MAdds, params) on a ``c_in x size x size`` input.
+        build: ``(spec, c_in, c_out, stride, activation, residual)`` -> the module.
+        nests: ops of the family that differ in kernel or expansion can share one module
+            (:class:`NestedMBConv`, kernel and width sharing).
+    """
+
+    parse: Callable[[str], OpSpec | None]
+    grammar: str
+    example: str
+    allowed: Callable[[OpSpec, int, int, int], bool]
+    cost: Callable[[OpSpec, int, int, int, int], tuple[int, int]]
+    build: Callable[..., nn.Module]
+    nests: bool = False
+
+
+OP_FAMILIES: Registry[OpFamily] = Registry("op family", SpaceError)
 
 
 def parse_op(name: str) -> OpSpec:
     """Parses an op name (see the module docstring) or raises SpaceError."""
     if not isinstance(name, str):
         raise SpaceError(f"op name must be a string, got {name!r}")
-    if name in ("skip", "conv1x1"):
-        return OpSpec(name, name)
-    m = _MB_RE.match(name)
-    if m:
-        k, e = int(m.group(1)), int(m.group(2))
-        if k % 2 == 0 or k < 1 or k > 9:
-            raise SpaceError(f"op {name!r}: the kernel must be odd and at most 9")
-        if e < 1 or e > 12:
-            raise SpaceError(f"op {name!r}: the expansion must be between 1 and 12")
-        return OpSpec(name, "mb", k, e)
-    raise SpaceError(f"unknown op {name!r}: expected mb_k<K>_e<E>, conv1x1 or skip")
+    for family in OP_FAMILIES:
+        spec = OP_FAMILIES.get(family).parse(name)
+        if spec is not None:
+            return spec
+    grammars = [OP_FAMILIES.get(f).grammar for f in OP_FAMILIES]
+    raise SpaceError(f"unknown op {name!r}: expected {', '.join(grammars[:-1])} or {grammars[-1]}")
 
 
 def out_size(size: int, stride: int) -> int:
@@ -78,18 +111,16 @@ def out_size(size: int, stride: int) -> int:
 
 def op_allowed(spec: OpSpec, c_in: int, c_out: int, stride: int) -> bool:
     """Whether an op can map (c_in, stride) to c_out."""
-    if spec.kind == "skip":
-        return stride == 1 and c_in == c_out
-    return True
+    return OP_FAMILIES.get(spec.kind).allowed(spec, c_in, c_out, stride)
 
 
 def op_cost(spec: OpSpec, c_in: int, c_out: int, stride: int, size: int) -> tuple[int, int]:
     """(MAdds, params) of an op applied to a ``c_in x size x size`` input."""
-    if spec.kind == "skip":
-        return 0, 0
+    return OP_FAMILIES.get(spec.kind).cost(spec, c_in, c_out, stride, size)
+
+
+def _mb_cost(spec: OpSpec, c_in: int, c_out: int, stride: int, size: int) -> tuple[int, int]:
     s_out = out_size(size, stride)
-    if spec.kind == "conv1x1":
-        return s_out * s_out * c_in * c_out, c_in * c_out + 2 * c_out
     hidden = c_in * spec.expand
     # strides above 2 pool first, so the expansion runs at reduced resolution
     s_mid = out_size(size, stride // 2) if stride > 2 else size
@@ -112,7 +143,7 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1, groups: int = 1
         nn.BatchNorm2d(c_out),
     ]
     if act:
-        layers.append(ACTIVATIONS[act](inplace=True))
+        layers.append(ACTIVATIONS.get(act)(inplace=True))
     return nn.Sequential(*layers)
 
 
@@ -253,11 +284,40 @@ def build_op(spec: OpSpec, c_in: int, c_out: int, stride: int, act: str = "relu6
     """The module for an op; ``residual=False`` for branch edges (the node sums anyway)."""
     if not op_allowed(spec, c_in, c_out, stride):
         raise SpaceError(f"op {spec.name!r} cannot map {c_in} to {c_out} channels at stride {stride}")
-    if spec.kind == "skip":
-        return nn.Identity()
-    if spec.kind == "conv1x1":
-        return Conv1x1(c_in, c_out, stride)
-    return MBConv(c_in, c_out, spec.kernel, spec.expand, stride, act, residual)
+    return OP_FAMILIES.get(spec.kind).build(spec, c_in, c_out, stride, act, residual)
+
+
+def _parse_mb(name: str) -> OpSpec | None:
+    m = _MB_RE.match(name)
+    if not m:
+        return None
+    k, e = int(m.group(1)), int(m.group(2))
+    if k % 2 == 0 or k < 1 or k > 9:
+        raise SpaceError(f"op {name!r}: the kernel must be odd and at most 9")
+    if e < 1 or e > 12:
+        raise SpaceError(f"op {name!r}: the expansion must be between 1 and 12")
+    return OpSpec(name, "mb", k, e, residual=True)
+
+
+def _named(name: str):
+    """The parser of a family of one op whose name is the family's."""
+    return lambda text: OpSpec(name, name) if text == name else None
+
+
+OP_FAMILIES.add("mb", OpFamily(
+    _parse_mb, "mb_k<K>_e<E>", "mb_k5_e3", lambda spec, c_in, c_out, stride: True, _mb_cost,
+    lambda spec, c_in, c_out, stride, act, residual: MBConv(c_in, c_out, spec.kernel, spec.expand, stride, act,
+                                                            residual), nests=True),
+    "MBConv (inverted residual) with kernel K and expansion E")
+OP_FAMILIES.add("conv1x1", OpFamily(
+    _named("conv1x1"), "conv1x1", "conv1x1", lambda spec, c_in, c_out, stride: True,
+    lambda spec, c_in, c_out, stride, size: (out_size(size, stride) ** 2 * c_in * c_out, c_in * c_out + 2 * c_out),
+    lambda spec, c_in, c_out, stride, act, residual: Conv1x1(c_in, c_out, stride)),
+    "average pooling by the stride, 1x1 conv, BN")
+OP_FAMILIES.add("skip", OpFamily(
+    _named("skip"), "skip", "skip", lambda spec, c_in, c_out, stride: stride == 1 and c_in == c_out,
+    lambda spec, c_in, c_out, stride, size: (0, 0), lambda spec, c_in, c_out, stride, act, residual: nn.Identity()),
+    "identity, where input and output shapes agree")
 
 
 def nested_groups(specs: dict[int, OpSpec], kernel: bool = True,
@@ -269,7 +329,7 @@ def nested_groups(specs: dict[int, OpSpec], kernel: bool = True,
     The head is the group's op of the largest kernel, then expansion. Other ops are left out."""
     groups: dict[tuple, list[int]] = {}
     for o, s in specs.items():
-        if s.kind == "mb":
+        if OP_FAMILIES.get(s.kind).nests:
             key = (None if kernel else s.kernel, None if width and s.expand > 1 else s.expand)
             groups.setdefault(key, []).append(o)
     out = {}

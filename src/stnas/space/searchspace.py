@@ -30,6 +30,7 @@ from torch import nn
 
 from stnas.core.errors import ArchError, SpaceError
 from stnas.space.arch import Arch, from_json, from_string, read_source
+from stnas.space.cost import CostTable
 from stnas.space.ops import (
     ACTIVATIONS,
     NestedMBConv,
@@ -108,9 +109,7 @@ class SearchSpace(Sampling):
         self.input_channels = _int(inp, "channels", "space.input")
         self.input_size = _int(inp, "size", "space.input", maximum=MAX_SIZE)
         self.num_classes = _int(cfg, "num_classes", "space", 2, MAX_CLASSES)
-        self.activation = cfg["activation"]
-        _require(self.activation in ACTIVATIONS,
-                 f"space.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        self.activation = ACTIVATIONS.check(cfg["activation"])
         stem = cfg.get("stem") or {}
         self.stem_channels = _int(stem, "channels", "space.stem")
         self.stem_stride = _int(stem, "stride", "space.stem")
@@ -207,7 +206,8 @@ class SearchSpace(Sampling):
 
     # ---------------------------------------------------------------- cost
     def _tables(self) -> None:
-        """Per-edge (MAdds, params) tables, and the fixed stem and head cost."""
+        """The MAdds and params cost tables (:class:`stnas.space.cost.CostTable`, ``costs``), their
+        arrays ``stem_table[k, op, (MAdds, params)]`` and ``branch_table``, and the fixed costs."""
         madds = params = 0
         size = self.input_size
         s1 = out_size(size, self.stem_stride)
@@ -246,14 +246,14 @@ class SearchSpace(Sampling):
 
         self.stem_table = table(stem_costs, self.ops, False)
         self.branch_table = table(branch_costs, self.branch_ops, True)
-        # plain lists for the fast scalar path
-        self._stem_m = self.stem_table[:, :, 0].tolist()
-        self._stem_p = self.stem_table[:, :, 1].tolist()
-        self._br_m = self.branch_table[:, :, 0].tolist()
-        self._br_p = self.branch_table[:, :, 1].tolist()
+        allowed = [e.allowed for e in self.stem_edges], [b.allowed for b in self.branch_edges]
+        self.costs: dict[str, CostTable] = {
+            kind: CostTable(kind, self.stem_table[:, :, i], self.branch_table[:, :, i], fixed, *allowed)
+            for i, (kind, fixed) in enumerate((("madds", self.fixed_madds), ("params", self.fixed_params)))}
         # (MAdds << 40) + params: one pass of additions gives both (params stay below 2^40)
-        self._stem_mp = [[(m << 40) + p for m, p in zip(ms, ps)] for ms, ps in zip(self._stem_m, self._stem_p)]
-        self._br_mp = [[(m << 40) + p for m, p in zip(ms, ps)] for ms, ps in zip(self._br_m, self._br_p)]
+        m, p = self.costs["madds"], self.costs["params"]
+        self._stem_mp = [[(a << 40) + b for a, b in zip(ms, ps)] for ms, ps in zip(m.stem_list, p.stem_list)]
+        self._br_mp = [[(a << 40) + b for a, b in zip(ms, ps)] for ms, ps in zip(m.branch_list, p.branch_list)]
 
     def cost(self, arch: Arch) -> tuple[int, int]:
         """(MAdds, params) in one pass over the edges."""
@@ -263,27 +263,23 @@ class SearchSpace(Sampling):
 
     def madds(self, arch: Arch) -> int:
         """Analytic MAdds (conv and linear multiply-accumulates) for one image."""
-        return (self.fixed_madds + sum(map(list.__getitem__, self._stem_m, arch.stem))
-                + sum(map(list.__getitem__, self._br_m, arch.branches)))
+        return self.costs["madds"](arch)
 
     def params(self, arch: Arch) -> int:
         """Analytic parameter count (conv, BN affine, linear)."""
-        return (self.fixed_params + sum(map(list.__getitem__, self._stem_p, arch.stem))
-                + sum(map(list.__getitem__, self._br_p, arch.branches)))
+        return self.costs["params"](arch)
 
     def cost_batch(self, stem: np.ndarray, branches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised (MAdds, params) for N architectures given as int arrays
         ``stem[N, n_edges]`` and ``branches[N, n_branches]`` (-1 = off)."""
-        se = np.arange(self.num_edges)
-        be = np.arange(len(self.branch_edges))
-        tot = self.stem_table[se, stem].sum(1) + self.branch_table[be, branches].sum(1)
-        return tot[:, 0] + self.fixed_madds, tot[:, 1] + self.fixed_params
+        return self.costs["madds"].batch(stem, branches), self.costs["params"].batch(stem, branches)
 
     def edge_cost(self, arch: Arch) -> list[tuple[Edge, str, int, int]]:
         """(edge, op name, MAdds, params) for every stem edge and every active branch edge."""
-        rows = [(e, self.ops[o].name, self._stem_m[k][o], self._stem_p[k][o])
+        m, p = self.costs["madds"], self.costs["params"]
+        rows = [(e, self.ops[o].name, m.stem_list[k][o], p.stem_list[k][o])
                 for k, (e, o) in enumerate(zip(self.stem_edges, arch.stem))]
-        rows += [(b, self.branch_ops[o].name, self._br_m[k][o], self._br_p[k][o])
+        rows += [(b, self.branch_ops[o].name, m.branch_list[k][o], p.branch_list[k][o])
                  for k, (b, o) in enumerate(zip(self.branch_edges, arch.branches)) if o >= 0]
         return rows
 
@@ -294,9 +290,9 @@ class SearchSpace(Sampling):
     def extreme(self, largest: bool) -> Arch:
         """The architecture of the most MAdds (every edge at its costliest op, every branch
         on) or of the fewest (every stem edge at its cheapest op, no branches)."""
-        pick = max if largest else min
-        stem = tuple(pick(e.allowed, key=lambda o, k=k: self._stem_m[k][o]) for k, e in enumerate(self.stem_edges))
-        branches = tuple(max(b.allowed, key=lambda o, k=k: self._br_m[k][o]) if largest else -1
+        pick, m = (max if largest else min), self.costs["madds"]
+        stem = tuple(pick(e.allowed, key=lambda o, k=k: m.stem_list[k][o]) for k, e in enumerate(self.stem_edges))
+        branches = tuple(max(b.allowed, key=lambda o, k=k: m.branch_list[k][o]) if largest else -1
                          for k, b in enumerate(self.branch_edges))
         return Arch._trusted(self, stem, branches)
 

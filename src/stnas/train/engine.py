@@ -18,7 +18,6 @@ same device and thread count).
 
 from __future__ import annotations
 
-import math
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -37,14 +36,14 @@ from stnas.core.verified import append_jsonl, read_jsonl, write_jsonl
 from stnas.core.weights import save_weights
 from stnas.data.datasets import make_loader
 from stnas.train.pool import SamplePool
-from stnas.train.sgld import SGLD
+from stnas.train.recipe import MAIN_OPTIMIZER, OPTIMIZERS, lr_at, use_amp, use_channels_last  # noqa: F401
 
 
 @dataclass
 class SamplingPhase:
     """The closing phase that fills the parameter-sample pool."""
 
-    optimizer: str  # "sgd" (no noise) or "sgld"
+    optimizer: str  # a stnas.train.recipe.OPTIMIZERS name: "sgd" (no noise) or "sgld"
     samples: int
     steps: int  # length of the phase
     extra: bool  # True: after the recipe's epochs; False: their last ``steps`` steps
@@ -58,20 +57,6 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     for p in model.parameters():
         (decay if p.ndim > 1 else no_decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def lr_at(step: int, recipe: dict, steps_per_epoch: int, main_steps: int) -> float:
-    """The learning rate of the main schedule at ``step`` (0-based)."""
-    base, low = recipe["lr"], recipe["min_lr"]
-    warmup = min(int(round(recipe["warmup_epochs"] * steps_per_epoch)), main_steps - 1)
-    if step < warmup:
-        return base * (step + 1) / warmup
-    if recipe["schedule"] == "constant":
-        return base
-    if recipe["schedule"] == "step":
-        return max(low, base * 0.1 ** (step // (recipe["step_epochs"] * steps_per_epoch)))
-    t = (step - warmup) / max(1, main_steps - warmup)
-    return low + (base - low) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 def eval_sums(forward: Callable, batches, device: torch.device, channels_last: bool = True,
@@ -117,14 +102,6 @@ def _autocast(device: torch.device, amp: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if amp else nullcontext()
 
 
-def use_amp(recipe: dict, device: torch.device) -> bool:
-    return recipe["amp"] == "bf16" or (recipe["amp"] == "auto" and device.type == "cuda")
-
-
-def use_channels_last(recipe: dict) -> bool:
-    return recipe["channels_last"] != "off"
-
-
 class Trainer:
     """Trains ``model`` on ``train_set`` following ``recipe``.
 
@@ -157,25 +134,22 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(label_smoothing=recipe["label_smoothing"])
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
-        self.optimizer, self.opt_kind = self._make_optimizer(0), "sgd"
+        self.optimizer, self.opt_kind = self._make_optimizer(0), MAIN_OPTIMIZER
 
     # ------------------------------------------------------------------ optimizer
     def _kind_at(self, step: int) -> str:
-        return "sgld" if self.phase and self.phase.optimizer == "sgld" and step >= self.phase_start else "sgd"
+        """The optimizer of ``step``: the phase's from its start on, the main one before."""
+        return self.phase.optimizer if self.phase and step >= self.phase_start else MAIN_OPTIMIZER
 
     def _make_optimizer(self, step: int):
         groups = param_groups(self.model, self.recipe["weight_decay"])
-        if self._kind_at(step) == "sgd":
-            return torch.optim.SGD(groups, lr=self.recipe["lr"], momentum=self.recipe["momentum"],
-                                   nesterov=self.recipe["nesterov"] and self.recipe["momentum"] > 0)
-        s = self.phase.sgld
-        return SGLD(groups, lr=self.phase.lr, momentum=s["momentum"], temperature=s["temperature"],
-                    num_data=len(self.train_set), noise_scale=s["noise_scale"], seed=self.seed)
+        return OPTIMIZERS.get(self._kind_at(step), "optimizer")(groups, self.recipe, self.phase, len(self.train_set),
+                                                                 self.seed)
 
-    def _switch_to_sgld(self, step: int) -> None:
-        """At the phase start: SGLD takes over, keeping SGD's momentum buffers."""
+    def _switch_optimizer(self, step: int) -> None:
+        """At the phase start: the phase's optimizer takes over, keeping the momentum buffers."""
         old = self.optimizer
-        self.optimizer, self.opt_kind = self._make_optimizer(step), "sgld"
+        self.optimizer, self.opt_kind = self._make_optimizer(step), self._kind_at(step)
         for p, st in old.state.items():
             if "momentum_buffer" in st and st["momentum_buffer"] is not None:
                 self.optimizer.state[p]["momentum_buffer"] = st["momentum_buffer"]
@@ -202,10 +176,12 @@ class Trainer:
             step = _checked_step(state, self.total_steps, path or self.ckpt.latest())
             try:
                 self.model.load_state_dict(state["model"])
-                if state["optimizer_kind"] not in ("sgd", "sgld"):
-                    raise ValueError(f"optimizer kind {state['optimizer_kind']!r:.40} is neither sgd nor sgld")
+                if state["optimizer_kind"] not in OPTIMIZERS:
+                    raise ValueError(f"optimizer kind {state['optimizer_kind']!r:.40} is not one of "
+                                     f"{', '.join(OPTIMIZERS.names())}")
                 if state["optimizer_kind"] != self.opt_kind:  # saved at or after the phase start
-                    self.optimizer, self.opt_kind = self._make_optimizer(self.phase_start), "sgld"
+                    self.optimizer, self.opt_kind = (self._make_optimizer(self.phase_start),
+                                                     self._kind_at(self.phase_start))
                 kinds = _group_kinds(self.optimizer)
                 self.optimizer.load_state_dict(state["optimizer"])
                 _check_optimizer(self.optimizer, kinds)
@@ -255,7 +231,7 @@ class Trainer:
                 loader.batch_sampler.set_epoch(epoch, start)
             for x, y in loader:
                 if self._kind_at(step) != self.opt_kind:
-                    self._switch_to_sgld(step)
+                    self._switch_optimizer(step)
                 lr = self._lr(step)
                 for g in self.optimizer.param_groups:
                     g["lr"] = lr
@@ -342,9 +318,12 @@ def _kind(v) -> str:
     return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else type(v).__name__
 
 
+PARAMS_KEY = "params"  # a param group's tensors (torch.optim)
+
+
 def _group_kinds(optimizer) -> list[dict[str, str]]:
     """The kind (bool, number, None ...) of every hyper-parameter of every param group."""
-    return [{k: _kind(v) for k, v in g.items() if k != "params"} for g in optimizer.param_groups]
+    return [{k: _kind(v) for k, v in g.items() if k != PARAMS_KEY} for g in optimizer.param_groups]
 
 
 def _check_optimizer(optimizer, kinds: list[dict[str, str]]) -> None:
