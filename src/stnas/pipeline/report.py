@@ -18,12 +18,11 @@ from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label, fmt_count, fmt_duration
 from stnas.pipeline.plan import planned_seconds
 from stnas.pipeline.plots import draw_arch, plot_baselines, plot_curves, plot_pareto
+from stnas.proxy.modes import PROXY_METRICS
+from stnas.search.algorithms import DEFAULT_SELECTION, SELECTIONS
 from stnas.search.history import read_search
 from stnas.space.catalog import load_arch
 
-METRIC_TEXT = {"top1": "top-1 on search-val", "loss": "minus the cross-entropy on search-val"}
-METRIC_UNIT = {"top1": "the fraction of search-val images classified correctly (0 to 1; higher is better)",
-               "loss": "minus the mean cross-entropy on search-val, in nats (0 is perfect; higher is better)"}
 LOW_USE = 0.5  # a pick below this share of its budget is flagged
 
 
@@ -68,11 +67,11 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
     files = {}
     if history:
         files["pareto"] = str(plot_pareto(history, pareto, chosen, plots / "pareto.png",
-                                          METRIC_TEXT[cfg["proxy"]["metric"]]))
+                                          PROXY_METRICS.get(cfg["proxy"]["metric"]).text))
         if "latency_ms" in history[0] and all(c.get("latency_ms") is not None for c in chosen):
             files["pareto_latency"] = str(plot_pareto(
                 history, read_search(run.search, "pareto_latency") or [], chosen,
-                plots / "pareto_latency.png", METRIC_TEXT[cfg["proxy"]["metric"]], cost="latency_ms"))
+                plots / "pareto_latency.png", PROXY_METRICS.get(cfg["proxy"]["metric"]).text, cost="latency_ms"))
     metrics = verified.read_jsonl(run.metrics, "training log")[0]
     if metrics:
         files["supernet_curves"] = str(plot_curves(metrics, plots / "supernet_curves.png", "supernet training"))
@@ -90,7 +89,7 @@ def write_report(run_dir: str | Path, chosen: list[dict], cfg: dict, wall: dict 
                      if run.supernet_summary.exists() else {}),
         "search": read_search(run.search, "summary") or {}, "chosen": chosen, "wall_s": wall or {},
         "planned_s": planned_seconds(plan),
-        "plots": files, "notes": budget_notes(chosen), "proxy_unit": METRIC_UNIT[cfg["proxy"]["metric"]],
+        "plots": files, "notes": budget_notes(chosen), "proxy_unit": PROXY_METRICS.get(cfg["proxy"]["metric"]).unit,
         **({"baselines": baselines} if baselines else {}),
     }
     verified.write_json(run.report_json, report)
@@ -136,7 +135,8 @@ def time_lines(planned: dict, wall: dict) -> list[str]:
 
 def _choice(summary: dict) -> str:
     c = summary.get("config", {})  # a search from before `select` existed chose the best
-    if c.get("select", "best") == "best":
+    rule = SELECTIONS.get(c.get("select", DEFAULT_SELECTION))
+    if not rule.paired:
         return ""
     return (f"; each budget's choice is the network with the most MAdds among those a paired t-test across "
             f"the parameter samples cannot tell from the best score (alpha {c['tie_alpha']:g})")
@@ -148,10 +148,10 @@ def _markdown(r: dict, run_dir: Path) -> str:
              f"Supernet: {s.get('steps', '?')} steps, {s.get('optimizer', r['optimizer'])} sampling phase, "
              f"{s.get('pool_samples', '?')} parameter samples, {s.get('wall_s', 0):.0f} s "
              f"({s.get('images_per_s', 0):.0f} img/s on {s.get('device', '?')}). "
-             f"Proxy: `{r['proxy_mode']}` ({METRIC_TEXT[r['proxy_metric']]}; ± is the std across "
+             f"Proxy: `{r['proxy_mode']}` ({PROXY_METRICS.get(r['proxy_metric']).text}; ± is the std across "
              f"parameter samples). "
              f"Search: {r['search'].get('evaluations', '?')} architectures scored{_choice(r['search'])}. "
-             f"The proxy's unit: {METRIC_UNIT[r['proxy_metric']]}.", "",
+             f"The proxy's unit: {PROXY_METRICS.get(r['proxy_metric']).unit}.", "",
              f"| budget{'' if any(c.get('target') for c in r['chosen']) else ' (MAdds)'} | architecture | MAdds "
              "| params | proxy score ± std | retrained test top-1 | top-5 | retrained on |",
              "|---|---|---|---|---|---|---|---|"]

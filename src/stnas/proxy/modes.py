@@ -68,9 +68,28 @@ PROXY_MODES.add("stabilized", ProxyMode(_stabilized, pool=True, per_sample=True)
 PROXY_MODES.add("averaged", ProxyMode(_averaged, pool=True),
                 "the pool's samples averaged element-wise, one evaluation")
 
-PROXY_METRICS: Registry[Callable[[float, float], float]] = Registry("proxy metric")
-PROXY_METRICS.add("top1", lambda top1, loss: top1, "top-1 accuracy on search-val (the paper's)")
-PROXY_METRICS.add("loss", lambda top1, loss: -loss, "minus the mean cross-entropy on search-val (continuous)")
+@dataclass(frozen=True)
+class ProxyMetric:
+    """A score from an evaluation's (top-1, loss), higher is better; ``text`` names it on plots,
+    ``unit`` says in the report what a number of it means."""
+
+    score: Callable[[float, float], float]
+    text: str
+    unit: str
+
+    def __call__(self, top1: float, loss: float) -> float:
+        return self.score(top1, loss)
+
+
+PROXY_METRICS: Registry[ProxyMetric] = Registry("proxy metric")
+PROXY_METRICS.add("top1", ProxyMetric(lambda top1, loss: top1, "top-1 on search-val",
+                                      "the fraction of search-val images classified correctly (0 to 1; higher is "
+                                      "better)"),
+                  "top-1 accuracy on search-val (the paper's)")
+PROXY_METRICS.add("loss", ProxyMetric(lambda top1, loss: -loss, "minus the cross-entropy on search-val",
+                                      "minus the mean cross-entropy on search-val, in nats (0 is perfect; higher is "
+                                      "better)"),
+                  "minus the mean cross-entropy on search-val (continuous)")
 
 
 def per_sample_modes() -> list[str]:

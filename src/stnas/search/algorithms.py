@@ -102,7 +102,8 @@ def _largest_tied(records: list, alpha: float) -> list:
 
 
 SELECTIONS: Registry[Selection] = Registry("selection rule")
-SELECTIONS.add("best", Selection(lambda records, alpha: records, lambda alpha: "best"),
+DEFAULT_SELECTION = "best"  # what a search chose before search.select existed
+SELECTIONS.add(DEFAULT_SELECTION, Selection(lambda records, alpha: records, lambda alpha: "best"),
                "the top mean score")
 SELECTIONS.add("largest_tied", Selection(_largest_tied, lambda alpha: f"largest tied (alpha {alpha:g})", paired=True),
                "the most MAdds among the records a paired t-test cannot tell from the best (tie_alpha)")
