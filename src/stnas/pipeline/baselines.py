@@ -61,6 +61,7 @@ from stnas.core.rundir import BASELINE, CONFIG, RunDir
 from stnas.core.units import Budget, fmt_count, parse_budget
 from stnas.core.verified import read_json, write_json
 from stnas.core.weights import load_weights, save_weights
+from stnas.deploy.card import read_card, write_card
 from stnas.deploy.export import arch_slug, load_model
 from stnas.latency.measure import device_info, measure_models, runtime_info
 from stnas.nn.baselines import BASELINES, WIDTHS, Baseline, build, cost, fit, within
@@ -234,7 +235,7 @@ def train_baseline(b: Baseline, cfg: dict, run_dir: str | Path, ctx: dist.Contex
                 raise ConfigError(f"{run_dir} trains {saved.name}, not {b.name}; choose another --out")
             check_same_settings(run_dir, cfg, ON_EXISTING_RUN["baselines"]["keep"])
             if run.card.is_file():
-                return read_json(run.card, "model card")
+                return read_card(run.card)
         train_set, test_set = retrain_splits(cfg, space)
         if ctx.is_main:
             write_json(run.baseline, b.to_json())
@@ -254,7 +255,7 @@ def train_baseline(b: Baseline, cfg: dict, run_dir: str | Path, ctx: dist.Contex
                 "weights": f"{WEIGHTS}, after the BN recalibration"}
         if ctx.is_main:
             save_weights(model.state_dict(), run.path / WEIGHTS, {"format": "stnas-baseline", "baseline": b.name})
-            write_json(run.card, card)
+            write_card(run.card, card)
         dist.barrier(ctx.world_size)
         return card
 
