@@ -91,7 +91,7 @@ def _search(tmp: Path) -> Path:
     space = load_space("digits")
     scorer = lambda archs: [Score(str(a), float(a.madds) / 1e6, 0.01) for a in archs]  # noqa: E731
     search(space, scorer, check_search(dict(DEFAULTS["search"], budgets=["300k"], population=4, parents=2,
-                                            generations=1)), tmp, progress=False)
+                                            generations=1, screen=None)), tmp, progress=False)
     return tmp
 
 

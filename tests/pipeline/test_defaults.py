@@ -57,7 +57,8 @@ TUNED = {("supernet", "kernel_sharing"): True, ("supernet", "width_sharing"): Tr
 @pytest.mark.parametrize("preset", sorted(TODAY))
 def test_the_presets_resolve_as_before(preset):
     cfg = resolve(preset)
-    assert cfg.pop("run") == {"time_budget": None}  # the one new section (stnas.pipeline.plan)
+    assert cfg.pop("run") == {"time_budget": None}  # the new sections: stnas.pipeline.plan's
+    assert cfg.pop("baselines")["enabled"] is None  # and stnas.pipeline.baselines' (on where retraining is small)
     assert cfg == TODAY[preset]
 
 
