@@ -182,7 +182,7 @@ def _write_picks(f: Path, result, cfg, space, pred, lat_info, targets, measure) 
         ranked = choose(within(result.history, shrunk[t]), se["select"], float(se["tie_alpha"]))
         names = [str(r.arch) for r in ranked]
         budget = float(t.limit("latency"))
-        best = within(result.history, full[t])
+        best = sorted(within(result.history, full[t]) + ranked, key=lambda r: -r.score)  # without the margin
         entry = {"target": t.label, "budget_ms": budget, "margin": margin,
                  "margin_method": (lat_info.get(MARGIN_INFO) or {}).get("method", "off"),
                  "searched_limit_ms": lb.searched_limit(budget, margin), "noise_rule": lb.NOISE_RULE,
