@@ -153,7 +153,9 @@ def measured_picks(result: SearchResult, cfg: dict, space: SearchSpace, pred: la
         raise CheckpointError(f"{f} is missing or damaged after measuring; run again")
     out = {}
     for t in targets:
-        entry = picks["targets"][t.label]
+        entry = picks["targets"].get(t.label)
+        if entry is None:  # no candidate within the margin: the budget has no pick (as without a margin)
+            continue
         if entry.get("error"):
             raise LatencyBudgetError(entry["error"])
         record = next(r for r in result.history if str(r.arch) == entry["pick"] and not r.screened)
@@ -181,6 +183,8 @@ def _write_picks(f: Path, result, cfg, space, pred, lat_info, targets, measure) 
     for t in targets:
         ranked = choose(within(result.history, shrunk[t]), se["select"], float(se["tie_alpha"]))
         names = [str(r.arch) for r in ranked]
+        if not names:
+            continue
         budget = float(t.limit("latency"))
         best = sorted(within(result.history, full[t]) + ranked, key=lambda r: -r.score)  # without the margin
         entry = {"target": t.label, "budget_ms": budget, "margin": margin,

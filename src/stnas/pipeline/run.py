@@ -1,7 +1,9 @@
 """The whole pipeline in one call: supernet (SGD, then SGD or SGLD sampling) -> parameter
-sample pool -> proxy-scored search under the budget(s) -> retraining of the best
-architecture per budget -> standard networks of the same budgets trained and evaluated the
-same way (stnas.pipeline.baselines; where ``baselines.enabled`` says so) -> report.
+sample pool -> proxy-scored search under the budget(s) -> for latency budgets, the best
+candidate that measures within its budget (stnas.pipeline.latency.measured_picks, before any
+retraining) -> retraining of the best architecture per budget -> standard networks of the
+same budgets trained and evaluated the same way (stnas.pipeline.baselines; where
+``baselines.enabled`` says so) -> report.
 
 Every stage writes into one run directory and is skipped when its output is already
 there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
