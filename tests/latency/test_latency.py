@@ -416,11 +416,18 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, latency_run, 
         assert x["predicted_ms"] <= c["latency_budget_ms"]
         assert x["measured_ms"] > 0 and x["calls"] >= 50 and x["device"] == lat.describe(table)
         assert read_card(out / c["retrain_dir"])["latency"] == x
+        # the budget kept on measurement: the pick measured before retraining, that measurement on its card
+        kept = read_card(out / c["retrain_dir"])["latency_budgets"][c["target"]]
+        assert kept == c["latency_kept"] and kept["within"] and kept["measured"] >= 1
+        assert kept["budget_ms"] == pytest.approx(c["latency_budget_ms"]) and 0 <= kept["margin"] <= 0.5
+        assert kept["predicted_ms"] <= kept["searched_limit_ms"] + 1e-9 and kept["measured_ms"] == x["measured_ms"]
+        assert kept["score_given_up"] >= 0
     # the baselines stage fits by measured latency: each table's baseline measured within its budget
     for c, t in zip(report["chosen"], report["baselines"]["budgets"]):
         assert t["budget"]["latency_ms"] == pytest.approx(c["latency_budget_ms"]) and t["rows"][0]["kind"] == "stnas"
     md = (out / "report.md").read_text()
     assert "Latency on" in md and "predicted ms" in md and (out / "plots" / "pareto_latency.png").is_file()
+    assert "Latency budgets kept on measurement" in md and "score given up" in md
 
     # a search on the trained run: same table into another folder, then another table there is refused
     rc, io = cli(["search", str(out), "--latency-budget", f"{budgets[1]!r}ms", "--latency-table", str(path),
@@ -440,13 +447,13 @@ def test_run_and_search_under_latency_with_a_recorded_table(table, latency_run, 
 
 def test_a_finished_latency_budget_run_resumes_without_rebuilding_anything(latency_run):
     """--resume of a finished run with latency budgets: exit 0, and neither the supernet, the
-    pool, the proxy cache, a retrained model, its measured latency nor its model card is made
-    again (issue #37: the card was rewritten without its checksum, so the resume refused it)."""
+    pool, the proxy cache, a retrained model, its measured latency, the measured picks nor its
+    model card is made again (issue #37: the card was rewritten without its checksum, so the resume refused it)."""
     out = latency_run[0]
     kept = [out / "supernet.safetensors", out / "proxy_cache.jsonl", *sorted(out.glob("pool/*")),
             *sorted(out.glob("checkpoints/*")), *sorted(out.glob("retrain/*/checkpoints/*")),
             *sorted(out.glob("retrain/*/model/*")), *sorted(out.glob("retrain/*/latency.json")),
-            *sorted(out.glob("retrain/*/model_card.json"))]
+            *sorted(out.glob("retrain/*/model_card.json")), out / "search" / "latency_picks.json"]
     assert len(list(out.glob("retrain/*/latency.json"))) >= 1
     before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in kept}
     res = run_cli(["run", "--out", str(out), "--resume"])

@@ -9,7 +9,8 @@ from stnas.pipeline.config import DEFAULTS, resolve
 from synthdata import write_folder
 
 _LATENCY = {"batch": 1, "device": "cpu", "fit_networks": 12, "measure": False, "repeats": 30, "rounds": 3,
-            "runtime": "torch", "table": None, "threads": 1, "warmup": 10}
+            "runtime": "torch", "table": None, "threads": 1, "warmup": 10,
+            "margin": "auto", "max_measured": 8}  # (issue 36: latency budgets kept on measurement)
 _SGLD = {"momentum": 0.9, "noise_scale": None, "temperature": 1.0}
 _RECIPE = {"amp": "auto", "channels_last": "auto", "grad_clip": 5.0, "label_smoothing": 0.1, "log_every": 10,
            "lr": 0.1, "momentum": 0.9, "nesterov": True, "progress": True, "schedule": "cosine", "step_epochs": 3,

@@ -84,9 +84,9 @@ def cmd_build(args) -> int:
     from stnas.pipeline.checks import check_latency_section
     from stnas.space.catalog import load_space
 
-    settings = {"runtime": args.runtime, "device": args.device, "batch": args.batch, "threads": args.threads,
-                "table": None, "measure": False, "warmup": args.warmup, "repeats": args.repeats,
-                "rounds": args.rounds, "fit_networks": args.fit_networks}
+    settings = {**DEFAULTS["latency"], "runtime": args.runtime, "device": args.device, "batch": args.batch,
+                "threads": args.threads, "table": None, "measure": False, "warmup": args.warmup,
+                "repeats": args.repeats, "rounds": args.rounds, "fit_networks": args.fit_networks}
     check_latency_section(settings)
     space = load_space(args.space)
     want = want_identity(space, settings)

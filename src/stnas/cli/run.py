@@ -87,6 +87,10 @@ def cmd_run(args) -> int:
             lat = card.get("latency")
             lat_text = (f"  latency {lat['predicted_ms']:.3f} ms predicted, {lat['measured_ms']:.3f} ms measured"
                         if lat else "")
+            kept = c.get("latency_kept")
+            if kept:
+                lat_text += (f" (budget {kept['budget_ms']:.3f} ms, margin {kept['margin']:.1%}, "
+                             f"{kept['measured']} candidate(s) measured)")
             print(f"  budget {label}: {c['arch']}  MAdds {c['madds'] / 1e6:.2f}M  "
                   f"proxy {c['score']:.4f} ± {c['std']:.4f}  test top-1 {card.get('top1', float('nan')):.4f}{lat_text}")
     return 0

@@ -21,6 +21,10 @@ class LatencyTableError(ConfigError):
     """A latency table is missing, damaged, or for another space, device or runtime."""
 
 
+class LatencyBudgetError(StnasError):
+    """No candidate of a search measures within its latency budget (stnas.latency.budget)."""
+
+
 class DataError(StnasError):
     """A dataset cannot be found or read."""
 

@@ -9,6 +9,8 @@ Fields::
                                                                 recipe, weights, inherited
     preprocessing                                               stnas.deploy.formats.preprocessing
     latency                                                     added by stnas.pipeline.latency
+    latency_budgets                                             {target: how its latency budget was
+                                                                kept on measurement} (the same)
 
 ``model_card.json`` is plain JSON with its checksum embedded ("sha256"), so a tool without
 stnas reads it with ``json.load``.

@@ -23,6 +23,7 @@ from stnas.core.units import (  # noqa: F401  (re-used by config)
 )
 from stnas.data.catalog import DATASETS
 from stnas.data.userdata import DATA_FORMATS, data_format, path_formats
+from stnas.latency.budget import check_margin
 from stnas.latency.table import LATENCY_DEVICES, LATENCY_RUNTIMES
 from stnas.proxy.modes import PROXY_METRICS, PROXY_MODES, per_sample_modes
 from stnas.search.algorithms import SEARCH_ALGORITHMS, SELECTIONS
@@ -186,9 +187,11 @@ def check_latency_section(lat: dict) -> None:
     ``search.latency_budgets`` is checked with the search section (``stnas.pipeline.checks.check_search``)."""
     for key in ("runtime", "device"):
         CHOICES[("latency", key)].check(lat[key], f"latency.{key}")
-    for key, low in (("batch", 1), ("threads", 1), ("warmup", 0), ("repeats", 3), ("rounds", 1), ("fit_networks", 2)):
+    for key, low in (("batch", 1), ("threads", 1), ("warmup", 0), ("repeats", 3), ("rounds", 1), ("fit_networks", 2),
+                     ("max_measured", 1)):
         if type(lat[key]) is not int or lat[key] < low:
             raise ConfigError(f"latency.{key} must be an integer >= {low}, got {lat[key]!r}")
+    lat["margin"] = check_margin(lat["margin"])
     if lat["table"] is not None and not isinstance(lat["table"], str):
         raise ConfigError(f"latency.table must be a file path or null (the cache), got {lat['table']!r}")
 
@@ -224,7 +227,7 @@ _UPPER = {"supernet.epochs": 10**5, "retrain.epochs": 10**5, "supernet.batch_siz
           "data.workers": 256, "pool.samples": 10**4, "pool.epochs": 10**5, "pool.extra_steps": 10**9,
           "proxy.recal_batches": 10**5, "proxy.batch_size": 1 << 16, "proxy.samples": 10**4,
           "search.population": 10**5, "search.parents": 10**5, "search.generations": 10**5,
-          "search.random_samples": 10**7, "search.top": 10**4}
+          "search.random_samples": 10**7, "search.top": 10**4, "latency.max_measured": 1000}
 
 MAX_BUDGETS = 64
 

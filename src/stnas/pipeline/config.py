@@ -129,6 +129,11 @@ DEFAULTS: dict[str, Any] = {
         "repeats": 30,
         "rounds": 3,
         "fit_networks": 12,  # whole networks measured to fit the per-network overhead
+        # a latency budget B is searched as a predicted latency <= B (1 - margin): auto (derived
+        # from the table's fitted networks, stnas.latency.budget) or a fraction; 0: off
+        "margin": "auto",
+        # after the search, candidates measured (best first) until one is within B; then an error
+        "max_measured": 8,
     },
     "retrain": dict(RECIPE, limit=None),  # limit: train on a stratified subset of train
     "run": {
@@ -176,6 +181,7 @@ _NULL_DEFAULT_KINDS = {"data.root": "string", "data.image_size": "integer", "dat
                        "search.max_params": "count", "retrain.limit": "count",
                        "supernet.split": "string", "supernet.init": "string",
                        "run.time_budget": "string"}
+_AUTO_OR_NUMBER = {"latency.margin"}  # "auto" or a number (checked by stnas.pipeline.checks)
 _MAY_BE_NULL = {"supernet.grad_clip", "retrain.grad_clip", "search.screen"}  # null: off
 
 
@@ -201,7 +207,12 @@ def _check_type(path: str, default: Any, value: Any) -> Any:
             return value
         raise ConfigError(f"config key {path!r} must not be null (its default is {show(default)})")
     kind = _NULL_DEFAULT_KINDS.get(path)
-    if isinstance(default, bool):
+    if path in _AUTO_OR_NUMBER:
+        if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+            value = float(value)
+        if not (value == "auto" or is_number(value)):
+            raise ConfigError(f"config key {path!r} must be 'auto' or a number, got {show(value)}")
+    elif isinstance(default, bool):
         if not isinstance(value, bool):
             raise ConfigError(f"config key {path!r} must be true or false, got {show(value)}")
     elif (isinstance(default, (int, float)) and kind != "count") or kind in ("number", "integer"):

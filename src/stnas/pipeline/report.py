@@ -117,6 +117,25 @@ def latency_lines(chosen: list[dict]) -> list[str]:
         lines.append(f"| ≤ {c.get('target') or fmt_count(c['budget'])} | `{c['arch']}` | {x['predicted_ms']:.3f} "
                      f"| {x['measured_ms']:.3f} | {x['measured_iqr_ms']:.3f} "
                      f"| {x['measured_min_ms']:.3f}-{x['measured_max_ms']:.3f} |")
+    return lines + [""] + kept_lines(chosen)
+
+
+def kept_lines(chosen: list[dict]) -> list[str]:
+    """The report's table of latency budgets kept on measurement (stnas.pipeline.latency.measured_picks)."""
+    kept = [c["latency_kept"] for c in chosen if c.get("latency_kept")]
+    if not kept:
+        return []
+    lines = [f"Latency budgets kept on measurement: the search kept each prediction ≤ budget × (1 − margin) "
+             f"(margin: {kept[0]['margin_method']}); the candidates were then measured, best first, until one "
+             f"was within ({kept[0]['noise_rule']}). Score given up: the search's best within the budget "
+             f"without the margin, minus the pick's.", "",
+             "| budget | margin | searched ≤ ms | predicted ms | measured ms | within | measured | pick rank "
+             "| score given up |", "|---|---|---|---|---|---|---|---|---|"]
+    for k in kept:
+        given = "" if k["score_given_up"] is None else f"{k['score_given_up']:.4g}"
+        lines.append(f"| ≤ {k['target']} | {k['margin']:.1%} | {k['searched_limit_ms']:.3f} | {k['predicted_ms']:.3f} "
+                     f"| {k['measured_ms']:.3f} | {'yes' if k['within'] else 'no'} | {k['measured']} "
+                     f"| {k['pick_rank']} | {given} |")
     return lines + [""]
 
 

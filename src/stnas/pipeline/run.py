@@ -1,7 +1,9 @@
 """The whole pipeline in one call: supernet (SGD, then SGD or SGLD sampling) -> parameter
-sample pool -> proxy-scored search under the budget(s) -> retraining of the best
-architecture per budget -> standard networks of the same budgets trained and evaluated the
-same way (stnas.pipeline.baselines; where ``baselines.enabled`` says so) -> report.
+sample pool -> proxy-scored search under the budget(s) -> for latency budgets, the best
+candidate that measures within its budget (stnas.pipeline.latency.measured_picks, before any
+retraining) -> retraining of the best architecture per budget -> standard networks of the
+same budgets trained and evaluated the same way (stnas.pipeline.baselines; where
+``baselines.enabled`` says so) -> report.
 
 Every stage writes into one run directory and is skipped when its output is already
 there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
@@ -113,12 +115,17 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info))
     wall["search"] = time.perf_counter() - t
 
+    kept = {}  # latency budgets: the pick that measures within, found before any retraining
+    if predictor is not None:
+        from stnas.pipeline.latency import measured_picks
+        kept = measured_picks(result, cfg, space, predictor, lat_info, run.search, ctx)
+
     t = time.perf_counter()
     chosen, done = [], {}
     for k, (budget, recs) in enumerate(sorted(result.best.items())):
         if not recs:
             continue
-        best = recs[0]
+        best, entry = kept.get(budget, (recs[0], None))
         out = run.retrain_dir(budget_label(budget))
         if str(best.arch) in done:  # the best of a smaller budget also wins this one
             out, card = done[str(best.arch)]
@@ -127,14 +134,21 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
                    f"{budget_label(budget)})", ctx)
             card = retrain(best.arch, cfg, out, resume=RunDir(out).config.is_file(), ctx=ctx)
             done[str(best.arch)] = (out, card)
+        summary = None
+        if predictor is not None:
+            from stnas.pipeline.latency import add_to_model, card_entry
+            summary = card_entry(entry) if entry else None
         if predictor is not None and ctx.is_main:
-            from stnas.pipeline.latency import add_to_model
-            card = add_to_model(out, card, best.arch, predictor, cfg["latency"])
+            card = add_to_model(out, card, best.arch, predictor, cfg["latency"],
+                                measured=entry["measurement"] if entry else None, kept=summary)
+            done[str(best.arch)] = (out, card)
         chosen.append({**target_json(budget), "arch": str(best.arch), "madds": best.madds, "params": best.params,
                        "score": best.score, "std": best.std, "model_card": card,
                        "retrain_dir": str(out.relative_to(run_dir))})
         if predictor is not None:
             chosen[-1].update(latency_ms=best.latency_ms, latency=(card or {}).get("latency"))
+            if summary:
+                chosen[-1]["latency_kept"] = summary
     wall["retrain"] = time.perf_counter() - t
 
     t = time.perf_counter()

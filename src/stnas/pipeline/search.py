@@ -114,11 +114,16 @@ def run_search(cfg: dict, runs: dict, out_dir: str | Path, ctx: dist.Context, *,
     Args:
         cfg: the config of the searched run (its search, seed and progress settings).
         seed: the search's seed (default ``cfg["seed"]``).
-        latency: (the latency predictor, its search.json fields), or (None, {}).
+        latency: (the latency predictor, its search.json fields with the margin its budgets keep:
+            ``stnas.pipeline.latency.search_predictor``), or (None, {}).
         info: search.json fields ahead of the proxy's (e.g. the run directory).
     """
     out_dir = Path(out_dir)
     predictor, lat_info = latency
+    margin = 0.0
+    if predictor is not None:
+        from stnas.pipeline.latency import margin_of
+        margin = margin_of(lat_info)
     with ExitStack() as stack:
         for run_dir, _ in runs.values():  # the search writes the runs' proxy caches
             stack.enter_context(RunDir(run_dir).lock(ctx.is_main))
@@ -128,7 +133,7 @@ def run_search(cfg: dict, runs: dict, out_dir: str | Path, ctx: dist.Context, *,
                         progress=ctx.is_main and cfg["supernet"].get("progress", True),
                         info={**(info or {}), "proxy_mode": scorer.mode, "proxy_metric": scorer.metric,
                               "proxy_settings": scorer.settings, **lat_info},
-                        screen=lambda archs: scorer.score(archs, samples=1), latency=predictor)
+                        screen=lambda archs: scorer.score(archs, samples=1), latency=predictor, latency_margin=margin)
         if predictor is not None and ctx.is_main:
             from stnas.pipeline.latency import keep_table
             keep_table(predictor, out_dir)

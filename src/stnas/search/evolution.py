@@ -137,7 +137,7 @@ class _Sampler:
 def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_search: dict,
            out_dir: str | Path | None, *, seed: int = 0, progress: bool = True,
            info: dict | None = None, screen: Callable[[list[Arch]], list] | None = None,
-           latency: Callable[[Arch], float] | None = None) -> SearchResult:
+           latency: Callable[[Arch], float] | None = None, latency_margin: float = 0.0) -> SearchResult:
     """Runs the search described by ``cfg_search`` (the config's ``search`` section).
 
     Args:
@@ -156,14 +156,16 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
         screen: the cheap scorer of ``search.screen`` (successive halving), e.g. the proxy on
             one pool sample; needed when ``cfg_search["screen"]`` is set.
         latency: the predictor (``stnas.latency.table.Predictor``) that ``latency_budgets`` need.
+        latency_margin: a latency budget B is searched as a predicted latency <= B (1 - margin)
+            (:mod:`stnas.latency.budget`; recorded in search.json when > 0).
     """
     c = cfg_search
     limits = target_limits(c)
-    windows = build_targets(c, space, latency)
+    windows = build_targets(c, space, latency, {"latency": latency_margin})
     min_madds, max_params = c["min_madds"], c["max_params"]
     check_constraints(space, limits["madds"], min_madds, max_params)
     if limits["latency"]:
-        check_latency_budgets(latency, limits["latency"])
+        check_latency_budgets(latency, limits["latency"], latency_margin)
     budgets = list(windows)
     # the tables a predictor supplies (latency): every record carries their costs
     predicted = {BUDGET_KINDS.get(n).record: BUDGET_KINDS.get(n).table(space, latency)
@@ -182,7 +184,8 @@ def search(space: SearchSpace, scorer: Callable[[list[Arch]], list[Score]], cfg_
     settings = {"algorithm": c["algorithm"], "seed": seed, "space": space.name, "space_fingerprint": space.fingerprint,
                 "budgets": limits["madds"], "min_madds": min_madds, "max_params": max_params,
                 "config": {k: c[k] for k in c if k not in ("budgets", "min_madds", "max_params", "latency_budgets")},
-                **({"latency_budgets_ms": limits["latency"]} if limits["latency"] else {}), **(info or {})}
+                **({"latency_budgets_ms": limits["latency"]} if limits["latency"] else {}),
+                **({"latency_margin": latency_margin} if latency_margin else {}), **(info or {})}
     if out is not None:
         check_same_search(out, settings)
     history: list[Record] = []
@@ -241,10 +244,13 @@ def _halving(scorer, screen, batch: list[Arch], targets: list, keep: float) -> t
     return [full.get(i, first[i]) for i in range(len(batch))], [i not in full for i in range(len(batch))]
 
 
-def check_latency_budgets(predictor, budgets_ms: Sequence[float]) -> None:
-    """Raises SpaceError (one line) when a latency budget is below every architecture's prediction."""
+def check_latency_budgets(predictor, budgets_ms: Sequence[float], margin: float = 0.0) -> None:
+    """Raises SpaceError (one line) when a latency budget, less its ``margin``, is below every
+    architecture's prediction."""
     lo = predictor.costs.min()
     for ms in budgets_ms:
-        if ms < lo:
-            raise SpaceError(f"latency budget {latency_label(ms)} is below the fastest architecture of space "
-                             f"{predictor.space.name!r} ({lo:.3f} ms predicted); raise the budget")
+        if ms * (1.0 - margin) < lo:
+            less = f" less its margin of {margin:.1%} ({ms * (1.0 - margin):.3f} ms)" if margin else ""
+            raise SpaceError(f"latency budget {latency_label(ms)}{less} is below the fastest architecture of space "
+                             f"{predictor.space.name!r} ({lo:.3f} ms predicted); raise the budget"
+                             + (" or lower latency.margin" if margin else ""))

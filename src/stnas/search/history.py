@@ -146,7 +146,7 @@ def collect(history: list[Record], targets: dict[Target, Sequence[Bound]], gener
 # search.json fields that describe a search's progress or place, not its settings
 NOT_SETTINGS = ("done", "generations", "evaluations", "wall_s", "best", "pareto_size", "run_dir")
 # settings only latency searches have: one present on one side alone differs too
-LATENCY_SETTINGS = ("latency_budgets_ms", "latency_table")
+LATENCY_SETTINGS = ("latency_budgets_ms", "latency_table", "latency_margin")
 FILES = {"history": "search.jsonl", "pareto": "pareto.json", "pareto_latency": "pareto_latency.json",
          "best": "best.json", "summary": "search.json"}
 _WHAT = {"history": "search history", "pareto": "Pareto front", "pareto_latency": "latency Pareto front",

@@ -9,7 +9,9 @@ product of the slots' sorted limits (the first slot outermost).
 A target's window, one :class:`~stnas.space.cost.Bound` per kind in registry order (the order
 the repair walk lowers them in): ``[floor, limit]`` for a slot, the floor being
 ``search.budget_floor`` x the limit and at least the kind's global floor (``search.min_madds``),
-and the global cap of a kind (``search.max_params``). The search sees only these bounds.
+and the global cap of a kind (``search.max_params``). A kind given a *margin* m (a predicted
+kind, latency: :mod:`stnas.latency.budget`) is searched under ``limit x (1 - m)`` in place of
+its limit (its floor taken from that). The search sees only these bounds.
 
 A :class:`Target` keys a search's results: its ``label`` names folders and summaries (``4M``,
 ``4M+1.2ms``) and :meth:`Target.json` gives the target fields of a chosen record in
@@ -60,8 +62,10 @@ def target_limits(cfg_search: dict) -> dict[str, list]:
     return out
 
 
-def build_targets(cfg_search: dict, space, predictor=None) -> dict[Target, tuple[Bound, ...]]:
-    """The targets of a ``search`` section, in order, each with its window (module docstring).
+def build_targets(cfg_search: dict, space, predictor=None,
+                  margins: dict[str, float] | None = None) -> dict[Target, tuple[Bound, ...]]:
+    """The targets of a ``search`` section, in order, each with its window (module docstring);
+    ``margins``: {budget kind: the share of its limits kept free}.
 
     Raises:
         ConfigError: a targeted kind's table is not available (latency budgets without a table).
@@ -83,6 +87,8 @@ def build_targets(cfg_search: dict, space, predictor=None) -> dict[Target, tuple
             floor = cfg_search.get(kind.min_key) if kind.min_key else None
             cap = cfg_search.get(kind.max_key) if kind.max_key else None
             limit = chosen.get(name)
+            if limit is not None and (margins or {}).get(name):
+                limit = limit * (1.0 - margins[name])
             high = limit if cap is None else cap if limit is None else min(limit, cap)
             bounds.append(Bound(table, floor_of(kind, limit, fraction, floor), high))
         targets[Target(combo, tuple(slots))] = tuple(bounds)
