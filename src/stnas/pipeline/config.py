@@ -24,7 +24,6 @@ from stnas.core.units import is_number, parse_count, show
 from stnas.data.catalog import DATASETS
 from stnas.pipeline.checks import check_dataset, validate
 from stnas.pipeline.scaling import scale_to_data
-from stnas.space.derive import is_derived
 from stnas.space.presets import load_preset
 
 # A training recipe: the keys shared by supernet training and retraining.
@@ -293,6 +292,8 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
         raise ConfigError(str(exc)) from None
     cfg = apply_layers(_merge(DEFAULTS, preset_cfg), layers)
     cfg["preset"] = str(chosen)
+    from stnas.space.derive import is_derived  # (its module imports torch; config does not)
+
     if is_derived(cfg["preset"]):  # the user's data: the settings that follow its size (stnas.pipeline.scaling)
         given = {key for layer in layers for key in _dotted(layer)}
         cfg = apply_layers(scale_to_data(cfg, *_search_sizes(cfg), given), [])

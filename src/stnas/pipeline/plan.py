@@ -402,11 +402,6 @@ def read_plan(run: RunDir, cfg: dict) -> dict | None:
     return plan
 
 
-def planned_seconds(plan: dict | None) -> dict[str, float]:
-    """{stage: planned seconds} of a plan (empty without one)."""
-    return {s["name"]: s["seconds"] for s in (plan or {}).get("stages", [])}
-
-
 def plan_text(plan: dict, header: str = "plan") -> str:
     """The plan for people: one line a stage, the total, and what a time budget changed."""
     rows = [(s["name"], s["work"], fmt_duration(s["seconds"])) for s in plan["stages"]]
