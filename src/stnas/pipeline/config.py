@@ -141,7 +141,9 @@ DEFAULTS: dict[str, Any] = {
     # standard networks (stnas.nn.baselines) trained with the retrain recipe, data and seeds and
     # evaluated as the picks are, one table per budget in the report (stnas.pipeline.baselines)
     "baselines": {
-        "enabled": None,  # a stage of `stnas run`: true | false | null (on where retraining is small)
+        # a stage of `stnas run`: true | false | null (on where retraining is small,
+        # stnas.pipeline.scaling.baselines_auto, and a time budget has room for it)
+        "enabled": None,
         "families": None,  # registered names (`stnas baselines --help` lists them); null: all
         "forms": ["defined", "adapted"],  # as torchvision defines them | small-input adapted, width fit
         "seeds": 1,  # trainings per network: seeds seed, seed+1, ... (the pick retrained under each)

@@ -188,7 +188,7 @@ def baseline_budgets(cfg: dict, sizes: dict) -> tuple[list[Budget], int]:
     """The baselines stage's budgets without their latency limits, and how many of them have a
     pick to retrain under the extra seeds (none for ``stnas baselines``, ``sizes["standalone"]``)."""
     se = cfg["search"]
-    targets = list(dict.fromkeys(Budget(b, se["max_params"]).label for b in madds_targets(se) if b))
+    targets = {Budget(b, se["max_params"]).label for b in madds_targets(se)}
     if cfg["baselines"]["budgets"]:
         budgets = [parse_budget(b, "baselines.budgets") for b in cfg["baselines"]["budgets"]]
         budgets = [Budget(b.madds, b.params) for b in budgets]
