@@ -430,7 +430,7 @@ def test_a_resumed_run_keeps_its_plan(recorded, tmp_path, monkeypatch):
     report = json.loads((out / "report.json").read_text())
     assert report["planned_s"] == {s["name"]: s["seconds"] for s in plan["stages"]}
     assert "baselines" not in report["planned_s"] and "baselines" not in report["wall_s"]
-    assert "4/5 baselines: off (the plan's time budget turned it off" in p.stderr
+    assert "4/5 baselines: off (the run's time budget turned it off" in p.stderr
     assert "| stage | planned | actual |" in (out / "report.md").read_text()
 
     p = run_cli(["run", "--out", out, "--resume", "--dry-run"])

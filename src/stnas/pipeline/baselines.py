@@ -80,6 +80,8 @@ FORMAT, VERSION = "stnas-baselines", 1
 TABLE, LATENCY, WEIGHTS = "baselines.json", "latency.json", "model.safetensors"
 EVAL_BATCH = 256  # as retraining evaluates
 PER_SEED = ("top1", "test_loss", "top1_before_recal", "test_loss_before_recal", "wall_s")  # a row's per-seed fields
+
+
 def _log(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
 

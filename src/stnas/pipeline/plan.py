@@ -214,14 +214,15 @@ def baselines_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
              + -(-steps // r["log_every"]) * u["log_s"])
     calls = (lat["warmup"] + max(lat["repeats"], MIN_REPEATS)) * lat["batch"]
 
-    def training(scale: float) -> float:
-        return steps * step * scale + fixed + evals * u["eval_image_s"] * scale
+    per_image = u["eval_image_s"]
 
-    scales = [m / ref_madds if ref_madds else 1.0 for m in nets.values()] + [1.0] * picks
-    seconds = (sum(seeds * training(x) for x in scales[:len(nets)])
-               + picks * (seeds - 1) * (training(1.0) - evals * u["eval_image_s"]
-                                        + sizes["test"] * u["eval_image_s"] + units["export"]["export_s"])
-               + picks * seeds * evals * u["eval_image_s"] + sum(calls * u["eval_image_s"] * x for x in scales))
+    def training(scale: float) -> float:  # a network's, with the comparison's evaluations
+        return steps * step * scale + fixed + evals * per_image * scale
+
+    scales = [m / ref_madds if ref_madds else 1.0 for m in nets.values()]
+    pick_retrained = steps * step + fixed + sizes["test"] * per_image + units["export"]["export_s"]
+    seconds = (seeds * sum(training(x) for x in scales) + picks * (seeds - 1) * pick_retrained
+               + picks * seeds * evals * per_image + calls * per_image * (sum(scales) + picks))
     trainings = len(nets) * seeds + picks * (seeds - 1)
     more = f" and {picks} pick{'s' if picks != 1 else ''} under {seeds - 1} more" if picks and seeds > 1 else ""
     work = (f"{len(nets)} network{'s' if len(nets) != 1 else ''} × {seeds} seed{'s' if seeds > 1 else ''}{more}: "

@@ -70,8 +70,8 @@ def _baselines(cfg: dict, space, plan: dict | None, ctx: dist.Context) -> bool:
     enabled = cfg["baselines"]["enabled"]
     images = len(retrain_splits(cfg, space)[0]) if enabled is None else 0
     on = stage_enabled(cfg, images)
-    off = ((plan or {}).get("budget") or {}).get("baselines_off")
-    why = " (the plan's time budget turned it off; see the plan)" if off and not on else ""
+    sized_off = "baselines.enabled" in (((plan or {}).get("budget") or {}).get("changed") or {})
+    why = " (the run's time budget turned it off; see the plan)" if sized_off and not on else ""
     if enabled is None:
         why = (f" ({images} train images × {cfg['retrain']['epochs']} epochs {'≤' if on else '>'} "
                f"{BASELINES_MAX_IMAGE_EPOCHS}; baselines.enabled={'false' if on else 'true'} to "
