@@ -22,7 +22,7 @@ from stnas.pipeline.scaling import (
 
 from synthdata import write_folder
 
-# 300 images with a 0.2 search-val share: 240 search-train, 60 search-val;
+# 300 training images with a 0.2 search-val share: 240 search-train, 60 search-val;
 # 1.2M: 960,000 and 240,000
 
 
@@ -98,7 +98,7 @@ def test_resolve_applies_the_rules_to_the_users_data(tiny_folder, tmp_path, monk
     monkeypatch.setenv("STNAS_CACHE", str(tmp_path / "cache"))
     cfg = resolve(None, flags={"data.dataset": str(tiny_folder)})
     assert cfg["preset"].startswith("auto-3x16-3c-")
-    # 240 search-train images: one step of 128 an epoch
+    # 300 images: 60 held out as test, 48 as search-val, 192 search-train: one step of 128 an epoch
     assert (cfg["supernet"]["epochs"], cfg["pool"]["epochs"], cfg["proxy"]["recal_batches"]) == (200, 8, 1)
     assert cfg["data"]["val_limit"] is None
     mine = resolve(None, flags={"data.dataset": str(tiny_folder), "supernet.epochs": 3},
