@@ -16,7 +16,6 @@ from stnas.core.verified import read_json
 from stnas.deploy.export import arch_slug
 from stnas.nn.baselines import Baseline, cost
 from stnas.pipeline.baselines import (
-    AUTO_MAX_IMAGE_EPOCHS,
     baseline_table,
     load_baseline,
     preset_for,
@@ -27,6 +26,7 @@ from stnas.pipeline.baselines import (
 )
 from stnas.pipeline.config import resolve
 from stnas.pipeline.retrain import retrain, retrain_splits
+from stnas.pipeline.scaling import BASELINES_MAX_IMAGE_EPOCHS
 from stnas.space.catalog import load_arch, load_space
 
 from conftest import run_cli
@@ -150,7 +150,7 @@ def test_user_data(tmp_path, kind, monkeypatch):
 
 def test_auto_rule_and_the_named_presets():
     cfg = resolve("digits")
-    limit = AUTO_MAX_IMAGE_EPOCHS // cfg["retrain"]["epochs"]
+    limit = BASELINES_MAX_IMAGE_EPOCHS // cfg["retrain"]["epochs"]
     assert stage_enabled(cfg, limit) and not stage_enabled(cfg, limit + 1)
     assert stage_enabled(cfg, 1437)  # the digits preset: on
     fm = resolve("fashion-mnist")

@@ -18,12 +18,16 @@ from stnas.core.units import parse_duration
 from stnas.pipeline.config import resolve
 from stnas.pipeline.plan import (
     MINIMUM,
+    RUN_STAGES,
     SAFETY,
     STAGES,
     _checkpoints,
     fit,
+    fit_run,
     make_plan,
+    plan_text,
     read_plan,
+    run_stages,
     search_evaluations,
     sized,
 )
@@ -52,8 +56,113 @@ def digits():
 def test_the_plan_lists_the_stages_in_pipeline_order(digits):
     plan = make_plan(digits, DIGITS, UNITS, calibration_s=5.0)
     assert [s["name"] for s in plan["stages"]] == ["calibration", "supernet", "search", "retrain"]
-    assert list(STAGES) == ["supernet", "search", "retrain"]  # a new stage is one entry here
+    assert list(STAGES) == ["supernet", "search", "retrain", "baselines"]  # a new stage is one entry here
     assert plan["stages"][0]["seconds"] == 5.0
+    assert run_stages(digits, DIGITS) == ("supernet", "search", "retrain", "baselines")  # 1,437 × 15 ≤ 30,000
+    assert run_stages(resolve("digits", overrides=["baselines.enabled=false"]), DIGITS) == RUN_STAGES
+    assert run_stages(resolve("fashion-mnist"), {"train": 15_000}) == RUN_STAGES  # 15,000 × 3 > 30,000
+
+
+# ------------------------------------------------------------------ the baselines stage
+class Net:
+    """A stand-in baseline network: a key and its MAdds."""
+
+    def __init__(self, key, madds):
+        self.key, self.madds = key, madds
+
+
+@pytest.fixture
+def two_networks(monkeypatch):
+    """Every budget is fitted by networks of 125k and 500k MAdds (one of them twice: counted once)."""
+    asked = []
+
+    def fake_plan(cfg, budgets, shape):
+        asked.append((budgets, shape))
+        return [{"budget": b, "networks": [Net("a", 125_000), Net("b", 500_000)], "unfit": []} for b in budgets]
+
+    monkeypatch.setattr(plan_mod, "baselines_plan", fake_plan)
+    monkeypatch.setattr(plan_mod, "cost", lambda b: (b.madds, 0))
+    return asked
+
+
+BASE_SIZES = dict(DIGITS, input=[1, 8, 10])
+
+
+def test_baselines_arithmetic_by_hand(digits, two_networks):
+    # retraining: 15 epochs × 22 steps = 330, 21 checkpoints and 33 log lines: 21 × 0.4 + 33 × 0.02 = 9.06 s.
+    # The reference: the mean of the budgets 200k and 300k, 250k MAdds, at the mean step 0.06 s; the
+    # networks scale by 125k / 250k = 0.5 and 500k / 250k = 2. Evaluations: 2 × 360 test images and
+    # min(20, ⌊1437 / 64⌋) × 64 = 1,280 recalibration images: 2,000 × 0.001 s × scale.
+    # A training: 330 × 0.06 × x + 9.06 + 2 x = 21.8 x + 9.06. The two picks (budgets from the search's)
+    # are evaluated too (2 × 2.0 s) and, like the networks, timed for latency: 10 + max(30, 50) calls
+    # of 1 image × 0.001 s × (0.5 + 2 + 1 + 1)
+    s = STAGES["baselines"](digits, BASE_SIZES, UNITS)
+    assert (s["networks"], s["trainings"], s["steps"]) == (2, 2, 330)
+    assert s["seconds"] == pytest.approx((21.8 * 0.5 + 9.06) + (21.8 * 2 + 9.06) + 2 * 2.0 + 60 * 0.001 * 4.5)
+    budgets, shape = two_networks[0]
+    assert [b.label for b in budgets] == ["200k", "300k"] and shape == (1, 8, 10)
+
+
+def test_baselines_arithmetic_with_seeds_by_hand(digits, two_networks):
+    # two seeds: each network trained twice, each pick retrained once more (a retraining at scale 1
+    # without the comparison's evaluations: 21.8 + 9.06 - 2.0, plus its 360 test images and an export)
+    # and evaluated under both seeds
+    cfg = resolve("digits", overrides=["device=cpu", "baselines.seeds=2"])
+    s = STAGES["baselines"](cfg, BASE_SIZES, UNITS)
+    assert s["trainings"] == 2 * 2 + 2 * 1
+    pick = 21.8 + 9.06 - 2.0 + 0.36 + 3.0
+    assert s["seconds"] == pytest.approx(2 * (21.8 * 0.5 + 9.06) + 2 * (21.8 * 2 + 9.06) + 2 * pick + 2 * 2 * 2.0
+                                         + 60 * 0.001 * 4.5)
+    assert "2 networks × 2 seeds and 2 picks under 1 more: 6 trainings × 15 epochs" in s["work"]
+
+
+def test_stnas_baselines_plans_no_picks(two_networks):
+    cfg = resolve("digits", overrides=["baselines.budgets=[300k, params:50k+2ms]"])
+    s = STAGES["baselines"](cfg, dict(BASE_SIZES, standalone=True), UNITS)
+    assert s["trainings"] == 2
+    budgets, _ = two_networks[0]
+    assert [b.label for b in budgets] == ["300k", "params:50k"]  # latency limits left out: an upper bound
+
+
+def _run_total(cfg, stages):
+    return sum(STAGES[s](cfg, BASE_SIZES, UNITS)["seconds"] for s in stages)
+
+
+def test_a_time_budget_that_holds_the_baselines_keeps_them(digits, two_networks):
+    new, budget = fit_run(digits, BASE_SIZES, UNITS, "2h", spent=5.0)
+    assert new == digits and budget["changed"] == {} and budget["baselines_off"] is None
+    plan = make_plan(new, BASE_SIZES, UNITS, run_stages(new, BASE_SIZES))
+    assert [s["name"] for s in plan["stages"]][-1] == "baselines"
+
+
+def test_a_time_budget_without_room_turns_the_auto_baselines_off(digits, two_networks):
+    without, full = _run_total(digits, RUN_STAGES), _run_total(digits, STAGES)
+    time = f"{(without + full) / 2 / SAFETY:.0f}s"  # the run fits, the run with its baselines does not
+    new, budget = fit_run(digits, BASE_SIZES, UNITS, time)
+    assert budget["changed"] == {"baselines.enabled": [None, False]}  # nothing else scaled
+    assert run_stages(new, BASE_SIZES) == RUN_STAGES and "baselines stage off" in budget["baselines_off"]
+    text = plan_text(dict(make_plan(new, BASE_SIZES, UNITS), budget=budget))
+    assert "baselines stage off" in text and "fits without it; nothing else changed" in text
+    assert "  baselines " not in text
+
+
+def test_a_sized_retraining_does_not_turn_the_auto_baselines_on(two_networks):
+    # 30 epochs × 1,437 > 30,000: off; scaled to 15 or fewer it would be on, unplanned: it stays off
+    cfg = resolve("digits", overrides=["device=cpu", "retrain.epochs=30"])
+    assert run_stages(cfg, BASE_SIZES) == RUN_STAGES
+    new, budget = fit_run(cfg, BASE_SIZES, UNITS, f"{0.4 * _run_total(cfg, RUN_STAGES) / SAFETY:.0f}s")
+    assert new["retrain"]["epochs"] <= 15 and new["baselines"]["enabled"] is False
+    assert budget["changed"]["baselines.enabled"] == [None, False] and budget["baselines_off"] is None
+
+
+def test_baselines_on_by_request_are_scaled_or_refused(two_networks):
+    cfg = resolve("digits", overrides=["device=cpu", "baselines.enabled=true"])
+    full = _run_total(cfg, STAGES)
+    new, budget = fit_run(cfg, BASE_SIZES, UNITS, f"{0.6 * full / SAFETY:.0f}s")
+    assert new["baselines"]["enabled"] is True and new["retrain"]["epochs"] < 15
+    assert _run_total(new, STAGES) <= 0.6 * full + 1
+    with pytest.raises(ConfigError, match="--no-baselines leaves that stage out"):
+        fit_run(cfg, BASE_SIZES, UNITS, "20s")
 
 
 def test_supernet_arithmetic_by_hand(digits):
@@ -153,7 +262,7 @@ def test_search_count_is_the_search_loops(mode, screen, budgets, population, alg
 
 # ------------------------------------------------------------------ time budget
 def _total(cfg, sizes=DIGITS):
-    return sum(STAGES[s](cfg, sizes, UNITS)["seconds"] for s in STAGES)
+    return sum(STAGES[s](cfg, sizes, UNITS)["seconds"] for s in RUN_STAGES)
 
 
 def test_a_budget_the_run_fits_changes_nothing(digits):
@@ -233,14 +342,28 @@ def recorded(monkeypatch, tmp_path):
     return fake
 
 
-def test_dry_run_prints_the_plan_and_writes_nothing(recorded, tmp_path):
+def test_dry_run_prints_the_plan_and_writes_nothing(recorded, two_networks, tmp_path):
     out = tmp_path / "runs" / "r"
     p = run_cli(["run", "--preset", "digits", "--dry-run", "--out", out, "device=cpu"])
     assert p.returncode == 0, p.stderr
-    for name in ("calibration", "supernet", "search", "retrain", "total"):
+    for name in ("calibration", "supernet", "search", "retrain", "baselines", "total"):
         assert f"  {name} " in p.stdout
     assert "340 steps of 64" in p.stdout and "256 evaluations" in p.stdout
     assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+
+
+def test_stnas_baselines_dry_run_prints_its_plan_and_writes_nothing(recorded, two_networks, tmp_path):
+    out = tmp_path / "runs" / "b"
+    p = run_cli(["baselines", "--data", "digits", "--budget", "200k,300k", "--dry-run", "--out", out, "device=cpu"])
+    assert p.returncode == 0, p.stderr
+    assert "  baselines " in p.stdout and "2 networks × 1 seed: 2 trainings × 15 epochs" in p.stdout
+    assert recorded.calls == [("baselines",)]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "cache").exists()
+    for argv, needle in ((["--data", "digits", "--dry-run"], "give the budgets"),
+                         (["--out", out, "--resume", "--dry-run"], "drop --resume")):
+        p = run_cli(["baselines", *argv])
+        assert p.returncode == 2 and needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
 
 
 def test_dry_run_with_a_time_shows_the_sizing(recorded, tmp_path, digits):
@@ -293,6 +416,8 @@ def test_a_resumed_run_keeps_its_plan(recorded, tmp_path, monkeypatch):
     plan = json.loads(saved)
     new_epochs = plan["budget"]["changed"]["supernet.epochs"][1]
     assert new_epochs < 4 and run.load_config()["supernet"]["epochs"] == new_epochs
+    # the baselines stage (on for this small retraining) does not fit either: turned off, in the config too
+    assert "baselines stage off" in p.stderr and run.load_config()["baselines"]["enabled"] is False
     assert recorded.calls == [("supernet", "search", "retrain")]
 
     monkeypatch.setattr(run_mod, "retrain", real_retrain)
@@ -304,6 +429,8 @@ def test_a_resumed_run_keeps_its_plan(recorded, tmp_path, monkeypatch):
     assert "plan (saved when the run started)" in p.stderr
     report = json.loads((out / "report.json").read_text())
     assert report["planned_s"] == {s["name"]: s["seconds"] for s in plan["stages"]}
+    assert "baselines" not in report["planned_s"] and "baselines" not in report["wall_s"]
+    assert "4/5 baselines: off (the run's time budget turned it off" in p.stderr
     assert "| stage | planned | actual |" in (out / "report.md").read_text()
 
     p = run_cli(["run", "--out", out, "--resume", "--dry-run"])
@@ -329,8 +456,9 @@ def test_a_plan_that_does_not_match_its_config_is_refused(tmp_path):
 
 
 def test_report_gives_planned_and_actual_per_stage():
-    planned = {"calibration": 5.0, "supernet": 100.0, "search": 50.0, "retrain": 60.0}
-    lines = time_lines(planned, {"supernet": 90.0, "search": 70.0, "retrain": 61.0})
+    planned = {"calibration": 5.0, "supernet": 100.0, "search": 50.0, "retrain": 60.0, "baselines": 120.0}
+    lines = time_lines(planned, {"supernet": 90.0, "search": 70.0, "retrain": 61.0, "baselines": 150.0})
     assert "| supernet | 1 min 40 s | 1 min 30 s |" in lines and "| calibration | 5 s | 5 s |" in lines
-    assert "| total | 3 min 35 s | 3 min 46 s |" in lines
+    assert "| baselines | 2 min 00 s | 2 min 30 s |" in lines
+    assert "| total | 5 min 35 s | 6 min 16 s |" in lines
     assert time_lines({}, {"supernet": 3.0}) == ["Time per stage: supernet 3 s", ""]

@@ -3,7 +3,15 @@ evaluated as stnas retrains its picks (stnas.pipeline.baselines)."""
 
 from __future__ import annotations
 
-from stnas.cli.common import add_run_args, common_flags, in_process_group, out_dir, positive_int, resumed_config
+from stnas.cli.common import (
+    add_run_args,
+    common_flags,
+    in_process_group,
+    out_dir,
+    positive_int,
+    resumed_config,
+    show_plan,
+)
 from stnas.nn.baselines import BASELINES, FORMS, SMALL_INPUT
 
 
@@ -33,16 +41,21 @@ def register(sub) -> None:
                                                             "(config: baselines.seeds)")
     p.add_argument("--epochs", type=positive_int(), help="training epochs (config: retrain.epochs)")
     p.add_argument("--batch-size", type=positive_int(), help="per-process batch size (config: retrain.batch_size)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (trainings, estimated time here) and exit, "
+                                                          "writing nothing")
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_baselines)
 
 
 def cmd_baselines(args) -> int:
     from stnas.core.errors import ConfigError
-    from stnas.pipeline.baselines import preset_for, run_baselines_dir
+    from stnas.core.rundir import RunDir
+    from stnas.pipeline.baselines import preset_for, run_baselines_dir, standalone_budgets
     from stnas.pipeline.config import resolve
 
     if args.resume:
+        if args.dry_run:
+            raise ConfigError("--dry-run plans a new run: drop --resume")
         cfg = resumed_config(args)
     else:
         if not args.data and not args.config:
@@ -54,6 +67,12 @@ def cmd_baselines(args) -> int:
         preset = args.preset or (preset_for(args.data) if args.data else None)
         cfg = resolve(preset, args.config, flags, args.overrides)
     out = out_dir(args, "baselines")
+    if not args.resume:
+        standalone_budgets(cfg)  # none given: one line before the calibration
+        if not args.dry_run:
+            RunDir(out).guard(False)  # an occupied --out is refused before the calibration
+        if show_plan(cfg, ("baselines",), dry_run=args.dry_run, sizes={"standalone": True}):
+            return 0
     ctx, table = in_process_group(cfg, lambda ctx: run_baselines_dir(cfg, out, resume=args.resume, ctx=ctx))
     if ctx.is_main:
         for b in table["budgets"]:

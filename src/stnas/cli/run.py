@@ -40,14 +40,16 @@ def register(sub) -> None:
     p.add_argument("--budget", type=count_list,
                    help="MAdds budget(s), comma-separated, e.g. 3M,5M (config: search.budgets)")
     p.add_argument("--mode", choices=PROXY_MODES.names(), help=choice_help(PROXY_MODES, "proxy.mode"))
-    p.add_argument("--time", metavar="TIME", help="time budget, e.g. 10m, 1.5h, 1h30m: supernet epochs, pool, search "
-                   "generations and retraining epochs are scaled down to fit it on this machine, by the rule in "
+    p.add_argument("--time", metavar="TIME", help="time budget, e.g. 10m, 1.5h, 1h30m: the baselines stage, when on by "
+                   "default, is turned off if it does not fit; then supernet epochs, pool, search generations and "
+                   "retraining epochs are scaled down to fit it on this machine, by the rule in "
                    "stnas.pipeline.plan (config: run.time_budget)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (stages, their work and estimated time here) and exit, writing nothing")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
                    help="skip the baselines stage (standard networks trained as the picks are; by default on where "
-                        "retraining is small: see stnas baselines --help) (config: baselines.enabled)")
+                        "retraining is small and a --time budget has room for it: see stnas baselines --help) "
+                        "(config: baselines.enabled)")
     add_latency_args(p)
     add_run_args(p, checkpoint=False)
     p.set_defaults(func=cmd_run)

@@ -69,6 +69,8 @@ from stnas.nn.model import build_model
 from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
 from stnas.pipeline.latency import MIN_REPEATS
 from stnas.pipeline.retrain import fit_model, retrain, retrain_splits, training_record
+from stnas.pipeline.scaling import baselines_auto
+from stnas.pipeline.scaling import recal_batches as scaled_recal_batches
 from stnas.pipeline.settings import data_spec
 from stnas.space.catalog import load_arch, load_space
 from stnas.train.engine import evaluate, use_amp, use_channels_last
@@ -78,11 +80,6 @@ FORMAT, VERSION = "stnas-baselines", 1
 TABLE, LATENCY, WEIGHTS = "baselines.json", "latency.json", "model.safetensors"
 EVAL_BATCH = 256  # as retraining evaluates
 PER_SEED = ("top1", "test_loss", "top1_before_recal", "test_loss_before_recal", "wall_s")  # a row's per-seed fields
-# ``baselines.enabled: null`` turns the stage of `stnas run` on where retraining sees at most
-# this many images (train images × retrain.epochs): digits' 1,437 × 15 is on, the
-# fashion-mnist preset's 15,000 × 3 off. The one place of this rule (a time planner will
-# replace it).
-AUTO_MAX_IMAGE_EPOCHS = 30_000
 
 
 def _log(text: str) -> None:
@@ -90,9 +87,11 @@ def _log(text: str) -> None:
 
 
 def stage_enabled(cfg: dict, train_images: int) -> bool:
-    """Whether ``stnas run`` runs this stage (``baselines.enabled``; null: the rule above)."""
+    """Whether ``stnas run`` runs this stage: ``baselines.enabled``; null: where retraining is
+    small (:func:`stnas.pipeline.scaling.baselines_auto`). A time budget may set it to false
+    (:mod:`stnas.pipeline.plan`)."""
     on = cfg["baselines"]["enabled"]
-    return on if on is not None else train_images * cfg["retrain"]["epochs"] <= AUTO_MAX_IMAGE_EPOCHS
+    return on if on is not None else baselines_auto(train_images, cfg["retrain"]["epochs"])
 
 
 def seeded(cfg: dict, seed: int) -> dict:
@@ -190,8 +189,8 @@ def recalibrated_test(model, cfg: dict, space, ctx: dist.Context, recal_batches:
             x = x.to(ctx.device)
             return x.contiguous(memory_format=torch.channels_last) if cl else x
 
-        one_pass = max(1, len(recal_set) // recipe["batch_size"])  # at most one pass of whole batches
-        batches = fixed_batches(recal_set, recipe["batch_size"], min(recal_batches, one_pass), cfg["seed"], put=put,
+        count = scaled_recal_batches(recal_batches, len(recal_set), recipe["batch_size"])
+        batches = fixed_batches(recal_set, recipe["batch_size"], count, cfg["seed"], put=put,
                                 name="the training split")
         recalibrate_bn(model, batches, amp)
         seen = sum(len(x) for x in batches)
@@ -419,6 +418,17 @@ def preset_for(dataset: str) -> str | None:
     return found[0] if found else None
 
 
+def standalone_budgets(cfg: dict) -> list[Budget]:
+    """The budgets of ``stnas baselines`` (``baselines.budgets``).
+
+    Raises:
+        ConfigError: none given.
+    """
+    if not cfg["baselines"]["budgets"]:
+        raise ConfigError("give the budgets to compare at: --budget 4M,6M (or baselines.budgets)")
+    return [parse_budget(b) for b in cfg["baselines"]["budgets"]]
+
+
 def run_baselines_dir(cfg: dict, out_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
     """``stnas baselines``: the tables of ``baselines.budgets`` (no pick) in a run directory of
     their own (config.yaml, baselines/, report.md, report.json, plots/); returns the table.
@@ -432,9 +442,7 @@ def run_baselines_dir(cfg: dict, out_dir: str | Path, resume: bool = False, ctx:
     run = RunDir(out_dir)
     with run.lock(ctx.is_main):
         run.guard(resume)
-        if not cfg["baselines"]["budgets"]:
-            raise ConfigError("give the budgets to compare at: --budget 4M,6M (or baselines.budgets)")
-        budgets = [parse_budget(b) for b in cfg["baselines"]["budgets"]]
+        budgets = standalone_budgets(cfg)
         plans = shared_plan(cfg, budgets, ctx)
         check_fit(plans)
         if ctx.is_main and not resume:

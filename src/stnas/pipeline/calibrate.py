@@ -53,6 +53,7 @@ from stnas.data.datasets import dataset_split, get_dataset, make_loader
 from stnas.latency.measure import device_info
 from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
+from stnas.pipeline.baselines import input_shape
 from stnas.pipeline.settings import data_spec, sharing
 from stnas.pipeline.supernet import sampler, sampling_phase
 from stnas.space.arch import Arch
@@ -99,8 +100,10 @@ def data_sizes(cfg: dict, space, stages, ranks: int = 1) -> dict:
         sizes["search_train"] = len(dataset_split(data_spec(cfg), space, "search-train", cfg["data"]["limit"]))
     if "search" in stages:
         sizes["search_val"] = len(dataset_split(data_spec(cfg), space, "search-val", cfg["data"]["val_limit"]))
-    if "retrain" in stages:
+    if "retrain" in stages or "baselines" in stages:
         sizes["train"], sizes["test"] = (len(_retrain_split(cfg, space, s)) for s in ("train", "test"))
+    if "baselines" in stages:  # the networks' input: (channels, side, classes)
+        sizes["input"] = list(input_shape(cfg, space))
     return sizes
 
 
@@ -293,7 +296,8 @@ def measure_export(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
 
 MEASURES = {"supernet": measure_supernet, "search": measure_search, "retrain": measure_retrain,
             "export": measure_export}
-NEEDS = {"supernet": ("supernet",), "search": ("search",), "retrain": ("retrain", "export")}  # a stage's measures
+NEEDS = {"supernet": ("supernet",), "search": ("search",), "retrain": ("retrain", "export"),
+         "baselines": ("retrain", "export")}  # a stage's measures (baselines: scaled from retraining's)
 
 
 def identity(cfg: dict, space, stage: str, device: torch.device, sizes: dict, archs=None) -> dict:

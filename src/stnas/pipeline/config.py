@@ -23,6 +23,7 @@ from stnas.core.rundir import RunDir, check_same_inputs
 from stnas.core.units import is_number, parse_count, show
 from stnas.data.catalog import DATASETS
 from stnas.pipeline.checks import check_dataset, validate
+from stnas.pipeline.scaling import scale_to_data
 from stnas.space.presets import load_preset
 
 # A training recipe: the keys shared by supernet training and retraining.
@@ -145,7 +146,9 @@ DEFAULTS: dict[str, Any] = {
     # standard networks (stnas.nn.baselines) trained with the retrain recipe, data and seeds and
     # evaluated as the picks are, one table per budget in the report (stnas.pipeline.baselines)
     "baselines": {
-        "enabled": None,  # a stage of `stnas run`: true | false | null (on where retraining is small)
+        # a stage of `stnas run`: true | false | null (on where retraining is small,
+        # stnas.pipeline.scaling.baselines_auto, and a time budget has room for it)
+        "enabled": None,
         "families": None,  # registered names (`stnas baselines --help` lists them); null: all
         "forms": ["defined", "adapted"],  # as torchvision defines them | small-input adapted, width fit
         "seeds": 1,  # trainings per network: seeds seed, seed+1, ... (the pick retrained under each)
@@ -302,7 +305,23 @@ def resolve(preset: str | None = None, config_file: str | Path | None = None, fl
         raise ConfigError(str(exc)) from None
     cfg = apply_layers(_merge(DEFAULTS, preset_cfg), layers)
     cfg["preset"] = str(chosen)
+    from stnas.space.derive import is_derived  # (its module imports torch; config does not)
+
+    if is_derived(cfg["preset"]):  # the user's data: the settings that follow its size (stnas.pipeline.scaling)
+        given = {key for layer in layers for key in _dotted(layer)}
+        cfg = apply_layers(scale_to_data(cfg, *_search_sizes(cfg), given), [])
     return cfg
+
+
+def _search_sizes(cfg: dict) -> tuple[int, int]:
+    """(search-train, search-val) images of the run's data (``data.limit`` applied to the first)."""
+    from stnas.data.datasets import dataset_split
+    from stnas.pipeline.settings import data_spec
+    from stnas.space.catalog import load_space
+
+    space, spec = load_space(cfg["preset"]), data_spec(cfg)
+    return (len(dataset_split(spec, space, "search-train", cfg["data"]["limit"])),
+            len(dataset_split(spec, space, "search-val", None)))
 
 
 def _derived_preset(layers: list[dict]) -> str | None:

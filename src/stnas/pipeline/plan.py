@@ -19,10 +19,21 @@ spe = ⌊n / R / b⌋ steps:
 * retrain: one training per target (a pick shared by two targets is trained once, so this
   is an upper bound): epochs × spe steps × that target's step + checkpoints + log lines + the
   test images × evaluation per image + one export.
+* baselines (:mod:`stnas.pipeline.baselines`; in a run where ``stage_enabled`` says so): the
+  networks that fit each budget by MAdds and params (a latency limit can only remove some:
+  an upper bound) × ``baselines.seeds`` trainings of retrain.epochs × spe steps each, and each
+  pick retrained under the seeds past the first. Measure-free: a network of m MAdds costs
+  m / M of a retraining, M the mean of the MAdds budgets the retrain calibration timed and its
+  step the mean of theirs (scale 1 without a MAdds budget). A training also has its
+  checkpoints and log lines, and evaluations of 2 × the test images (before and after the BN
+  recalibration) and of the recalibration's images (``stnas.pipeline.scaling.recal_batches``)
+  at the retraining's per-image cost × m / M; each network's latency is
+  warmup + max(repeats, MIN_REPEATS) calls of ``latency.batch`` images at that cost too (a rough
+  lower bound: batch-1 calls cost more per image).
 * calibration: what measuring took (0 when every stage came from the cache).
 
-A new stage (e.g. baselines) is one entry of ``STAGES``, ``(cfg, sizes, units) -> stage``, and,
-when it needs unit costs of its own, one of ``stnas.pipeline.calibrate.MEASURES``.
+A new stage is one entry of ``STAGES``, ``(cfg, sizes, units) -> stage``, and, when it needs
+unit costs of its own, one of ``stnas.pipeline.calibrate.MEASURES``.
 
 Time budget (``run.time_budget``, ``stnas run --time 10m``). The rule: the run must fit
 ``SAFETY`` × the budget, less the calibration. One factor f in (0, 1] scales every stage's work
@@ -33,8 +44,12 @@ pool.extra_steps -> ⌊f X⌋, search.generations G -> ⌊f G⌋ (random search:
 retrain.epochs -> ⌊f R⌋, none below ``MINIMUM`` (nor above what is configured). f is the
 largest that fits (bisection). A budget the configured run fits changes nothing: a budget is
 a limit, not a target. A budget that not even the minimum run fits is refused, in one line,
-before any work. The sized settings are the run's config (config.yaml); the plan is saved
-beside it (``plan.json``), and a resumed run keeps both.
+before any work. The baselines stage: with ``baselines.enabled: null`` (on where retraining is
+small) it runs only when the configured run fits with it unscaled; otherwise it is turned off
+(``baselines.enabled`` false, said in the plan) before any other stage is scaled down. With
+``baselines.enabled: true`` it is part of the run that is scaled (its trainings follow
+retrain.epochs), and a budget its minimum does not fit is refused. The sized settings are the
+run's config (config.yaml); the plan is saved beside it (``plan.json``), and a resumed run keeps both.
 
 ``STNAS_PLAN=off`` (environment) skips the plan and its calibration where nothing needs them
 (no time budget, no ``--dry-run``).
@@ -51,10 +66,15 @@ from typing import Callable
 from stnas.core import dist
 from stnas.core.errors import CheckpointError, ConfigError, StnasError
 from stnas.core.rundir import RunDir
-from stnas.core.units import fmt_duration, parse_duration
+from stnas.core.units import Budget, budget_label, fmt_duration, parse_budget, parse_duration
 from stnas.core.verified import read_json, write_json
-from stnas.pipeline.calibrate import calibrate, data_sizes, retrain_labels
+from stnas.nn.baselines import cost
+from stnas.pipeline.baselines import plan as baselines_plan
+from stnas.pipeline.baselines import stage_enabled
+from stnas.pipeline.calibrate import NEEDS, calibrate, data_sizes, madds_targets, retrain_labels
 from stnas.pipeline.config import apply_layers
+from stnas.pipeline.latency import MIN_REPEATS
+from stnas.pipeline.scaling import recal_batches
 from stnas.proxy.modes import PROXY_MODES
 from stnas.search.algorithms import SEARCH_ALGORITHMS
 from stnas.search.evolution import check_constraints
@@ -164,16 +184,69 @@ def retrain_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
     return {"name": "retrain", "work": work, "seconds": seconds, "trainings": len(labels), "steps": steps}
 
 
+def baseline_budgets(cfg: dict, sizes: dict) -> tuple[list[Budget], int]:
+    """The baselines stage's budgets without their latency limits, and how many of them have a
+    pick to retrain under the extra seeds (none for ``stnas baselines``, ``sizes["standalone"]``)."""
+    se = cfg["search"]
+    targets = {Budget(b, se["max_params"]).label for b in madds_targets(se)}
+    if cfg["baselines"]["budgets"]:
+        budgets = [parse_budget(b, "baselines.budgets") for b in cfg["baselines"]["budgets"]]
+        budgets = [Budget(b.madds, b.params) for b in budgets]
+    else:
+        budgets = [Budget(b, se["max_params"]) for b in madds_targets(se)]
+    picks = 0 if sizes.get("standalone") else sum(b.label in targets for b in budgets)
+    return budgets, picks
+
+
+def baselines_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
+    r, u, bl, lat = cfg["retrain"], units["retrain"], cfg["baselines"], cfg["latency"]
+    budgets, picks = baseline_budgets(cfg, sizes)
+    nets = {b.key: cost(b)[0] for p in baselines_plan(cfg, budgets, tuple(sizes["input"])) for b in p["networks"]}
+    refs = [(b, u["step_s"][budget_label(b)]) for b in madds_targets(cfg["search"])
+            if b and budget_label(b) in u["step_s"]]
+    ref_madds = sum(b for b, _ in refs) / len(refs) if refs else None
+    step = sum(t for _, t in refs) / len(refs) if refs else sum(u["step_s"].values()) / len(u["step_s"])
+    spe = _spe(sizes["train"], sizes["ranks"], r["batch_size"])
+    steps, seeds = r["epochs"] * spe, bl["seeds"]
+    recal = min(sizes["train"], recal_batches(bl["recal_batches"], sizes["train"], r["batch_size"]) * r["batch_size"])
+    evals = 2 * sizes["test"] + recal
+    fixed = (_checkpoints(steps, r["checkpoint_every"], spe) * u["checkpoint_s"]
+             + -(-steps // r["log_every"]) * u["log_s"])
+    calls = (lat["warmup"] + max(lat["repeats"], MIN_REPEATS)) * lat["batch"]
+
+    per_image = u["eval_image_s"]
+
+    def training(scale: float) -> float:  # a network's, with the comparison's evaluations
+        return steps * step * scale + fixed + evals * per_image * scale
+
+    scales = [m / ref_madds if ref_madds else 1.0 for m in nets.values()]
+    pick_retrained = steps * step + fixed + sizes["test"] * per_image + units["export"]["export_s"]
+    seconds = (seeds * sum(training(x) for x in scales) + picks * (seeds - 1) * pick_retrained
+               + picks * seeds * evals * per_image + calls * per_image * (sum(scales) + picks))
+    trainings = len(nets) * seeds + picks * (seeds - 1)
+    more = f" and {picks} pick{'s' if picks != 1 else ''} under {seeds - 1} more" if picks and seeds > 1 else ""
+    work = (f"{len(nets)} network{'s' if len(nets) != 1 else ''} × {seeds} seed{'s' if seeds > 1 else ''}{more}: "
+            f"{trainings} training{'s' if trainings != 1 else ''} × {r['epochs']} epochs × {sizes['train']:,} images "
+            f"({steps:,} steps of {r['batch_size']} each), latency measured")
+    return {"name": "baselines", "work": work, "seconds": seconds, "networks": len(nets), "trainings": trainings,
+            "steps": steps}
+
+
 STAGES: dict[str, Callable[[dict, dict, dict], Stage]] = {
-    "supernet": supernet_stage, "search": search_stage, "retrain": retrain_stage}
+    "supernet": supernet_stage, "search": search_stage, "retrain": retrain_stage, "baselines": baselines_stage}
+
+
+def run_stages(cfg: dict, sizes: dict) -> tuple[str, ...]:
+    """The stages ``stnas run`` runs with ``cfg``: RUN_STAGES, and baselines where it is enabled."""
+    return RUN_STAGES + (("baselines",) if stage_enabled(cfg, sizes["train"]) else ())
 
 
 def make_plan(cfg: dict, sizes: dict, units: dict, stages=RUN_STAGES, calibration_s: float = 0.0,
               cached=()) -> dict:
     """The plan of ``stages`` from the data sizes and the unit costs (no measuring)."""
+    timed = [m for m in dict.fromkeys(m for s in stages for m in NEEDS[s]) if m not in cached and m != "export"]
     rows = [{"name": "calibration", "seconds": calibration_s,
-             "work": "timed steps of " + ", ".join(s for s in stages if s not in cached) if calibration_s
-             else "unit costs from the cache"}]
+             "work": "timed steps of " + ", ".join(timed) if calibration_s else "unit costs from the cache"}]
     rows += [STAGES[name](cfg, sizes, units) for name in stages]
     return {"version": VERSION, "stages": rows, "total_s": sum(r["seconds"] for r in rows), "sizes": sizes,
             "units": units, "cached": list(cached), "budget": None}
@@ -204,7 +277,7 @@ def sized(cfg: dict, f: float, sizes: dict) -> dict:
 
 def _changes(old: dict, new: dict) -> dict:
     keys = ("supernet.epochs", "pool.epochs", "pool.extra_steps", "search.generations", "search.random_samples",
-            "retrain.epochs")
+            "retrain.epochs", "baselines.enabled")
     out = {}
     for key in keys:
         sec, k = key.split(".")
@@ -234,11 +307,13 @@ def fit(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0, st
             need = (least + spent) / SAFETY
             step = 60 if need > 120 else 10
             at_least = f"{math.ceil(need / step) * step // 60}m" if step == 60 else f"{math.ceil(need / 10) * 10}s"
+            with_baselines = ", the baselines stage" if "baselines" in stages else ""
             raise ConfigError(
                 f"time budget {budget} is too small for a meaningful run here: the smallest (supernet "
                 f"{MINIMUM['supernet.epochs']} epochs, {MINIMUM['search.generations']} search generations, "
-                f"{MINIMUM['retrain.epochs']} retraining epoch) is planned at {fmt_duration(least + spent)}; give "
-                f"--time {at_least} or more, or fewer images (data.limit, retrain.limit)")
+                f"{MINIMUM['retrain.epochs']} retraining epoch{with_baselines}) is planned at "
+                f"{fmt_duration(least + spent)}; give --time {at_least} or more, or fewer images (data.limit, "
+                f"retrain.limit){'; --no-baselines leaves that stage out' if with_baselines else ''}")
         lo, hi = 0.0, 1.0
         for _ in range(40):
             mid = (lo + hi) / 2
@@ -248,22 +323,39 @@ def fit(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0, st
     return new, {"time_budget": budget, "seconds": seconds, "factor": f, "changed": _changes(cfg, new)}
 
 
+def fit_run(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0) -> tuple[dict, dict]:
+    """:func:`fit` for ``stnas run``, deciding the baselines stage first (module docstring);
+    the budget's record says when it turned the stage off (``baselines_off``)."""
+    stages, off = run_stages(cfg, sizes), None
+    if "baselines" in stages and cfg["baselines"]["enabled"] is None:
+        full = sum(STAGES[s](cfg, sizes, units)["seconds"] for s in stages)
+        if full > SAFETY * parse_duration(budget, "run.time_budget") - spent:
+            stages = RUN_STAGES
+            off = (f"baselines stage off: with it the run is planned at {fmt_duration(full + spent)}, more than "
+                   f"the time budget holds (baselines.enabled=true keeps it and scales every stage down)")
+    new, record = fit(cfg, sizes, units, budget, spent, stages)
+    if "baselines" not in stages and stage_enabled(new, sizes["train"]):  # what the planned run leaves out, it skips
+        new["baselines"]["enabled"] = False
+    record["changed"], record["baselines_off"] = _changes(cfg, new), off
+    return new, record
+
+
 # ------------------------------------------------------------------ the run's plan
 def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool = True,
                 log: Callable[[str], None] | None = None) -> tuple[dict, dict]:
     """The plan of ``stnas run`` (calibrating what the cache lacks) and the config it runs:
     with ``run.time_budget``, sized to fit it (ConfigError, one line, when it cannot)."""
-    sizes = dict(data_sizes(cfg, space, RUN_STAGES, ranks), trainings=retrain_labels(cfg["search"]))
+    sizes = dict(data_sizes(cfg, space, RUN_STAGES + ("baselines",), ranks), trainings=retrain_labels(cfg["search"]))
     units, spent, cached = calibrate(cfg, space, RUN_STAGES, device, sizes=sizes, write_cache=write_cache, log=log)
     budget = None
     if cfg["run"]["time_budget"] is not None:
-        new, budget = fit(cfg, sizes, units, cfg["run"]["time_budget"], spent)
+        new, budget = fit_run(cfg, sizes, units, cfg["run"]["time_budget"], spent)
         layer = {}
         for key, (_, value) in budget["changed"].items():
             sec, k = key.split(".")
             layer.setdefault(sec, {})[k] = value
         cfg = apply_layers(cfg, [layer]) if layer else cfg
-    plan = make_plan(cfg, sizes, units, RUN_STAGES, spent, cached)
+    plan = make_plan(cfg, sizes, units, run_stages(cfg, sizes), spent, cached)
     plan["budget"] = budget
     return cfg, plan
 
@@ -311,11 +403,6 @@ def read_plan(run: RunDir, cfg: dict) -> dict | None:
     return plan
 
 
-def planned_seconds(plan: dict | None) -> dict[str, float]:
-    """{stage: planned seconds} of a plan (empty without one)."""
-    return {s["name"]: s["seconds"] for s in (plan or {}).get("stages", [])}
-
-
 def plan_text(plan: dict, header: str = "plan") -> str:
     """The plan for people: one line a stage, the total, and what a time budget changed."""
     rows = [(s["name"], s["work"], fmt_duration(s["seconds"])) for s in plan["stages"]]
@@ -325,11 +412,16 @@ def plan_text(plan: dict, header: str = "plan") -> str:
     lines += [f"  {a:<{w0}}  {b:<{w1}}  {c:>12}".rstrip() for a, b, c in rows]
     b = plan.get("budget")
     if b:
-        if b["changed"]:
-            what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in b["changed"].items())
+        off = b.get("baselines_off")
+        if off:
+            lines.append(f"time budget {b['time_budget']}: {off}")
+        changed = {k: v for k, v in b["changed"].items() if k != "baselines.enabled"}
+        if changed:
+            what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
             lines.append(f"time budget {b['time_budget']}: sized to fit ({what})")
         else:
-            lines.append(f"time budget {b['time_budget']}: the configured run fits; nothing changed")
+            lines.append(f"time budget {b['time_budget']}: the configured run fits"
+                         f"{' without it; nothing else' if off else '; nothing'} changed")
     return "\n".join(lines)
 
 

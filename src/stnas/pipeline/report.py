@@ -16,7 +16,6 @@ from stnas.core import verified
 from stnas.core.fileio import write_text
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label, fmt_count, fmt_duration
-from stnas.pipeline.plan import planned_seconds
 from stnas.pipeline.plots import draw_arch, plot_baselines, plot_curves, plot_pareto
 from stnas.proxy.modes import PROXY_METRICS
 from stnas.search.algorithms import DEFAULT_SELECTION, SELECTIONS
@@ -137,6 +136,11 @@ def kept_lines(chosen: list[dict]) -> list[str]:
                      f"| {k['measured_ms']:.3f} | {'yes' if k['within'] else 'no'} | {k['measured']} "
                      f"| {k['pick_rank']} | {given} |")
     return lines + [""]
+
+
+def planned_seconds(plan: dict | None) -> dict[str, float]:
+    """{stage: planned seconds} of a run's plan (stnas.pipeline.plan; empty without one)."""
+    return {s["name"]: s["seconds"] for s in (plan or {}).get("stages", [])}
 
 
 def time_lines(planned: dict, wall: dict) -> list[str]:

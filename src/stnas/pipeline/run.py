@@ -22,10 +22,11 @@ from stnas.core.errors import DataError
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
-from stnas.pipeline.baselines import AUTO_MAX_IMAGE_EPOCHS, run_baselines, run_budgets, stage_enabled
+from stnas.pipeline.baselines import run_baselines, run_budgets, stage_enabled
 from stnas.pipeline.plan import start, write_plan
 from stnas.pipeline.report import write_report
 from stnas.pipeline.retrain import retrain, retrain_splits
+from stnas.pipeline.scaling import BASELINES_MAX_IMAGE_EPOCHS
 from stnas.pipeline.search import run_search
 from stnas.pipeline.supernet import train_supernet
 from stnas.search.evolution import check_constraints
@@ -66,14 +67,17 @@ def _stage(name: str, ctx: dist.Context) -> None:
         print(f"\n== {name} ==", file=sys.stderr, flush=True)
 
 
-def _baselines(cfg: dict, space, ctx: dist.Context) -> bool:
+def _baselines(cfg: dict, space, plan: dict | None, ctx: dist.Context) -> bool:
     """Whether the baselines stage runs (stnas.pipeline.baselines.stage_enabled), said in its stage line."""
     enabled = cfg["baselines"]["enabled"]
     images = len(retrain_splits(cfg, space)[0]) if enabled is None else 0
     on = stage_enabled(cfg, images)
-    why = "" if enabled is not None else (
-        f" ({images} train images × {cfg['retrain']['epochs']} epochs {'≤' if on else '>'} {AUTO_MAX_IMAGE_EPOCHS}; "
-        f"baselines.enabled={'false' if on else 'true'} to {'skip' if on else 'run'} it)")
+    sized_off = "baselines.enabled" in (((plan or {}).get("budget") or {}).get("changed") or {})
+    why = " (the run's time budget turned it off; see the plan)" if sized_off and not on else ""
+    if enabled is None:
+        why = (f" ({images} train images × {cfg['retrain']['epochs']} epochs {'≤' if on else '>'} "
+               f"{BASELINES_MAX_IMAGE_EPOCHS}; baselines.enabled={'false' if on else 'true'} to "
+               f"{'skip' if on else 'run'} it)")
     _stage(f"4/5 baselines: {'on' if on else 'off'}{why}", ctx)
     return on
 
@@ -152,7 +156,7 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     wall["retrain"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if _baselines(cfg, space, ctx):
+    if _baselines(cfg, space, plan, ctx):
         budgets, picks = run_budgets(cfg, chosen, run_dir)
         run_baselines(cfg, run.baselines, budgets, picks, ctx)
         wall["baselines"] = time.perf_counter() - t
