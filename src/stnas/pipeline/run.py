@@ -21,6 +21,7 @@ from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
 from stnas.pipeline.baselines import AUTO_MAX_IMAGE_EPOCHS, run_baselines, run_budgets, stage_enabled
+from stnas.pipeline.inputs import check_resumed_run
 from stnas.pipeline.plan import start, write_plan
 from stnas.pipeline.report import write_report
 from stnas.pipeline.retrain import retrain, retrain_splits
@@ -90,6 +91,9 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     space = load_space(cfg["preset"])
     se = cfg["search"]
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training
+    rebuilds = check_resumed_run(run, cfg) if resume else []  # every input on disk, before any work
+    for r in rebuilds if ctx.is_main else ():
+        r.apply()
     cfg, plan = start(cfg, space, run, resume, ctx)  # measured and sized to run.time_budget, or the saved one
     dist.barrier(ctx.world_size)
     if ctx.is_main and not resume:
@@ -110,7 +114,8 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     _stage(f"2/5 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
-    result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info))
+    result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info),
+                           verify=False)  # checked above, or written by this process
     wall["search"] = time.perf_counter() - t
 
     t = time.perf_counter()
