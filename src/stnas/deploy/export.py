@@ -34,6 +34,7 @@ from safetensors import safe_open
 from stnas.core.errors import ArchError, CheckpointError, ConfigError, StnasError, state_dict_detail
 from stnas.core.fileio import atomic_write, sha256_file
 from stnas.core.rundir import CARD, RunDir, check_same_inputs
+from stnas.core.verified import json_text
 from stnas.core.weights import load_weights, save_weights, tensor_digest
 from stnas.deploy.card import model_card, read_card, write_card
 from stnas.deploy.formats import PT2, add_onnx_metadata, write_pt2
@@ -228,6 +229,8 @@ def damaged_files(model_dir: str | Path, card: dict | None = None) -> dict[str, 
         out[CARD], own = str(exc), None
     if card is not None and own is not None and own != card:
         out[CARD] = f"model card {d / CARD} differs from its run's"
+    elif own is not None and (d / CARD).read_bytes() != json_text(own).encode():
+        out[CARD] = f"model card {d / CARD} is not the text stnas wrote (whitespace changed)"
     digests = (card if card is not None else own or {}).get(FILE_DIGESTS)
     if isinstance(digests, dict):
         for name, digest in digests.items():
