@@ -107,3 +107,47 @@ def test_export_checks_its_weights_first(run, tmp_path):
     flip(run / "supernet.safetensors")
     refused_first(["export", run, "--arch", ARCH, "--out", tmp_path / "x"], run, "supernet.safetensors")
     assert not (tmp_path / "x").exists()
+
+
+def test_rank_checks_the_pool_before_scoring(run, tmp_path):
+    import json
+
+    import numpy as np
+
+    from stnas.space.catalog import load_space
+
+    rng, space = np.random.default_rng(0), load_space("digits")
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps([{"arch": str(space.sample(rng)), "top1": 0.5 + i / 100} for i in range(5)]))
+    flip(run / "pool" / "sample_001.safetensors")
+    refused_first(["rank", run, "--truth", truth, "--mode", "stabilized", "--out", tmp_path / "rank.json"], run,
+                  "sample_001.safetensors")
+    assert not (tmp_path / "rank.json").exists()
+
+
+def test_predict_checks_its_model_first(run, tmp_path):
+    assert run_cli(["export", run, "--arch", ARCH, "--out", tmp_path / "m", "--no-onnx"]).returncode == 0
+    flip(tmp_path / "m" / "model.safetensors")
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("L", (8, 8)).save(image)
+    refused_first(["predict", tmp_path / "m", image], tmp_path / "m", "model.safetensors")
+
+
+@pytest.mark.parametrize("name", ["model.safetensors", "model_card.json", "checkpoints"])
+def test_baselines_resume_checks_every_network_first(tmp_path, name):
+    out = tmp_path / "b"
+    p = run_cli(["baselines", "--data", "digits", "--budget", "200k", "--family", "mobilenet_v3_small", "--epochs", "1",
+                 "--out", out, "retrain.limit=256"])
+    assert p.returncode == 0, p.stderr[-2000:]
+    net = sorted((out / "baselines").glob("mobilenet*/seed_0"))[0]
+    if name == "checkpoints":  # an unfinished network: its latest checkpoint is read on resume
+        (net / "model_card.json").unlink()
+        (net / "model.safetensors").unlink()
+        damaged = sorted((net / "checkpoints").glob("step_*.pt"))[-1]
+    else:
+        damaged = net / name
+    flip(damaged)
+    line = refused_first(["baselines", "--out", out, "--resume"], out, damaged.name)
+    assert str(net) in line

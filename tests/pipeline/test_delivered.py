@@ -165,3 +165,17 @@ def test_random_damage_is_never_left_behind(finished, tmp_path_factory, data):
         assert {n: intact(run / n) for n in delivered(run)} == {n: intact(finished / n) for n in delivered(run)}
     else:
         assert len(p.stderr.strip().splitlines()) == 1 and hashes(run) == before, p.stderr[-2000:]
+
+
+def test_an_unfinished_retraining_is_checked_before_any_stage(run):
+    """A retraining stopped after its last checkpoint (no card yet): its checkpoint is
+    verified before the resumed run does anything."""
+    shutil.rmtree(run / MODEL)
+    (run / PICK / "model_card.json").unlink()
+    last = sorted((run / PICK / "checkpoints").glob("step_*.pt"))[-1]
+    flip(last)
+    refused(run, last.name)
+    before = hashes(run)
+    p = run_cli(["retrain", "--out", run / PICK, "--resume"])  # the trainer loads it before its bar
+    assert p.returncode == 2 and last.name in p.stderr and "%|" not in p.stderr, p.stderr[-2000:]
+    assert hashes(run) == before
