@@ -8,6 +8,9 @@ Fields::
     ...                                                         the maker's facts, e.g. top1,
                                                                 recipe, weights, inherited
     preprocessing                                               stnas.deploy.formats.preprocessing
+    files_sha256                                                {file name: SHA-256} of the model
+                                                                directory's other files, added by
+                                                                stnas.deploy.export.export_model
     latency                                                     added by stnas.pipeline.latency
 
 ``model_card.json`` is plain JSON with its checksum embedded ("sha256"), so a tool without

@@ -6,7 +6,9 @@ same way (stnas.pipeline.baselines; where ``baselines.enabled`` says so) -> repo
 Every stage writes into one run directory and is skipped when its output is already
 there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
 from its last checkpoint, the search from its score cache, each retraining from its
-checkpoint).
+checkpoint). A resumed run first checks every input and result on disk
+(:func:`stnas.pipeline.inputs.check_resumed_run`): a damaged file is named before any work, or,
+for a retrained model's file that can be made again exactly, rebuilt.
 """
 
 from __future__ import annotations
