@@ -179,3 +179,10 @@ def test_an_unfinished_retraining_is_checked_before_any_stage(run):
     p = run_cli(["retrain", "--out", run / PICK, "--resume"])  # the trainer loads it before its bar
     assert p.returncode == 2 and last.name in p.stderr and "%|" not in p.stderr, p.stderr[-2000:]
     assert hashes(run) == before
+
+
+@pytest.mark.parametrize("name", ["search/search.json", "supernet.safetensors", "pool/sample_001.safetensors",
+                                  f"{PICK}/arch.json"])
+def test_damaged_run_inputs_are_named_before_any_stage(run, name):
+    flip(run / name)
+    assert "==" not in refused(run, name)  # the whole stderr: no stage line before it

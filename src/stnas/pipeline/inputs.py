@@ -12,7 +12,7 @@ reads:
   ``stnas rank``: the final weights (``single``) or the pool samples a mode averages over;
 * :func:`check_stability` -- ``stnas stability``: the epoch weights and the pool;
 * :func:`check_resumed_run` -- ``stnas run --resume``: every stage's inputs and results that
-  are on disk: the supernet (or its latest checkpoint), the pool, each retraining (its
+  are on disk: the supernet (or its latest checkpoint), the pool, the search summary, each retraining (its
   deliverables when finished, else its latest checkpoint) and the baselines. A finished run's
   damaged deliverables that can be rebuilt exactly are rebuilt (one line on stderr each, after
   everything was checked); any other damage is named and nothing is changed.
@@ -33,6 +33,7 @@ from stnas.pipeline.baselines import check_baseline_runs
 from stnas.pipeline.retrain import Rebuild, check_delivered
 from stnas.pipeline.settings import proxy_settings
 from stnas.proxy.modes import PROXY_MODES
+from stnas.search.history import read_search
 from stnas.train.pool import SamplePool
 
 
@@ -74,6 +75,7 @@ def check_resumed_run(run: RunDir, cfg: dict) -> list[Rebuild]:
         check_scoring(run.path, cfg, list(dict.fromkeys([proxy_settings(cfg).mode, "single"])))
     else:
         CheckpointManager(run.path).verify_latest()
+    read_search(run.search, "summary")  # what the search stage compares its settings with
     rebuilds = []
     for d in sorted(p for p in (run.path / RETRAIN).glob("budget_*") if p.is_dir()):
         if RunDir(d).card.is_file():
