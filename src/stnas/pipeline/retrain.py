@@ -139,7 +139,7 @@ def check_delivered(run_dir: str | Path) -> Rebuild | None:
             raise CheckpointError(f"{damaged[WEIGHTS]}; no checkpoint of its last step ({card['steps']}) to "
                                   f"rebuild it from: {advice}")
         try:
-            state, source = load_checkpoint(found[-1][1])["model"], f"checkpoint {found[-1][1].name}"
+            state, source = load_checkpoint(found[-1][1]).get("model"), f"checkpoint {found[-1][1].name}"
         except CheckpointError as exc:
             raise CheckpointError(f"{damaged[WEIGHTS]}, and {exc}: {advice}") from None
     else:
