@@ -23,6 +23,8 @@ from stnas.search.evolution import check_latency_budgets
 from stnas.space.arch import Arch
 from stnas.space.searchspace import SearchSpace
 
+CARD_FIELD = "latency"  # the key of a retrained model's card that holds its latency (the run's card only)
+
 MIN_REPEATS = 50  # timed calls of a chosen model (over all rounds): a few hundred ms on a CPU
 
 
@@ -79,7 +81,7 @@ def add_to_model(retrain_dir: str | Path, card: dict, arch: Arch, pred: lat.Pred
     if found is None or found.get("table_checksum") != pred.table["checksum"]:
         found = model_latency(arch, pred, settings, timer)
         write_json(f, found)
-    card = {**card, "latency": found}
+    card = {**card, CARD_FIELD: found}
     if run.card.is_file() and card != read_card(run.card):
         write_card(run.card, card)
     return card
