@@ -128,6 +128,7 @@ def _run(args, work, kind: str) -> int:
 def cmd_rank(args) -> int:
     from stnas.analysis.ranking import load_arch_list, load_truth, rank_metrics
     from stnas.core.errors import ConfigError
+    from stnas.pipeline.inputs import check_scoring
     from stnas.pipeline.search import proxy_for_run
 
     if args.top_k < 1 or args.n_boot < 0:
@@ -143,6 +144,7 @@ def cmd_rank(args) -> int:
                               f"{args.truth}, e.g. {missing[0]}")
         true = [truth[a] for a in archs]
         modes = list(PROXY_MODES.names()) if args.mode == "all" else [args.mode]
+        check_scoring(args.run_dir, cfg, modes)  # before any scoring or bar
         proxy = proxy_for_run(args.run_dir, cfg, modes[0], ctx, progress=sys.stderr.isatty())
         result = {"run_dir": str(args.run_dir), "truth": str(args.truth), "n": len(archs), "proxy": cfg["proxy"],
                   "val_limit": cfg["data"]["val_limit"], "modes": {}}
@@ -168,9 +170,11 @@ def cmd_stability(args) -> int:
 
     from stnas.analysis.ranking import load_arch_list, stability
     from stnas.core.errors import ConfigError
+    from stnas.pipeline.inputs import check_stability
     from stnas.pipeline.search import proxy_for_run
 
     def work(cfg, ctx):
+        check_stability(args.run_dir, cfg)  # before any scoring or bar
         proxy = proxy_for_run(args.run_dir, cfg, "single", ctx, progress=sys.stderr.isatty())
         if args.archs:
             archs = load_arch_list(args.archs, proxy.space)

@@ -197,11 +197,23 @@ class CheckpointManager:
                 earlier checkpoint that verifies and loads (to pass to ``--resume``), if any.
                 No file is deleted.
         """
+        return self._latest(lambda path: load_checkpoint(path, map_location))
+
+    def verify_latest(self) -> Path | None:
+        """Checks the newest checkpoint's digest without loading it (what ``load_latest`` will
+        read, verified before any work); returns its path, None when there is none.
+
+        Raises:
+            CheckpointError: as :meth:`load_latest`.
+        """
+        return self._latest(lambda path: (verify_checkpoint(path), path)[1])
+
+    def _latest(self, read):
         found = self.checkpoints()
         if not found:
             return None
         try:
-            return load_checkpoint(found[-1][1], map_location)
+            return read(found[-1][1])
         except CheckpointError as err:
             for _, prev in reversed(found[:-1]):
                 try:

@@ -35,8 +35,9 @@ Which kind is read how (one checking reader per kind, named by its owner):
   and latency.json); ``validate_table`` requires and checks it on every load.
 * Deployment without stnas: a model directory's model_card.json is plain JSON with its
   checksum embedded (``json.load`` reads it: one more key); the preprocessing inside the
-  ONNX metadata and the .pt2 archive belongs to those formats. Weights and checkpoints are
-  checked by ``stnas.core.weights`` and ``stnas.core.checkpoint``.
+  ONNX metadata and the .pt2 archive belongs to those formats, and the SHA-256 of those files
+  (and of the directory's others) is in the card (``files_sha256``, ``stnas.deploy.export``).
+  Weights and checkpoints are checked by ``stnas.core.weights`` and ``stnas.core.checkpoint``.
 * Not artefacts (for people, never read back): report.md, plots/, tb/.
 """
 

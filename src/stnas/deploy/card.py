@@ -8,6 +8,9 @@ Fields::
     ...                                                         the maker's facts, e.g. top1,
                                                                 recipe, weights, inherited
     preprocessing                                               stnas.deploy.formats.preprocessing
+    files_sha256                                                {file name: SHA-256} of the model
+                                                                directory's other files, added by
+                                                                stnas.deploy.export.export_model
     latency                                                     added by stnas.pipeline.latency
     latency_budgets                                             {target: how its latency budget was
                                                                 kept on measurement} (the same)

@@ -11,7 +11,9 @@ A model directory (written by :func:`export_model`, read by :func:`load_model`):
                         output "logits" (N, classes); the network in eval mode; metadata:
                         the preprocessing (stnas.deploy.formats)
     model.pt2           the same network as a torch.export program (plain torch loads it)
-    model_card.json     what the model is, how it was trained, its preprocessing (stnas.deploy.card)
+    model_card.json     what the model is, how it was trained, its preprocessing (stnas.deploy.card),
+                        and ``files_sha256``: {file name: SHA-256} of the files above, the one
+                        record that the ONNX and .pt2 files are intact (:func:`damaged_files`)
 
 Weights are only ever read with safetensors (no pickle). :func:`export_from_run` turns a
 supernet run into such a directory: the architecture's modules with the weights it
@@ -29,11 +31,12 @@ from typing import TYPE_CHECKING
 import torch
 from safetensors import safe_open
 
-from stnas.core.errors import ArchError, CheckpointError, ConfigError, state_dict_detail
-from stnas.core.fileio import atomic_write
+from stnas.core.errors import ArchError, CheckpointError, ConfigError, StnasError, state_dict_detail
+from stnas.core.fileio import atomic_write, sha256_file
 from stnas.core.rundir import CARD, RunDir, check_same_inputs
+from stnas.core.verified import json_text
 from stnas.core.weights import load_weights, save_weights, tensor_digest
-from stnas.deploy.card import model_card, write_card
+from stnas.deploy.card import model_card, read_card, write_card
 from stnas.deploy.formats import PT2, add_onnx_metadata, write_pt2
 from stnas.nn.model import Network, build_model
 from stnas.space.arch import Arch, save_arch
@@ -46,6 +49,7 @@ if TYPE_CHECKING:
 FORMAT = "stnas-model"
 WEIGHTS, ARCH, SPACE, ONNX = "model.safetensors", "arch.json", "space.yaml", "model.onnx"
 OPSET = 17
+FILE_DIGESTS = "files_sha256"  # the card's record of its directory's files
 
 
 def _version() -> str:
@@ -75,7 +79,8 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
             that are not strings are JSON-encoded).
         preprocessing: what the input needs (``stnas.deploy.formats.preprocessing``); recorded in
             the card, the ONNX metadata, the ``.pt2`` archive and the safetensors header.
-        card: when given (:func:`stnas.deploy.card.model_card`), written as ``model_card.json``.
+        card: when given (:func:`stnas.deploy.card.model_card`), written as ``model_card.json``
+            with the SHA-256 of every other file written under ``files_sha256``.
 
     Returns:
         ``{"weights", "arch", "space", "onnx", "pt2", "card"}`` -> paths (``onnx`` and
@@ -101,7 +106,8 @@ def export_model(model: Network, arch: Arch, out_dir: str | Path, *, onnx: bool 
         paths["onnx"] = atomic_write(out / ONNX, lambda tmp: _write_onnx(net, arch.space, tmp, preprocessing))
     paths["pt2"] = write_pt2(net, arch.space, out / PT2, preprocessing)
     if card is not None:
-        paths["card"] = write_card(out / CARD, card)
+        digests = {p.name: sha256_file(p) for p in paths.values()}
+        paths["card"] = write_card(out / CARD, {**card, FILE_DIGESTS: digests})
     return paths
 
 
@@ -207,6 +213,42 @@ def load_model(path_or_dir: str | Path, space: SearchSpace | str | None = None) 
     net = build_model(arch)
     _load_into(net, tensors, weights, f"architecture {arch}")
     return net.eval()
+
+
+def damaged_files(model_dir: str | Path, card: dict | None = None) -> dict[str, str]:
+    """{file name: what is wrong} of a model directory written by :func:`export_model` with a
+    card; empty when it is intact. ``card``: the card the directory must hold (e.g. its retrain
+    run's; default: its own, checksum verified). Every other file is checked against the card's
+    digests (``files_sha256``); a card without them (an older stnas) leaves the ONNX and
+    ``.pt2`` files unchecked and the others to their own checking readers. Writes nothing."""
+    d = Path(model_dir)
+    out: dict[str, str] = {}
+    try:
+        own = read_card(d / CARD)
+    except CheckpointError as exc:
+        out[CARD], own = str(exc), None
+    if card is not None and own is not None and own != card:
+        out[CARD] = f"model card {d / CARD} differs from its run's"
+    elif own is not None and (d / CARD).read_bytes() != json_text(own).encode():
+        out[CARD] = f"model card {d / CARD} is not the text stnas wrote (whitespace changed)"
+    digests = (card if card is not None else own or {}).get(FILE_DIGESTS)
+    if isinstance(digests, dict):
+        for name, digest in digests.items():
+            path = d / name
+            if not path.is_file():
+                out[name] = f"{path} is missing"
+            elif sha256_file(path) != digest:
+                out[name] = f"{path} is damaged (SHA-256 mismatch with {CARD})"
+        return out
+    for name, check in ((WEIGHTS, load_weights), (SPACE, read_space_file),
+                        (ARCH, lambda p: load_arch(p, dir_space(d)))):
+        try:
+            check(d / name)
+        except StnasError as exc:
+            out[name] = str(exc)
+            if name == SPACE:
+                break  # the architecture is read in its space
+    return out
 
 
 # ------------------------------------------------------------------ from a run

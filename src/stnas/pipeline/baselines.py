@@ -26,7 +26,7 @@ Files, under ``ROOT`` (``RUN/baselines``)::
 
     <network key>/seed_<s>/       a run directory per (network, seed): baseline.json, config.yaml,
                                   checkpoints/, metrics.jsonl, tb/, model.safetensors (after the
-                                  recalibration), model_card.json
+                                  recalibration), model_card.json (with the weights' SHA-256)
     pick-<arch slug>/seed_<s>/    a pick retrained under an extra seed (a retrain run directory)
     pick-<arch slug>/eval_seed_<s>.json   a pick's evaluation
     latency.json                  the measured latency of every network (reused when resumed)
@@ -56,19 +56,21 @@ from pathlib import Path
 import torch
 
 from stnas.core import dist
-from stnas.core.errors import ConfigError
+from stnas.core.checkpoint import CheckpointManager
+from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core.fileio import sha256_file
 from stnas.core.rundir import BASELINE, CONFIG, RunDir
 from stnas.core.units import Budget, fmt_count, parse_budget
 from stnas.core.verified import read_json, write_json
 from stnas.core.weights import load_weights, save_weights
 from stnas.deploy.card import read_card, write_card
-from stnas.deploy.export import arch_slug, load_model
+from stnas.deploy.export import FILE_DIGESTS, arch_slug, load_model
 from stnas.latency.measure import device_info, measure_models, runtime_info
 from stnas.nn.baselines import BASELINES, WIDTHS, Baseline, build, cost, fit, within
 from stnas.nn.model import build_model
 from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
 from stnas.pipeline.latency import MIN_REPEATS
-from stnas.pipeline.retrain import fit_model, retrain, retrain_splits, training_record
+from stnas.pipeline.retrain import check_delivered, fit_model, retrain, retrain_splits, training_record
 from stnas.pipeline.scaling import baselines_auto
 from stnas.pipeline.scaling import recal_batches as scaled_recal_batches
 from stnas.pipeline.settings import data_spec
@@ -219,6 +221,43 @@ def load_baseline(run_dir: str | Path):
     return model.eval(), spec
 
 
+def check_baseline_runs(root: str | Path) -> list:
+    """Verifies what a resumed baselines stage reads in ``root`` before any training: each
+    finished network's spec, card and weights, each unfinished one's latest checkpoint, the
+    picks' retrainings (:func:`stnas.pipeline.retrain.check_delivered`) and evaluations, and
+    the latency measurements. Returns the picks' exact rebuilds (``Rebuild``); writes nothing.
+
+    Raises:
+        CheckpointError: one line naming a damaged file, and what to do.
+    """
+    root, rebuilds = Path(root), []
+    for d in sorted(p for p in root.glob("*/seed_*") if p.is_dir()):
+        run = RunDir(d)
+        if run.baseline.is_file():
+            read_spec(d)
+            if not run.card.is_file():
+                CheckpointManager(d).verify_latest()
+                continue
+            digest = read_card(run.card).get(FILE_DIGESTS, {}).get(WEIGHTS)
+            try:
+                if digest is None:  # a card of an older stnas: the tensors' own checksum
+                    load_weights(d / WEIGHTS, what="baseline weights")
+                elif not (d / WEIGHTS).is_file() or sha256_file(d / WEIGHTS) != digest:
+                    raise CheckpointError(f"baseline weights {d / WEIGHTS} are missing or damaged (SHA-256 "
+                                          f"mismatch with {run.card.name})")
+            except CheckpointError as exc:
+                raise CheckpointError(f"{exc}: remove {d} and resume the run to train it again") from None
+        elif run.card.is_file():
+            rebuilds += [r for r in [check_delivered(d)] if r is not None]
+        else:
+            CheckpointManager(d).verify_latest()
+    for f in sorted(root.glob("pick-*/eval_seed_*.json")):
+        read_json(f, "pick evaluation")
+    if (root / LATENCY).is_file():
+        read_json(root / LATENCY, "latency measurements")
+    return rebuilds
+
+
 def train_baseline(b: Baseline, cfg: dict, run_dir: str | Path, ctx: dist.Context) -> dict:
     """Trains ``b`` with ``cfg``'s retrain recipe and seed into ``run_dir`` (resumed when its
     config is there; a finished run is read back) and evaluates it; returns its model card."""
@@ -253,7 +292,9 @@ def train_baseline(b: Baseline, cfg: dict, run_dir: str | Path, ctx: dist.Contex
                                       "recal_batches", "recal_images")},
                 "weights": f"{WEIGHTS}, after the BN recalibration"}
         if ctx.is_main:
-            save_weights(model.state_dict(), run.path / WEIGHTS, {"format": "stnas-baseline", "baseline": b.name})
+            path = save_weights(model.state_dict(), run.path / WEIGHTS,
+                                {"format": "stnas-baseline", "baseline": b.name})
+            card[FILE_DIGESTS] = {WEIGHTS: sha256_file(path)}  # what a resumed run checks them by
             write_card(run.card, card)
         dist.barrier(ctx.world_size)
         return card
@@ -442,6 +483,9 @@ def run_baselines_dir(cfg: dict, out_dir: str | Path, resume: bool = False, ctx:
     run = RunDir(out_dir)
     with run.lock(ctx.is_main):
         run.guard(resume)
+        rebuilds = check_baseline_runs(run.baselines) if resume else []  # before any work
+        for r in rebuilds if ctx.is_main else ():
+            r.apply()
         budgets = standalone_budgets(cfg)
         plans = shared_plan(cfg, budgets, ctx)
         check_fit(plans)

@@ -33,6 +33,8 @@ from stnas.search.targets import Target, build_targets
 from stnas.space.arch import Arch
 from stnas.space.searchspace import SearchSpace
 
+CARD_FIELD = "latency"  # the key of a retrained model's card that holds its latency (the run's card only)
+
 MIN_REPEATS = 50  # timed calls of a chosen model (over all rounds): a few hundred ms on a CPU
 PICKS = "latency_picks.json"  # in the search folder: the measured pick per latency budget
 MARGIN_INFO = "latency_margin_derivation"  # the search.json field naming how the margin was derived
@@ -101,7 +103,7 @@ def add_to_model(retrain_dir: str | Path, card: dict, arch: Arch, pred: lat.Pred
     if found is None or found.get("table_checksum") != pred.table["checksum"]:
         found = measured if measured is not None else model_latency(arch, pred, settings, timer)
         write_json(f, found)
-    card = {**card, "latency": found}
+    card = {**card, CARD_FIELD: found}
     if kept is not None:
         card["latency_budgets"] = {**card.get("latency_budgets", {}), kept["target"]: kept}
     if run.card.is_file() and card != read_card(run.card):

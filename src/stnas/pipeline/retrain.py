@@ -14,28 +14,35 @@ model_card.json (:mod:`stnas.deploy.card`: architecture, cost, test accuracy, re
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import platform
 import re
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from stnas.core import dist
-from stnas.core.checkpoint import CheckpointManager
-from stnas.core.errors import CheckpointError, ConfigError
+from stnas.core.checkpoint import CheckpointManager, load_checkpoint
+from stnas.core.errors import CheckpointError, ConfigError, first_line
+from stnas.core.fileio import write_bytes
 from stnas.core.rundir import ARCH, CARD, CONFIG, TB, RunDir  # noqa: F401  (CARD: also stnas.pipeline.retrain.CARD)
 from stnas.core.units import parse_count
-from stnas.core.verified import append_jsonl
+from stnas.core.verified import append_jsonl, check_digest, parse_json
+from stnas.core.weights import load_weights
 from stnas.data.datasets import check_data_fits, get_dataset
 from stnas.deploy.card import model_card, read_card, write_card
-from stnas.deploy.export import export_model
+from stnas.deploy.export import FILE_DIGESTS, WEIGHTS, damaged_files, export_model
 from stnas.deploy.formats import preprocessing
 from stnas.nn.model import build_model
 from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
+from stnas.pipeline.latency import CARD_FIELD
 from stnas.pipeline.settings import data_spec
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, load_space, run_space, save_run_space
@@ -72,6 +79,96 @@ def read_retrain_card(run_dir: str | Path) -> dict:
         raise CheckpointError(f"model card {path} is not a retrain run's card ({', '.join(bad) or 'dataset'} "
                               f"missing or of the wrong type)")
     return card
+
+
+def export_retrained(model: nn.Module, arch: Arch, model_dir: Path, card: dict) -> dict:
+    """Writes a retrained model's directory (:func:`stnas.deploy.export.export_model`) with
+    ``card``; returns the card as written (with its files' digests). The one writer of a
+    retrain run's ``model/``: its weights' metadata come from the card."""
+    paths = export_model(model, arch, model_dir, preprocessing=card["preprocessing"], card=card,
+                         metadata={"top1": f"{card['top1']:.6f}", "dataset": card["dataset"],
+                                   "seed": str(card["seed"])})
+    return read_card(paths["card"])
+
+
+@dataclass
+class Rebuild:
+    """Damaged files of a model directory and their exact replacements (:func:`check_delivered`)."""
+
+    model_dir: Path
+    files: dict[str, bytes]
+    source: str
+
+    def apply(self, log: Callable[[str], None] | None = None) -> None:
+        """Writes the replacements (atomically) and says so in one line."""
+        for name, data in self.files.items():
+            write_bytes(self.model_dir / name, data)
+        (log or _stderr)(f"stnas: rebuilt {', '.join(self.files)} in {self.model_dir} (damaged) exactly from "
+                         f"{self.source}")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def check_delivered(run_dir: str | Path) -> Rebuild | None:
+    """Verifies what a finished retrain run delivered: its card, architecture and ``model/``
+    (every file against the digests its card records, :func:`stnas.deploy.export.damaged_files`).
+    Returns the rebuild of the damaged model files, made exactly: exported again from the
+    verified weights, or from the final checkpoint when the weights are damaged, and each file
+    checked against its recorded digest; None when all is intact. Writes nothing.
+
+    Raises:
+        CheckpointError: one line naming a damaged file that cannot be rebuilt exactly (the
+            card or architecture of the run, weights without a checkpoint of the last step, a
+            card without digests), and what to do.
+    """
+    run = RunDir(run_dir)
+    card = read_retrain_card(run_dir)
+    arch = run_arch(run_dir)
+    want = {k: v for k, v in card.items() if k != CARD_FIELD}  # added to the run's card only
+    damaged = damaged_files(run.model, want)
+    if not damaged:
+        return None
+    first = next(iter(damaged.values()))
+    advice = f"remove {run.path} and resume the run to retrain it"
+    if FILE_DIGESTS not in card:
+        raise CheckpointError(f"{first}; its card records no digests to rebuild it against: {advice}")
+    if WEIGHTS in damaged:
+        found = CheckpointManager(run.path).checkpoints()
+        if not found or found[-1][0] != card["steps"]:
+            raise CheckpointError(f"{damaged[WEIGHTS]}; no checkpoint of its last step ({card['steps']}) to "
+                                  f"rebuild it from: {advice}")
+        try:
+            state, source = load_checkpoint(found[-1][1]).get("model"), f"checkpoint {found[-1][1].name}"
+        except CheckpointError as exc:
+            raise CheckpointError(f"{damaged[WEIGHTS]}, and {exc}: {advice}") from None
+    else:
+        state, source = load_weights(run.model / WEIGHTS, what="retrained weights")[0], "its verified weights"
+    model = build_model(arch)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError) as exc:
+        raise CheckpointError(f"{first}; {source} does not fit {arch} ({first_line(exc, 80)}): {advice}") from None
+    with tempfile.TemporaryDirectory(prefix="stnas-rebuild-") as tmp:
+        out = Path(tmp) / "model"
+        export_retrained(model.eval(), arch, out, {k: v for k, v in want.items() if k != FILE_DIGESTS})
+        files = {name: (out / name).read_bytes() for name in damaged}
+    for name, data in files.items():
+        exact = (read_card_bytes(data) == want if name == CARD
+                 else hashlib.sha256(data).hexdigest() == card[FILE_DIGESTS].get(name))
+        if not exact:
+            raise CheckpointError(f"{damaged[name]}; exported again from {source} it differs from the recorded "
+                                  f"file (another torch or stnas version?): {advice}")
+    return Rebuild(run.model, files, source)
+
+
+def read_card_bytes(data: bytes) -> dict | None:
+    """The card that ``data`` (a model_card.json's bytes) holds, or None when it is damaged."""
+    try:
+        return check_digest(parse_json(data, "model card"), "model card")
+    except CheckpointError:
+        return None
 
 
 def _start_step(run_dir: Path, resume: bool | str) -> int:
@@ -171,15 +268,19 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         if saved != arch:
             raise ConfigError(f"{run_dir} retrains {saved}, not {arch}; drop --arch to resume it")
         check_same_settings(run_dir, cfg, ON_EXISTING_RUN["retrain"]["keep"])
-        if resume is True and run.card.exists():
-            return read_retrain_card(run_dir)  # already finished
+        if resume is True and run.card.exists():  # already finished: its deliverables verified
+            rebuild = check_delivered(run_dir)
+            if rebuild is not None and ctx.is_main:
+                rebuild.apply()
+            dist.barrier(ctx.world_size)
+            return read_retrain_card(run_dir)
     train_set, test_set = retrain_splits(cfg, space)
     prep = preprocessing(data_spec(cfg), space)
     if ctx.is_main:
         save_run_space(run, space)
         save_arch(arch, run.arch)
         run.save_config(cfg)  # last: a run with a config can be resumed
-    recipe, seed = cfg["retrain"], cfg["seed"]
+    recipe = cfg["retrain"]
     model, summary, start = fit_model(lambda: build_model(arch), cfg, run_dir, resume, ctx, train_set)
     t_eval = time.perf_counter()
     test = evaluate(model, test_set, 256, ctx, use_channels_last(recipe), use_amp(recipe, ctx.device))
@@ -190,9 +291,7 @@ def _retrain(arch: Arch, space: SearchSpace, cfg: dict, run: RunDir, resume: boo
         weights="retrained from scratch")
     if ctx.is_main:
         log_test_scalars(run, summary["steps"], test)
-        export_model(model, arch, run.model,
-                     metadata={"top1": f"{test['top1']:.6f}", "dataset": card["dataset"], "seed": str(seed)},
-                     preprocessing=prep, card=card)
+        card = export_retrained(model, arch, run.model, card)
         write_card(run.card, card)
     dist.barrier(ctx.world_size)
     return card

@@ -8,7 +8,9 @@ same budgets trained and evaluated the same way (stnas.pipeline.baselines; where
 Every stage writes into one run directory and is skipped when its output is already
 there, so ``resume=True`` continues an interrupted run where it stopped (the supernet
 from its last checkpoint, the search from its score cache, each retraining from its
-checkpoint).
+checkpoint). A resumed run first checks every input and result on disk
+(:func:`stnas.pipeline.inputs.check_resumed_run`): a damaged file is named before any work, or,
+for a retrained model's file that can be made again exactly, rebuilt.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
 from stnas.pipeline.baselines import run_baselines, run_budgets, stage_enabled
+from stnas.pipeline.inputs import check_resumed_run
 from stnas.pipeline.plan import start, write_plan
 from stnas.pipeline.report import write_report
 from stnas.pipeline.retrain import retrain, retrain_splits
@@ -96,6 +99,9 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     space = load_space(cfg["preset"])
     se = cfg["search"]
     check_constraints(space, se["budgets"], se["min_madds"], se["max_params"])  # before any training
+    rebuilds = check_resumed_run(run, cfg) if resume else []  # every input on disk, before any work
+    for r in rebuilds if ctx.is_main else ():
+        r.apply()
     cfg, plan = start(cfg, space, run, resume, ctx)  # measured and sized to run.time_budget, or the saved one
     dist.barrier(ctx.world_size)
     if ctx.is_main and not resume:
@@ -116,7 +122,8 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     _stage(f"2/5 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
-    result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info))
+    result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info),
+                           verify=False)  # checked above, or written by this process
     wall["search"] = time.perf_counter() - t
 
     kept = {}  # latency budgets: the pick that measures within, found before any retraining

@@ -23,6 +23,7 @@ from stnas.core import dist
 from stnas.core.errors import ConfigError
 from stnas.core.rundir import RunDir
 from stnas.pipeline.config import ON_EXISTING_RUN, apply_layers, load_run_config
+from stnas.pipeline.inputs import check_scoring
 from stnas.pipeline.settings import data_spec, proxy_settings, sharing
 from stnas.proxy.ensemble import EnsembleScorer
 from stnas.proxy.few_shot import FewShotScorer
@@ -106,7 +107,8 @@ def scorer_for(runs: dict, ctx: dist.Context, edge: int | None = None):
 
 
 def run_search(cfg: dict, runs: dict, out_dir: str | Path, ctx: dist.Context, *, edge: int | None = None,
-               seed: int | None = None, latency: tuple = (None, {}), info: dict | None = None):
+               seed: int | None = None, latency: tuple = (None, {}), info: dict | None = None,
+               verify: bool = True):
     """The search stage: the search of ``cfg["search"]`` into ``out_dir`` scored by the
     scorer of ``runs`` (:func:`scorer_for`), with the runs' locks held; returns
     (SearchResult, scorer). Collective under torchrun (only rank 0 writes).
@@ -117,6 +119,8 @@ def run_search(cfg: dict, runs: dict, out_dir: str | Path, ctx: dist.Context, *,
         latency: (the latency predictor, its search.json fields with the margin its budgets keep:
             ``stnas.pipeline.latency.search_predictor``), or (None, {}).
         info: search.json fields ahead of the proxy's (e.g. the run directory).
+        verify: check the weights each run's proxy reads before any scoring
+            (``stnas.pipeline.inputs.check_scoring``); False where the caller did, or wrote them.
     """
     out_dir = Path(out_dir)
     predictor, lat_info = latency
@@ -127,6 +131,8 @@ def run_search(cfg: dict, runs: dict, out_dir: str | Path, ctx: dist.Context, *,
     with ExitStack() as stack:
         for run_dir, _ in runs.values():  # the search writes the runs' proxy caches
             stack.enter_context(RunDir(run_dir).lock(ctx.is_main))
+        for run_dir, run_cfg in runs.values() if verify else ():
+            check_scoring(run_dir, run_cfg)
         scorer = scorer_for(runs, ctx, edge)
         result = search(scorer.space, scorer.score, cfg["search"], out_dir if ctx.is_main else None,
                         seed=cfg["seed"] if seed is None else seed,

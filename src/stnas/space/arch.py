@@ -220,8 +220,9 @@ def read_source(source: str | Path) -> tuple[Any, str, str | None]:
         text = read_text_bounded(text, "architecture file", ArchError)
     obj = None
     if text.lstrip().startswith(("{", "[")):
-        check_text_size(text, "architecture JSON", ArchError)
-        obj = parse_json(text, "architecture JSON", ArchError)
+        what = "architecture JSON" if where == "text" else f"architecture file {where}"  # a file is named
+        check_text_size(text, what, ArchError)
+        obj = parse_json(text, what, ArchError)
         try:
             obj = check_digest(obj, where, "architecture JSON", required=False)
         except CheckpointError as exc:

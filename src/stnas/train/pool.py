@@ -81,8 +81,13 @@ class SamplePool:
         self._write_index(self._entries + [entry])
         return k
 
-    def load(self, k: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
-        """The state dict of sample ``k`` (negative k counts from the end)."""
+    def verify(self, k: int) -> Path:
+        """The file of sample ``k`` (negative k counts from the end), checked against its
+        index entry (SHA-256 of the file) without loading it; what :meth:`load` reads.
+
+        Raises:
+            CheckpointError: no such sample, or its file is missing or damaged.
+        """
         if not -len(self._entries) <= k < len(self._entries):
             raise CheckpointError(f"sample pool {self.dir} has {len(self)} samples, no sample {k}")
         entry = self._entries[k]
@@ -92,7 +97,11 @@ class SamplePool:
         if sha256_file(path) != entry["sha256"]:
             raise CheckpointError(f"sample file {path} is corrupted or truncated (SHA-256 mismatch "
                                   f"with {INDEX})")
-        return load_weights(path, device, "sample file")[0]
+        return path
+
+    def load(self, k: int, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
+        """The state dict of sample ``k`` (negative k counts from the end)."""
+        return load_weights(self.verify(k), device, "sample file")[0]
 
     def average(self, device: str | torch.device = "cpu") -> dict[str, torch.Tensor]:
         """Element-wise mean of all samples: floating tensors averaged (in float64, returned
