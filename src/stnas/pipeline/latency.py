@@ -34,6 +34,8 @@ from stnas.space.arch import Arch
 from stnas.space.searchspace import SearchSpace
 
 CARD_FIELD = "latency"  # the key of a retrained model's card that holds its latency (the run's card only)
+KEPT_FIELD = "latency_budgets"  # the run's card only: the latency budgets its pick was kept under
+RUN_CARD_ONLY = (CARD_FIELD, KEPT_FIELD)  # added to a run's card after its model/ was exported
 
 MIN_REPEATS = 50  # timed calls of a chosen model (over all rounds): a few hundred ms on a CPU
 PICKS = "latency_picks.json"  # in the search folder: the measured pick per latency budget
@@ -105,7 +107,7 @@ def add_to_model(retrain_dir: str | Path, card: dict, arch: Arch, pred: lat.Pred
         write_json(f, found)
     card = {**card, CARD_FIELD: found}
     if kept is not None:
-        card["latency_budgets"] = {**card.get("latency_budgets", {}), kept["target"]: kept}
+        card[KEPT_FIELD] = {**card.get(KEPT_FIELD, {}), kept["target"]: kept}
     if run.card.is_file() and card != read_card(run.card):
         write_card(run.card, card)
     return card

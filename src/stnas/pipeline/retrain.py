@@ -42,7 +42,7 @@ from stnas.deploy.export import FILE_DIGESTS, WEIGHTS, damaged_files, export_mod
 from stnas.deploy.formats import preprocessing
 from stnas.nn.model import build_model
 from stnas.pipeline.config import ON_EXISTING_RUN, check_same_settings
-from stnas.pipeline.latency import CARD_FIELD
+from stnas.pipeline.latency import RUN_CARD_ONLY
 from stnas.pipeline.settings import data_spec
 from stnas.space.arch import Arch, save_arch
 from stnas.space.catalog import load_arch, load_space, run_space, save_run_space
@@ -126,7 +126,7 @@ def check_delivered(run_dir: str | Path) -> Rebuild | None:
     run = RunDir(run_dir)
     card = read_retrain_card(run_dir)
     arch = run_arch(run_dir)
-    want = {k: v for k, v in card.items() if k != CARD_FIELD}  # added to the run's card only
+    want = {k: v for k, v in card.items() if k not in RUN_CARD_ONLY}  # added to the run's card only
     damaged = damaged_files(run.model, want)
     if not damaged:
         return None
