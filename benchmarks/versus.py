@@ -142,7 +142,7 @@ class Bench:
                     self.baseline(b, s)
 
     def pick_seeds(self):
-        for arch in self.picks.values():
+        for arch in [*self.picks.values(), *dict(self.args.latency_picks).values()]:
             for s in SEEDS:
                 self.pick(arch, s)
 
