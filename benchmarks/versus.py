@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import math
 import os
 import platform
 import statistics
@@ -92,16 +91,22 @@ class Bench:
         self.shape = input_shape(self.cfg, load_space(self.cfg["preset"]))
         self.plans = {p["budget"].label: p for p in plan(self.cfg, self.budgets, self.shape)}
         self.picks = dict(args.picks)
+        self.done: dict = {}  # (network key or arch, seed) -> its result: each run read once
 
     # ------------------------------------------------------------ trainings (cached)
     def baseline(self, b, seed: int) -> dict:
+        if (b.key, seed) in self.done:
+            return self.done[(b.key, seed)]
         card = train_baseline(b, seeded(self.cfg, seed), self.root / b.key / f"seed_{seed}", self.ctx)
         log(f"  {b.name} seed {seed}: top-1 {card['top1']:.4f} loss {card['test_loss']:.4f} "
             f"({card['wall_s']:.0f} s)")
-        return {"top1": card["top1"], "test_loss": card["test_loss"], "wall_s": card["wall_s"],
-                "top1_before_recal": card["top1_before_recal"]}
+        self.done[(b.key, seed)] = {"top1": card["top1"], "test_loss": card["test_loss"], "wall_s": card["wall_s"],
+                                    "top1_before_recal": card["top1_before_recal"]}
+        return self.done[(b.key, seed)]
 
     def pick(self, arch: str, seed: int) -> dict:
+        if (arch, seed) in self.done:
+            return self.done[(arch, seed)]
         pcfg = copy.deepcopy(self.cfg)
         pcfg["preset"] = space_of(arch)
         c = seeded(pcfg, seed)
@@ -111,8 +116,9 @@ class Bench:
         res = evaluate_pick(arch, src, c, base / f"eval_seed_{seed}.json", self.ctx)
         log(f"  pick {arch} seed {seed}: top-1 {res['top1']:.4f} loss {res['test_loss']:.4f} "
             f"({card['wall_s']:.0f} s)")
-        return {"top1": res["top1"], "test_loss": res["test_loss"], "wall_s": card["wall_s"],
-                "top1_before_recal": res["top1_before_recal"]}
+        self.done[(arch, seed)] = {"top1": res["top1"], "test_loss": res["test_loss"], "wall_s": card["wall_s"],
+                                   "top1_before_recal": res["top1_before_recal"]}
+        return self.done[(arch, seed)]
 
     def networks(self, label: str) -> list:
         return self.plans[label]["networks"]
@@ -215,9 +221,8 @@ class Bench:
 
 
 def interval(d: list[float]) -> dict:
-    n, m = len(d), statistics.fmean(d)
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(d) / math.sqrt(n) if n > 1 else math.inf
-    return {"mean": m, "lo": m - half, "hi": m + half, "per_seed": d}
+    ci = stats.ttest_1samp(d, 0.0).confidence_interval(0.95)  # Student's t, df = n - 1
+    return {"mean": statistics.fmean(d), "lo": float(ci.low), "hi": float(ci.high), "per_seed": d}
 
 
 def verdict(d1: dict, dl: dict) -> str:
