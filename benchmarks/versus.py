@@ -18,10 +18,15 @@ Phases (``--phase``, in this order; ``all`` runs the first three):
   then the latency budgets (the best baseline's median per MAdds budget) are printed; the
   latency picks (``--latency-pick LABEL=ARCH``, from ``stnas search RUN --latency-budget``)
   and the top two baselines within each latency budget are trained under three seeds.
+* ``random``: item 4 of the issue (amendment 2): per MAdds budget, the median-MAdds network of
+  ``RANDOM_DRAWS`` draws of the search's sampler within the budget's window, in the pick's space
+  (numpy ``default_rng(0)``; the lower median, 8 being even), trained under every seed like a pick.
 * ``report``: the table (printed) and the JSON (``--json``): per budget every row's mean top-1,
   test loss and sd, MAdds, params, measured latency and train time; the best baseline; the paired
   95% t-intervals (df = seeds − 1) of pick − best in top-1 and best − pick in test loss
-  (positive favours stnas), and the verdict of the pre-registered rule.
+  (positive favours stnas), and the verdict of the pre-registered rule; where the median random
+  network was trained, what the space gives (median random − best) and what the search gives
+  (pick − median random), each with its interval.
 
     python benchmarks/versus.py --data fashion-mnist --budgets 2M,4M,6M \\
         --pick 2M=RUN_2M --pick 4M=RUN --pick 6M=RUN --root /work/runs/versus-fm --phase all
@@ -37,6 +42,7 @@ import statistics
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from scipy import stats
 
@@ -56,12 +62,14 @@ from stnas.pipeline.baselines import (
     seeded,
     train_baseline,
 )
+from stnas.pipeline.calibrate import floor_of
 from stnas.pipeline.config import resolve
 from stnas.pipeline.report import read_report
 from stnas.pipeline.retrain import retrain
 from stnas.space.catalog import load_arch, load_space
 
 SEEDS = (0, 1, 2)
+RANDOM_DRAWS = 8  # item 4: the median-MAdds network of this many draws (amendment 2)
 TOP = 2  # baselines per budget trained under every seed (amendment rule 2)
 
 
@@ -152,6 +160,22 @@ class Bench:
             for s in SEEDS:
                 self.pick(arch, s)
 
+    def median_random(self, label: str) -> str:
+        """Item 4's network for budget ``label``: the lower median by MAdds of the search sampler's
+        draws within the budget's window ``[floor × B, B]``, in the space of the budget's pick."""
+        space = load_space(space_of(self.picks[label]))
+        b, se = parse_budget(label).madds, self.cfg["search"]
+        rng = np.random.default_rng(0)
+        draws = [space.sample_constrained(rng, b, floor_of(se, b), se["max_params"]) for _ in range(RANDOM_DRAWS)]
+        return str(sorted(draws, key=lambda a: a.madds)[(RANDOM_DRAWS - 1) // 2])
+
+    def randoms(self):
+        for label in self.picks:
+            arch = self.median_random(label)
+            log(f"{label}: median random network {arch}")
+            for s in SEEDS:
+                self.pick(arch, s)
+
     def all_nets(self) -> dict:
         return {b.key: b for p in self.plans.values() for b in p["networks"]}
 
@@ -198,6 +222,17 @@ class Bench:
             dl = [best["seeds"][str(s)]["test_loss"] - pick[s]["test_loss"] for s in SEEDS]
             out["d_top1"], out["d_loss"] = interval(d1), interval(dl)
             out["verdict"] = verdict(out["d_top1"], out["d_loss"])
+        rand = self.median_random(label) if self.args.with_random and label in self.picks else None
+        if rand:
+            a = load_arch(rand)
+            med = {s: self.pick(rand, s) for s in SEEDS}
+            rows.append({**self.row(f"median random {rand}", "random", med, a.madds, a.params,
+                                    lat.get(f"stnas:{rand}")), "arch": rand})
+            if pick and best:  # item 4: what the space gives and what the search gives
+                out["space_top1"] = interval([med[s]["top1"] - best["seeds"][str(s)]["top1"] for s in SEEDS])
+                out["space_loss"] = interval([best["seeds"][str(s)]["test_loss"] - med[s]["test_loss"] for s in SEEDS])
+                out["search_top1"] = interval([pick[s]["top1"] - med[s]["top1"] for s in SEEDS])
+                out["search_loss"] = interval([med[s]["test_loss"] - pick[s]["test_loss"] for s in SEEDS])
         s0 = [r["seeds"]["0"]["top1"] for r in rows]
         out["spread_seed0_pp"] = 100 * (max(s0) - min(s0)) if s0 else None
         return out
@@ -261,7 +296,9 @@ def main(argv=None) -> int:
     ap.add_argument("--latency-pick", action="append", default=[], metavar="Lms=ARCH",
                     help="a latency budget (ms) and the architecture stnas's search picked under it")
     ap.add_argument("--root", required=True, help="the cache: a run directory per network and seed")
-    ap.add_argument("--phase", default="all", choices=("all", "seed0", "seeds", "picks", "latency", "report"))
+    ap.add_argument("--phase", default="all", choices=("all", "seed0", "seeds", "picks", "random", "latency", "report"))
+    ap.add_argument("--with-random", action="store_true",
+                    help="report: add each budget's median random network (phase random) and item 4's intervals")
     ap.add_argument("--json", default=None, help="where the report phase writes its JSON")
     ap.add_argument("--set", nargs="*", help="config overrides key=value")
     args = ap.parse_args(argv)
@@ -274,6 +311,8 @@ def main(argv=None) -> int:
         bench.seeds()
     if args.phase == "picks":
         bench.pick_seeds()
+    if args.phase == "random":
+        bench.randoms()
     if args.phase == "latency":
         lat = bench.latency()
         for label in bench.plans:
