@@ -49,6 +49,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=2, help="untimed steps per model and architecture")
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
     p.add_argument("--channels-last", action="store_true", help="channels_last memory format for models and input")
+    p.add_argument("--sharing", action="store_true",
+                   help="kernel and width sharing in the supernet (the tuned default of stnas run)")
     p.add_argument("--seed", type=int, default=0, help="architecture seed (space.sample_at(seed, i))")
     p.add_argument("--out", type=Path, default=HERE / "results" / "supernet_overhead.json", help="JSON output")
     return p
@@ -72,7 +74,7 @@ def main(args: argparse.Namespace) -> dict:
     x = torch.randn(args.batch, space.input_channels, space.input_size, space.input_size).to(memory_format=fmt)
     y = torch.randint(0, space.num_classes, (args.batch,))
     sgd = dict(lr=0.01, momentum=0.9, weight_decay=4e-5)
-    supernet = Supernet(space).train().to(memory_format=fmt)
+    supernet = Supernet(space, kernel_sharing=args.sharing, width_sharing=args.sharing).train().to(memory_format=fmt)
     super_opt = torch.optim.SGD(supernet.parameters(), **sgd)
 
     load_before = os.getloadavg()
@@ -115,6 +117,7 @@ def main(args: argparse.Namespace) -> dict:
 
     print(f"\n{args.preset}, batch {args.batch}, {args.steps} steps x {args.archs} archs, "
           f"{args.threads} threads, {'channels_last' if args.channels_last else 'contiguous'}, "
+          f"{'kernel and width sharing' if args.sharing else 'no sharing'}, "
           f"torch {torch.__version__}, "
           f"load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs")
     print(f"{'architecture':<40} {'MAdds':>7} {'params':>7} {'br':>3} {'alone ms':>9} {'super ms':>9} {'ratio':>6}")

@@ -21,7 +21,7 @@ SMALL = ["device=cpu", "data.limit=128", "data.val_limit=40", "supernet.batch_si
 @pytest.fixture
 def quick(monkeypatch, tmp_path):
     """Two timed steps after one untimed, no time box; the cache in tmp_path."""
-    for name, value in (("WARMUP", 1), ("LEAST", 2), ("MOST", 2), ("TIME_BOX", 0.0), ("EVALS", 2)):
+    for name, value in (("WARMUP", 1), ("LEAST", 2), ("MOST", 2), ("TIME_BOX", 0.0), ("EVALS", 2), ("EVAL_WARMUP", 1)):
         monkeypatch.setattr(cal, name, value)
     monkeypatch.setenv("STNAS_CACHE", str(tmp_path / "cache"))
     return tmp_path / "cache" / "plan"

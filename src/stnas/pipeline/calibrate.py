@@ -61,10 +61,10 @@ from stnas.train.engine import eval_sums, param_groups, use_amp, use_channels_la
 from stnas.train.recalibrate import fixed_batches, recalibrate_bn
 from stnas.train.recipe import MAIN_OPTIMIZER, OPTIMIZERS
 
-VERSION = 1
+VERSION = 2  # 2: six proxy evaluations after two untimed
 WARMUP = 2  # untimed steps before the timed ones
 LEAST, MOST, TIME_BOX = 6, 40, 3.0  # timed steps: at least LEAST and TIME_BOX seconds, at most MOST
-EVALS = 4  # timed proxy evaluations (after one untimed)
+EVALS, EVAL_WARMUP = 6, 2  # timed proxy evaluations, after untimed ones (each a new architecture)
 RETRAIN_ARCHS = 2  # architectures timed per training target
 TEST_BATCH = 256  # the retraining's test evaluation batch (stnas.pipeline.retrain)
 
@@ -232,7 +232,7 @@ def measure_search(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
     rng = np.random.default_rng(0)
     budgets = madds_targets(se)
     archs = [space.sample_constrained(rng, b, floor_of(se, b), se["max_params"])
-             for b in itertools.islice(itertools.cycle(budgets), EVALS + 1)]
+             for b in itertools.islice(itertools.cycle(budgets), EVALS + EVAL_WARMUP)]
 
     def unit(i: int) -> None:
         net = supernet.extract(archs[i])
@@ -241,7 +241,7 @@ def measure_search(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
         recalibrate_bn(net, recal, amp)
         eval_sums(net, val_batches, device, cl, amp)
 
-    units = {"eval_s": _timed(unit, device, warmup=1, count=EVALS)}
+    units = {"eval_s": _timed(unit, device, warmup=EVAL_WARMUP, count=EVALS)}
     costs = _file_costs(supernet, _sgd(supernet, r), tmp)
     return dict(units, load_s=costs["load_s"], log_s=costs["log_s"])
 
