@@ -34,6 +34,7 @@ from stnas.space.catalog import load_preset, save_run_space
 EXAMPLES = int(os.environ.get("STNAS_FUZZ_EXAMPLES", "25"))
 REPORT = os.environ.get("STNAS_FUZZ_REPORT")
 HANG_S = 20
+RESUME_HANG_S = 120  # a resume from a forged earlier step trains the rest of the run (a few s alone)
 COUNTS: Counter = Counter()
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=REPORT is None,
                 suppress_health_check=list(HealthCheck))
@@ -78,15 +79,17 @@ def _files(*roots):
     return {p: p.read_bytes() for root in roots for p in root.rglob("*") if p.is_file() and p.name != LOCK}
 
 
-def run_cli(argv, capsys, saved=None, writes_on_success: bool = False):
+def run_cli(argv, capsys, saved=None, writes_on_success: bool = False, hang_s: int = HANG_S):
     """Runs the CLI; checks the outcome (or counts it, in report mode). ``saved``: a folder (or
-    a tuple of them) nothing may change in (``writes_on_success``: unless the command succeeds)."""
+    a tuple of them) nothing may change in (``writes_on_success``: unless the command succeeds);
+    ``hang_s``: the seconds after which it counts as hung. A hang, traceback or bad error is
+    counted as such even when files changed too."""
     saved = (saved,) if isinstance(saved, os.PathLike) else saved
     before = _files(*saved) if saved else None
     capsys.readouterr()
     COUNTS["inputs"] += 1
     old = signal.signal(signal.SIGALRM, _alarm)
-    signal.alarm(HANG_S)
+    signal.alarm(hang_s)
     outcome, detail = None, ""
     try:
         rc = main(argv)
@@ -103,13 +106,14 @@ def run_cli(argv, capsys, saved=None, writes_on_success: bool = False):
         outcome = "clean_errors" if exc.code == 2 else "bad_errors"
         detail = f"SystemExit {exc.code}"
     except Hang:
-        outcome, detail = "hangs", f"over {HANG_S} s"
+        outcome, detail = "hangs", f"over {hang_s} s"
     except Exception:
         outcome, detail = "tracebacks", traceback.format_exc()[-800:]
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
-    if before is not None and _files(*saved) != before and not (writes_on_success and outcome == "successes"):
+    if (before is not None and outcome in ("successes", "clean_errors") and _files(*saved) != before
+            and not (writes_on_success and outcome == "successes")):
         outcome, detail = "changed_saved", "files of the saved run changed"
     COUNTS[outcome] += 1
     if outcome not in ("successes", "clean_errors"):
@@ -404,4 +408,6 @@ def test_forged_but_checksummed_checkpoints(key, value, which, trained_run, tmp_
     node[parts[-1]] = value
     torch.save(obj, path)
     path.with_name(path.name + ".sha256").write_text(f"{hashlib.sha256(path.read_bytes()).hexdigest()}  {path.name}\n")
-    run_cli(["supernet", "train", "--resume", "--out", str(run)], capsys, run, writes_on_success=True)
+    # a checkpoint forged to an earlier step resumes cleanly and trains the rest of the run
+    run_cli(["supernet", "train", "--resume", "--out", str(run)], capsys, run, writes_on_success=True,
+            hang_s=RESUME_HANG_S)

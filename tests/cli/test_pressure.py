@@ -185,3 +185,18 @@ def test_forged_checkpoint_step(run, tmp_path, capsys, step):
     before = snapshot(work)
     one_line_error(["supernet", "train", "--resume", "--out", work], capsys, latest, "step")
     assert snapshot(work) == before  # the pool and the training log were not cut back
+
+
+@pytest.mark.parametrize("last", [{"loss": "x"}, {"loss": None}, {"acc": [1]}, {"phase": "elsewhere"}, {3: 1.0}])
+def test_forged_checkpoint_last_record(run, tmp_path, capsys, last):
+    """The last logged record is of the types stnas writes, or the checkpoint is refused before
+    anything of the run is cut back (a string loss reached the pool's float() before)."""
+    work = shutil.copytree(run, tmp_path / "run")
+    first = sorted(p.name for p in (work / "checkpoints").glob("step_*.pt"))[0]
+    for p in (work / "checkpoints").glob("step_*.pt*"):
+        if not p.name.startswith(first):
+            p.unlink()
+    forge(work, first, last=last)
+    before = snapshot(work)
+    one_line_error(["supernet", "train", "--resume", "--out", work], capsys, first, "does not fit this run")
+    assert snapshot(work) == before

@@ -295,6 +295,11 @@ def _number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+def _logged(key, value) -> bool:
+    """Whether (key, value) is of the types of a record ``Trainer._log`` writes."""
+    return isinstance(key, str) and (_number(value) or (key == "phase" and value in ("train", "sampling")))
+
+
 def _checked_step(state: dict, total_steps: int, path: Path | None) -> int:
     """The step of a loaded checkpoint state, once its counters are of the types the loop adds
     to: a state with a step outside the run (or counters of another type) is refused before
@@ -308,7 +313,7 @@ def _checked_step(state: dict, total_steps: int, path: Path | None) -> int:
         raise CheckpointError(f"checkpoint {path} is at step {step!r:.40}, not a step of this run "
                               f"(0 to {total_steps})")
     if not (isinstance(acc, dict) and all(_number(acc.get(k)) for k in ("loss", "correct", "n"))
-            and isinstance(last, dict) and all(isinstance(k, str) for k in last)):
+            and isinstance(last, dict) and all(_logged(k, v) for k, v in last.items())):
         raise CheckpointError(f"checkpoint {path} does not fit this run: its loss counters (acc, last) are not "
                               f"of the types stnas writes")
     return step
