@@ -6,8 +6,9 @@ derived from the input (channels C, side S), the class count K and the MAdds bud
 
 * stem: conv3x3 with stride 2 when S >= 64, else 1, to ``w`` channels, then an
   ``mb_k3_e1`` block to ``max(8, w / 2)`` channels;
-* stride-2 stages: ``clamp(floor(log2(S' / 4)), 1, 4)`` of them, S' the side after the
-  stem (the last feature map keeps at least 4×4 pixels when S' >= 8); each has depth 2 and width
+* stride-2 stages: as many as keep the last feature map at least 4×4 pixels under padding
+  (``ceil(S' / 2^n) >= 4``, S' the side after the stem), at least 1 and at most 4; each has
+  depth 2 and width
   ``w × (1, 1.5, 2.5, 4)[i]`` rounded to a multiple of 8;
 * ops ``mb_k3_e3, mb_k3_e6, mb_k5_e3, mb_k5_e6`` on the chain and on the branch edges
   (depth differences 2 and 3), a 1×1 head to 4 × the last width, K classes;
@@ -22,7 +23,6 @@ for a preset. The derived preset also sets ``search.budgets: [B]``.
 
 from __future__ import annotations
 
-import math
 import re
 
 from stnas.core.errors import SpaceError
@@ -44,7 +44,9 @@ def space_config(channels: int, size: int, classes: int, width: int, name: str =
     """The space of the rule above for one base width."""
     stride = 2 if size >= 64 else 1
     side = -(-size // stride)
-    stages = min(4, max(1, int(math.floor(math.log2(side / 4)))))
+    stages = 1
+    while stages < 4 and -(-side // 2 ** (stages + 1)) >= 4:  # the last map stays >= 4x4 under padding
+        stages += 1
     widths = [_round8(width * _STAGE_SCALE[i]) for i in range(stages)]
     return {"name": name, "input": {"channels": channels, "size": size}, "num_classes": classes,
             "stem": {"channels": width, "stride": stride},
