@@ -18,6 +18,7 @@ need a quiet machine: nothing else running on its cores.
 
     python benchmarks/latency_budget.py                           # 3 datasets x 10 budgets
     python benchmarks/latency_budget.py --quick --out /tmp/lb.json # digits, 2 budgets, tiny
+    python benchmarks/latency_budget.py --train-only               # the supernets first, on a busy machine
 """
 
 from __future__ import annotations
@@ -136,6 +137,8 @@ def main(argv=None) -> int:
     ap.add_argument("--work", default="runs/latency_budget", help="supernet runs, searches and the table cache")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="digits, 2 budgets, tiny settings: checks the script only")
+    ap.add_argument("--train-only", action="store_true",
+                    help="train the datasets' supernets (no timing: needs no quiet machine) and stop")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/latency_budget[_quick].json)")
     ap.add_argument("overrides", nargs="*", help="config overrides key=value for every dataset")
     args = ap.parse_args(argv)
@@ -151,6 +154,11 @@ def main(argv=None) -> int:
     os.environ.setdefault("STNAS_CACHE", str(work / "cache"))
     out = Path(args.out) if args.out else RESULTS / f"latency_budget{'_quick' if args.quick else ''}.json"
     t0, rows = time.perf_counter(), []
+    if args.train_only:
+        for name in names:
+            cfg = base_config(name, work, overrides)
+            trained(name, cfg, work, dist.Context(device=dist.resolve_device(cfg["device"])))
+        return 0
     for name in names:
         cfg = base_config(name, work, overrides)
         ctx = dist.Context(device=dist.resolve_device(cfg["device"]))

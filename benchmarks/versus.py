@@ -284,6 +284,12 @@ def print_table(res: dict) -> None:
                 a, b = t["d_top1"], t["d_loss"]
                 print(f"pick − best: top-1 {100 * a['mean']:+.2f} pp [{100 * a['lo']:+.2f}, {100 * a['hi']:+.2f}]; "
                       f"loss (best − pick) {b['mean']:+.4f} [{b['lo']:+.4f}, {b['hi']:+.4f}] -> {t['verdict']}")
+            for part, what in (("space", "median random − best"), ("search", "pick − median random")):
+                if f"{part}_top1" in t:
+                    a, b = t[f"{part}_top1"], t[f"{part}_loss"]
+                    print(f"{part} ({what}): top-1 {100 * a['mean']:+.2f} pp [{100 * a['lo']:+.2f}, "
+                          f"{100 * a['hi']:+.2f}]; loss (lower is better, sign flipped) {b['mean']:+.4f} "
+                          f"[{b['lo']:+.4f}, {b['hi']:+.4f}]")
 
 
 def main(argv=None) -> int:
