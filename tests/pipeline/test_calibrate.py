@@ -56,6 +56,19 @@ def test_every_stage_is_measured_and_cached(quick):
     assert spent > 0 and cached == [] and len(list(quick.glob("supernet-*.json"))) == 2
 
 
+def test_the_baselines_stage_times_each_network_it_will_train(quick):
+    from stnas.pipeline.baselines import plan as baselines_plan
+
+    cfg = resolve("digits", overrides=SMALL + ["baselines.families=[mobilenet_v3_small, shufflenet_v2_x0_5]"])
+    space = load_space("digits")
+    sizes = cal.data_sizes(cfg, space, ("baselines",))
+    units, spent, cached = cal.calibrate(cfg, space, ("baselines",), torch.device("cpu"), sizes=sizes)
+    assert set(units) == {"retrain", "export", "baselines"} and spent > 0
+    budgets, _ = cal.baseline_budgets(cfg, sizes)
+    keys = {b.key for p in baselines_plan(cfg, budgets, tuple(sizes["input"])) for b in p["networks"]}
+    assert keys and set(units["baselines"]["step_s"]) == keys and _positive(units["baselines"])
+
+
 def test_a_damaged_cache_entry_is_measured_again(quick):
     cfg = resolve("digits", overrides=SMALL)
     space = load_space("digits")

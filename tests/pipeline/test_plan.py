@@ -103,6 +103,18 @@ def test_baselines_arithmetic_by_hand(digits, two_networks):
     assert [b.label for b in budgets] == ["200k", "300k"] and shape == (1, 8, 10)
 
 
+def test_baselines_arithmetic_with_calibrated_network_steps(digits, two_networks):
+    # each network's own step, where the calibration timed it: a at 0.03 s is scale 0.5 of the picks'
+    # 0.06 s step (as its MAdds say), b at 0.24 s is scale 4 (its MAdds said 2); everything else as above
+    units = dict(UNITS, baselines={"step_s": {"a": 0.03, "b": 0.24}})
+    s = STAGES["baselines"](digits, BASE_SIZES, units)
+    assert s["seconds"] == pytest.approx((21.8 * 0.5 + 9.06) + (21.8 * 4 + 9.06) + 2 * 2.0 + 60 * 0.001 * 6.5)
+    # a network the calibration did not time keeps the MAdds scaling
+    units = dict(UNITS, baselines={"step_s": {"b": 0.24}})
+    s = STAGES["baselines"](digits, BASE_SIZES, units)
+    assert s["seconds"] == pytest.approx((21.8 * 0.5 + 9.06) + (21.8 * 4 + 9.06) + 2 * 2.0 + 60 * 0.001 * 6.5)
+
+
 def test_baselines_arithmetic_with_seeds_by_hand(digits, two_networks):
     # two seeds: each network trained twice, each pick retrained once more (a retraining at scale 1
     # without the comparison's evaluations: 21.8 + 9.06 - 2.0, plus its 360 test images and an export)
@@ -418,13 +430,13 @@ def test_a_resumed_run_keeps_its_plan(recorded, tmp_path, monkeypatch):
     assert new_epochs < 4 and run.load_config()["supernet"]["epochs"] == new_epochs
     # the baselines stage (on for this small retraining) does not fit either: turned off, in the config too
     assert "baselines stage off" in p.stderr and run.load_config()["baselines"]["enabled"] is False
-    assert recorded.calls == [("supernet", "search", "retrain")]
+    assert recorded.calls == [("supernet", "search", "retrain", "baselines")]  # what the run would run
 
     monkeypatch.setattr(run_mod, "retrain", real_retrain)
     config = run.config.read_bytes()
     p = run_cli(["run", "--out", out, "--resume"])
     assert p.returncode == 0, p.stderr[-2000:]
-    assert recorded.calls == [("supernet", "search", "retrain")]  # nothing measured or sized again
+    assert recorded.calls == [("supernet", "search", "retrain", "baselines")]  # nothing measured or sized again
     assert run.plan.read_bytes() == saved and run.config.read_bytes() == config
     assert "plan (saved when the run started)" in p.stderr
     report = json.loads((out / "report.json").read_text())

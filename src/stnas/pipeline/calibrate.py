@@ -14,6 +14,8 @@ through its loaders, so data loading is included):
   ``proxy.recal_batches`` batches, all of search-val), the mean over architectures drawn
   within the search's targets in turn; ``load_s``, loading a weight source; ``log_s``, one
   proxy-cache line.
+* ``baselines``: ``step_s`` per baseline network the stage trains (a few steps each, the
+  retraining recipe); the other costs are retraining's.
 * ``retrain``: ``step_s`` per training (an architecture string, or a MAdds target whose
   window ``[floor x B, B]`` the architectures are drawn from), ``checkpoint_s``, ``log_s``
   and ``eval_image_s`` (test evaluation, per image); ``export``: ``export_s``, writing one
@@ -46,7 +48,7 @@ from torch import nn
 
 from stnas.core.checkpoint import save_checkpoint
 from stnas.core.errors import CheckpointError
-from stnas.core.units import budget_label
+from stnas.core.units import Budget, budget_label, parse_budget
 from stnas.core.verified import append_jsonl, content_digest, read_json, write_json
 from stnas.core.weights import load_weights, save_weights
 from stnas.data.datasets import dataset_split, get_dataset, make_loader
@@ -61,9 +63,10 @@ from stnas.train.engine import eval_sums, param_groups, use_amp, use_channels_la
 from stnas.train.recalibrate import fixed_batches, recalibrate_bn
 from stnas.train.recipe import MAIN_OPTIMIZER, OPTIMIZERS
 
-VERSION = 2  # 2: six proxy evaluations after two untimed
+VERSION = 3  # 2: six proxy evaluations after two untimed; 3: baseline networks timed
 WARMUP = 2  # untimed steps before the timed ones
 LEAST, MOST, TIME_BOX = 6, 40, 3.0  # timed steps: at least LEAST and TIME_BOX seconds, at most MOST
+BASELINE_SHARE = 0.25  # of LEAST, MOST and TIME_BOX: each baseline network's timed steps
 EVALS, EVAL_WARMUP = 6, 2  # timed proxy evaluations, after untimed ones (each a new architecture)
 RETRAIN_ARCHS = 2  # architectures timed per training target
 TEST_BATCH = 256  # the retraining's test evaluation batch (stnas.pipeline.retrain)
@@ -112,6 +115,20 @@ def _retrain_split(cfg: dict, space, split: str):
     d = cfg["data"]
     return get_dataset(d["dataset"], split, d["root"], image_size=d["image_size"] or space.input_size,
                        split_seed=data_spec(cfg).data_seed, limit=cfg["retrain"]["limit"] if split == "train" else None)
+
+
+def baseline_budgets(cfg: dict, sizes: dict) -> tuple[list[Budget], int]:
+    """The baselines stage's budgets without their latency limits, and how many of them have a
+    pick to retrain under the extra seeds (none for ``stnas baselines``, ``sizes["standalone"]``)."""
+    se = cfg["search"]
+    targets = {Budget(b, se["max_params"]).label for b in madds_targets(se)}
+    if cfg["baselines"]["budgets"]:
+        budgets = [parse_budget(b, "baselines.budgets") for b in cfg["baselines"]["budgets"]]
+        budgets = [Budget(b.madds, b.params) for b in budgets]
+    else:
+        budgets = [Budget(b, se["max_params"]) for b in madds_targets(se)]
+    picks = 0 if sizes.get("standalone") else sum(b.label in targets for b in budgets)
+    return budgets, picks
 
 
 # ------------------------------------------------------------------ timing helpers
@@ -282,6 +299,30 @@ def measure_retrain(cfg: dict, space, device: torch.device, tmp: Path, sizes: di
             "log_s": costs["log_s"]}
 
 
+def measure_baselines(cfg: dict, space, device: torch.device, tmp: Path, sizes: dict) -> dict:
+    """``step_s``: a training step (the retraining recipe) of each baseline network the stage
+    will train. Scaling the picks' step by MAdds misses the per-layer cost of torchvision's
+    deeper networks on small inputs (on digits: 2.4× the stage's estimate)."""
+    from stnas.nn.baselines import build
+    from stnas.pipeline.baselines import plan as baselines_plan
+
+    r = cfg["retrain"]
+    cl, amp = use_channels_last(r), use_amp(r, device)
+    batches = _batches(_retrain_split(cfg, space, "train"), r["batch_size"], cfg["seed"], device, cl,
+                       cfg["data"]["workers"])
+    budgets, _ = baseline_budgets(cfg, sizes)
+    nets = {b.key: b for p in baselines_plan(cfg, budgets, tuple(sizes["input"])) for b in p["networks"]}
+    step_s = {}
+    for key, b in nets.items():
+        model = build(b).to(device)
+        if cl:
+            model.to(memory_format=torch.channels_last)
+        model.train()
+        unit = _train_unit(model, lambda x, i, m=model: m(x), batches, r, _sgd(model, r), device, amp)
+        step_s[key] = _timed(unit, device, share=BASELINE_SHARE, warmup=1)
+    return {"step_s": step_s}
+
+
 def measure_export(cfg: dict, space, device: torch.device, tmp: Path, sizes: dict) -> dict:
     """Writing one model directory (safetensors, ONNX, .pt2) of the space's largest network."""
     from stnas.deploy.export import export_model
@@ -295,9 +336,9 @@ def measure_export(cfg: dict, space, device: torch.device, tmp: Path, sizes: dic
 
 
 MEASURES = {"supernet": measure_supernet, "search": measure_search, "retrain": measure_retrain,
-            "export": measure_export}
+            "export": measure_export, "baselines": measure_baselines}
 NEEDS = {"supernet": ("supernet",), "search": ("search",), "retrain": ("retrain", "export"),
-         "baselines": ("retrain", "export")}  # a stage's measures (baselines: scaled from retraining's)
+         "baselines": ("retrain", "export", "baselines")}  # a stage's measures
 
 
 def identity(cfg: dict, space, stage: str, device: torch.device, sizes: dict, archs=None) -> dict:
@@ -307,7 +348,7 @@ def identity(cfg: dict, space, stage: str, device: torch.device, sizes: dict, ar
             "host": platform.node(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "device": str(device), "space": space.fingerprint, "dataset": str(d["dataset"]),
             "input": [space.input_channels, d["image_size"] or space.input_size], "workers": d["workers"]}
-    recipe = {k: cfg["supernet" if stage != "retrain" else "retrain"][k]
+    recipe = {k: cfg["retrain" if stage in ("retrain", "baselines") else "supernet"][k]
               for k in ("batch_size", "amp", "channels_last", "grad_clip")}
     sharing = {k: cfg["supernet"][k] for k in ("kernel_sharing", "width_sharing", "sampling", "optimizer")}
     windows = [[b, floor_of(se, b)] for b in madds_targets(se)] + [se["max_params"]]
@@ -316,6 +357,9 @@ def identity(cfg: dict, space, stage: str, device: torch.device, sizes: dict, ar
                         "val": sizes.get("search_val"), "windows": windows},
              "retrain": {**recipe, "test": sizes.get("test"),
                          "windows": [str(a) for a in archs] if archs is not None else windows},
+             "baselines": {**recipe, "budgets": [b.label for b in baseline_budgets(cfg, sizes)[0]],
+                           "shape": sizes.get("input"),
+                           **{k: cfg["baselines"][k] for k in ("families", "forms")}},
              "export": {}}[stage]
     return {**base, **extra}
 

@@ -66,12 +66,12 @@ from typing import Callable
 from stnas.core import dist
 from stnas.core.errors import CheckpointError, ConfigError, StnasError
 from stnas.core.rundir import RunDir
-from stnas.core.units import Budget, budget_label, fmt_duration, parse_budget, parse_duration
+from stnas.core.units import budget_label, fmt_duration, parse_duration
 from stnas.core.verified import read_json, write_json
 from stnas.nn.baselines import cost
 from stnas.pipeline.baselines import plan as baselines_plan
 from stnas.pipeline.baselines import stage_enabled
-from stnas.pipeline.calibrate import NEEDS, calibrate, data_sizes, madds_targets, retrain_labels
+from stnas.pipeline.calibrate import NEEDS, baseline_budgets, calibrate, data_sizes, madds_targets, retrain_labels
 from stnas.pipeline.config import apply_layers
 from stnas.pipeline.latency import MIN_REPEATS
 from stnas.pipeline.scaling import recal_batches
@@ -184,20 +184,6 @@ def retrain_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
     return {"name": "retrain", "work": work, "seconds": seconds, "trainings": len(labels), "steps": steps}
 
 
-def baseline_budgets(cfg: dict, sizes: dict) -> tuple[list[Budget], int]:
-    """The baselines stage's budgets without their latency limits, and how many of them have a
-    pick to retrain under the extra seeds (none for ``stnas baselines``, ``sizes["standalone"]``)."""
-    se = cfg["search"]
-    targets = {Budget(b, se["max_params"]).label for b in madds_targets(se)}
-    if cfg["baselines"]["budgets"]:
-        budgets = [parse_budget(b, "baselines.budgets") for b in cfg["baselines"]["budgets"]]
-        budgets = [Budget(b.madds, b.params) for b in budgets]
-    else:
-        budgets = [Budget(b, se["max_params"]) for b in madds_targets(se)]
-    picks = 0 if sizes.get("standalone") else sum(b.label in targets for b in budgets)
-    return budgets, picks
-
-
 def baselines_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
     r, u, bl, lat = cfg["retrain"], units["retrain"], cfg["baselines"], cfg["latency"]
     budgets, picks = baseline_budgets(cfg, sizes)
@@ -215,11 +201,17 @@ def baselines_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
     calls = (lat["warmup"] + max(lat["repeats"], MIN_REPEATS)) * lat["batch"]
 
     per_image = u["eval_image_s"]
+    timed = units.get("baselines", {}).get("step_s", {})  # each network's own step, where calibrated
+
+    def scale_of(key: str, madds: int) -> float:  # a network's cost against the picks' step
+        if timed.get(key) and step:
+            return timed[key] / step
+        return madds / ref_madds if ref_madds else 1.0
 
     def training(scale: float) -> float:  # a network's, with the comparison's evaluations
         return steps * step * scale + fixed + evals * per_image * scale
 
-    scales = [m / ref_madds if ref_madds else 1.0 for m in nets.values()]
+    scales = [scale_of(k, m) for k, m in nets.items()]
     pick_retrained = steps * step + fixed + sizes["test"] * per_image + units["export"]["export_s"]
     seconds = (seeds * sum(training(x) for x in scales) + picks * (seeds - 1) * pick_retrained
                + picks * seeds * evals * per_image + calls * per_image * (sum(scales) + picks))
@@ -346,7 +338,8 @@ def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool =
     """The plan of ``stnas run`` (calibrating what the cache lacks) and the config it runs:
     with ``run.time_budget``, sized to fit it (ConfigError, one line, when it cannot)."""
     sizes = dict(data_sizes(cfg, space, RUN_STAGES + ("baselines",), ranks), trainings=retrain_labels(cfg["search"]))
-    units, spent, cached = calibrate(cfg, space, RUN_STAGES, device, sizes=sizes, write_cache=write_cache, log=log)
+    units, spent, cached = calibrate(cfg, space, run_stages(cfg, sizes), device, sizes=sizes, write_cache=write_cache,
+                                     log=log)
     budget = None
     if cfg["run"]["time_budget"] is not None:
         new, budget = fit_run(cfg, sizes, units, cfg["run"]["time_budget"], spent)
