@@ -53,9 +53,11 @@ from stnas.core.verified import append_jsonl, content_digest, read_json, write_j
 from stnas.core.weights import load_weights, save_weights
 from stnas.data.datasets import dataset_split, get_dataset, make_loader
 from stnas.latency.measure import device_info
+from stnas.nn.baselines import build
 from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.baselines import input_shape
+from stnas.pipeline.baselines import plan as baselines_plan
 from stnas.pipeline.settings import data_spec, sharing
 from stnas.pipeline.supernet import sampler, sampling_phase
 from stnas.space.arch import Arch
@@ -303,9 +305,6 @@ def measure_baselines(cfg: dict, space, device: torch.device, tmp: Path, sizes: 
     """``step_s``: a training step (the retraining recipe) of each baseline network the stage
     will train. Scaling the picks' step by MAdds misses the per-layer cost of torchvision's
     deeper networks on small inputs (on digits: 2.4× the stage's estimate)."""
-    from stnas.nn.baselines import build
-    from stnas.pipeline.baselines import plan as baselines_plan
-
     r = cfg["retrain"]
     cl, amp = use_channels_last(r), use_amp(r, device)
     batches = _batches(_retrain_split(cfg, space, "train"), r["batch_size"], cfg["seed"], device, cl,
