@@ -22,8 +22,12 @@ through its loaders, so data loading is included):
   model directory of a random network of the space (cached per machine and space alone).
 
 Steps are timed until there are at least ``LEAST`` of them and ``TIME_BOX`` seconds' worth
-(at most ``MOST``). Measurements run in their own RNG scope (``torch.random.fork_rng``) and
-write only into a temporary folder, so the run that follows is what it would have been.
+(at most ``MOST``). Measurements run in a process of their own
+(:mod:`stnas.pipeline.calibration_process`), in their own RNG scope and writing only into a
+temporary folder, so the run that follows is what it would have been, and as fast: timed in the
+run's process, torchvision's networks had left it 10-20% slower for the supernet. A stage
+measured while other processes kept more than ``LOAD_LIMIT`` cores busy plans this run only and
+is not cached.
 A stage's costs are cached in ``$STNAS_CACHE/plan`` (default ``~/.cache/stnas/plan``), one
 checksummed JSON per key: the SHA-256 of what they depend on (machine, torch, threads,
 device, space, input shape, dataset, batch sizes, sharing, amp, channels_last, the proxy's
@@ -58,6 +62,7 @@ from stnas.nn.model import build_model
 from stnas.nn.supernet import Supernet
 from stnas.pipeline.baselines import input_shape
 from stnas.pipeline.baselines import plan as baselines_plan
+from stnas.pipeline.calibration_process import LoadMeter, measure_isolated
 from stnas.pipeline.settings import data_spec, sharing
 from stnas.pipeline.supernet import sampler, sampling_phase
 from stnas.space.arch import Arch
@@ -65,13 +70,17 @@ from stnas.train.engine import eval_sums, param_groups, use_amp, use_channels_la
 from stnas.train.recalibrate import fixed_batches, recalibrate_bn
 from stnas.train.recipe import MAIN_OPTIMIZER, OPTIMIZERS
 
-VERSION = 4  # 2: six proxy evaluations after two untimed; 3: baseline networks timed; 4: export
+VERSION = 5  # 2: six proxy evaluations after two untimed; 3: baseline networks timed; 4: export;
+# 5: measured in a process of its own, and not cached when other processes were busy
 WARMUP = 2  # untimed steps before the timed ones
 LEAST, MOST, TIME_BOX = 6, 40, 3.0  # timed steps: at least LEAST and TIME_BOX seconds, at most MOST
 BASELINE_SHARE = 0.25  # of LEAST, MOST and TIME_BOX: each baseline network's timed steps
 EVALS, EVAL_WARMUP = 6, 2  # timed proxy evaluations, after untimed ones (each a new architecture)
 RETRAIN_ARCHS = 2  # architectures timed per training target
 TEST_BATCH = 256  # the retraining's test evaluation batch (stnas.pipeline.retrain)
+TUNABLE = ("WARMUP", "LEAST", "MOST", "TIME_BOX", "BASELINE_SHARE", "EVALS", "EVAL_WARMUP", "RETRAIN_ARCHS")
+ISOLATE = True  # measure in a child process (stnas.pipeline.calibration_process); False: in this one
+LOAD_LIMIT = 0.25  # cores: other processes busier than this during a measurement -> not cached
 
 
 def cache_dir() -> Path:
@@ -365,11 +374,39 @@ def identity(cfg: dict, space, stage: str, device: torch.device, sizes: dict, ar
     return {**base, **extra}
 
 
+def measure_here(cfg: dict, space, stages, device: torch.device, sizes: dict,
+                 archs: list[Arch] | None = None) -> dict:
+    """Measures ``stages`` in this process: ``{stage: {"units", "took", "others"}}`` (seconds,
+    and the cores other processes used meanwhile, :class:`LoadMeter`)."""
+    out = {}
+    for stage in stages:
+        meter = LoadMeter()
+        t = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="stnas-calibration-") as tmp, \
+                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(0)
+            kw = {"archs": archs} if stage == "retrain" else {}
+            units = MEASURES[stage](cfg, space, device, Path(tmp), sizes, **kw)
+        out[stage] = {"units": units, "took": time.perf_counter() - t, "others": meter.others()}
+    return out
+
+
+def _measure(cfg: dict, space, stages: list[str], device: torch.device, sizes: dict, archs) -> dict:
+    if not ISOLATE:
+        return measure_here(cfg, space, stages, device, sizes, archs)
+    return measure_isolated({"cfg": cfg, "space": space.config, "stages": stages, "device": str(device),
+                             "sizes": sizes, "archs": [str(a) for a in archs] if archs is not None else None,
+                             "constants": {n: globals()[n] for n in TUNABLE}, "threads": torch.get_num_threads()})
+
+
 def calibrate(cfg: dict, space, stages, device: torch.device, *, sizes: dict, archs: list[Arch] | None = None,
               write_cache: bool = True, log: Callable[[str], None] | None = None) -> tuple[dict, float, list[str]]:
     """The unit costs of ``stages`` (cached ones read, the others measured and, with
-    ``write_cache``, cached); returns (costs by stage, seconds spent measuring, stages read from the cache)."""
-    units, cached, spent = {}, [], 0.0
+    ``write_cache``, cached); returns (costs by stage, seconds spent measuring, stages read from the cache).
+
+    A stage measured while other processes used more than ``LOAD_LIMIT`` cores is used for this
+    plan but not cached (its costs would be too high for every later run), and ``log`` says so."""
+    units, cached, todo = {}, [], {}
     for stage in dict.fromkeys(m for s in stages for m in NEEDS[s]):
         ident = identity(cfg, space, stage, device, sizes, archs)
         path = cache_dir() / f"{stage}-{space.name}-{content_digest(ident)[:16]}.json"
@@ -380,21 +417,27 @@ def calibrate(cfg: dict, space, stages, device: torch.device, *, sizes: dict, ar
         if rec is not None and rec.get("identity") == ident:
             units[stage] = rec["units"]
             cached.append(stage)
+        else:
+            todo[stage] = (ident, path)
+    if not todo:
+        return units, 0.0, cached
+    if log:
+        log(f"calibrating: timing {', '.join(todo)} on this machine (cached afterwards)")
+    spent, busy = 0.0, []
+    for stage, m in _measure(cfg, space, list(todo), device, sizes, archs).items():
+        units[stage], spent = m["units"], spent + m["took"]
+        others = m["others"]
+        if others is not None and others > LOAD_LIMIT:
+            busy.append(f"{stage} {others:.1f}")
             continue
-        if log:
-            log(f"calibrating: timing {stage} on this machine (cached afterwards)")
-        t = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="stnas-calibration-") as tmp, \
-                torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(0)
-            kw = {"archs": archs} if stage == "retrain" else {}
-            units[stage] = MEASURES[stage](cfg, space, device, Path(tmp), sizes, **kw)
-        took = time.perf_counter() - t
-        spent += took
         if write_cache:
+            ident, path = todo[stage]
             try:
-                write_json(path, {"identity": ident, "units": units[stage], "measured_s": took,
-                                  "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
+                write_json(path, {"identity": ident, "units": units[stage], "measured_s": m["took"],
+                                  "others_cores": others, "date": time.strftime("%Y-%m-%dT%H:%M:%S")})
             except OSError:
                 pass  # an unwritable cache only costs measuring again
+    if busy and log:
+        log(f"calibrating: other processes were busy (cores they used: {', '.join(busy)}), so those estimates "
+            f"may be long and are not cached; plan on a quiet machine for a cached calibration")
     return units, spent, cached
