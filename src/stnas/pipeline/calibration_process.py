@@ -65,8 +65,10 @@ def measure_isolated(job: dict) -> dict:
     with tempfile.TemporaryDirectory(prefix="stnas-calibration-job-") as tmp:
         src, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
         src.write_text(json.dumps(job))
+        root = str(Path(__file__).resolve().parents[2])  # the stnas this process imported, first
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
         proc = subprocess.run([sys.executable, "-m", "stnas.pipeline.calibration_process", str(src), str(out)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False)
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=env)
         result = json.loads(out.read_text()) if out.is_file() else None
     if isinstance(result, dict) and "error" in result:
         kind = getattr(errors, str(result.get("kind")), None)
