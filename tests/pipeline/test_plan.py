@@ -5,7 +5,6 @@ is one line and exit 2 before any work, a resumed run keeps its plan."""
 
 import copy
 import json
-import math
 
 import pytest
 from hypothesis import given, settings
@@ -17,6 +16,7 @@ from stnas.core.rundir import RunDir
 from stnas.core.units import parse_duration
 from stnas.pipeline.config import resolve
 from stnas.pipeline.plan import (
+    FIRST,
     MINIMUM,
     RUN_STAGES,
     SAFETY,
@@ -282,21 +282,38 @@ def test_a_budget_the_run_fits_changes_nothing(digits):
     assert new == digits and budget["changed"] == {} and budget["factor"] == 1.0
 
 
-def test_a_smaller_budget_scales_every_stage_and_fits(digits):
+def test_a_slightly_smaller_budget_shortens_supernet_and_search_first(digits):
+    budget = f"{0.9 * _total(digits) / SAFETY:.0f}s"
+    new, record = fit(digits, DIGITS, UNITS, budget, spent=0.0)
+    assert _total(new) <= SAFETY * parse_duration(budget)
+    assert new["retrain"]["epochs"] == 15 and "retrain.epochs" not in record["changed"]  # untouched
+    assert new["supernet"]["epochs"] < 20 or new["search"]["generations"] < 4
+
+
+def test_a_much_smaller_budget_scales_every_stage_and_fits(digits):
     full = _total(digits)
-    budget_s = 0.5 * full / SAFETY
+    budget_s = 0.3 * full / SAFETY
     new, budget = fit(digits, DIGITS, UNITS, f"{budget_s:.0f}s", spent=0.0)
     assert _total(new) <= SAFETY * parse_duration(f"{budget_s:.0f}s")
     changed = budget["changed"]
     assert {"supernet.epochs", "search.generations", "retrain.epochs"} <= set(changed)
     for key, (old, value) in changed.items():
         assert value < old and value >= MINIMUM.get(key, 1)
-    f = budget["factor"]
-    for key in ("supernet.epochs", "search.generations", "retrain.epochs"):  # one factor for all
-        old, value = changed[key]
-        assert value == max(MINIMUM[key], math.floor(old * f + 1e-9))
+    # the retraining is cut only once the supernet and search are at the measured cut, 6/16 and 3/6
+    assert new["supernet"]["epochs"] <= max(MINIMUM["supernet.epochs"], 20 * 6 // 16)
+    assert new["search"]["generations"] <= max(MINIMUM["search.generations"], 4 * 3 // 6)
     assert new["pool"]["epochs"] <= new["supernet"]["epochs"]
     resolve("digits", overrides=[f"{k}={v}" for k, (_, v) in changed.items()])  # a valid config
+
+
+def test_the_first_phase_ends_at_the_measured_cut():
+    # fashion-mnist's defaults at the end of the first phase, by hand: the faster candidate of
+    # docs/experiments/fast_defaults.md (6 supernet epochs, 3 generations), retraining as configured
+    cfg = resolve("fashion-mnist")
+    c = sized(cfg, FIRST, {"ranks": 1, "search_train": 10000})
+    assert (c["supernet"]["epochs"], c["search"]["generations"], c["retrain"]["epochs"]) == (6, 3, 3)
+    c = sized(cfg, FIRST / 3, {"ranks": 1, "search_train": 10000})  # a third of that, every stage
+    assert (c["supernet"]["epochs"], c["search"]["generations"], c["retrain"]["epochs"]) == (2, 2, 1)
 
 
 @given(st.floats(0.2, 1.5), st.floats(0.2, 1.5))
@@ -328,8 +345,10 @@ def test_a_too_small_budget_is_one_line_and_names_enough(digits):
 def test_sizing_extra_steps_and_random_search(digits):
     cfg = copy.deepcopy(digits)
     cfg["pool"]["extra_steps"], cfg["search"]["algorithm"] = 100, "random"
-    new = sized(cfg, 0.25, DIGITS)
-    assert new["pool"]["extra_steps"] == 25 and new["search"]["random_samples"] == 16  # 64 / 4
+    new = sized(cfg, FIRST, DIGITS)  # the measured cut: the supernet's work x 6/16, the search's x 3/6
+    assert new["pool"]["extra_steps"] == 37 and new["search"]["random_samples"] == 32  # 100 x 6/16, 64 / 2
+    new = sized(cfg, FIRST / 2, DIGITS)  # and half of that
+    assert new["pool"]["extra_steps"] == 18 and new["search"]["random_samples"] == 16
     assert sized(cfg, 0.0, DIGITS)["search"]["random_samples"] == 16  # one population at least
 
 

@@ -36,14 +36,16 @@ A new stage is one entry of ``STAGES``, ``(cfg, sizes, units) -> stage``, and, w
 unit costs of its own, one of ``stnas.pipeline.calibrate.MEASURES``.
 
 Time budget (``run.time_budget``, ``stnas run --time 10m``). The rule: the run must fit
-``SAFETY`` × the budget, less the calibration. One factor f in (0, 1] scales every stage's work
-at once, so supernet, search and retraining keep the proportions of the configured settings
-(the tuned defaults the measurements favour, docs/experiments/): supernet.epochs E -> ⌊f E⌋,
-pool.epochs in proportion to the epochs (at least the epochs that fill the pool) or
-pool.extra_steps -> ⌊f X⌋, search.generations G -> ⌊f G⌋ (random search: random_samples),
-retrain.epochs -> ⌊f R⌋, none below ``MINIMUM`` (nor above what is configured). f is the
-largest that fits (bisection). A budget the configured run fits changes nothing: a budget is
-a limit, not a target. A budget that not even the minimum run fits is refused, in one line,
+``SAFETY`` × the budget, less the calibration. The supernet and the search shrink first, the
+retraining untouched, down to ``SEARCH_CUT`` of their work (the cut
+docs/experiments/fast_defaults.md measured at no cost the instrument could see; a retraining
+cut costs top-1 at once); below that, one more factor scales every stage at once, so the
+stages keep those proportions (:func:`factors`, one axis f in [0, 1]). With k the stage's
+factor: supernet.epochs E -> ⌊k E⌋, pool.epochs in proportion to the epochs (at least the
+epochs that fill the pool) or pool.extra_steps -> ⌊k X⌋, search.generations G -> ⌊k G⌋
+(random search: random_samples), retrain.epochs -> ⌊k R⌋, none below ``MINIMUM`` (nor above
+what is configured). f is the largest that fits (bisection). A budget the configured run fits
+changes nothing: a budget is a limit, not a target. A budget that not even the minimum run fits is refused, in one line,
 before any work. The baselines stage: with ``baselines.enabled: null`` (on where retraining is
 small) it runs only when the configured run fits with it unscaled; otherwise it is turned off
 (``baselines.enabled`` false, said in the plan) before any other stage is scaled down. With
@@ -83,6 +85,12 @@ from stnas.space.catalog import load_space
 VERSION = 1
 SAFETY = 0.9  # share of a time budget the plan fills (runs vary by about ±20%, docs/design.md §6)
 MINIMUM = {"supernet.epochs": 2, "search.generations": 2, "retrain.epochs": 1}
+# a time budget shortens the supernet and the search first, to these shares of their work, with the
+# retraining untouched: the cut docs/experiments/fast_defaults.md measured (16 -> 6 supernet epochs,
+# 6 -> 3 generations) lost nothing the instrument could see, where one retraining epoch of three
+# cost 6-7 pp of top-1; FIRST is where that phase ends on the sizing's axis f
+SEARCH_CUT = {"supernet": 6 / 16, "search": 3 / 6}
+FIRST = 0.5
 RUN_STAGES = ("supernet", "search", "retrain")
 Stage = dict  # {"name", "work" (words), "seconds", and the stage's counts}
 
@@ -245,25 +253,38 @@ def make_plan(cfg: dict, sizes: dict, units: dict, stages=RUN_STAGES, calibratio
 
 
 # ------------------------------------------------------------------ time budget
+def factors(f: float) -> dict:
+    """What each stage's work is multiplied by at the sizing's f in [0, 1] (module docstring):
+    from f = 1 down to ``FIRST`` the supernet and the search shrink alone, to ``SEARCH_CUT``;
+    below ``FIRST`` every stage shrinks by one more factor, f / FIRST."""
+    if f >= FIRST:
+        t = (1.0 - f) / (1.0 - FIRST)  # 0 at f = 1, 1 at FIRST
+        return {"supernet": 1.0 - t * (1.0 - SEARCH_CUT["supernet"]),
+                "search": 1.0 - t * (1.0 - SEARCH_CUT["search"]), "retrain": 1.0}
+    u = f / FIRST
+    return {"supernet": SEARCH_CUT["supernet"] * u, "search": SEARCH_CUT["search"] * u, "retrain": u}
+
+
 def sized(cfg: dict, f: float, sizes: dict) -> dict:
-    """``cfg`` with every stage's work scaled by ``f`` (module docstring); f = 1: unchanged."""
+    """``cfg`` with the stages' work scaled at ``f`` (:func:`factors`); f = 1: unchanged."""
     c = copy.deepcopy(cfg)
     sn, pool, se, rt = c["supernet"], c["pool"], c["search"], c["retrain"]
+    k = factors(f)
 
-    def scale(value: int, least: int) -> int:
-        return min(value, max(least, math.floor(value * f + 1e-9)))
+    def scale(value: int, least: int, stage: str) -> int:
+        return min(value, max(least, math.floor(value * k[stage] + 1e-9)))
 
     epochs = sn["epochs"]
-    sn["epochs"] = scale(epochs, MINIMUM["supernet.epochs"])
+    sn["epochs"] = scale(epochs, MINIMUM["supernet.epochs"], "supernet")
     if pool["extra_steps"]:
-        pool["extra_steps"] = scale(pool["extra_steps"], pool["samples"])
+        pool["extra_steps"] = scale(pool["extra_steps"], pool["samples"], "supernet")
     else:
         spe = max(1, _spe(sizes["search_train"], sizes["ranks"], sn["batch_size"]))
         fill = -(-pool["samples"] // spe)
         pool["epochs"] = min(pool["epochs"], sn["epochs"], max(1, fill, round(pool["epochs"] * sn["epochs"] / epochs)))
     effort = SEARCH_ALGORITHMS.get(se["algorithm"]).effort  # generations, or random draws
-    se[effort] = scale(se[effort], MINIMUM.get(f"search.{effort}", se["population"]))
-    rt["epochs"] = scale(rt["epochs"], MINIMUM["retrain.epochs"])
+    se[effort] = scale(se[effort], MINIMUM.get(f"search.{effort}", se["population"]), "search")
+    rt["epochs"] = scale(rt["epochs"], MINIMUM["retrain.epochs"], "retrain")
     return c
 
 
@@ -312,7 +333,8 @@ def fit(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0, st
             lo, hi = (mid, hi) if total(mid) <= room else (lo, mid)
         f = lo
     new = sized(cfg, f, sizes)
-    return new, {"time_budget": budget, "seconds": seconds, "factor": f, "changed": _changes(cfg, new)}
+    return new, {"time_budget": budget, "seconds": seconds, "factor": f, "factors": factors(f),
+                 "changed": _changes(cfg, new)}
 
 
 def fit_run(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0) -> tuple[dict, dict]:
@@ -324,7 +346,7 @@ def fit_run(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0
         if full > SAFETY * parse_duration(budget, "run.time_budget") - spent:
             stages = RUN_STAGES
             off = (f"baselines stage off: with it the run is planned at {fmt_duration(full + spent)}, more than "
-                   f"the time budget holds (baselines.enabled=true keeps it and scales every stage down)")
+                   f"the time budget holds (baselines.enabled=true keeps it and scales the stages down)")
     new, record = fit(cfg, sizes, units, budget, spent, stages)
     if "baselines" not in stages and stage_enabled(new, sizes["train"]):  # what the planned run leaves out, it skips
         new["baselines"]["enabled"] = False
