@@ -20,6 +20,7 @@ from stnas.pipeline.plan import (
     MINIMUM,
     RUN_STAGES,
     SAFETY,
+    SECOND,
     STAGES,
     _checkpoints,
     fit,
@@ -299,9 +300,9 @@ def test_a_much_smaller_budget_scales_every_stage_and_fits(digits):
     assert {"supernet.epochs", "search.generations", "retrain.epochs"} <= set(changed)
     for key, (old, value) in changed.items():
         assert value < old and value >= MINIMUM.get(key, 1)
-    # the retraining is cut only once the supernet and search are at the measured cut, 6/16 and 3/6
-    assert new["supernet"]["epochs"] <= max(MINIMUM["supernet.epochs"], 20 * 6 // 16)
-    assert new["search"]["generations"] <= max(MINIMUM["search.generations"], 4 * 3 // 6)
+    # the retraining is cut only once the supernet and the search are at their minimum
+    assert (new["supernet"]["epochs"], new["search"]["generations"]) == (MINIMUM["supernet.epochs"],
+                                                                         MINIMUM["search.generations"])
     assert new["pool"]["epochs"] <= new["supernet"]["epochs"]
     resolve("digits", overrides=[f"{k}={v}" for k, (_, v) in changed.items()])  # a valid config
 
@@ -312,7 +313,9 @@ def test_the_first_phase_ends_at_the_measured_cut():
     cfg = resolve("fashion-mnist")
     c = sized(cfg, FIRST, {"ranks": 1, "search_train": 10000})
     assert (c["supernet"]["epochs"], c["search"]["generations"], c["retrain"]["epochs"]) == (6, 3, 3)
-    c = sized(cfg, FIRST / 3, {"ranks": 1, "search_train": 10000})  # a third of that, every stage
+    c = sized(cfg, SECOND, {"ranks": 1, "search_train": 10000})  # then down to the minimum, retraining whole
+    assert (c["supernet"]["epochs"], c["search"]["generations"], c["retrain"]["epochs"]) == (2, 2, 3)
+    c = sized(cfg, SECOND / 3, {"ranks": 1, "search_train": 10000})  # and only then the retraining
     assert (c["supernet"]["epochs"], c["search"]["generations"], c["retrain"]["epochs"]) == (2, 2, 1)
 
 
@@ -347,7 +350,7 @@ def test_sizing_extra_steps_and_random_search(digits):
     cfg["pool"]["extra_steps"], cfg["search"]["algorithm"] = 100, "random"
     new = sized(cfg, FIRST, DIGITS)  # the measured cut: the supernet's work x 6/16, the search's x 3/6
     assert new["pool"]["extra_steps"] == 37 and new["search"]["random_samples"] == 32  # 100 x 6/16, 64 / 2
-    new = sized(cfg, FIRST / 2, DIGITS)  # and half of that
+    new = sized(cfg, (FIRST + SECOND) / 2, DIGITS)  # half way from there to the minimum
     assert new["pool"]["extra_steps"] == 18 and new["search"]["random_samples"] == 16
     assert sized(cfg, 0.0, DIGITS)["search"]["random_samples"] == 16  # one population at least
 

@@ -39,13 +39,13 @@ Time budget (``run.time_budget``, ``stnas run --time 10m``). The rule: the run m
 ``SAFETY`` × the budget, less the calibration. The supernet and the search shrink first, the
 retraining untouched, down to ``SEARCH_CUT`` of their work (the cut
 docs/experiments/fast_defaults.md measured at no cost the instrument could see; a retraining
-cut costs top-1 at once); below that, one more factor scales every stage at once, so the
-stages keep those proportions (:func:`factors`, one axis f in [0, 1]). With k the stage's
-factor: supernet.epochs E -> ⌊k E⌋, pool.epochs in proportion to the epochs (at least the
-epochs that fill the pool) or pool.extra_steps -> ⌊k X⌋, search.generations G -> ⌊k G⌋
-(random search: random_samples), retrain.epochs -> ⌊k R⌋, none below ``MINIMUM`` (nor above
-what is configured). f is the largest that fits (bisection). A budget the configured run fits
-changes nothing: a budget is a limit, not a target. A budget that not even the minimum run fits is refused, in one line,
+cut costs top-1 at once), then on to ``MINIMUM``; the retraining shrinks last
+(:func:`factors`, one axis f in [0, 1]). With k the stage's factor: supernet.epochs E -> ⌊k E⌋,
+pool.epochs in proportion to the epochs (at least the epochs that fill the pool) or
+pool.extra_steps -> ⌊k X⌋, search.generations G -> ⌊k G⌋ (random search: random_samples),
+retrain.epochs -> ⌊k R⌋, none below ``MINIMUM`` (nor above what is configured). f is the
+largest that fits (bisection). A budget the configured run fits changes nothing: a budget is
+a limit, not a target. A budget that not even the minimum run fits is refused, in one line,
 before any work. The baselines stage: with ``baselines.enabled: null`` (on where retraining is
 small) it runs only when the configured run fits with it unscaled; otherwise it is turned off
 (``baselines.enabled`` false, said in the plan) before any other stage is scaled down. With
@@ -88,9 +88,11 @@ MINIMUM = {"supernet.epochs": 2, "search.generations": 2, "retrain.epochs": 1}
 # a time budget shortens the supernet and the search first, to these shares of their work, with the
 # retraining untouched: the cut docs/experiments/fast_defaults.md measured (16 -> 6 supernet epochs,
 # 6 -> 3 generations) lost nothing the instrument could see, where one retraining epoch of three
-# cost 6-7 pp of top-1; FIRST is where that phase ends on the sizing's axis f
+# cost 6-7 pp of top-1. Then they shrink on to MINIMUM, and only then the retraining: within a
+# budget band random networks differ by 0.1-0.2 pp, and the search has not measurably beaten them
+# (docs/experiments/baselines.md, item 4). FIRST and SECOND: where those phases end on the axis f
 SEARCH_CUT = {"supernet": 6 / 16, "search": 3 / 6}
-FIRST = 0.5
+FIRST, SECOND = 2 / 3, 1 / 3
 RUN_STAGES = ("supernet", "search", "retrain")
 Stage = dict  # {"name", "work" (words), "seconds", and the stage's counts}
 
@@ -254,15 +256,18 @@ def make_plan(cfg: dict, sizes: dict, units: dict, stages=RUN_STAGES, calibratio
 
 # ------------------------------------------------------------------ time budget
 def factors(f: float) -> dict:
-    """What each stage's work is multiplied by at the sizing's f in [0, 1] (module docstring):
-    from f = 1 down to ``FIRST`` the supernet and the search shrink alone, to ``SEARCH_CUT``;
-    below ``FIRST`` every stage shrinks by one more factor, f / FIRST."""
+    """What each stage's work is multiplied by at the sizing's f in [0, 1] (module docstring).
+    From f = 1 down to ``FIRST`` the supernet and the search shrink together to ``SEARCH_CUT``;
+    down to ``SECOND`` they shrink on, to nothing (``MINIMUM`` holds them); below ``SECOND`` the
+    retraining shrinks. Every factor falls as f does, so the total does too."""
+    cut_s, cut_g = SEARCH_CUT["supernet"], SEARCH_CUT["search"]
     if f >= FIRST:
-        t = (1.0 - f) / (1.0 - FIRST)  # 0 at f = 1, 1 at FIRST
-        return {"supernet": 1.0 - t * (1.0 - SEARCH_CUT["supernet"]),
-                "search": 1.0 - t * (1.0 - SEARCH_CUT["search"]), "retrain": 1.0}
-    u = f / FIRST
-    return {"supernet": SEARCH_CUT["supernet"] * u, "search": SEARCH_CUT["search"] * u, "retrain": u}
+        t = (1.0 - f) / (1.0 - FIRST)
+        return {"supernet": 1.0 - t * (1.0 - cut_s), "search": 1.0 - t * (1.0 - cut_g), "retrain": 1.0}
+    if f >= SECOND:
+        t = (f - SECOND) / (FIRST - SECOND)
+        return {"supernet": cut_s * t, "search": cut_g * t, "retrain": 1.0}
+    return {"supernet": 0.0, "search": 0.0, "retrain": f / SECOND}
 
 
 def sized(cfg: dict, f: float, sizes: dict) -> dict:
