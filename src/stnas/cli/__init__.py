@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 
+from stnas.core.alloc import warm_allocator
 from stnas.core.errors import StnasError, first_line
 
 # subcommand modules, in the order --help lists them (the pipeline's order)
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    warm_allocator()  # before any tensor: blocks are reused, not mapped anew (stnas.core.alloc)
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     # key=value overrides may come anywhere after the subcommand (argparse takes positionals

@@ -70,8 +70,9 @@ from stnas.train.engine import eval_sums, param_groups, use_amp, use_channels_la
 from stnas.train.recalibrate import fixed_batches, recalibrate_bn
 from stnas.train.recipe import MAIN_OPTIMIZER, OPTIMIZERS
 
-VERSION = 6  # 2: six proxy evaluations after two untimed; 3: baseline networks timed; 4: export;
-# 5: measured in a process of its own, and not cached when other processes were busy; 6: warm allocator
+VERSION = 7  # 2: six proxy evaluations after two untimed; 3: baseline networks timed; 4: export;
+# 5: measured in a process of its own, and not cached when other processes were busy;
+# 6: glibc thresholds in the child; 7: and in the run (stnas.core.alloc)
 WARMUP = 2  # untimed steps before the timed ones
 LEAST, MOST, TIME_BOX = 6, 40, 3.0  # timed steps: at least LEAST and TIME_BOX seconds, at most MOST
 BASELINE_SHARE = 0.25  # of LEAST, MOST and TIME_BOX: each baseline network's timed steps

@@ -4,9 +4,8 @@ says whether the machine was busy while they ran (:mod:`stnas.pipeline.calibrate
 *Why a process of its own.* Timing torchvision's networks left the process that timed them
 10–20% slower for the supernet that followed it (docs/benchmarks.md, "The plan against the
 actual"). A child process leaves nothing behind in the run's process: no allocator state, no
-oneDNN primitive cache, no thread pool shaped by other networks. It runs with the allocator
-settings a long run reaches by itself (``WARM_ALLOCATOR``), so that it times the steps the run
-will take, not those of a fresh process.
+oneDNN primitive cache, no thread pool shaped by other networks. It sets the allocator as the
+run's process does (:mod:`stnas.core.alloc`), so that it times the steps the run will take.
 
 The child is ``python -m stnas.pipeline.calibration_process JOB OUT``: JOB is a JSON file (the
 resolved config, the space's config, the stages, the device, the data sizes, the
@@ -27,13 +26,7 @@ import time
 from pathlib import Path
 
 from stnas.core import errors
-
-# glibc's malloc, as a long run's process has it: its mmap threshold rises on its own as the
-# process frees large blocks, so a run soon stops mapping (and page-faulting) fresh memory for
-# every activation. A fresh process has not got there: on the 40x40 folder it timed a proxy
-# evaluation at 0.77 s against the run's 0.40 s. With these the child measures the warm state
-# (0.40 s). Ignored by other allocators; a value the user set wins.
-WARM_ALLOCATOR = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**36)}
+from stnas.core.alloc import warm_allocator
 
 
 class LoadMeter:
@@ -76,8 +69,6 @@ def measure_isolated(job: dict) -> dict:
         src.write_text(json.dumps(job))
         root = str(Path(__file__).resolve().parents[2])  # the stnas this process imported, first
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        for key, value in WARM_ALLOCATOR.items():
-            env.setdefault(key, value)
         proc = subprocess.run([sys.executable, "-m", "stnas.pipeline.calibration_process", str(src), str(out)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=env)
         result = json.loads(out.read_text()) if out.is_file() else None
@@ -92,6 +83,7 @@ def measure_isolated(job: dict) -> dict:
 
 
 def _main(job_path: str, out_path: str) -> int:
+    warm_allocator()  # as the run's process has it, before torch allocates anything
     import torch
 
     from stnas.pipeline import calibrate as cal

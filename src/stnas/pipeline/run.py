@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from stnas.core import dist
+from stnas.core.alloc import warm_allocator
 from stnas.core.errors import DataError
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
@@ -86,7 +87,9 @@ def _baselines(cfg: dict, space, plan: dict | None, ctx: dist.Context) -> bool:
 
 
 def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
-    """Runs (or, with ``resume``, continues) every stage; returns the report dict."""
+    """Runs (or, with ``resume``, continues) every stage; returns the report dict. The
+    process's allocator is set as the plan's calibration measured it (:mod:`stnas.core.alloc`)."""
+    warm_allocator()
     ctx = ctx or dist.setup(cfg["device"])
     run = RunDir(run_dir)
     with run.lock(ctx.is_main):
