@@ -41,6 +41,7 @@ import itertools
 import math
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,8 +51,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from stnas.core.alloc import warm_allocator
 from stnas.core.checkpoint import save_checkpoint
-from stnas.core.errors import CheckpointError
+from stnas.core.errors import CheckpointError, StnasError, first_line
 from stnas.core.units import Budget, budget_label, parse_budget
 from stnas.core.verified import append_jsonl, content_digest, read_json, write_json
 from stnas.core.weights import load_weights, save_weights
@@ -442,3 +444,28 @@ def calibrate(cfg: dict, space, stages, device: torch.device, *, sizes: dict, ar
         log(f"calibrating: other processes were busy (cores they used: {', '.join(busy)}), so those estimates "
             f"may be long and are not cached; plan on a quiet machine for a cached calibration")
     return units, spent, cached
+
+
+def child_main(job_path: str, out_path: str) -> int:
+    """The calibration's child process (:mod:`stnas.pipeline.calibration_process`): measures the
+    job and writes the result, a StnasError as its class and message."""
+    from stnas.space.searchspace import SearchSpace
+
+    job = read_json(job_path, "calibration job")
+    try:
+        for name, value in job["constants"].items():  # the parent's step counts (tests shorten them)
+            if name in TUNABLE:
+                globals()[name] = value
+        torch.set_num_threads(int(job["threads"]))
+        space = SearchSpace(job["space"])
+        archs = [space.arch(a) for a in job["archs"]] if job["archs"] is not None else None
+        result = measure_here(job["cfg"], space, job["stages"], torch.device(job["device"]), job["sizes"], archs)
+    except StnasError as exc:
+        result = {"error": first_line(exc, 500), "kind": type(exc).__name__}
+    write_json(out_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    warm_allocator()  # as the run's process has it (stnas.core.alloc)
+    sys.exit(child_main(*sys.argv[1:3]))

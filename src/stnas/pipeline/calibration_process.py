@@ -7,7 +7,7 @@ actual"). A child process leaves nothing behind in the run's process: no allocat
 oneDNN primitive cache, no thread pool shaped by other networks. It sets the allocator as the
 run's process does (:mod:`stnas.core.alloc`), so that it times the steps the run will take.
 
-The child is ``python -m stnas.pipeline.calibration_process JOB OUT``: JOB is a JSON file (the
+The child is ``python -m stnas.pipeline.calibrate JOB OUT`` (its ``child_main``): JOB is a JSON file (the
 resolved config, the space's config, the stages, the device, the data sizes, the
 architectures as strings, the calibration's step counts and the parent's thread count), OUT
 the JSON file it writes, per stage its unit costs, the seconds it took and the load meter's
@@ -17,7 +17,6 @@ with the same message; anything else as a RuntimeError that carries the child's 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ import time
 from pathlib import Path
 
 from stnas.core import errors
-from stnas.core.alloc import warm_allocator
+from stnas.core.verified import read_json, write_json
 
 
 class LoadMeter:
@@ -66,12 +65,15 @@ def measure_isolated(job: dict) -> dict:
     """Runs the job in a child process; returns ``{stage: {"units", "took", "others"}}``."""
     with tempfile.TemporaryDirectory(prefix="stnas-calibration-job-") as tmp:
         src, out = Path(tmp) / "job.json", Path(tmp) / "out.json"
-        src.write_text(json.dumps(job))
+        write_json(src, job)
         root = str(Path(__file__).resolve().parents[2])  # the stnas this process imported, first
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
-        proc = subprocess.run([sys.executable, "-m", "stnas.pipeline.calibration_process", str(src), str(out)],
+        proc = subprocess.run([sys.executable, "-m", "stnas.pipeline.calibrate", str(src), str(out)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False, env=env)
-        result = json.loads(out.read_text()) if out.is_file() else None
+        try:
+            result = read_json(out, "calibration result") if out.is_file() else None
+        except errors.CheckpointError:
+            result = None
     if isinstance(result, dict) and "error" in result:
         kind = getattr(errors, str(result.get("kind")), None)
         kind = kind if isinstance(kind, type) and issubclass(kind, errors.StnasError) else errors.StnasError
@@ -80,29 +82,3 @@ def measure_isolated(job: dict) -> dict:
         tail = " | ".join((proc.stderr or "").strip().splitlines()[-3:])
         raise RuntimeError(f"the calibration process failed (exit code {proc.returncode}): {tail}")
     return result
-
-
-def _main(job_path: str, out_path: str) -> int:
-    warm_allocator()  # as the run's process has it, before torch allocates anything
-    import torch
-
-    from stnas.pipeline import calibrate as cal
-    from stnas.space.searchspace import SearchSpace
-
-    job = json.loads(Path(job_path).read_text())
-    try:
-        for name, value in job["constants"].items():  # the parent's step counts (tests shorten them)
-            if name in cal.TUNABLE:
-                setattr(cal, name, value)
-        torch.set_num_threads(int(job["threads"]))
-        space = SearchSpace(job["space"])
-        archs = [space.arch(a) for a in job["archs"]] if job["archs"] is not None else None
-        result = cal.measure_here(job["cfg"], space, job["stages"], torch.device(job["device"]), job["sizes"], archs)
-    except errors.StnasError as exc:
-        result = {"error": errors.first_line(exc, 500), "kind": type(exc).__name__}
-    Path(out_path).write_text(json.dumps(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_main(*sys.argv[1:3]))
