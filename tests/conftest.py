@@ -64,6 +64,20 @@ def trained_copy(trained_run, tmp_path_factory):
 
 
 @pytest.fixture
+def recorded(monkeypatch, tmp_path):
+    """The plan's calibration answered by ``plancases.Recorded`` (no timing), with a fresh cache."""
+    from plancases import Recorded
+
+    import stnas.pipeline.plan as plan_mod
+
+    fake = Recorded()
+    monkeypatch.setattr(plan_mod, "calibrate", fake)
+    monkeypatch.setenv("STNAS_PLAN", "on")
+    monkeypatch.setenv("STNAS_CACHE", str(tmp_path / "cache"))
+    return fake
+
+
+@pytest.fixture
 def tiny_config():
     """A hand-countable space: 3 stem edges, one depth-2 branch per target."""
     return {

@@ -9,44 +9,22 @@ import json
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from plancases import DIGITS, TINY, UNITS
 
-import stnas.pipeline.plan as plan_mod
+import stnas.pipeline.estimate as estimate_mod
 from stnas.core.errors import CheckpointError, ConfigError
 from stnas.core.rundir import RunDir
 from stnas.core.units import parse_duration
+from stnas.pipeline.budget import FIRST, MINIMUM, SAFETY, SECOND, fit, fit_run, sized
 from stnas.pipeline.config import resolve
-from stnas.pipeline.plan import (
-    FIRST,
-    MINIMUM,
-    RUN_STAGES,
-    SAFETY,
-    SECOND,
-    STAGES,
-    _checkpoints,
-    fit,
-    fit_run,
-    make_plan,
-    plan_text,
-    read_plan,
-    run_stages,
-    search_evaluations,
-    sized,
-)
+from stnas.pipeline.estimate import RUN_STAGES, STAGES, _checkpoints, make_plan, run_stages, search_evaluations
+from stnas.pipeline.plan import plan_text, read_plan
 from stnas.pipeline.report import time_lines
 from stnas.proxy.score import Score
 from stnas.search.evolution import search
 from stnas.space.catalog import load_space
 
 from conftest import run_cli
-
-# a recorded calibration (seconds), round numbers so that the expected plans are worked by hand
-UNITS = {"supernet": {"step_s": 0.1, "phase_step_s": 0.2, "checkpoint_s": 1.0, "weights_s": 0.5, "log_s": 0.01},
-         "search": {"eval_s": 0.3, "load_s": 2.0, "log_s": 0.01},
-         "retrain": {"step_s": {"200k": 0.05, "300k": 0.07}, "eval_image_s": 0.001, "checkpoint_s": 0.4,
-                     "log_s": 0.02},
-         "export": {"export_s": 3.0}}
-# the digits preset's data: 1,437 train (1,150 search-train, 287 search-val) and 360 test images
-DIGITS = {"ranks": 1, "search_train": 1150, "search_val": 287, "train": 1437, "test": 360}
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +59,8 @@ def two_networks(monkeypatch):
         asked.append((budgets, shape))
         return [{"budget": b, "networks": [Net("a", 125_000), Net("b", 500_000)], "unfit": []} for b in budgets]
 
-    monkeypatch.setattr(plan_mod, "baselines_plan", fake_plan)
-    monkeypatch.setattr(plan_mod, "cost", lambda b: (b.madds, 0))
+    monkeypatch.setattr(estimate_mod, "baselines_plan", fake_plan)
+    monkeypatch.setattr(estimate_mod, "cost", lambda b: (b.madds, 0))
     return asked
 
 
@@ -356,26 +334,6 @@ def test_sizing_extra_steps_and_random_search(digits):
 
 
 # ------------------------------------------------------------------ the command line
-class Recorded:
-    """calibrate() answering ``units`` (5 s spent) and recording which stages it was asked for."""
-
-    def __init__(self):
-        self.units, self.calls = copy.deepcopy(UNITS), []
-
-    def __call__(self, cfg, space, stages, device, **kw):
-        self.calls.append(tuple(stages))
-        return copy.deepcopy(self.units), 5.0, []
-
-
-@pytest.fixture
-def recorded(monkeypatch, tmp_path):
-    fake = Recorded()
-    monkeypatch.setattr(plan_mod, "calibrate", fake)
-    monkeypatch.setenv("STNAS_PLAN", "on")
-    monkeypatch.setenv("STNAS_CACHE", str(tmp_path / "cache"))
-    return fake
-
-
 def test_dry_run_prints_the_plan_and_writes_nothing(recorded, two_networks, tmp_path):
     out = tmp_path / "runs" / "r"
     p = run_cli(["run", "--preset", "digits", "--dry-run", "--out", out, "device=cpu"])
@@ -426,10 +384,6 @@ def test_a_bad_time_in_the_config_file_is_one_line(tmp_path):
     with pytest.raises(ConfigError, match="run.time_budget"):
         resolve("digits", overrides=["run.time_budget=12"])
 
-
-TINY = ["device=cpu", "data.limit=256", "data.val_limit=64", "supernet.epochs=4", "pool.epochs=1", "pool.samples=2",
-        "search.population=4", "search.parents=2", "search.generations=3", "search.budgets=[300k]",
-        "retrain.epochs=2", "retrain.limit=256", "supernet.progress=false", "retrain.progress=false"]
 
 
 def test_a_resumed_run_keeps_its_plan(recorded, tmp_path, monkeypatch):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 from stnas.cli.common import (
     add_run_args,
@@ -43,7 +44,7 @@ def register(sub) -> None:
     p.add_argument("--time", metavar="TIME", help="time budget, e.g. 10m, 1.5h, 1h30m: the baselines stage, when on by "
                    "default, is turned off if it does not fit; then supernet epochs, pool, search generations and "
                    "retraining epochs are scaled down to fit it on this machine, by the rule in "
-                   "stnas.pipeline.plan (config: run.time_budget)")
+                   "stnas.pipeline.budget (config: run.time_budget)")
     p.add_argument("--dry-run", action="store_true",
                    help="print the plan (stages, their work and estimated time here) and exit, writing nothing")
     p.add_argument("--no-baselines", dest="baselines", action="store_false", default=None,
@@ -56,6 +57,7 @@ def register(sub) -> None:
 
 
 def cmd_run(args) -> int:
+    begun = time.perf_counter()  # a time budget counts from here, the imports included
     from stnas.pipeline.run import embedded_default, run_pipeline
 
     if args.resume:
@@ -80,7 +82,7 @@ def cmd_run(args) -> int:
 
         print(dry_run(cfg, out if args.resume else None))
         return 0
-    ctx, report = in_process_group(cfg, lambda ctx: run_pipeline(cfg, out, resume=args.resume, ctx=ctx))
+    ctx, report = in_process_group(cfg, lambda ctx: run_pipeline(cfg, out, resume=args.resume, ctx=ctx, begun=begun))
     if ctx.is_main:
         print(f"\nreport: {out / 'report.md'}")
         for c in report.get("chosen", []):

@@ -91,7 +91,7 @@ def _log(text: str) -> None:
 def stage_enabled(cfg: dict, train_images: int) -> bool:
     """Whether ``stnas run`` runs this stage: ``baselines.enabled``; null: where retraining is
     small (:func:`stnas.pipeline.scaling.baselines_auto`). A time budget may set it to false
-    (:mod:`stnas.pipeline.plan`)."""
+    (:mod:`stnas.pipeline.budget`)."""
     on = cfg["baselines"]["enabled"]
     return on if on is not None else baselines_auto(train_images, cfg["retrain"]["epochs"])
 

@@ -82,7 +82,6 @@ EVALS, EVAL_WARMUP = 6, 2  # timed proxy evaluations, after untimed ones (each a
 RETRAIN_ARCHS = 2  # architectures timed per training target
 TEST_BATCH = 256  # the retraining's test evaluation batch (stnas.pipeline.retrain)
 TUNABLE = ("WARMUP", "LEAST", "MOST", "TIME_BOX", "BASELINE_SHARE", "EVALS", "EVAL_WARMUP", "RETRAIN_ARCHS")
-ISOLATE = True  # measure in a child process (stnas.pipeline.calibration_process); False: in this one
 LOAD_LIMIT = 0.25  # cores: other processes busier than this during a measurement -> not cached
 
 
@@ -395,8 +394,7 @@ def measure_here(cfg: dict, space, stages, device: torch.device, sizes: dict,
 
 
 def _measure(cfg: dict, space, stages: list[str], device: torch.device, sizes: dict, archs) -> dict:
-    if not ISOLATE:
-        return measure_here(cfg, space, stages, device, sizes, archs)
+    """Measures in a child process (stnas.pipeline.calibration_process), as ``measure_here`` would."""
     return measure_isolated({"cfg": cfg, "space": space.config, "stages": stages, "device": str(device),
                              "sizes": sizes, "archs": [str(a) for a in archs] if archs is not None else None,
                              "constants": {n: globals()[n] for n in TUNABLE}, "threads": torch.get_num_threads()})

@@ -140,7 +140,7 @@ DEFAULTS: dict[str, Any] = {
     "run": {
         # a wall-clock limit for `stnas run` (90s, 10m, 1.5h, 1h30m): supernet epochs, pool, search
         # generations and retraining epochs are scaled down to fit it on this machine
-        # (stnas.pipeline.plan); null: run the settings as they are
+        # (stnas.pipeline.budget); null: run the settings as they are
         "time_budget": None,
     },
     # standard networks (stnas.nn.baselines) trained with the retrain recipe, data and seeds and

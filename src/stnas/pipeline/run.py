@@ -27,7 +27,7 @@ from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
 from stnas.pipeline.baselines import run_baselines, run_budgets, stage_enabled
 from stnas.pipeline.inputs import check_resumed_run
-from stnas.pipeline.plan import start, write_plan
+from stnas.pipeline.plan import resize_run, start, write_plan
 from stnas.pipeline.report import write_report
 from stnas.pipeline.retrain import retrain, retrain_splits
 from stnas.pipeline.scaling import BASELINES_MAX_IMAGE_EPOCHS
@@ -86,17 +86,21 @@ def _baselines(cfg: dict, space, plan: dict | None, ctx: dist.Context) -> bool:
     return on
 
 
-def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None) -> dict:
+def run_pipeline(cfg: dict, run_dir: str | Path, resume: bool = False, ctx: dist.Context | None = None,
+                 begun: float | None = None) -> dict:
     """Runs (or, with ``resume``, continues) every stage; returns the report dict. The
-    process's allocator is set as the plan's calibration measured it (:mod:`stnas.core.alloc`)."""
+    process's allocator is set as the plan's calibration measured it (:mod:`stnas.core.alloc`).
+    ``begun``: when the run's time budget started (``time.perf_counter``; ``stnas run`` gives the
+    start of its command, imports included); by default, this call."""
+    begun = time.perf_counter() if begun is None else begun
     warm_allocator()
     ctx = ctx or dist.setup(cfg["device"])
     run = RunDir(run_dir)
     with run.lock(ctx.is_main):
-        return _pipeline(cfg, run, resume, ctx)
+        return _pipeline(cfg, run, resume, ctx, begun)
 
 
-def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
+def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context, begun: float) -> dict:
     run_dir = run.path
     run.guard(resume, kind="supernet")
     space = load_space(cfg["preset"])
@@ -105,10 +109,12 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
     rebuilds = check_resumed_run(run, cfg) if resume else []  # every input on disk, before any work
     for r in rebuilds if ctx.is_main else ():
         r.apply()
+    given = cfg
     cfg, plan = start(cfg, space, run, resume, ctx)  # measured and sized to run.time_budget, or the saved one
     dist.barrier(ctx.world_size)
     if ctx.is_main and not resume:
         write_plan(run, plan)
+    if ctx.is_main and (not resume or cfg != given):  # resumed: a resizing saved in the plan only
         run.save_config(cfg)
     wall = {}
     predictor, lat_info = _latency_predictor(space, cfg, ctx)  # (None, {}) without latency settings
@@ -119,6 +125,8 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context) -> dict:
                ctx)
         train_supernet(cfg, run_dir, resume=True, ctx=ctx)  # from the latest checkpoint, if any
     wall["supernet"] = time.perf_counter() - t
+    if not resume:  # the stages left sized again to the time left (stnas.pipeline.budget.resize)
+        cfg, plan = resize_run(cfg, plan, run, time.perf_counter() - begun, wall["supernet"], ctx)
 
     t = time.perf_counter()
     labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])

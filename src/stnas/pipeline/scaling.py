@@ -19,7 +19,7 @@ returns a number, with no I/O, so that it can be worked by hand:
 * ``baselines_auto(images, epochs)``: ``baselines.enabled: null`` turns the baselines stage of
   ``stnas run`` on where retraining sees at most ``BASELINES_MAX_IMAGE_EPOCHS`` images (train
   images × retrain.epochs): digits' 1,437 × 15 on, the fashion-mnist preset's 15,000 × 3 off.
-  With a time budget the plan may also turn it off (:mod:`stnas.pipeline.plan`).
+  With a time budget the plan may also turn it off (:mod:`stnas.pipeline.budget`).
 
 Where they apply: :func:`scale_to_data` applies the first four to a config whose space is
 derived from the user's data (``auto-...``, :mod:`stnas.space.derive`) for every key the user
