@@ -120,8 +120,10 @@ def _run_total(cfg, stages):
 
 
 def test_a_time_budget_that_holds_the_baselines_keeps_them(digits, two_networks):
-    new, budget = fit_run(digits, BASE_SIZES, UNITS, "2h", spent=5.0)
-    assert new == digits and budget["changed"] == {} and budget["baselines_off"] is None
+    new, budget = fit_run(digits, BASE_SIZES, UNITS, "10h", spent=5.0)
+    assert budget["baselines_off"] is None and new["retrain"]["epochs"] == 45
+    # 45 epochs × 1,437 images would turn the small-retraining rule off: the planned stage is kept on
+    assert budget["changed"]["baselines.enabled"] == [None, True]
     plan = make_plan(new, BASE_SIZES, UNITS, run_stages(new, BASE_SIZES))
     assert [s["name"] for s in plan["stages"]][-1] == "baselines"
 
@@ -130,11 +132,19 @@ def test_a_time_budget_without_room_turns_the_auto_baselines_off(digits, two_net
     without, full = _run_total(digits, RUN_STAGES), _run_total(digits, STAGES)
     time = f"{(without + full) / 2 / SAFETY:.0f}s"  # the run fits, the run with its baselines does not
     new, budget = fit_run(digits, BASE_SIZES, UNITS, time)
-    assert budget["changed"] == {"baselines.enabled": [None, False]}  # nothing else scaled
+    assert budget["changed"]["baselines.enabled"] == [None, False]
+    assert set(budget["changed"]) == {"baselines.enabled", "retrain.epochs"}  # then the room left grows the retraining
+    assert budget["changed"]["retrain.epochs"][1] > 15
     assert run_stages(new, BASE_SIZES) == RUN_STAGES and "baselines stage off" in budget["baselines_off"]
     text = plan_text(dict(make_plan(new, BASE_SIZES, UNITS), budget=budget))
-    assert "baselines stage off" in text and "fits without it; nothing else changed" in text
+    assert "baselines stage off" in text and "grown to use it (retrain.epochs 15 -> " in text
     assert "  baselines " not in text
+    # room for the run without the stage and no more: nothing else changes, and the plan says so
+    time = f"{(without + 0.001) / SAFETY:.3f}s"
+    new, budget = fit_run(digits, BASE_SIZES, UNITS, time)
+    assert budget["changed"] == {"baselines.enabled": [None, False]}
+    text = plan_text(dict(make_plan(new, BASE_SIZES, UNITS), budget=budget))
+    assert "fits, with too little to spare to grow without it; nothing else changed" in text
 
 
 def test_a_sized_retraining_does_not_turn_the_auto_baselines_on(two_networks):
@@ -256,9 +266,24 @@ def _total(cfg, sizes=DIGITS):
     return sum(STAGES[s](cfg, sizes, UNITS)["seconds"] for s in RUN_STAGES)
 
 
-def test_a_budget_the_run_fits_changes_nothing(digits):
-    new, budget = fit(digits, DIGITS, UNITS, "2h", spent=5.0)
-    assert new == digits and budget["changed"] == {} and budget["factor"] == 1.0
+def test_a_budget_the_run_fits_exactly_changes_nothing(digits):
+    new, budget = fit(digits, DIGITS, UNITS, f"{(_total(digits) + 5.0) / SAFETY + 0.01:.2f}s", spent=5.0)
+    assert new == digits and budget["changed"] == {}  # (room for less than one more retraining epoch)
+
+
+def test_a_longer_budget_grows_the_retraining_first(digits):
+    retrain = STAGES["retrain"](digits, DIGITS, UNITS)["seconds"]
+    # room for the run and half its retraining again: the retraining grows, nothing else
+    new, budget = fit(digits, DIGITS, UNITS, f"{(_total(digits) + 0.5 * retrain) / SAFETY:.2f}s")
+    assert set(budget["changed"]) == {"retrain.epochs"} and 15 < new["retrain"]["epochs"] < 30
+    assert _total(new) <= _total(digits) + 0.5 * retrain + 0.01
+
+
+def test_a_long_budget_grows_every_stage_to_three_times_at_most(digits):
+    # digits: 20 supernet epochs (the last 2 the sampling phase), 4 generations, 15 retraining epochs
+    new, budget = fit(digits, DIGITS, UNITS, "10h")
+    assert budget["changed"] == {"supernet.epochs": [20, 60], "pool.epochs": [2, 6], "search.generations": [4, 12],
+                                 "retrain.epochs": [15, 45]}
 
 
 def test_a_slightly_smaller_budget_shortens_supernet_and_search_first(digits):
@@ -297,7 +322,7 @@ def test_the_first_phase_ends_at_the_measured_cut():
     assert (c["supernet"]["epochs"], c["search"]["generations"], c["retrain"]["epochs"]) == (2, 2, 1)
 
 
-@given(st.floats(0.2, 1.5), st.floats(0.2, 1.5))
+@given(st.floats(0.2, 4.0), st.floats(0.2, 4.0))
 @settings(max_examples=25, deadline=None)
 def test_more_time_never_means_less_work(a, b):
     digits = resolve("digits")

@@ -1,33 +1,37 @@
 """Sizing a run to a time budget: the rule, and the resizing after the supernet.
 
 Time budget (``run.time_budget``, ``stnas run --time 10m``). The rule: the run must fit
-``SAFETY`` × the budget, less the calibration. The supernet and the search shrink first, the
+``SAFETY`` × the budget, less the calibration, and use it. One axis f in [0, ``F_MOST``]
+(:func:`factors`), 1 the configured run. Below 1: the supernet and the search shrink first, the
 retraining untouched, down to ``SEARCH_CUT`` of their work (the cut
 docs/experiments/fast_defaults.md measured at no cost the instrument could see; a retraining
-cut costs top-1 at once), then on to ``MINIMUM``; the retraining shrinks last
-(:func:`factors`, one axis f in [0, 1]). With k the stage's factor: supernet.epochs E -> ⌊k E⌋,
-pool.epochs in proportion to the epochs (at least the epochs that fill the pool) or
+cut costs top-1 at once), then on to ``MINIMUM``; the retraining shrinks last. Above 1 (a budget
+longer than the configured run): the retraining grows first, then the supernet and the search,
+each to at most ``GROWTH`` × its work. With k the stage's factor: supernet.epochs E -> ⌊k E⌋,
+pool.epochs in proportion to the epochs (shrinking: at least the epochs that fill the pool) or
 pool.extra_steps -> ⌊k X⌋, search.generations G -> ⌊k G⌋ (random search: random_samples),
-retrain.epochs -> ⌊k R⌋, none below ``MINIMUM`` (nor above what is configured). f is the
-largest that fits (bisection). A budget the configured run fits changes nothing: a budget is
-a limit, not a target. A budget that not even the minimum run fits is refused, in one line,
-before any work. The baselines stage: with ``baselines.enabled: null`` (on where retraining is
-small) it runs only when the configured run fits with it unscaled; otherwise it is turned off
-(``baselines.enabled`` false, said in the plan) before any other stage is scaled down. With
-``baselines.enabled: true`` it is part of the run that is scaled (its trainings follow
-retrain.epochs), and a budget its minimum does not fit is refused. The sized settings are the
-run's config (config.yaml); the plan is saved beside it (``plan.json``), and a resumed run keeps both.
+retrain.epochs -> ⌊k R⌋, none below ``MINIMUM``. f is the largest that fits (bisection). A
+budget that not even the minimum run fits is refused, in one line, before any work. The
+baselines stage: with ``baselines.enabled: null`` (on where retraining is small) it runs only
+when the configured run fits with it unscaled, and then it runs whatever the retraining grows
+to (``baselines.enabled`` true); otherwise it is turned off (false, said in the plan) before any
+other stage is scaled. With ``baselines.enabled: true`` it is part of the run that is scaled
+(its trainings follow retrain.epochs), and a budget its minimum does not fit is refused. The
+sized settings are the run's config (config.yaml); the plan is saved beside it
+(``plan.json``), and a resumed run keeps both.
 
 Resizing after the supernet (:func:`resize`). A plan's stage estimates are off by up to about
 ±25% (docs/benchmarks.md, "The plan against the actual"), mostly in the same direction for every
 stage of a run (the machine is faster or slower than while it was calibrated). So once the
 supernet is trained, the search, the retraining and the baselines stage are sized again by the
 same rule, to the time left (``SAFETY`` × the budget, less the seconds the run has taken), with
-their estimates multiplied by the supernet's actual over its estimate (bounded to ``RATIO``):
-they may grow back to what is configured, never beyond, or shrink further (to ``MINIMUM``, never
-refused: the run has started). The supernet and the baselines decision stay as they are. The
-resizing is saved in the plan (``budget.resized``) and the config before the search starts, and a
-resumed run keeps it; a run whose supernet was resumed is not resized (its earlier time is unknown).
+their estimates multiplied by the supernet's actual over its estimate (bounded to ``RATIO``).
+They may grow (to ``GROWTH`` × their configured work, as at the start). They shrink further (to ``MINIMUM``,
+never refused: the run has started) only when, as sized, they would run past the budget itself,
+not just past its ``SAFETY`` share: a few seconds over that line would cost a generation. The
+supernet and the baselines decision stay as they are. The resizing is saved in the plan
+(``budget.resized``) and the config before the search starts, and a resumed run keeps it; a run
+whose supernet was resumed is not resized (its earlier time is unknown).
 """
 
 from __future__ import annotations
@@ -37,7 +41,6 @@ import math
 
 from stnas.core.errors import ConfigError
 from stnas.core.units import fmt_duration, parse_duration
-from stnas.pipeline.baselines import stage_enabled
 from stnas.pipeline.estimate import RUN_STAGES, STAGES, run_stages, steps_per_epoch
 from stnas.search.algorithms import SEARCH_ALGORITHMS
 
@@ -51,16 +54,26 @@ MINIMUM = {"supernet.epochs": 2, "search.generations": 2, "retrain.epochs": 1}
 # (docs/experiments/baselines.md, item 4). FIRST and SECOND: where those phases end on the axis f
 SEARCH_CUT = {"supernet": 6 / 16, "search": 3 / 6}
 FIRST, SECOND = 2 / 3, 1 / 3
+# a budget longer than the configured run grows it: the retraining first (the stage whose length
+# the measurements tie to top-1), then the supernet and the search, each to at most GROWTH × its work
+GROWTH, F_MOST = 3.0, 3.0
 RATIO = (0.5, 2.0)  # the supernet's actual over its estimate, as the resizing uses it, within these
 RESIZED = ("search", "retrain", "baselines")  # the stages the resizing sizes again
 
 
 def factors(f: float) -> dict:
-    """What each stage's work is multiplied by at the sizing's f in [0, 1] (module docstring).
-    From f = 1 down to ``FIRST`` the supernet and the search shrink together to ``SEARCH_CUT``;
-    down to ``SECOND`` they shrink on, to nothing (``MINIMUM`` holds them); below ``SECOND`` the
-    retraining shrinks. Every factor falls as f does, so the total does too."""
+    """What each stage's work is multiplied by at the sizing's f in [0, ``F_MOST``] (module
+    docstring). From f = 1 down to ``FIRST`` the supernet and the search shrink together to
+    ``SEARCH_CUT``; down to ``SECOND`` they shrink on, to nothing (``MINIMUM`` holds them); below
+    ``SECOND`` the retraining shrinks. Above 1 the retraining grows first, to ``GROWTH`` × its
+    work at f = 2, then the supernet and the search together, to ``GROWTH`` × theirs at f = 3.
+    Every factor rises with f, so the total does too."""
     cut_s, cut_g = SEARCH_CUT["supernet"], SEARCH_CUT["search"]
+    if f > 2.0:
+        k = 1.0 + (min(f, F_MOST) - 2.0) * (GROWTH - 1.0)
+        return {"supernet": k, "search": k, "retrain": GROWTH}
+    if f > 1.0:
+        return {"supernet": 1.0, "search": 1.0, "retrain": 1.0 + (f - 1.0) * (GROWTH - 1.0)}
     if f >= FIRST:
         t = (1.0 - f) / (1.0 - FIRST)
         return {"supernet": 1.0 - t * (1.0 - cut_s), "search": 1.0 - t * (1.0 - cut_g), "retrain": 1.0}
@@ -77,12 +90,15 @@ def sized(cfg: dict, f: float, sizes: dict) -> dict:
     k = factors(f)
 
     def scale(value: int, least: int, stage: str) -> int:
-        return min(value, max(least, math.floor(value * k[stage] + 1e-9)))
+        scaled = math.floor(value * k[stage] + 1e-9)
+        return max(value, scaled) if k[stage] >= 1.0 else min(value, max(least, scaled))
 
     epochs = sn["epochs"]
     sn["epochs"] = scale(epochs, MINIMUM["supernet.epochs"], "supernet")
     if pool["extra_steps"]:
         pool["extra_steps"] = scale(pool["extra_steps"], pool["samples"], "supernet")
+    elif sn["epochs"] > epochs:  # the sampling phase grows with the epochs
+        pool["epochs"] = min(sn["epochs"], max(pool["epochs"], round(pool["epochs"] * sn["epochs"] / epochs)))
     else:
         spe = max(1, steps_per_epoch(sizes["search_train"], sizes["ranks"], sn["batch_size"]))
         fill = -(-pool["samples"] // spe)
@@ -104,12 +120,11 @@ def _changes(old: dict, new: dict) -> dict:
     return out
 
 
-def _largest(total, room: float) -> float:
-    """The largest f in [0, 1] with total(f) <= room (total never falls as f grows), by bisection; 0
-    when not even total(0) fits."""
-    if total(1.0) <= room:
-        return 1.0
-    lo, hi = 0.0, 1.0
+def _largest(total, room: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    """The largest f in [lo, hi] with total(f) <= room (total never falls as f grows), by
+    bisection; lo when not even total(lo) fits."""
+    if total(hi) <= room:
+        return hi
     for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if total(mid) <= room else (lo, mid)
@@ -129,8 +144,8 @@ def fit(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0, st
         c = sized(cfg, f, sizes)
         return sum(STAGES[s](c, sizes, units)["seconds"] for s in stages)
 
-    if total(1.0) <= room:
-        f = 1.0
+    if total(1.0) <= room:  # room to spare: the run grows into it
+        f = _largest(total, room, 1.0, F_MOST)
     else:
         least = total(0.0)
         if least > room:
@@ -161,8 +176,8 @@ def fit_run(cfg: dict, sizes: dict, units: dict, budget: str, spent: float = 0.0
             off = (f"baselines stage off: with it the run is planned at {fmt_duration(full + spent)}, more than "
                    f"the time budget holds (baselines.enabled=true keeps it and scales the stages down)")
     new, record = fit(cfg, sizes, units, budget, spent, stages)
-    if "baselines" not in stages and stage_enabled(new, sizes["train"]):  # what the planned run leaves out, it skips
-        new["baselines"]["enabled"] = False
+    if cfg["baselines"]["enabled"] is None:  # decided: what the planned run leaves out it skips, and what it
+        new["baselines"]["enabled"] = "baselines" in stages  # plans it runs, whatever the retraining is sized to
     record["changed"], record["baselines_off"] = _changes(cfg, new), off
     return new, record
 
@@ -199,9 +214,12 @@ def resize(cfg: dict, plan: dict, elapsed: float, took: float) -> tuple[dict, di
         c = rest(f)
         return ratio * sum(STAGES[name](c, sizes, units)["seconds"] for name in left)
 
-    f = _largest(total, room)
+    f = _largest(total, room, 0.0, F_MOST)
     new = rest(f)
     changed = _changes(cfg, new)
+    as_sized = ratio * sum(STAGES[name](cfg, sizes, units)["seconds"] for name in left)
+    if any(b < a for a, b in changed.values()) and as_sized <= budget["seconds"] - elapsed:
+        return None  # it still fits the budget itself: shrinking for the safety margin alone costs work
     if not changed:
         return None
     merged = dict(budget["changed"])

@@ -32,7 +32,8 @@ class LoadMeter:
     """CPU time that *other* processes used while a measurement ran, in cores.
 
     Reads the machine's busy time (``/proc/stat``: all CPUs, every state but idle and iowait)
-    and this process's own CPU time (``os.times``, every thread) at start and stop; their
+    and this process's own CPU time (``os.times``, every thread, and children that have ended) at
+    start and stop; their
     difference over the wall time is what the rest of the machine used. ``None`` where
     ``/proc/stat`` cannot be read (not Linux)."""
 
@@ -49,8 +50,8 @@ class LoadMeter:
         if len(fields) < 5:
             return None
         busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # guest time is in user
-        own = os.times()
-        return time.perf_counter(), busy, own.user + own.system
+        own = os.times()  # this process's threads, and its children once they have ended (data loader workers)
+        return time.perf_counter(), busy, own.user + own.system + own.children_user + own.children_system
 
     def others(self) -> float | None:
         """Cores used by other processes since the start (≥ 0), or None."""

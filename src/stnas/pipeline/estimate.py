@@ -196,8 +196,21 @@ def baselines_stage(cfg: dict, sizes: dict, units: dict) -> Stage:
             "steps": steps}
 
 
+def _corrected(estimate: Callable[[dict, dict, dict], Stage]) -> Callable[[dict, dict, dict], Stage]:
+    """The stage's calibrated estimate (``calibrated_s``) times its correction from earlier runs
+    (``units["correction"]``, :mod:`stnas.pipeline.actuals`), where there is one."""
+
+    def stage(cfg: dict, sizes: dict, units: dict) -> Stage:
+        row = estimate(cfg, sizes, units)
+        factor = (units.get("correction") or {}).get(row["name"], {}).get("factor", 1.0)
+        return dict(row, calibrated_s=row["seconds"], seconds=row["seconds"] * factor)
+
+    return stage
+
+
 STAGES: dict[str, Callable[[dict, dict, dict], Stage]] = {
-    "supernet": supernet_stage, "search": search_stage, "retrain": retrain_stage, "baselines": baselines_stage}
+    name: _corrected(fn) for name, fn in (("supernet", supernet_stage), ("search", search_stage),
+                                          ("retrain", retrain_stage), ("baselines", baselines_stage))}
 
 
 def run_stages(cfg: dict, sizes: dict) -> tuple[str, ...]:
@@ -209,8 +222,12 @@ def make_plan(cfg: dict, sizes: dict, units: dict, stages=RUN_STAGES, calibratio
               cached=()) -> dict:
     """The plan of ``stages`` from the data sizes and the unit costs (no measuring)."""
     timed = [m for m in dict.fromkeys(m for s in stages for m in NEEDS[s]) if m not in cached and m != "export"]
-    rows = [{"name": "calibration", "seconds": calibration_s,
-             "work": "timed steps of " + ", ".join(timed) if calibration_s else "unit costs from the cache"}]
+    work = "timed steps of " + ", ".join(timed) if calibration_s else "unit costs from the cache"
+    fixes = {s: c for s, c in (units.get("correction") or {}).items() if s in stages}
+    if fixes:
+        work += "; corrected by earlier runs here (" + ", ".join(f"{s} ×{c['factor']:.2f}"
+                                                                 for s, c in fixes.items()) + ")"
+    rows = [{"name": "calibration", "seconds": calibration_s, "work": work}]
     rows += [STAGES[name](cfg, sizes, units) for name in stages]
     return {"version": VERSION, "stages": rows, "total_s": sum(r["seconds"] for r in rows), "sizes": sizes,
             "units": units, "cached": list(cached), "budget": None}

@@ -19,6 +19,8 @@ from stnas.core.errors import CheckpointError, StnasError
 from stnas.core.rundir import RunDir
 from stnas.core.units import fmt_duration
 from stnas.core.verified import read_json, write_json
+from stnas.pipeline.actuals import corrections
+from stnas.pipeline.actuals import keys as actual_keys
 from stnas.pipeline.budget import fit_run, resize, resized_text
 from stnas.pipeline.calibrate import calibrate, data_sizes, retrain_labels
 from stnas.pipeline.config import apply_layers
@@ -34,6 +36,8 @@ def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool =
     sizes = dict(data_sizes(cfg, space, RUN_STAGES + ("baselines",), ranks), trainings=retrain_labels(cfg["search"]))
     units, spent, cached = calibrate(cfg, space, run_stages(cfg, sizes), device, sizes=sizes, write_cache=write_cache,
                                      log=log)
+    names = actual_keys(cfg, space, RUN_STAGES + ("baselines",), device, sizes)
+    units["correction"] = corrections(names)  # what earlier runs here took against their estimates
     budget = None
     if cfg["run"]["time_budget"] is not None:
         new, budget = fit_run(cfg, sizes, units, cfg["run"]["time_budget"], spent)
@@ -43,7 +47,7 @@ def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool =
             layer.setdefault(sec, {})[k] = value
         cfg = apply_layers(cfg, [layer]) if layer else cfg
     plan = make_plan(cfg, sizes, units, run_stages(cfg, sizes), spent, cached)
-    plan["budget"] = budget
+    plan["budget"], plan["actual_keys"] = budget, names
     return cfg, plan
 
 
@@ -136,15 +140,16 @@ def plan_text(plan: dict, header: str = "plan") -> str:
         off = b.get("baselines_off")
         if off:
             lines.append(f"time budget {b['time_budget']}: {off}")
-        if b.get("resized"):
-            lines.append(resized_text(b["resized"], b["time_budget"]))
         changed = {k: v for k, v in b["changed"].items() if k != "baselines.enabled"}
         if changed:
             what = ", ".join(f"{k} {old} -> {new}" for k, (old, new) in changed.items())
-            lines.append(f"time budget {b['time_budget']}: sized to fit ({what})")
+            grown = all(new > old for old, new in changed.values())
+            lines.append(f"time budget {b['time_budget']}: {'grown to use it' if grown else 'sized to fit'} ({what})")
         else:
-            lines.append(f"time budget {b['time_budget']}: the configured run fits"
-                         f"{' without it; nothing else' if off else '; nothing'} changed")
+            lines.append(f"time budget {b['time_budget']}: the configured run fits, with too little to spare to "
+                         f"grow{' without it; nothing else' if off else '; nothing'} changed")
+        if b.get("resized"):
+            lines.append(resized_text(b["resized"], b["time_budget"]))
     return "\n".join(lines)
 
 

@@ -25,7 +25,9 @@ from stnas.core.errors import DataError
 from stnas.core.rundir import RunDir
 from stnas.core.units import budget_label
 from stnas.data.datasets import get_dataset
+from stnas.pipeline.actuals import record as record_actuals
 from stnas.pipeline.baselines import run_baselines, run_budgets, stage_enabled
+from stnas.pipeline.calibration_process import LoadMeter
 from stnas.pipeline.inputs import check_resumed_run
 from stnas.pipeline.plan import resize_run, start, write_plan
 from stnas.pipeline.report import write_report
@@ -116,33 +118,33 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context, begun: fl
         write_plan(run, plan)
     if ctx.is_main and (not resume or cfg != given):  # resumed: a resizing saved in the plan only
         run.save_config(cfg)
-    wall = {}
+    wall, others = {}, {}  # seconds per stage, and the cores other processes used meanwhile
     predictor, lat_info = _latency_predictor(space, cfg, ctx)  # (None, {}) without latency settings
 
-    t = time.perf_counter()
+    t, meter = time.perf_counter(), LoadMeter()
     if not run.supernet.is_file():
         _stage(f"1/5 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
                ctx)
         train_supernet(cfg, run_dir, resume=True, ctx=ctx)  # from the latest checkpoint, if any
-    wall["supernet"] = time.perf_counter() - t
+    wall["supernet"], others["supernet"] = time.perf_counter() - t, meter.others()
     if not resume:  # the stages left sized again to the time left (stnas.pipeline.budget.resize)
         cfg, plan = resize_run(cfg, plan, run, time.perf_counter() - begun, wall["supernet"], ctx)
 
-    t = time.perf_counter()
+    t, meter = time.perf_counter(), LoadMeter()
     labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])
     _stage(f"2/5 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
     result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info),
                            verify=False)  # checked above, or written by this process
-    wall["search"] = time.perf_counter() - t
+    wall["search"], others["search"] = time.perf_counter() - t, meter.others()
 
     kept = {}  # latency budgets: the pick that measures within, found before any retraining
     if predictor is not None:
         from stnas.pipeline.latency import measured_picks
         kept = measured_picks(result, cfg, space, predictor, lat_info, run.search, ctx)
 
-    t = time.perf_counter()
+    t, meter = time.perf_counter(), LoadMeter()
     chosen, done = [], {}
     for k, (budget, recs) in enumerate(sorted(result.best.items())):
         if not recs:
@@ -171,15 +173,17 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context, begun: fl
             chosen[-1].update(latency_ms=best.latency_ms, latency=(card or {}).get("latency"))
             if summary:
                 chosen[-1]["latency_kept"] = summary
-    wall["retrain"] = time.perf_counter() - t
+    wall["retrain"], others["retrain"] = time.perf_counter() - t, meter.others()
 
-    t = time.perf_counter()
+    t, meter = time.perf_counter(), LoadMeter()
     if _baselines(cfg, space, plan, ctx):
         budgets, picks = run_budgets(cfg, chosen, run_dir)
         run_baselines(cfg, run.baselines, budgets, picks, ctx)
-        wall["baselines"] = time.perf_counter() - t
+        wall["baselines"], others["baselines"] = time.perf_counter() - t, meter.others()
 
     report = {}
+    if ctx.is_main and not resume:  # what the stages took against their estimates, for later plans here
+        record_actuals(plan, wall, others)
     if ctx.is_main:
         _stage("5/5 report", ctx)
         report = write_report(run_dir, chosen, cfg, wall, plan)
