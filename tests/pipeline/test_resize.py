@@ -14,7 +14,7 @@ from plancases import DIGITS, TINY, UNITS
 from stnas.core.errors import CheckpointError
 from stnas.core.rundir import RunDir
 from stnas.core.verified import write_json
-from stnas.pipeline.budget import MINIMUM, RATIO, SAFETY, resize, resized_text
+from stnas.pipeline.budget import MINIMUM, SAFETY, resize, resized_text
 from stnas.pipeline.config import resolve
 from stnas.pipeline.estimate import STAGES, make_plan
 from stnas.pipeline.plan import _with_resize, plan_text, read_plan
@@ -45,10 +45,9 @@ def started(configured, generations=2, supernet_s=100.0):
 
 
 def room_for_the_configured_run(configured) -> float:
-    """The time taken that leaves room for the configured search and retraining at half their
-    estimates (the supernet took half its own), and 2 s."""
+    """The time taken that leaves room for the configured search and retraining, and 2 s."""
     rest = sum(STAGES[n](configured, DIGITS, UNITS)["seconds"] for n in ("search", "retrain"))
-    return SAFETY * BUDGET_S - 0.5 * rest - 2.0
+    return SAFETY * BUDGET_S - rest - 2.0
 
 
 def test_time_left_grows_the_search_back_then_the_retraining(configured):
@@ -56,7 +55,7 @@ def test_time_left_grows_the_search_back_then_the_retraining(configured):
     new, out = resize(cfg, plan, elapsed=room_for_the_configured_run(configured), took=50.0)
     assert (new["search"]["generations"], new["retrain"]["epochs"]) == (4, 15)
     rec = out["budget"]["resized"]
-    assert rec["changed"] == {"search.generations": [2, 4]} and rec["ratio"] == 0.5
+    assert rec["changed"] == {"search.generations": [2, 4]} and rec["supernet_s"] == 50.0
     assert "search.generations" not in out["budget"]["changed"]  # back to the configured value
     assert new["supernet"] == cfg["supernet"] and new["pool"] == cfg["pool"]  # trained: untouched
     assert plan["budget"]["changed"] == {"search.generations": [4, 2]}  # the given plan is not modified
@@ -67,12 +66,12 @@ def test_time_left_grows_the_search_back_then_the_retraining(configured):
     assert out["budget"]["changed"] == {"search.generations": [4, 12], "retrain.epochs": [15, 45]}
 
 
-def test_the_stages_left_are_planned_again_at_the_supernets_ratio(configured):
+def test_the_stages_left_are_planned_again_at_their_estimates(configured):
     cfg, plan = started(configured)
     new, out = resize(cfg, plan, elapsed=room_for_the_configured_run(configured), took=50.0)
     rows = {r["name"]: r for r in out["stages"]}
     for name in ("search", "retrain"):
-        assert rows[name]["seconds"] == pytest.approx(0.5 * STAGES[name](new, DIGITS, UNITS)["seconds"])
+        assert rows[name]["seconds"] == pytest.approx(STAGES[name](new, DIGITS, UNITS)["seconds"])
     assert rows["calibration"] == plan["stages"][0] and rows["supernet"] == plan["stages"][1]
     assert out["total_s"] == pytest.approx(sum(r["seconds"] for r in out["stages"]))
     assert out["budget"]["resized"]["planned_s"] == {n: plan["stages"][i]["seconds"] for i, n in
@@ -86,17 +85,16 @@ def test_no_time_left_shrinks_to_the_minimum_and_is_never_refused(configured):
     assert new["retrain"]["epochs"] == MINIMUM["retrain.epochs"]
     assert out["budget"]["changed"] == {"search.generations": [4, 2], "retrain.epochs": [15, 1]}
     assert out["budget"]["resized"]["changed"] == {"search.generations": [3, 2], "retrain.epochs": [15, 1]}
-    assert out["budget"]["resized"]["ratio"] == RATIO[1]  # 3× its estimate, bounded
 
 
 def test_the_retraining_shrinks_only_once_the_search_is_at_its_minimum(configured):
     cfg, plan = started(configured, generations=4)
     plan["units"] = units = copy.deepcopy(UNITS)
-    units["search"]["eval_s"] = 1.0  # a search that dwarfs the budget's safety margin (60 s)
+    units["search"]["eval_s"] = 1.0  # a search that dwarfs the budget's safety margin (30 s)
     at = {g: STAGES["search"](dict(cfg, search=dict(cfg["search"], generations=g)), DIGITS, units)["seconds"]
           for g in (2, 3)}
     retrain15 = STAGES["retrain"](cfg, DIGITS, units)["seconds"]
-    # ratio 1; left to plan: the full retraining and a little more than 2 generations
+    # left to plan: the full retraining and a little more than 2 generations
     new, out = resize(cfg, plan, elapsed=SAFETY * BUDGET_S - (retrain15 + at[2] + 1.0), took=100.0)
     assert (new["search"]["generations"], new["retrain"]["epochs"]) == (2, 15)
     assert at[3] > at[2] + 1.0  # (3 generations would not have fitted)

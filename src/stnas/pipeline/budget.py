@@ -20,18 +20,19 @@ other stage is scaled. With ``baselines.enabled: true`` it is part of the run th
 sized settings are the run's config (config.yaml); the plan is saved beside it
 (``plan.json``), and a resumed run keeps both.
 
-Resizing after the supernet (:func:`resize`). A plan's stage estimates are off by up to about
-±25% (docs/benchmarks.md, "The plan against the actual"), mostly in the same direction for every
-stage of a run (the machine is faster or slower than while it was calibrated). So once the
-supernet is trained, the search, the retraining and the baselines stage are sized again by the
-same rule, to the time left (``SAFETY`` × the budget, less the seconds the run has taken), with
-their estimates multiplied by the supernet's actual over its estimate (bounded to ``RATIO``).
-They may grow (to ``GROWTH`` × their configured work, as at the start). They shrink further (to ``MINIMUM``,
-never refused: the run has started) only when, as sized, they would run past the budget itself,
-not just past its ``SAFETY`` share: a few seconds over that line would cost a generation. The
-supernet and the baselines decision stay as they are. The resizing is saved in the plan
-(``budget.resized``) and the config before the search starts, and a resumed run keeps it; a run
-whose supernet was resumed is not resized (its earlier time is unknown).
+Resizing after the supernet (:func:`resize`). Once the supernet is trained, what it took is
+known, where the plan had its estimate: the search, the retraining and the baselines stage are
+sized again by the same rule, to the time left (``SAFETY`` × the budget, less the seconds the run
+has taken), at their plan's estimates. Their estimates are not scaled by the supernet's actual
+over its estimate: across the measured runs that ratio did not predict theirs (a folder run's
+supernet took 1.11 of its estimate and its search 0.75; docs/benchmarks.md); what earlier runs
+took corrects them instead (:mod:`stnas.pipeline.actuals`). They may grow (to ``GROWTH`` × their
+configured work, as at the start). They shrink further (to ``MINIMUM``, never refused: the run
+has started) only when, as sized, they would run past the budget itself, not just past its
+``SAFETY`` share: a few seconds over that line would cost a generation. The supernet and the
+baselines decision stay as they are. The resizing is saved in the plan (``budget.resized``) and
+the config before the search starts, and a resumed run keeps it; a run whose supernet was resumed
+is not resized (its earlier time is unknown).
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ from stnas.core.units import fmt_duration, parse_duration
 from stnas.pipeline.estimate import RUN_STAGES, STAGES, run_stages, steps_per_epoch
 from stnas.search.algorithms import SEARCH_ALGORITHMS
 
-SAFETY = 0.9  # share of a time budget the plan fills (runs vary by about ±20%, docs/design.md §6)
+SAFETY = 0.95  # share of a time budget the plan fills: with plans corrected by earlier runs (stnas.pipeline.actuals)
+# the stages came within 0.92-0.97 of their estimates (docs/benchmarks.md, "--time 5m")
 MINIMUM = {"supernet.epochs": 2, "search.generations": 2, "retrain.epochs": 1}
 # a time budget shortens the supernet and the search first, to these shares of their work, with the
 # retraining untouched: the cut docs/experiments/fast_defaults.md measured (16 -> 6 supernet epochs,
@@ -57,7 +59,6 @@ FIRST, SECOND = 2 / 3, 1 / 3
 # a budget longer than the configured run grows it: the retraining first (the stage whose length
 # the measurements tie to top-1), then the supernet and the search, each to at most GROWTH × its work
 GROWTH, F_MOST = 3.0, 3.0
-RATIO = (0.5, 2.0)  # the supernet's actual over its estimate, as the resizing uses it, within these
 RESIZED = ("search", "retrain", "baselines")  # the stages the resizing sizes again
 
 
@@ -196,7 +197,6 @@ def resize(cfg: dict, plan: dict, elapsed: float, took: float) -> tuple[dict, di
     rows = {row["name"]: row for row in plan["stages"]}
     left = [name for name in rows if name in RESIZED]
     estimate = rows["supernet"]["seconds"]
-    ratio = min(max(took / estimate, RATIO[0]), RATIO[1]) if estimate > 0 else 1.0
     configured = copy.deepcopy(cfg)  # the stages left as configured, before any sizing
     for key, (old, _) in budget["changed"].items():
         sec, k = key.split(".")
@@ -212,12 +212,12 @@ def resize(cfg: dict, plan: dict, elapsed: float, took: float) -> tuple[dict, di
 
     def total(f: float) -> float:
         c = rest(f)
-        return ratio * sum(STAGES[name](c, sizes, units)["seconds"] for name in left)
+        return sum(STAGES[name](c, sizes, units)["seconds"] for name in left)
 
     f = _largest(total, room, 0.0, F_MOST)
     new = rest(f)
     changed = _changes(cfg, new)
-    as_sized = ratio * sum(STAGES[name](cfg, sizes, units)["seconds"] for name in left)
+    as_sized = sum(STAGES[name](cfg, sizes, units)["seconds"] for name in left)
     if any(b < a for a, b in changed.values()) and as_sized <= budget["seconds"] - elapsed:
         return None  # it still fits the budget itself: shrinking for the safety margin alone costs work
     if not changed:
@@ -232,11 +232,10 @@ def resize(cfg: dict, plan: dict, elapsed: float, took: float) -> tuple[dict, di
     stages = []
     for row in plan["stages"]:
         if row["name"] in left:
-            row = dict(STAGES[row["name"]](new, sizes, units))
-            row["seconds"] *= ratio
+            row = STAGES[row["name"]](new, sizes, units)
         stages.append(row)
     record = {"after": "supernet", "elapsed_s": elapsed, "supernet_s": took, "supernet_planned_s": estimate,
-              "ratio": ratio, "room_s": room,
+              "room_s": room,
               "factor": f, "changed": changed, "planned_s": {name: rows[name]["seconds"] for name in left}}
     out = dict(plan, stages=stages, total_s=sum(row["seconds"] for row in stages),
                budget=dict(budget, changed=merged, resized=record))
