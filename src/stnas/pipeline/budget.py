@@ -235,8 +235,8 @@ def resize(cfg: dict, plan: dict, elapsed: float, took: float) -> tuple[dict, di
             row = STAGES[row["name"]](new, sizes, units)
         stages.append(row)
     record = {"after": "supernet", "elapsed_s": elapsed, "supernet_s": took, "supernet_planned_s": estimate,
-              "room_s": room,
-              "factor": f, "changed": changed, "planned_s": {name: rows[name]["seconds"] for name in left}}
+              "room_s": room, "factor": f, "changed": changed,
+              "planned_s": {name: rows[name]["seconds"] for name in left}}
     out = dict(plan, stages=stages, total_s=sum(row["seconds"] for row in stages),
                budget=dict(budget, changed=merged, resized=record))
     return new, out
