@@ -112,3 +112,21 @@ def test_a_second_run_plans_with_the_first_runs_timings(recorded, tmp_path, monk
     assert p.returncode == 0, p.stderr[-2000:]
     assert {s: path.read_bytes() for s, path in files.items()} == before
     assert all(len(json.loads(path.read_text())["ratios"]) == 2 for path in files.values())
+
+
+def test_a_steps_plan_is_corrected_by_earlier_runs_too(recorded, tmp_path):
+    import torch
+
+    from stnas.core.verified import write_json
+    from stnas.pipeline.actuals import keys
+    from stnas.pipeline.calibrate import data_sizes
+    from stnas.space.catalog import load_space
+
+    cfg = resolve("digits", overrides=["device=cpu"])
+    space = load_space("digits")
+    name = keys(cfg, space, ("supernet",), torch.device("cpu"), data_sizes(cfg, space, ("supernet",)))["supernet"]
+    write_json(cache_dir() / f"{name}.json", {"ratios": [1.4, 1.5, 1.7]})  # as three runs of `stnas run` left them
+    p = run_cli(["supernet", "train", "--preset", "digits", "--dry-run", "--out", tmp_path / "s", "device=cpu"])
+    assert p.returncode == 0, p.stderr
+    assert "corrected by earlier runs here (supernet ×1.50)" in p.stdout
+    assert not (tmp_path / "s").exists()

@@ -53,12 +53,15 @@ def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool =
 
 def plan_for(cfg: dict, space, stages, device, *, write_cache: bool = True, archs=None, sizes: dict | None = None,
              log: Callable[[str], None] | None = None) -> dict:
-    """The plan of one step (``stnas supernet train``, ``search``, ``retrain``)."""
+    """The plan of one step (``stnas supernet train``, ``search``, ``retrain``, ``baselines``),
+    corrected by what the stages of earlier ``stnas run`` took here (:mod:`stnas.pipeline.actuals`;
+    a step itself keeps nothing)."""
     sizes = dict(data_sizes(cfg, space, stages), **(sizes or {}))
     if archs is not None:
         sizes["trainings"] = [str(a) for a in archs]
     units, spent, cached = calibrate(cfg, space, stages, device, sizes=sizes, archs=archs,
                                      write_cache=write_cache, log=log)
+    units["correction"] = corrections(actual_keys(cfg, space, stages, device, sizes))
     return make_plan(cfg, sizes, units, stages, spent, cached)
 
 
