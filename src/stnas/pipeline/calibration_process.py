@@ -32,10 +32,9 @@ class LoadMeter:
     """CPU time that *other* processes used while a measurement ran, in cores.
 
     Reads the machine's busy time (``/proc/stat``: all CPUs, every state but idle and iowait)
-    and this process's own CPU time (``os.times``, every thread, and children that have ended) at
-    start and stop; their
-    difference over the wall time is what the rest of the machine used. ``None`` where
-    ``/proc/stat`` cannot be read (not Linux)."""
+    and this process's own CPU time (``os.times``: every thread, and children that have ended)
+    at start and stop; their difference over the wall time is what the rest of the machine used.
+    ``None`` where ``/proc/stat`` cannot be read (not Linux)."""
 
     def __init__(self) -> None:
         self._start = self._read()

@@ -40,12 +40,8 @@ def prepare_run(cfg: dict, space, device, *, ranks: int = 1, write_cache: bool =
     units["correction"] = corrections(names)  # what earlier runs here took against their estimates
     budget = None
     if cfg["run"]["time_budget"] is not None:
-        new, budget = fit_run(cfg, sizes, units, cfg["run"]["time_budget"], spent)
-        layer = {}
-        for key, (_, value) in budget["changed"].items():
-            sec, k = key.split(".")
-            layer.setdefault(sec, {})[k] = value
-        cfg = apply_layers(cfg, [layer]) if layer else cfg
+        _, budget = fit_run(cfg, sizes, units, cfg["run"]["time_budget"], spent)
+        cfg = _applied(cfg, budget["changed"])
     plan = make_plan(cfg, sizes, units, run_stages(cfg, sizes), spent, cached)
     plan["budget"], plan["actual_keys"] = budget, names
     return cfg, plan
@@ -99,16 +95,19 @@ def read_plan(run: RunDir, cfg: dict) -> dict | None:
     return plan
 
 
+def _applied(cfg: dict, changed: dict) -> dict:
+    """``cfg`` with a sizing's changes (``{"section.key": [old, new]}``) applied."""
+    layer: dict = {}
+    for key, (_, value) in changed.items():
+        sec, k = key.split(".")
+        layer.setdefault(sec, {})[k] = value
+    return apply_layers(cfg, [layer]) if layer else cfg
+
+
 def _with_resize(cfg: dict, plan: dict | None) -> dict:
     """``cfg`` with the plan's resizing after the supernet (stnas.pipeline.budget.resize) applied."""
     resized = ((plan or {}).get("budget") or {}).get("resized")
-    if not resized:
-        return cfg
-    layer: dict = {}
-    for key, (_, value) in resized["changed"].items():
-        sec, k = key.split(".")
-        layer.setdefault(sec, {})[k] = value
-    return apply_layers(cfg, [layer])
+    return _applied(cfg, resized["changed"]) if resized else cfg
 
 
 def resize_run(cfg: dict, plan: dict | None, run: RunDir, elapsed: float, took: float, ctx) -> tuple[dict, dict | None]:

@@ -68,6 +68,21 @@ def _latency_predictor(space, cfg: dict, ctx: dist.Context):
     return found
 
 
+class _Clock:
+    """Seconds per stage (``wall``), and the cores other processes used meanwhile (``others``:
+    :class:`LoadMeter`, so that stnas.pipeline.actuals keeps only stages timed on a quiet machine)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.others: dict[str, float | None] = {}
+
+    def start(self) -> None:
+        self._t, self._meter = time.perf_counter(), LoadMeter()
+
+    def stop(self, stage: str) -> None:
+        self.wall[stage], self.others[stage] = time.perf_counter() - self._t, self._meter.others()
+
+
 def _stage(name: str, ctx: dist.Context) -> None:
     if ctx.is_main:
         print(f"\n== {name} ==", file=sys.stderr, flush=True)
@@ -118,33 +133,33 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context, begun: fl
         write_plan(run, plan)
     if ctx.is_main and (not resume or cfg != given):  # resumed: a resizing saved in the plan only
         run.save_config(cfg)
-    wall, others = {}, {}  # seconds per stage, and the cores other processes used meanwhile
+    clock = _Clock()
     predictor, lat_info = _latency_predictor(space, cfg, ctx)  # (None, {}) without latency settings
 
-    t, meter = time.perf_counter(), LoadMeter()
+    clock.start()
     if not run.supernet.is_file():
         _stage(f"1/5 supernet: {space.name} on {cfg['data']['dataset']}, {cfg['supernet']['optimizer']} sampling phase",
                ctx)
         train_supernet(cfg, run_dir, resume=True, ctx=ctx)  # from the latest checkpoint, if any
-    wall["supernet"], others["supernet"] = time.perf_counter() - t, meter.others()
+    clock.stop("supernet")
     if not resume:  # the stages left sized again to the time left (stnas.pipeline.budget.resize)
-        cfg, plan = resize_run(cfg, plan, run, time.perf_counter() - begun, wall["supernet"], ctx)
+        cfg, plan = resize_run(cfg, plan, run, time.perf_counter() - begun, clock.wall["supernet"], ctx)
 
-    t, meter = time.perf_counter(), LoadMeter()
+    clock.start()
     labels = [budget_label(b) for b in cfg["search"]["budgets"]] + (cfg["search"]["latency_budgets"] or [])
     _stage(f"2/5 search: {cfg['search']['algorithm']}, budgets {', '.join(labels)}"
            f", proxy {cfg['proxy']['mode']} "
            f"({cfg['proxy']['metric']})", ctx)
     result, _ = run_search(cfg, {None: (run_dir, cfg)}, run.search, ctx, latency=(predictor, lat_info),
                            verify=False)  # checked above, or written by this process
-    wall["search"], others["search"] = time.perf_counter() - t, meter.others()
+    clock.stop("search")
 
     kept = {}  # latency budgets: the pick that measures within, found before any retraining
     if predictor is not None:
         from stnas.pipeline.latency import measured_picks
         kept = measured_picks(result, cfg, space, predictor, lat_info, run.search, ctx)
 
-    t, meter = time.perf_counter(), LoadMeter()
+    clock.start()
     chosen, done = [], {}
     for k, (budget, recs) in enumerate(sorted(result.best.items())):
         if not recs:
@@ -173,19 +188,19 @@ def _pipeline(cfg: dict, run: RunDir, resume: bool, ctx: dist.Context, begun: fl
             chosen[-1].update(latency_ms=best.latency_ms, latency=(card or {}).get("latency"))
             if summary:
                 chosen[-1]["latency_kept"] = summary
-    wall["retrain"], others["retrain"] = time.perf_counter() - t, meter.others()
+    clock.stop("retrain")
 
-    t, meter = time.perf_counter(), LoadMeter()
+    clock.start()
     if _baselines(cfg, space, plan, ctx):
         budgets, picks = run_budgets(cfg, chosen, run_dir)
         run_baselines(cfg, run.baselines, budgets, picks, ctx)
-        wall["baselines"], others["baselines"] = time.perf_counter() - t, meter.others()
+        clock.stop("baselines")
 
     report = {}
     if ctx.is_main and not resume:  # what the stages took against their estimates, for later plans here
-        record_actuals(plan, wall, others)
+        record_actuals(plan, clock.wall, clock.others)
     if ctx.is_main:
         _stage("5/5 report", ctx)
-        report = write_report(run_dir, chosen, cfg, wall, plan)
+        report = write_report(run_dir, chosen, cfg, clock.wall, plan)
     dist.barrier(ctx.world_size)
     return report
